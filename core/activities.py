@@ -1,0 +1,218 @@
+"""The activities registry: named Python functions that Task states call.
+
+The same module of activities is deployed everywhere (on-premises workers, the Azure
+activity function, the AWS Lambda), so a flow behaves the same wherever it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from core.errors import UnknownActivityError
+from core.model import FlowDefinition, Retry, TaskState
+from core.model.states import Branch, MapState, ParallelState
+
+ActivityFunction = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityContext:
+    """What a running activity may know about its call; read it with ``current_call()``."""
+
+    instance_id: str
+    call_id: str
+    idempotency_key: str
+    attempt: int
+    activity: str
+
+
+_current: ContextVar[ActivityContext | None] = ContextVar("rustyflower_activity", default=None)
+
+
+def current_call() -> ActivityContext:
+    """The context of the activity call running now (raises outside an activity)."""
+    context = _current.get()
+    if context is None:
+        raise RuntimeError("current_call() is only available while an activity runs")
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    name: str
+    function: ActivityFunction
+    retry: tuple[Retry, ...] = ()
+    timeout_seconds: int | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.function)
+
+
+@dataclass
+class ActivityRegistry:
+    """Activities by name. Most programs use the module-level ``registry``."""
+
+    _activities: dict[str, Activity] = field(default_factory=dict)
+
+    def register(
+        self,
+        function: ActivityFunction,
+        name: str | None = None,
+        retry: list[Retry] | None = None,
+        timeout_seconds: int | None = None,
+    ) -> Activity:
+        activity_name = name or getattr(function, "__name__", "")
+        if not activity_name:
+            raise ValueError("an activity needs a name")
+        existing = self._activities.get(activity_name)
+        if existing is not None and existing.function is not function:
+            raise ValueError(
+                f"activity {activity_name!r} is already registered by "
+                f"{getattr(existing.function, '__module__', '?')}."
+                f"{getattr(existing.function, '__qualname__', '?')}"
+            )
+        if timeout_seconds is not None and timeout_seconds < 1:
+            raise ValueError("timeout_seconds must be at least 1")
+        activity = Activity(activity_name, function, tuple(retry or ()), timeout_seconds)
+        self._activities[activity_name] = activity
+        return activity
+
+    def get(self, name: str) -> Activity:
+        try:
+            return self._activities[name]
+        except KeyError:
+            suggestions = difflib.get_close_matches(name, self._activities, n=3)
+            raise UnknownActivityError(name, suggestions) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._activities
+
+    def __iter__(self) -> Iterator[Activity]:
+        return iter(self._activities.values())
+
+    def names(self) -> list[str]:
+        return sorted(self._activities)
+
+    @overload
+    def activity(self, function: F, /) -> F: ...
+
+    @overload
+    def activity(
+        self,
+        *,
+        name: str | None = None,
+        retry: list[Retry] | None = None,
+        timeout_seconds: int | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def activity(
+        self,
+        function: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: list[Retry] | None = None,
+        timeout_seconds: int | None = None,
+    ) -> F | Callable[[F], F]:
+        """Decorator: ``@registry.activity`` or ``@registry.activity(name=..., retry=[...])``."""
+
+        def decorate(target: F) -> F:
+            self.register(target, name=name, retry=retry, timeout_seconds=timeout_seconds)
+            return target
+
+        return decorate(function) if function is not None else decorate
+
+    def call(self, name: str, payload: Any, context: ActivityContext | None = None) -> Any:
+        """Run an activity to completion (an async one in its own event loop)."""
+        activity = self.get(name)
+        token = _current.set(context)
+        try:
+            if activity.is_async:
+                return asyncio.run(activity.function(payload))  # type: ignore[arg-type]
+            return activity.function(payload)
+        finally:
+            _current.reset(token)
+
+    async def call_async(
+        self, name: str, payload: Any, context: ActivityContext | None = None
+    ) -> Any:
+        """Run an activity from async code (a sync one in a worker thread)."""
+        activity = self.get(name)
+        token = _current.set(context)
+        try:
+            if activity.is_async:
+                return await activity.function(payload)  # type: ignore[misc]
+            return await asyncio.to_thread(activity.function, payload)
+        finally:
+            _current.reset(token)
+
+    def apply_defaults(self, definition: FlowDefinition) -> FlowDefinition:
+        """Copy each activity's default retry and timeout into the tasks that set none.
+
+        Done once, before a definition is registered, so the snapshot (and its digest)
+        carries the policy and every runtime applies the same one.
+        """
+        return _with_defaults(definition, self)  # type: ignore[return-value]
+
+    def missing(self, definition: Branch) -> list[str]:
+        """Activity names used by a definition that are not registered here."""
+        return sorted({task.activity for task in iter_tasks(definition)} - set(self._activities))
+
+
+def iter_tasks(branch: Branch) -> Iterator[TaskState]:
+    for state in branch.states.values():
+        if isinstance(state, TaskState):
+            yield state
+        elif isinstance(state, ParallelState):
+            for nested in state.branches:
+                yield from iter_tasks(nested)
+        elif isinstance(state, MapState):
+            yield from iter_tasks(state.iterator)
+
+
+def _with_defaults(branch: Branch, registry: ActivityRegistry) -> Branch:
+    states: dict[str, Any] = {}
+    for name, state in branch.states.items():
+        if isinstance(state, TaskState) and state.activity in registry:
+            activity = registry.get(state.activity)
+            changes: dict[str, Any] = {}
+            if not state.retry and activity.retry:
+                changes["retry"] = list(activity.retry)
+            if state.timeout_seconds is None and activity.timeout_seconds is not None:
+                changes["timeout_seconds"] = activity.timeout_seconds
+            state = state.model_copy(update=changes) if changes else state
+        elif isinstance(state, ParallelState):
+            state = state.model_copy(
+                update={"branches": [_with_defaults(b, registry) for b in state.branches]}
+            )
+        elif isinstance(state, MapState):
+            state = state.model_copy(update={"iterator": _with_defaults(state.iterator, registry)})
+        states[name] = state
+    # validate again so the result is a checked definition, not a patched copy
+    return type(branch).model_validate({**branch.model_dump(), "states": {
+        name: state.model_dump() for name, state in states.items()
+    }})
+
+
+registry = ActivityRegistry()
+activity = registry.activity
+"""``@activity`` registers into the default registry."""
+
+__all__ = [
+    "Activity",
+    "ActivityContext",
+    "ActivityRegistry",
+    "activity",
+    "current_call",
+    "iter_tasks",
+    "registry",
+]
+

@@ -1,0 +1,68 @@
+"""The pure engine: start and advance flow instances; no I/O, no clock."""
+
+from core.engine.commands import (
+    COMMAND_ADAPTER,
+    AwaitEvent,
+    CancelWork,
+    Command,
+    FinishFlow,
+    RunActivity,
+    StartChildFlow,
+    StartTimer,
+)
+from core.engine.events import (
+    EVENT_ADAPTER,
+    ActivityCompleted,
+    ActivityFailed,
+    CancelRequested,
+    ChildFinished,
+    Event,
+    EventReceived,
+    HoldRequested,
+    ReleaseRequested,
+    TimerFired,
+)
+from core.engine.machine import advance, outstanding, retry_delay, start
+from core.engine.state import (
+    FINISHED,
+    HistoryEntry,
+    InstanceState,
+    ParentLink,
+    Snapshot,
+    Status,
+    Token,
+    Transition,
+)
+
+__all__ = [
+    "COMMAND_ADAPTER",
+    "EVENT_ADAPTER",
+    "FINISHED",
+    "ActivityCompleted",
+    "ActivityFailed",
+    "AwaitEvent",
+    "CancelRequested",
+    "CancelWork",
+    "ChildFinished",
+    "Command",
+    "Event",
+    "EventReceived",
+    "FinishFlow",
+    "HistoryEntry",
+    "HoldRequested",
+    "InstanceState",
+    "ParentLink",
+    "ReleaseRequested",
+    "RunActivity",
+    "Snapshot",
+    "StartChildFlow",
+    "StartTimer",
+    "Status",
+    "TimerFired",
+    "Token",
+    "Transition",
+    "advance",
+    "outstanding",
+    "retry_delay",
+    "start",
+]

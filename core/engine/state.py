@@ -1,0 +1,135 @@
+"""The instance value: everything needed to continue a flow anywhere.
+
+All of it is immutable. The engine builds a new value per transition and shares every
+unchanged part with the old one, which keeps transitions cheap and the old value valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
+
+from core.engine.commands import Command
+from core.model import FlowDefinition
+
+Status = Literal["running", "succeeded", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+DEFAULT_HISTORY_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One live position: the root flow, a parallel branch or a map item.
+
+    ``data`` is the raw input of the state the token is at. ``scope`` names the branch
+    instance (``""`` for the flow, ``"Ship[0]/"`` for branch 0 of state Ship).
+    """
+
+    scope: str
+    state: str
+    data: Any
+    attempt: int = 0
+    retries: tuple[int, ...] = ()
+    pending: tuple[str, ...] = ()
+    joining: bool = False
+
+    @property
+    def position(self) -> str:
+        return self.scope + self.state
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Work the instance waits for; ``command`` re-issues it on another runtime."""
+
+    id: str
+    token: str
+    purpose: str
+    command: Command
+    dispatched: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Join bookkeeping of a running Parallel or Map state, keyed by its token's position."""
+
+    owner: str
+    kind: Literal["parallel", "map"]
+    results: tuple[Any, ...]
+    done: tuple[bool, ...]
+    running: int
+    next_item: int = 0
+    items: tuple[Any, ...] = ()
+    effective_input: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    seq: int
+    at: str
+    kind: str
+    position: str = ""
+    detail: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParentLink:
+    """Set on a child flow: where to report its end."""
+
+    instance_id: str
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceState:
+    input: Any
+    started_at: str
+    tokens: dict[str, Token] = field(default_factory=dict)
+    frames: dict[str, Frame] = field(default_factory=dict)
+    pending: dict[str, Pending] = field(default_factory=dict)
+    counter: int = 0
+    held: bool = False
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    finished_at: str | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    history_limit: int = DEFAULT_HISTORY_LIMIT
+    history_dropped: int = 0
+    parent: ParentLink | None = None
+
+
+STATE_ADAPTER: TypeAdapter[InstanceState] = TypeAdapter(InstanceState)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A flow instance as a value. ``seq`` counts transitions; ``epoch`` names its owner."""
+
+    instance_id: str
+    definition: FlowDefinition
+    digest: str
+    status: Status
+    seq: int
+    epoch: int
+    updated_at: str
+    state: InstanceState
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def positions(self) -> list[str]:
+        """Where the instance stands: the positions of its live tokens."""
+        return [token.position for token in self.state.tokens.values() if not token.joining]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The result of ``start`` or ``advance``: the new value and what to do next."""
+
+    snapshot: Snapshot
+    commands: tuple[Command, ...]

@@ -1,0 +1,59 @@
+"""The portable flow model: definitions, state kinds, retry and catch policies."""
+
+from core.model.definition import FlowDefinition, parse_definition, validate_definition
+from core.model.errors_handling import (
+    ALL_ERRORS,
+    RUNTIME,
+    TASK_FAILED,
+    TIMEOUT,
+    Catch,
+    Retry,
+    matches,
+)
+from core.model.schedule import Schedule
+from core.model.states import (
+    Branch,
+    ChoiceBranch,
+    ChoiceState,
+    FailState,
+    MapState,
+    ParallelState,
+    PassState,
+    State,
+    SubFlowState,
+    SucceedState,
+    TaskState,
+    WaitForEventState,
+    WaitState,
+)
+
+__all__ = [
+    "ALL_ERRORS",
+    "RUNTIME",
+    "TASK_FAILED",
+    "TIMEOUT",
+    "Branch",
+    "Catch",
+    "ChoiceBranch",
+    "ChoiceState",
+    "FailState",
+    "FlowDefinition",
+    "MapState",
+    "ParallelState",
+    "PassState",
+    "Retry",
+    "Schedule",
+    "State",
+    "SubFlowState",
+    "SucceedState",
+    "TaskState",
+    "WaitForEventState",
+    "WaitState",
+    "matches",
+    "parse_definition",
+    "validate_definition",
+]
+
+from core.model.formats import definition_schema, dump_definition, load_definition  # noqa: E402
+
+__all__ += ["definition_schema", "dump_definition", "load_definition"]

@@ -1,0 +1,65 @@
+"""Retry and catch policies, with the meaning (and limits) of ASL's Retry and Catch."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from core.model.common import MODEL_CONFIG, ErrorName, ReferencePath, StateName
+
+ALL_ERRORS = "States.ALL"
+TIMEOUT = "States.Timeout"
+RUNTIME = "States.Runtime"
+TASK_FAILED = "States.TaskFailed"
+
+
+def matches(error_names: list[str], error: str) -> bool:
+    """ASL matching: ``States.ALL`` catches every error except ``States.Runtime``."""
+    if error in error_names:
+        return True
+    return ALL_ERRORS in error_names and error != RUNTIME
+
+
+class Retry(BaseModel):
+    """Retry the state when it fails with one of ``errors``."""
+
+    model_config = MODEL_CONFIG
+
+    errors: list[ErrorName] = Field(default_factory=lambda: [ALL_ERRORS], min_length=1)
+    interval_seconds: int = Field(default=1, ge=1, le=99_999_999)
+    max_attempts: int = Field(default=3, ge=0, le=99_999_999)
+    backoff_rate: float = Field(default=2.0, ge=1.0, le=1_000.0)
+    max_delay_seconds: int | None = Field(default=None, ge=1, le=31_622_400)
+    jitter: Literal["none", "full"] = "none"
+
+    @model_validator(mode="after")
+    def _all_alone(self) -> Retry:
+        if ALL_ERRORS in self.errors and len(self.errors) > 1:
+            raise ValueError(f"{ALL_ERRORS} must appear alone in its errors list")
+        return self
+
+
+class Catch(BaseModel):
+    """Go to ``next`` when the state fails with one of ``errors`` (after retries)."""
+
+    model_config = MODEL_CONFIG
+
+    errors: list[ErrorName] = Field(default_factory=lambda: [ALL_ERRORS], min_length=1)
+    next: StateName
+    result_path: ReferencePath | None = "$"
+
+    @model_validator(mode="after")
+    def _all_alone(self) -> Catch:
+        if ALL_ERRORS in self.errors and len(self.errors) > 1:
+            raise ValueError(f"{ALL_ERRORS} must appear alone in its errors list")
+        return self
+
+
+def check_all_is_last(policies: list[Retry] | list[Catch], what: str) -> list[str]:
+    """ASL requires a States.ALL entry to be the last one; return the violations."""
+    problems = []
+    for index, policy in enumerate(policies[:-1]):
+        if ALL_ERRORS in policy.errors:
+            problems.append(f"{what}[{index}] uses {ALL_ERRORS} but is not the last {what} entry")
+    return problems

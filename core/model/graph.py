@@ -1,0 +1,124 @@
+"""Checks on the shape of a flow's state graph, over raw mappings.
+
+They run on raw data (not only on a validated model) so that a definition with field
+errors still gets its graph problems reported in the same pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from core.errors import Problem
+from core.model.common import STATE_NAME_PATTERN
+from core.model.states import STATE_TYPES, transitions_of
+
+_NAME = re.compile(STATE_NAME_PATTERN)
+_TERMINAL_TYPES = {"succeed", "fail"}
+_NO_TRANSITION_TYPES = {"choice", "succeed", "fail"}
+
+
+def state_location(prefix: str, name: str) -> str:
+    return f"{prefix} > state {name!r}" if prefix else f"state {name!r}"
+
+
+def graph_problems(branch: Mapping[str, Any], prefix: str = "") -> list[Problem]:
+    """Every graph problem of a branch and of the branches nested in it."""
+    states = branch.get("states")
+    if not isinstance(states, Mapping) or not states:
+        return []  # reported by field validation
+    problems: list[Problem] = []
+    start = branch.get("start_at")
+    where = prefix or "flow"
+    if isinstance(start, str) and start not in states:
+        problems.append(Problem(where, f"start_at {start!r} is not a state of this flow"))
+
+    edges: dict[str, list[str]] = {}
+    for name, state in states.items():
+        location = state_location(prefix, str(name))
+        if not _NAME.match(str(name)):
+            problems.append(
+                Problem(location, "a state name is 1-80 letters, digits, spaces, '_', '-' or '.'")
+            )
+        if not isinstance(state, Mapping):
+            continue
+        problems.extend(_transition_problems(state, location))
+        targets = []
+        for label, target in transitions_of(dict(state)):
+            if target not in states:
+                problems.append(Problem(location, f"{label} {target!r} is not a state here"))
+            else:
+                targets.append(target)
+        edges[str(name)] = targets
+        problems.extend(_nested_problems(state, location))
+
+    if isinstance(start, str) and start in states:
+        reachable = _reachable(start, edges)
+        for name in states:
+            if name not in reachable:
+                problems.append(
+                    Problem(state_location(prefix, str(name)), "unreachable from start_at")
+                )
+        problems.extend(_dead_ends(states, edges, reachable, prefix))
+    return problems
+
+
+def _transition_problems(state: Mapping[str, Any], location: str) -> list[Problem]:
+    kind = state.get("type")
+    if kind not in STATE_TYPES or kind in _NO_TRANSITION_TYPES:
+        return []
+    has_next = isinstance(state.get("next"), str)
+    has_end = state.get("end") is True
+    if has_next and has_end:
+        return [Problem(location, "give next or end: true, not both")]
+    if not has_next and not has_end:
+        return [Problem(location, "needs next (a state name) or end: true")]
+    return []
+
+
+def _nested_problems(state: Mapping[str, Any], location: str) -> list[Problem]:
+    problems: list[Problem] = []
+    if state.get("type") == "parallel" and isinstance(state.get("branches"), list):
+        for index, branch in enumerate(state["branches"]):
+            if isinstance(branch, Mapping):
+                problems.extend(graph_problems(branch, f"{location} > branches[{index}]"))
+    if state.get("type") == "map" and isinstance(state.get("iterator"), Mapping):
+        problems.extend(graph_problems(state["iterator"], f"{location} > iterator"))
+    return problems
+
+
+def _reachable(start: str, edges: Mapping[str, list[str]]) -> set[str]:
+    seen = {start}
+    stack = [start]
+    while stack:
+        for target in edges.get(stack.pop(), []):
+            if target not in seen:
+                seen.add(target)
+                stack.append(target)
+    return seen
+
+
+def _is_terminal(state: Any) -> bool:
+    if not isinstance(state, Mapping):
+        return True  # its own field errors are reported; do not pile on
+    return state.get("type") in _TERMINAL_TYPES or state.get("end") is True
+
+
+def _dead_ends(
+    states: Mapping[str, Any], edges: Mapping[str, list[str]], reachable: set[str], prefix: str
+) -> list[Problem]:
+    """Reachable states from which no path leads to an end: a flow that could never finish."""
+    can_finish = {name for name, state in states.items() if _is_terminal(state)}
+    changed = True
+    while changed:
+        changed = False
+        for name, targets in edges.items():
+            if name not in can_finish and any(target in can_finish for target in targets):
+                can_finish.add(name)
+                changed = True
+    return [
+        Problem(state_location(prefix, name), "no path from here reaches an end (endless loop)")
+        for name in states
+        if name in reachable and name not in can_finish
+    ]

@@ -1,0 +1,84 @@
+"""Snapshot <-> signed bytes: the engine's value in the codec's document layout."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.engine.state import STATE_ADAPTER, Snapshot
+from core.errors import DefinitionError, MalformedSnapshotError
+from core.model import FlowDefinition, parse_definition
+from core.snapshot.codec import CURRENT_FORMAT, SNAPSHOT_KIND, open_snapshot, seal
+from core.snapshot.keys import SnapshotKeys
+
+_DEFINITIONS: OrderedDict[str, FlowDefinition] = OrderedDict()
+_DEFINITION_CACHE_SIZE = 128
+
+
+def to_document(snapshot: Snapshot) -> dict[str, Any]:
+    definition = snapshot.definition
+    return {
+        "format": CURRENT_FORMAT,
+        "kind": SNAPSHOT_KIND,
+        "instance_id": snapshot.instance_id,
+        "flow": {"name": definition.name, "version": definition.version, "digest": snapshot.digest},
+        "status": snapshot.status,
+        "seq": snapshot.seq,
+        "epoch": snapshot.epoch,
+        "updated_at": snapshot.updated_at,
+        "definition": definition.document(),
+        "state": STATE_ADAPTER.dump_python(snapshot.state, mode="json"),
+    }
+
+
+def from_document(document: dict[str, Any]) -> Snapshot:
+    """Build the engine value from an opened (verified, decrypted) document."""
+    digest = document["flow"]["digest"]
+    definition = _definition(digest, document["definition"])
+    try:
+        state = STATE_ADAPTER.validate_python(document["state"])
+    except ValidationError as error:
+        first = error.errors(include_url=False)[:3]
+        details = "; ".join(
+            f"state.{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in first
+        )
+        raise MalformedSnapshotError(
+            f"snapshot state is not valid ({error.error_count()} problem(s)): {details}"
+        ) from None
+    return Snapshot(
+        instance_id=document["instance_id"],
+        definition=definition,
+        digest=digest,
+        status=document["status"],
+        seq=document["seq"],
+        epoch=document["epoch"],
+        updated_at=document["updated_at"],
+        state=state,
+    )
+
+
+def _definition(digest: str, raw: Any) -> FlowDefinition:
+    cached = _DEFINITIONS.get(digest)
+    if cached is not None:
+        _DEFINITIONS.move_to_end(digest)
+        return cached
+    try:
+        definition = parse_definition(raw, source="snapshot definition")
+    except DefinitionError as error:
+        raise MalformedSnapshotError(f"the embedded definition is invalid: {error}") from None
+    _DEFINITIONS[digest] = definition
+    if len(_DEFINITIONS) > _DEFINITION_CACHE_SIZE:
+        _DEFINITIONS.popitem(last=False)
+    return definition
+
+
+def encode_snapshot(snapshot: Snapshot, keys: SnapshotKeys | None = None) -> bytes:
+    """Canonical JSON bytes, signed and/or encrypted as ``keys`` say."""
+    return seal(to_document(snapshot), keys or SnapshotKeys.none())
+
+
+def decode_snapshot(data: bytes | str, keys: SnapshotKeys | None = None) -> Snapshot:
+    """Verify and load snapshot bytes; each kind of bad input raises its own SnapshotError."""
+    return from_document(open_snapshot(data, keys or SnapshotKeys.none()))
