@@ -1,0 +1,39 @@
+"""Snapshots: a flow instance as a portable, signed, optionally encrypted value."""
+
+from core.snapshot.canonical import canonical_json, definition_digest
+from core.snapshot.codec import (
+    CURRENT_FORMAT,
+    HEADER_FIELDS,
+    SNAPSHOT_KIND,
+    open_snapshot,
+    peek_header,
+    seal,
+)
+from core.snapshot.keys import (
+    EncryptionKey,
+    SigningKey,
+    SnapshotKeys,
+    generate_encryption_key,
+    generate_signing_key,
+)
+from core.snapshot.migrations import MIGRATIONS, migrate, register_migration, supported_formats
+
+__all__ = [
+    "CURRENT_FORMAT",
+    "HEADER_FIELDS",
+    "MIGRATIONS",
+    "SNAPSHOT_KIND",
+    "EncryptionKey",
+    "SigningKey",
+    "SnapshotKeys",
+    "canonical_json",
+    "definition_digest",
+    "generate_encryption_key",
+    "generate_signing_key",
+    "migrate",
+    "open_snapshot",
+    "peek_header",
+    "register_migration",
+    "seal",
+    "supported_formats",
+]
