@@ -102,7 +102,7 @@ class ActivityRegistry:
         return sorted(self._activities)
 
     @overload
-    def activity(self, function: F, /) -> F: ...
+    def activity(self, function: F) -> F: ...
 
     @overload
     def activity(
@@ -116,7 +116,6 @@ class ActivityRegistry:
     def activity(
         self,
         function: F | None = None,
-        /,
         *,
         name: str | None = None,
         retry: list[Retry] | None = None,
@@ -149,7 +148,7 @@ class ActivityRegistry:
         token = _current.set(context)
         try:
             if activity.is_async:
-                return await activity.function(payload)  # type: ignore[misc]
+                return await activity.function(payload)
             return await asyncio.to_thread(activity.function, payload)
         finally:
             _current.reset(token)
@@ -180,7 +179,8 @@ def iter_tasks(branch: Branch) -> Iterator[TaskState]:
 
 def _with_defaults(branch: Branch, registry: ActivityRegistry) -> Branch:
     states: dict[str, Any] = {}
-    for name, state in branch.states.items():
+    for name, original in branch.states.items():
+        state: Any = original
         if isinstance(state, TaskState) and state.activity in registry:
             activity = registry.get(state.activity)
             changes: dict[str, Any] = {}
@@ -197,9 +197,12 @@ def _with_defaults(branch: Branch, registry: ActivityRegistry) -> Branch:
             state = state.model_copy(update={"iterator": _with_defaults(state.iterator, registry)})
         states[name] = state
     # validate again so the result is a checked definition, not a patched copy
-    return type(branch).model_validate({**branch.model_dump(), "states": {
-        name: state.model_dump() for name, state in states.items()
-    }})
+    return type(branch).model_validate(
+        {
+            **branch.model_dump(),
+            "states": {name: state.model_dump() for name, state in states.items()},
+        }
+    )
 
 
 registry = ActivityRegistry()
@@ -212,7 +215,16 @@ __all__ = [
     "ActivityRegistry",
     "activity",
     "current_call",
+    "describe_failure",
     "iter_tasks",
     "registry",
 ]
 
+
+def describe_failure(error: BaseException) -> tuple[str, str]:
+    """(error name, cause) for an exception raised by an activity, the same on every runtime.
+
+    The error name is the exception's class name, so retry and catch policies can name it
+    (``PaymentDeclined``); the cause is its message.
+    """
+    return type(error).__name__, str(error) or type(error).__name__

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 def parse_timestamp(text: object) -> datetime | None:
     """Parse an RFC 3339 time with a 'T' separator and a zone; None when it is not one."""
-    if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt":
+    if not isinstance(text, str) or len(text) < 20 or text[10] != "T":
         return None
     try:
         parsed = datetime.fromisoformat(text)

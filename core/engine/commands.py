@@ -49,7 +49,10 @@ class AwaitEvent:
 
 @dataclass(frozen=True, slots=True)
 class StartChildFlow:
-    """Start flow ``flow`` (``version`` or the latest) as ``child_instance_id``; report ChildFinished."""
+    """Start ``flow`` (``version``, else the latest) as ``child_instance_id``.
+
+    Report ChildFinished when it ends.
+    """
 
     call_id: str
     flow: str

@@ -49,7 +49,7 @@ def effective_input(
 
 
 def state_output(structure: FlowStructure, state: Any, data: Any, result: Any) -> Any:
-    """The state's output: ResultSelector on the result, ResultPath into the raw input, OutputPath."""
+    """The output: ResultSelector on the result, ResultPath into the raw input, OutputPath."""
     selector = getattr(state, "result_selector", None)
     if selector is not None:
         try:

@@ -243,7 +243,9 @@ class _Run:
                 f"{work_id!r} is a {entry.purpose.replace('_', ' ')}, not an activity call"
             )
         if purpose is None and not isinstance(entry.command, StartTimer):
-            raise UnknownCallError(f"{work_id!r} is a {entry.purpose.replace('_', ' ')}, not a timer")
+            raise UnknownCallError(
+                f"{work_id!r} is a {entry.purpose.replace('_', ' ')}, not a timer"
+            )
         if not entry.dispatched:
             raise UnknownCallError(f"{work_id!r} was not dispatched yet (the instance is held)")
         del self.pending[work_id]
@@ -321,7 +323,7 @@ class _Run:
             command = entry.command
             if isinstance(command, StartTimer) and entry.purpose in _RESETTABLE_TIMERS:
                 # a timeout counts from dispatch, and dispatch happens now
-                seconds = self.state_of(self.tokens[entry.token]).timeout_seconds  # type: ignore[union-attr]
+                seconds = self.state_of(self.tokens[entry.token]).timeout_seconds
                 fire_at = format_timestamp(self.now + timedelta(seconds=seconds))
                 command = replace(command, fire_at=fire_at)
             self.pending[work_id] = replace(entry, command=command, dispatched=True)
@@ -427,7 +429,9 @@ class _Run:
             fire_at = self.now + timedelta(seconds=state.timeout_seconds)
             ids.append(self.add_timer(token.position, "task_timeout", fire_at, deferrable=True))
         self.set_token(token, attempt=attempt, pending=token.pending + tuple(ids))
-        self.record("TaskScheduled", token.position, {"activity": state.activity, "attempt": attempt})
+        self.record(
+            "TaskScheduled", token.position, {"activity": state.activity, "attempt": attempt}
+        )
 
     def run_pass(self, token: Token, state: PassState) -> None:
         value = effective_input(self.structure, state, token.data)
@@ -466,7 +470,9 @@ class _Run:
         if state.seconds_path is not None:
             seconds = select(state.seconds_path, value, "seconds_path")
             if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
-                raise StateError(RUNTIME, f"seconds_path must select a whole number >= 0, got {seconds!r}")
+                raise StateError(
+                    RUNTIME, f"seconds_path must select a whole number >= 0, got {seconds!r}"
+                )
             return self.now + timedelta(seconds=seconds)
         assert state.timestamp_path is not None
         text = select(state.timestamp_path, value, "timestamp_path")
@@ -556,7 +562,9 @@ class _Run:
                     frame.effective_input, context
                 )
             except PathNotFoundError as problem:
-                raise StateError("States.ParameterPathFailure", f"item_selector: {problem}") from None
+                raise StateError(
+                    "States.ParameterPathFailure", f"item_selector: {problem}"
+                ) from None
         self.enter(child_scope(frame.owner, index), state.iterator.start_at, item_input)
         return replace(frame, next_item=index + 1, running=frame.running + 1)
 
@@ -629,9 +637,7 @@ class _Run:
                 fraction = jitter_fraction(self.instance_id, token.position, token.attempt)
                 delay = retry_delay(policy, retries[index], fraction)
                 retries[index] += 1
-                timer = self.add_timer(
-                    token.position, "retry", self.now + timedelta(seconds=delay)
-                )
+                timer = self.add_timer(token.position, "retry", self.now + timedelta(seconds=delay))
                 self.set_token(token, retries=tuple(retries), pending=(*token.pending, timer))
                 self.record(
                     "RetryScheduled",
@@ -701,7 +707,7 @@ class _Run:
         deferrable: bool = False,
         work_id: str | None = None,
     ) -> str:
-        work_id = work_id or getattr(command, "call_id", None) or getattr(command, "timer_id")
+        work_id = work_id or _command_id(command)
         dispatched = not (deferrable and self.held)
         self.pending[work_id] = Pending(work_id, token_position, purpose, command, dispatched)
         if dispatched:
@@ -772,6 +778,16 @@ class _Run:
             self.snapshot, status=self.status, seq=self.seq, updated_at=self.at, state=state
         )
         return Transition(snapshot, tuple(self.commands))
+
+
+def _command_id(command: Command) -> str:
+    if isinstance(command, RunActivity | StartChildFlow):
+        return command.call_id
+    if isinstance(command, StartTimer):
+        return command.timer_id
+    if isinstance(command, AwaitEvent):
+        return command.wait_id
+    raise TypeError(f"{command.kind} is not pending work")
 
 
 def _work_number(work_id: str) -> int | None:

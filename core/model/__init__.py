@@ -54,6 +54,6 @@ __all__ = [
     "validate_definition",
 ]
 
-from core.model.formats import definition_schema, dump_definition, load_definition  # noqa: E402
+from core.model.formats import definition_schema, dump_definition, load_definition
 
 __all__ += ["definition_schema", "dump_definition", "load_definition"]

@@ -16,8 +16,8 @@ MODEL_CONFIG = ConfigDict(
     validate_by_alias=True,
 )
 
-STATE_NAME_PATTERN = r"^[\w .\-]{1,80}$"
-"""State names end up in ASL state names, Durable ids and idempotency keys: no separators."""
+STATE_NAME_PATTERN = r"^[^/\[\]~:#\x00-\x1f]{1,80}$"
+"""State names end up in positions, ASL state names and idempotency keys: no separators."""
 
 FLOW_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,79}$"
 

@@ -13,7 +13,7 @@ from core.model.common import FLOW_NAME_PATTERN, Version
 from core.model.errors_handling import Catch, Retry, check_all_is_last
 from core.model.graph import graph_problems, state_location
 from core.model.schedule import Schedule
-from core.model.states import Branch
+from core.model.states import STATE_TYPES, Branch
 
 
 class FlowDefinition(Branch):
@@ -129,9 +129,7 @@ def _describe_location(loc: tuple[int | str, ...]) -> tuple[str, str]:
     return (prefix or "flow"), ".".join(field_parts)
 
 
-def _is_tag(part: str) -> bool:
-    from core.model.states import STATE_TYPES
-
+def _is_tag(part: int | str) -> bool:
     return part in STATE_TYPES
 
 

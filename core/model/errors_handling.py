@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -56,7 +57,7 @@ class Catch(BaseModel):
         return self
 
 
-def check_all_is_last(policies: list[Retry] | list[Catch], what: str) -> list[str]:
+def check_all_is_last(policies: Sequence[Retry | Catch], what: str) -> list[str]:
     """ASL requires a States.ALL entry to be the last one; return the violations."""
     problems = []
     for index, policy in enumerate(policies[:-1]):

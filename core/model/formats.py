@@ -22,7 +22,7 @@ class _StrictLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if isinstance(key, str | int | float | bool) and key in seen:
             loader.duplicates.append(
                 Problem(
@@ -36,7 +36,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -48,7 +48,9 @@ def detect_format(source: str | None, text: str) -> Format:
     return "json" if text.lstrip().startswith("{") else "yaml"
 
 
-def load_definition(text: str, source: str | None = None, fmt: Format | None = None) -> FlowDefinition:
+def load_definition(
+    text: str, source: str | None = None, fmt: Format | None = None
+) -> FlowDefinition:
     """Parse YAML or JSON text into a validated definition, reporting every problem at once."""
     fmt = fmt or detect_format(source, text)
     raw, problems = _parse_text(text, fmt)
@@ -81,14 +83,14 @@ def _parse_text(text: str, fmt: Format) -> tuple[Any, list[Problem]]:
     loader = _StrictLoader(text)
     loader.duplicates = []
     try:
-        raw = loader.get_single_data()  # type: ignore[no-untyped-call]
+        raw = loader.get_single_data()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "yaml"
         reason = getattr(error, "problem", None) or str(error)
         return None, [Problem(where, f"not valid YAML: {reason}")]
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
     if raw is None:
         return None, [Problem("flow", "the document is empty")]
     return raw, loader.duplicates

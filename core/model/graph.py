@@ -39,7 +39,7 @@ def graph_problems(branch: Mapping[str, Any], prefix: str = "") -> list[Problem]
         location = state_location(prefix, str(name))
         if not _NAME.match(str(name)):
             problems.append(
-                Problem(location, "a state name is 1-80 letters, digits, spaces, '_', '-' or '.'")
+                Problem(location, "a state name is 1-80 characters without / [ ] ~ : #")
             )
         if not isinstance(state, Mapping):
             continue

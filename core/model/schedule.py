@@ -28,7 +28,9 @@ class Schedule(BaseModel):
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         if not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a valid cron expression (5 fields: m h dom mon dow)")
+            raise ValueError(
+                f"{value!r} is not a valid cron expression (5 fields: m h dom mon dow)"
+            )
         return value
 
     @field_validator("timezone")

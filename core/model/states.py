@@ -106,9 +106,8 @@ class WaitState(_StateBase, _Transition):
                 "a wait needs exactly one of seconds, timestamp, seconds_path, timestamp_path"
                 + (f" (got {', '.join(given)})" if given else "")
             )
-        if self.timestamp is not None:
-            if parse_timestamp(self.timestamp) is None:
-                raise ValueError(f"timestamp {self.timestamp!r} is not an RFC 3339 time")
+        if self.timestamp is not None and parse_timestamp(self.timestamp) is None:
+            raise ValueError(f"timestamp {self.timestamp!r} is not an RFC 3339 time")
         return self
 
 

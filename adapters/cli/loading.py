@@ -1,0 +1,78 @@
+"""Read the user's files for the CLI: definitions, JSON arguments, activities modules."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.activities import ActivityRegistry
+from core.activities import registry as default_registry
+from core.errors import RustyFlowerError
+from core.model import FlowDefinition, load_definition
+
+
+class CliInputError(RustyFlowerError):
+    """A file or argument given on the command line cannot be used."""
+
+
+def read_definition(path: Path) -> FlowDefinition:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise CliInputError(f"{path}: cannot read: {error.strerror}") from None
+    return load_definition(text, source=str(path))
+
+
+def parse_json_argument(value: str, what: str) -> Any:
+    """JSON text, or ``@file.json`` to read it from a file."""
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise CliInputError(f"{what}: cannot read {value[1:]}: {error.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CliInputError(
+            f"{what} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+        ) from None
+
+
+def parse_events(values: list[str]) -> dict[str, list[Any]]:
+    events: dict[str, list[Any]] = {}
+    for value in values:
+        name, sep, payload = value.partition("=")
+        if not sep or not name:
+            raise CliInputError(f"--event {value!r}: write NAME=JSON, for example approval='true'")
+        events.setdefault(name, []).append(parse_json_argument(payload, f"--event {name}"))
+    return events
+
+
+def load_activities(target: str | None) -> ActivityRegistry:
+    """Import an activities module (dotted name or .py path); use its ``registry`` if any."""
+    if target is None:
+        return default_registry
+    if target.endswith(".py") or "/" in target:
+        path = Path(target).resolve()
+        if not path.is_file():
+            raise CliInputError(f"--activities {target}: no such file")
+        spec = importlib.util.spec_from_file_location(f"rustyflower_user_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise CliInputError(f"--activities {target}: not a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        if "" not in sys.path and str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))  # like `python -m`: modules of the project dir
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as error:
+            raise CliInputError(f"--activities {target}: {error}") from None
+    found = getattr(module, "registry", None)
+    return found if isinstance(found, ActivityRegistry) else default_registry
