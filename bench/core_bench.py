@@ -135,7 +135,8 @@ def main() -> None:
     for row in report["snapshot"]:
         print(
             f"  {row['keys']:<34} {row['size_bytes']:>7,} bytes  "
-            f"p50 {row['encode_sign_decode_ms_p50']:.3f} ms  p99 {row['encode_sign_decode_ms_p99']:.3f} ms"
+            f"p50 {row['encode_sign_decode_ms_p50']:.3f} ms  "
+            f"p99 {row['encode_sign_decode_ms_p99']:.3f} ms"
             "  (target <= 1 ms)"
         )
 

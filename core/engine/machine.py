@@ -141,7 +141,8 @@ def advance(snapshot: Snapshot, event: Event, now: datetime) -> Transition:
 
 def outstanding(snapshot: Snapshot) -> list[Command]:
     """The work a runtime must (re-)issue to continue ``snapshot``: calls, timers, waits."""
-    return [entry.command for entry in snapshot.state.pending.values() if entry.dispatched]
+    entries = sorted(snapshot.state.pending.values(), key=_issue_order)
+    return [entry.command for entry in entries if entry.dispatched]
 
 
 def _digest(definition: FlowDefinition) -> str:
@@ -284,19 +285,26 @@ class _Run:
                 self.fail(token, TIMEOUT, f"no event {state.event!r} arrived in time")
 
     def event_received(self, event: EventReceived) -> None:
-        entry = None
         if event.wait_id is not None:
-            entry = self.take(event.wait_id, "event")
+            entry = self.pending.get(event.wait_id)
+            if entry is None:
+                self.take(event.wait_id, "event")  # raises: stale or never issued
+            if entry is None or not isinstance(entry.command, AwaitEvent):
+                raise UnknownCallError(f"{event.wait_id!r} is not an event wait")
+            if not _awaits(entry, event.event):
+                raise NoWaiterError(
+                    f"instance {self.instance_id!r} has no wait {event.wait_id!r} "
+                    f"for event {event.event!r}"
+                )
         else:
-            for candidate in self.pending.values():
-                command = candidate.command
-                if isinstance(command, AwaitEvent) and command.event == event.event:
-                    entry = candidate
-                    break
-        if entry is None:
-            raise NoWaiterError(
-                f"instance {self.instance_id!r} is not waiting for event {event.event!r}"
-            )
+            # the oldest waiter, by issue number: dict order does not survive serialisation
+            waiters = [entry for entry in self.pending.values() if _awaits(entry, event.event)]
+            if not waiters:
+                raise NoWaiterError(
+                    f"instance {self.instance_id!r} is not waiting for event {event.event!r}"
+                )
+            entry = min(waiters, key=_issue_order)
+        del self.pending[entry.id]
         token = self.release(entry.token)
         self.record("EventReceived", token.position, {"event": event.event})
         self.complete(token, event.data)
@@ -317,7 +325,8 @@ class _Run:
             raise InvalidControlError(f"instance {self.instance_id!r} is not held")
         self.held = False
         self.record("Released")
-        for work_id, entry in list(self.pending.items()):
+        for entry in sorted(self.pending.values(), key=_issue_order):
+            work_id = entry.id
             if entry.dispatched:
                 continue
             command = entry.command
@@ -546,9 +555,15 @@ class _Run:
         )
         token = self.set_token(token, joining=True, attempt=token.attempt + 1)
         limit = state.max_concurrency or len(items)
-        for _ in range(min(limit, len(items))):
-            frame = self.launch_item(state, frame)
-        self.frames[token.position] = frame
+        try:
+            for _ in range(min(limit, len(items))):
+                frame = self.launch_item(state, frame)
+                self.frames[token.position] = frame
+        except StateError:
+            self.frames[token.position] = frame
+            self.cancel_frame(token.position)
+            self.set_token(token, joining=False)
+            raise
 
     def launch_item(self, state: MapState, frame: Frame) -> Frame:
         index = frame.next_item
@@ -666,7 +681,7 @@ class _Run:
     def cancel_frame(self, owner_position: str) -> None:
         """Stop every token and nested frame under a parallel/map state."""
         prefix = owner_position + "["
-        for position in [p for p in self.tokens if p.startswith(prefix)]:
+        for position in sorted(p for p in self.tokens if p.startswith(prefix)):
             self.drop(self.tokens[position])
         for position in [p for p in self.frames if p == owner_position or p.startswith(prefix)]:
             del self.frames[position]
@@ -678,9 +693,8 @@ class _Run:
         error: str | None = None,
         cause: str | None = None,
     ) -> None:
-        for token in list(self.tokens.values()):
-            self.drop(token)
-        for entry in list(self.pending.values()):  # flow-level timers
+        self.tokens.clear()
+        for entry in sorted(self.pending.values(), key=_issue_order):
             self.cancel(entry)
         self.frames.clear()
         self.ready.clear()
@@ -788,6 +802,15 @@ def _command_id(command: Command) -> str:
     if isinstance(command, AwaitEvent):
         return command.wait_id
     raise TypeError(f"{command.kind} is not pending work")
+
+
+def _awaits(entry: Pending, event: str) -> bool:
+    command = entry.command
+    return isinstance(command, AwaitEvent) and command.event == event and entry.dispatched
+
+
+def _issue_order(entry: Pending) -> int:
+    return _work_number(entry.id) or 0
 
 
 def _work_number(work_id: str) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import TypeAdapter
+from pydantic import StrictBool, StrictInt, StrictStr, TypeAdapter
 
 from core.engine.commands import Command
 from core.model import FlowDefinition
@@ -27,13 +27,13 @@ class Token:
     instance (``""`` for the flow, ``"Ship[0]/"`` for branch 0 of state Ship).
     """
 
-    scope: str
-    state: str
+    scope: StrictStr
+    state: StrictStr
     data: Any
-    attempt: int = 0
-    retries: tuple[int, ...] = ()
+    attempt: StrictInt = 0
+    retries: tuple[StrictInt, ...] = ()
     pending: tuple[str, ...] = ()
-    joining: bool = False
+    joining: StrictBool = False
 
     @property
     def position(self) -> str:
@@ -48,7 +48,7 @@ class Pending:
     token: str
     purpose: str
     command: Command
-    dispatched: bool = True
+    dispatched: StrictBool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +58,16 @@ class Frame:
     owner: str
     kind: Literal["parallel", "map"]
     results: tuple[Any, ...]
-    done: tuple[bool, ...]
-    running: int
-    next_item: int = 0
+    done: tuple[StrictBool, ...]
+    running: StrictInt
+    next_item: StrictInt = 0
     items: tuple[Any, ...] = ()
     effective_input: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
-    seq: int
+    seq: StrictInt
     at: str
     kind: str
     position: str = ""
@@ -89,15 +89,15 @@ class InstanceState:
     tokens: dict[str, Token] = field(default_factory=dict)
     frames: dict[str, Frame] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
-    counter: int = 0
-    held: bool = False
+    counter: StrictInt = 0
+    held: StrictBool = False
     output: Any = None
     error: str | None = None
     cause: str | None = None
     finished_at: str | None = None
     history: tuple[HistoryEntry, ...] = ()
-    history_limit: int = DEFAULT_HISTORY_LIMIT
-    history_dropped: int = 0
+    history_limit: StrictInt = DEFAULT_HISTORY_LIMIT
+    history_dropped: StrictInt = 0
     parent: ParentLink | None = None
 
 
@@ -112,7 +112,7 @@ class Snapshot:
     definition: FlowDefinition
     digest: str
     status: Status
-    seq: int
+    seq: StrictInt
     epoch: int
     updated_at: str
     state: InstanceState

@@ -10,8 +10,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from core.errors import DefinitionError, Problem
 from core.model.common import FLOW_NAME_PATTERN, Version
-from core.model.errors_handling import Catch, Retry, check_all_is_last
-from core.model.graph import graph_problems, state_location
+from core.model.errors_handling import Catch, Retry
+from core.model.graph import flow_problems, state_location
 from core.model.schedule import Schedule
 from core.model.states import STATE_TYPES, Branch
 
@@ -29,9 +29,7 @@ class FlowDefinition(Branch):
 
     @model_validator(mode="after")
     def _valid_graph(self) -> FlowDefinition:
-        document = self.document()
-        problems = graph_problems(document)
-        problems += _flow_level_problems(self, document)
+        problems = flow_problems(self.document())
         if problems:
             # Not a ValueError on purpose: it passes through pydantic with every problem intact.
             raise DefinitionError(problems)
@@ -44,21 +42,6 @@ class FlowDefinition(Branch):
     @cached_property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
-
-
-def _flow_level_problems(flow: FlowDefinition, document: Mapping[str, Any]) -> list[Problem]:
-    problems = [
-        Problem("flow", message)
-        for message in check_all_is_last(flow.default_retry, "default_retry")
-        + check_all_is_last(flow.on_error, "on_error")
-    ]
-    for index, handler in enumerate(flow.on_error):
-        if handler.next not in flow.states:
-            problems.append(
-                Problem("flow", f"on_error[{index}].next {handler.next!r} is not a state here")
-            )
-    del document
-    return problems
 
 
 def parse_definition(raw: Any, source: str | None = None) -> FlowDefinition:
@@ -76,7 +59,7 @@ def parse_definition(raw: Any, source: str | None = None) -> FlowDefinition:
     except ValidationError as error:
         problems = _pydantic_problems(error)
         seen = set(problems)
-        for problem in graph_problems(raw):
+        for problem in flow_problems(raw):
             if problem not in seen:
                 problems.append(problem)
         raise DefinitionError(problems, source) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -55,12 +54,3 @@ class Catch(BaseModel):
         if ALL_ERRORS in self.errors and len(self.errors) > 1:
             raise ValueError(f"{ALL_ERRORS} must appear alone in its errors list")
         return self
-
-
-def check_all_is_last(policies: Sequence[Retry | Catch], what: str) -> list[str]:
-    """ASL requires a States.ALL entry to be the last one; return the violations."""
-    problems = []
-    for index, policy in enumerate(policies[:-1]):
-        if ALL_ERRORS in policy.errors:
-            problems.append(f"{what}[{index}] uses {ALL_ERRORS} but is not the last {what} entry")
-    return problems

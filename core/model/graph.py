@@ -23,8 +23,52 @@ def state_location(prefix: str, name: str) -> str:
     return f"{prefix} > state {name!r}" if prefix else f"state {name!r}"
 
 
-def graph_problems(branch: Mapping[str, Any], prefix: str = "") -> list[Problem]:
-    """Every graph problem of a branch and of the branches nested in it."""
+ALL_ERRORS = "States.ALL"
+
+
+def flow_problems(flow: Mapping[str, Any]) -> list[Problem]:
+    """Every graph problem of a whole flow, including its flow-level error handlers."""
+    problems: list[Problem] = []
+    handlers = flow.get("on_error")
+    roots: list[str] = []
+    states = flow.get("states")
+    for key in ("default_retry", "on_error"):
+        problems += [Problem("flow", text) for text in policy_order_problems(flow.get(key), key)]
+    if isinstance(handlers, list):
+        for index, handler in enumerate(handlers):
+            target = handler.get("next") if isinstance(handler, Mapping) else None
+            if not isinstance(target, str):
+                continue
+            if isinstance(states, Mapping) and target not in states:
+                problems.append(
+                    Problem("flow", f"on_error[{index}].next {target!r} is not a state here")
+                )
+            else:
+                roots.append(target)
+    return problems + graph_problems(flow, extra_roots=roots)
+
+
+def policy_order_problems(policies: Any, what: str) -> list[str]:
+    """ASL: a States.ALL entry (also the default when errors is left out) must come last."""
+    if not isinstance(policies, list):
+        return []
+    problems = []
+    for index, policy in enumerate(policies[:-1]):
+        if not isinstance(policy, Mapping):
+            continue
+        errors = policy.get("errors", [ALL_ERRORS])
+        if isinstance(errors, list) and ALL_ERRORS in errors:
+            problems.append(f"{what}[{index}] uses {ALL_ERRORS} but is not the last {what} entry")
+    return problems
+
+
+def graph_problems(
+    branch: Mapping[str, Any], prefix: str = "", extra_roots: list[str] | None = None
+) -> list[Problem]:
+    """Every graph problem of a branch and of the branches nested in it.
+
+    ``extra_roots`` are states entered from outside the graph (flow-level on_error targets).
+    """
     states = branch.get("states")
     if not isinstance(states, Mapping) or not states:
         return []  # reported by field validation
@@ -44,6 +88,10 @@ def graph_problems(branch: Mapping[str, Any], prefix: str = "") -> list[Problem]
         if not isinstance(state, Mapping):
             continue
         problems.extend(_transition_problems(state, location))
+        for key in ("retry", "catch"):
+            problems += [
+                Problem(location, text) for text in policy_order_problems(state.get(key), key)
+            ]
         targets = []
         for label, target in transitions_of(dict(state)):
             if target not in states:
@@ -54,7 +102,9 @@ def graph_problems(branch: Mapping[str, Any], prefix: str = "") -> list[Problem]
         problems.extend(_nested_problems(state, location))
 
     if isinstance(start, str) and start in states:
-        reachable = _reachable(start, edges)
+        reachable: set[str] = set()
+        for root in [start, *(extra_roots or [])]:
+            reachable |= _reachable(root, edges)
         for name in states:
             if name not in reachable:
                 problems.append(

@@ -16,7 +16,7 @@ from core.model.common import (
     Template,
     Version,
 )
-from core.model.errors_handling import Catch, Retry, check_all_is_last
+from core.model.errors_handling import Catch, Retry
 from core.timeutil import parse_timestamp
 
 
@@ -36,15 +36,10 @@ class _Transition(BaseModel):
 
 
 class _Resilient(BaseModel):
+    """Retry and catch policies; their order rules are checked with the graph."""
+
     retry: list[Retry] = Field(default_factory=list)
     catch: list[Catch] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _all_errors_last(self) -> _Resilient:
-        problems = check_all_is_last(self.retry, "retry") + check_all_is_last(self.catch, "catch")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
 
 class _ProducesResult(BaseModel):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from core.engine.state import STATE_ADAPTER, Snapshot
+from core.engine.state import STATE_ADAPTER, Snapshot, Status
 from core.errors import DefinitionError, MalformedSnapshotError
 from core.model import FlowDefinition, parse_definition
 from core.snapshot.codec import CURRENT_FORMAT, SNAPSHOT_KIND, open_snapshot, seal
@@ -15,6 +15,7 @@ from core.snapshot.keys import SnapshotKeys
 
 _DEFINITIONS: OrderedDict[str, FlowDefinition] = OrderedDict()
 _DEFINITION_CACHE_SIZE = 128
+_STATUSES = frozenset(get_args(Status))
 
 
 def to_document(snapshot: Snapshot) -> dict[str, Any]:
@@ -37,6 +38,7 @@ def from_document(document: dict[str, Any]) -> Snapshot:
     """Build the engine value from an opened (verified, decrypted) document."""
     digest = document["flow"]["digest"]
     definition = _definition(digest, document["definition"])
+    _check_header(document, definition)
     try:
         state = STATE_ADAPTER.validate_python(document["state"])
     except ValidationError as error:
@@ -57,6 +59,19 @@ def from_document(document: dict[str, Any]) -> Snapshot:
         updated_at=document["updated_at"],
         state=state,
     )
+
+
+def _check_header(document: dict[str, Any], definition: FlowDefinition) -> None:
+    if document["status"] not in _STATUSES:
+        raise MalformedSnapshotError(
+            f"status {document['status']!r} is not one of {', '.join(sorted(_STATUSES))}"
+        )
+    flow = document["flow"]
+    if (flow.get("name"), flow.get("version")) != (definition.name, definition.version):
+        raise MalformedSnapshotError(
+            f"header names flow {flow.get('name')!r} version {flow.get('version')!r} but the "
+            f"embedded definition is {definition.name!r} version {definition.version!r}"
+        )
 
 
 def _definition(digest: str, raw: Any) -> FlowDefinition:
