@@ -79,6 +79,7 @@ def graph_problems(
         problems.append(Problem(where, f"start_at {start!r} is not a state of this flow"))
 
     edges: dict[str, list[str]] = {}
+    broken: set[str] = set()  # already reported: do not also call them endless loops
     for name, state in states.items():
         location = state_location(prefix, str(name))
         if not _NAME.match(str(name)):
@@ -87,7 +88,10 @@ def graph_problems(
             )
         if not isinstance(state, Mapping):
             continue
-        problems.extend(_transition_problems(state, location))
+        transition_problems = _transition_problems(state, location)
+        if transition_problems:
+            broken.add(str(name))
+        problems.extend(transition_problems)
         for key in ("retry", "catch"):
             problems += [
                 Problem(location, text) for text in policy_order_problems(state.get(key), key)
@@ -96,6 +100,7 @@ def graph_problems(
         for label, target in transitions_of(dict(state)):
             if target not in states:
                 problems.append(Problem(location, f"{label} {target!r} is not a state here"))
+                broken.add(str(name))
             else:
                 targets.append(target)
         edges[str(name)] = targets
@@ -110,7 +115,7 @@ def graph_problems(
                 problems.append(
                     Problem(state_location(prefix, str(name)), "unreachable from start_at")
                 )
-        problems.extend(_dead_ends(states, edges, reachable, prefix))
+        problems.extend(_dead_ends(states, edges, reachable, broken, prefix))
     return problems
 
 
@@ -156,10 +161,18 @@ def _is_terminal(state: Any) -> bool:
 
 
 def _dead_ends(
-    states: Mapping[str, Any], edges: Mapping[str, list[str]], reachable: set[str], prefix: str
+    states: Mapping[str, Any],
+    edges: Mapping[str, list[str]],
+    reachable: set[str],
+    broken: set[str],
+    prefix: str,
 ) -> list[Problem]:
-    """Reachable states from which no path leads to an end: a flow that could never finish."""
-    can_finish = {name for name, state in states.items() if _is_terminal(state)}
+    """Reachable states from which no path leads to an end: a flow that could never finish.
+
+    States with a reported transition problem count as able to finish, so that one
+    mistake is reported once rather than as a loop at every state before it.
+    """
+    can_finish = {name for name, state in states.items() if _is_terminal(state)} | broken
     changed = True
     while changed:
         changed = False
