@@ -1,0 +1,1 @@
+"""Conformance corpus: flows, cases and the tests that run them on every runtime."""
