@@ -20,9 +20,10 @@ from core.engine.events import (
     EventReceived,
     HoldRequested,
     ReleaseRequested,
+    RetryFailedRequested,
     TimerFired,
 )
-from core.engine.machine import advance, outstanding, retry_delay, start
+from core.engine.machine import advance, child_instance_id, outstanding, retry_delay, start
 from core.engine.state import (
     FINISHED,
     HistoryEntry,
@@ -53,6 +54,7 @@ __all__ = [
     "InstanceState",
     "ParentLink",
     "ReleaseRequested",
+    "RetryFailedRequested",
     "RunActivity",
     "Snapshot",
     "StartChildFlow",
@@ -62,6 +64,7 @@ __all__ = [
     "Token",
     "Transition",
     "advance",
+    "child_instance_id",
     "outstanding",
     "retry_delay",
     "start",

@@ -70,6 +70,13 @@ class ReleaseRequested:
     kind: Literal["release_requested"] = "release_requested"
 
 
+@dataclass(frozen=True, slots=True)
+class RetryFailedRequested:
+    """Run a failed instance again from the top-level state where it failed."""
+
+    kind: Literal["retry_failed_requested"] = "retry_failed_requested"
+
+
 Event = Annotated[
     ActivityCompleted
     | ActivityFailed
@@ -78,7 +85,8 @@ Event = Annotated[
     | ChildFinished
     | CancelRequested
     | HoldRequested
-    | ReleaseRequested,
+    | ReleaseRequested
+    | RetryFailedRequested,
     Field(discriminator="kind"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

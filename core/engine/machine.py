@@ -39,6 +39,7 @@ from core.engine.events import (
     EventReceived,
     HoldRequested,
     ReleaseRequested,
+    RetryFailedRequested,
     TimerFired,
 )
 from core.engine.state import (
@@ -129,12 +130,35 @@ def start(
 def advance(snapshot: Snapshot, event: Event, now: datetime) -> Transition:
     """Apply one event. A rejected event raises and leaves ``snapshot`` as it was."""
     require_aware(now)
+    if isinstance(event, RetryFailedRequested):
+        return _retry_failed(snapshot, now)
     if snapshot.finished:
         raise InstanceFinishedError(
             f"instance {snapshot.instance_id!r} already {snapshot.status}; it takes no events"
         )
     run = _Run(snapshot, now)
     run.apply(event)
+    run.drain()
+    return run.build()
+
+
+def _retry_failed(snapshot: Snapshot, now: datetime) -> Transition:
+    """Run a failed instance again from the top-level state where it failed, with its input."""
+    state = snapshot.state
+    if snapshot.status != "failed" or state.failed_position is None:
+        raise InvalidControlError(
+            f"instance {snapshot.instance_id!r} is {snapshot.status}: only a failed instance "
+            "with a recorded failure point can be retried"
+        )
+    run = _Run(snapshot, now)
+    run.status = "running"
+    run.output = run.error = run.cause = run.finished_at = None
+    run.resume_point = None
+    run.record("FlowRetried", state.failed_position, {"error": state.error})
+    definition = snapshot.definition
+    if definition.timeout_seconds is not None:
+        run.add_timer("", "flow_timeout", now + timedelta(seconds=definition.timeout_seconds))
+    run.enter("", state.failed_position, state.failed_input)
     run.drain()
     return run.build()
 
@@ -154,6 +178,11 @@ def _digest(definition: FlowDefinition) -> str:
         _DIGESTS.clear()
     _DIGESTS[id(definition)] = (definition, digest)
     return digest
+
+
+def child_instance_id(instance_id: str, call_id: str) -> str:
+    """The id of the child flow a sub_flow call starts: stable, so a re-issue is idempotent."""
+    return f"{instance_id}/{call_id}"
 
 
 def jitter_fraction(instance_id: str, position: str, attempt: int) -> float:
@@ -192,6 +221,9 @@ class _Run:
         self.error = state.error
         self.cause = state.cause
         self.finished_at = state.finished_at
+        self.resume_point: tuple[str, Any] | None = (
+            (state.failed_position, state.failed_input) if state.failed_position else None
+        )
         self.seq = snapshot.seq + 1
         self.history: list[HistoryEntry] = []
         self.commands: list[Command] = []
@@ -255,6 +287,9 @@ class _Run:
     def timer_fired(self, entry: Pending) -> None:
         purpose = entry.purpose
         if purpose == "flow_timeout":
+            root = next((t for t in self.tokens.values() if not t.scope), None)
+            if root is not None:
+                self.resume_point = (root.state, root.data)
             self.record("FlowTimedOut")
             self.finish("failed", error=TIMEOUT, cause="the flow exceeded its timeout_seconds")
             return
@@ -510,7 +545,7 @@ class _Run:
             flow=state.flow,
             version=state.version,
             input=value,
-            child_instance_id=f"{self.instance_id}/{call_id}",
+            child_instance_id=child_instance_id(self.instance_id, call_id),
             position=token.position,
         )
         ids = [self.add(token.position, "child", command, deferrable=True, work_id=call_id)]
@@ -629,6 +664,7 @@ class _Run:
         """A branch ended in error: fail its owner (parallel/map) or the whole flow."""
         self.drop(token)
         if not token.scope:
+            self.resume_point = (token.state, token.data)
             self.finish("failed", error=error, cause=cause)
             return
         parent_scope, owner, _ = split_scope(token.scope)
@@ -785,6 +821,8 @@ class _Run:
             error=self.error,
             cause=self.cause,
             finished_at=self.finished_at,
+            failed_position=self.resume_point[0] if self.resume_point else None,
+            failed_input=self.resume_point[1] if self.resume_point else None,
             history=history,
             history_dropped=dropped,
         )

@@ -95,6 +95,8 @@ class InstanceState:
     error: str | None = None
     cause: str | None = None
     finished_at: str | None = None
+    failed_position: str | None = None
+    failed_input: Any = None
     history: tuple[HistoryEntry, ...] = ()
     history_limit: StrictInt = DEFAULT_HISTORY_LIMIT
     history_dropped: StrictInt = 0

@@ -1,0 +1,92 @@
+"""Key names. Everything one transition touches shares a hash tag, so it works on Cluster.
+
+An instance lives in one shard (chosen by a stable hash of its id); its snapshot, its
+history, the shard's work streams, timers and indexes all carry the shard's hash tag, so
+the compare-and-set script that applies a transition touches a single slot.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+Priority = Literal["high", "normal", "low"]
+PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
+CONSUMER_GROUP = "workers"
+
+
+@dataclass(frozen=True)
+class Keyspace:
+    prefix: str = "rf"
+    shards: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(ch in self.prefix for ch in "{} "):
+            raise ValueError("a key prefix is non-empty and has no braces or spaces")
+        if not 1 <= self.shards <= 1024:
+            raise ValueError("shards must be between 1 and 1024")
+
+    def shard_of(self, instance_id: str) -> int:
+        return zlib.crc32(instance_id.encode()) % self.shards
+
+    def tag(self, shard: int) -> str:
+        return f"{self.prefix}:{{s{shard}}}"
+
+    # --- per instance (in its shard) ------------------------------------------------------
+
+    def instance(self, instance_id: str) -> str:
+        return f"{self.tag(self.shard_of(instance_id))}:i:{instance_id}"
+
+    def history(self, instance_id: str) -> str:
+        return f"{self.tag(self.shard_of(instance_id))}:h:{instance_id}"
+
+    # --- per shard ------------------------------------------------------------------------
+
+    def stream(self, shard: int, priority: Priority) -> str:
+        return f"{self.tag(shard)}:q:{priority}"
+
+    def streams(self, shard: int) -> list[str]:
+        return [self.stream(shard, priority) for priority in PRIORITIES]
+
+    def timers(self, shard: int) -> str:
+        return f"{self.tag(shard)}:timers"
+
+    def deferred(self, shard: int) -> str:
+        """Work put aside by a concurrency or rate limit, scored by when to retry it."""
+        return f"{self.tag(shard)}:deferred"
+
+    def status_index(self, shard: int, status: str) -> str:
+        return f"{self.tag(shard)}:status:{status}"
+
+    def flow_index(self, shard: int, flow: str) -> str:
+        return f"{self.tag(shard)}:flow:{flow}"
+
+    # --- global ---------------------------------------------------------------------------
+
+    def definitions(self, name: str) -> str:
+        return f"{self.prefix}:defs:{name}"
+
+    def definition_names(self) -> str:
+        return f"{self.prefix}:defs"
+
+    def flow_settings(self, name: str) -> str:
+        return f"{self.prefix}:flowcfg:{name}"
+
+    def schedules(self) -> str:
+        return f"{self.prefix}:schedules"
+
+    def schedule_state(self) -> str:
+        return f"{self.prefix}:schedules:state"
+
+    def scheduler_lease(self) -> str:
+        return f"{self.prefix}:scheduler:lease"
+
+    def semaphore(self, key: str) -> str:
+        return f"{self.prefix}:sem:{key}"
+
+    def rate(self, activity: str) -> str:
+        return f"{self.prefix}:rate:{activity}"
+
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"

@@ -1,0 +1,122 @@
+"""Lua scripts: each one is a single atomic step on keys of one hash slot."""
+
+from __future__ import annotations
+
+# Apply one transition: compare-and-set on seq, fence on epoch, then every side effect
+# (indexes, history, new work, timers, the ack of the message that caused it) at once.
+# A transition is therefore applied exactly once, and never without its follow-up work.
+COMMIT = """
+local stored = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
+if ARGV[1] == '' then
+  if stored[1] then return -2 end
+else
+  if stored[1] ~= ARGV[1] then return 0 end
+end
+if stored[2] and tonumber(stored[2]) > tonumber(ARGV[3]) then return -1 end
+redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'epoch', ARGV[3], 'snap', ARGV[4],
+  'status', ARGV[5], 'held', ARGV[8], 'updated_at', ARGV[9])
+if KEYS[3] ~= KEYS[4] then redis.call('SREM', KEYS[3], ARGV[6]) end
+redis.call('SADD', KEYS[4], ARGV[6])
+redis.call('SADD', KEYS[5], ARGV[6])
+local count = tonumber(ARGV[10])
+for i = 1, count do redis.call('RPUSH', KEYS[2], ARGV[10 + i]) end
+if count > 0 then redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1) end
+local i = 11 + count
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'x' then
+    redis.call('XADD', KEYS[5 + tonumber(ARGV[i + 1])], '*', 'm', ARGV[i + 2])
+    i = i + 3
+  elseif op == 't' then
+    redis.call('ZADD', KEYS[9], ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
+  elseif op == 'r' then
+    redis.call('ZREM', KEYS[9], ARGV[i + 1])
+    i = i + 2
+  elseif op == 'h' then
+    redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
+  elseif op == 'a' then
+    redis.call('XACK', KEYS[5 + tonumber(ARGV[i + 1])], 'workers', ARGV[i + 2])
+    i = i + 3
+  else
+    return redis.error_reply('rustyflower: unknown commit op ' .. tostring(op))
+  end
+end
+return 1
+"""
+
+# Take due timers with a lease: they are re-scored to the lease's end, not removed, so a
+# poller that dies before applying them lets another poller fire them after the lease.
+TAKE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[3], member) end
+return due
+"""
+
+# Put deferred work (held back by a concurrency or rate limit) back on its stream.
+RELEASE_DEFERRED = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  local stream = tonumber(string.sub(member, 1, 1))
+  redis.call('XADD', KEYS[2 + stream], '*', 'm', string.sub(member, 3))
+end
+return #due
+"""
+
+# Defer a message: park it in the deferred set and acknowledge it on its stream.
+DEFER = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XACK', KEYS[2], 'workers', ARGV[3])
+return 1
+"""
+
+# A counting semaphore shared by every worker; holders expire unless renewed.
+ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
+  return 1
+end
+return 0
+"""
+
+# Token bucket: returns 0 when a token was taken, else the milliseconds to wait.
+TAKE_TOKEN = """
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local now = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+if tokens >= 1 then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - 1), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[1], 3600000)
+  return 0
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return math.ceil((1 - tokens) * 1000 / rate)
+"""
+
+# Fence an instance for a new owner (failover): raise its epoch without touching its state.
+FENCE = """
+local stored = redis.call('HGET', KEYS[1], 'epoch')
+if not stored then return -2 end
+if tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[2])
+return 1
+"""
+
+# Take or renew the scheduler's leadership lease.
+LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+  return 1
+end
+return 0
+"""

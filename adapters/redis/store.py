@@ -1,0 +1,419 @@
+"""Instances and definitions in Redis; every transition applied by one compare-and-set."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import redis
+
+from adapters.redis import scripts
+from adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
+from adapters.redis.messages import WorkMessage, timer_member
+from core.engine import (
+    CancelWork,
+    FinishFlow,
+    RunActivity,
+    Snapshot,
+    StartChildFlow,
+    StartTimer,
+    Transition,
+    child_instance_id,
+)
+from core.errors import RustyFlowerError
+from core.model import FlowDefinition, load_definition
+from core.snapshot import SnapshotKeys
+from core.snapshot.document import decode_snapshot, encode_snapshot
+from core.timeutil import parse_timestamp
+
+FULL_HISTORY_LIMIT = 10_000
+"""The store keeps this many history entries per instance (the snapshot keeps fewer)."""
+
+CommitResult = Literal["ok", "conflict", "fenced", "exists"]
+_RESULTS: dict[int, CommitResult] = {1: "ok", 0: "conflict", -1: "fenced", -2: "exists"}
+
+
+class UnknownFlowError(RustyFlowerError, LookupError):
+    """No flow of that name (or version) is registered."""
+
+
+class UnknownInstanceError(RustyFlowerError, LookupError):
+    """No instance with that id is in the store."""
+
+
+class VersionConflictError(RustyFlowerError):
+    """A flow version is registered already with different content."""
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """What the store knows of an instance without decoding its snapshot."""
+
+    instance_id: str
+    flow: str
+    version: str
+    status: str
+    held: bool
+    seq: int
+    epoch: int
+    priority: Priority
+    updated_at: str
+    created_at: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Queue settings of an instance, fixed when it starts and inherited by its work."""
+
+    priority: Priority = "normal"
+    concurrency_key: str | None = None
+
+
+@dataclass
+class WorkAck:
+    """The stream message a commit acknowledges, so apply and ack happen together."""
+
+    priority_index: int
+    message_id: str
+    shard: int
+
+
+class RedisStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keyspace: Keyspace | None = None,
+        snapshot_keys: SnapshotKeys | None = None,
+        cache_size: int = 2048,
+    ) -> None:
+        self.client = client
+        self.keys = keyspace or Keyspace()
+        self.snapshot_keys = snapshot_keys or SnapshotKeys.none()
+        self._commit = client.register_script(scripts.COMMIT)
+        self._fence = client.register_script(scripts.FENCE)
+        self._cache: OrderedDict[str, Snapshot] = OrderedDict()
+        self._cache_size = cache_size
+        self._definitions: dict[tuple[str, str], FlowDefinition] = {}
+
+    # --- setup ----------------------------------------------------------------------------
+
+    def ensure_groups(self) -> None:
+        """Create the consumer group on every work stream (idempotent)."""
+        for shard in range(self.keys.shards):
+            for stream in self.keys.streams(shard):
+                try:
+                    self.client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
+                except redis.ResponseError as error:
+                    if "BUSYGROUP" not in str(error):
+                        raise
+
+    # --- definitions ----------------------------------------------------------------------
+
+    def register(self, definition: FlowDefinition) -> bool:
+        """Register a flow version; False when that exact version was registered already."""
+        key = self.keys.definitions(definition.name)
+        document = json.dumps(definition.document(), sort_keys=True)
+        existing = self.client.hget(key, definition.version)
+        if existing is not None:
+            if json.loads(existing) == json.loads(document):
+                return False
+            raise VersionConflictError(
+                f"flow {definition.name!r} version {definition.version!r} is registered with "
+                "different content; give the changed flow a new version (running instances "
+                "keep the version they started with)"
+            )
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, definition.version, document)
+        pipe.hset(key, "__latest__", definition.version)
+        pipe.sadd(self.keys.definition_names(), definition.name)
+        pipe.execute()
+        return True
+
+    def definition(self, name: str, version: str | None = None) -> FlowDefinition:
+        key = self.keys.definitions(name)
+        if version is None:
+            latest = self.client.hget(key, "__latest__")
+            if latest is None:
+                raise UnknownFlowError(self._unknown_flow_message(name))
+            version = _text(latest)
+        cached = self._definitions.get((name, version))
+        if cached is not None:
+            return cached
+        raw = self.client.hget(key, version)
+        if raw is None:
+            known = sorted(_text(v) for v in self.client.hkeys(key) if _text(v) != "__latest__")
+            if not known:
+                raise UnknownFlowError(self._unknown_flow_message(name))
+            raise UnknownFlowError(
+                f"flow {name!r} has no version {version!r} (registered: {', '.join(known)})"
+            )
+        definition = load_definition(_text(raw), source=f"registered flow {name}@{version}")
+        self._definitions[(name, version)] = definition
+        return definition
+
+    def _unknown_flow_message(self, name: str) -> str:
+        names = sorted(_text(n) for n in self.client.smembers(self.keys.definition_names()))
+        hint = f" (registered: {', '.join(names)})" if names else " (none registered yet)"
+        return f"unknown flow {name!r}{hint}"
+
+    def flows(self) -> list[dict[str, Any]]:
+        result = []
+        for raw_name in sorted(self.client.smembers(self.keys.definition_names())):
+            name = _text(raw_name)
+            versions = {
+                _text(k): _text(v)
+                for k, v in self.client.hgetall(self.keys.definitions(name)).items()
+            }
+            latest = versions.pop("__latest__", "")
+            result.append({"name": name, "versions": sorted(versions), "latest": latest})
+        return result
+
+    # --- instances ------------------------------------------------------------------------
+
+    def load(self, instance_id: str, fresh: bool = False) -> Snapshot:
+        """The latest snapshot; a cached one unless ``fresh`` (commits detect staleness)."""
+        if not fresh:
+            cached = self._cache.get(instance_id)
+            if cached is not None:
+                self._cache.move_to_end(instance_id)
+                return cached
+        raw = self.client.hget(self.keys.instance(instance_id), "snap")
+        if raw is None:
+            raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
+        snapshot = decode_snapshot(raw, self.snapshot_keys)
+        self._remember(snapshot)
+        return snapshot
+
+    def exists(self, instance_id: str) -> bool:
+        return bool(self.client.exists(self.keys.instance(instance_id)))
+
+    def raw_snapshot(self, instance_id: str) -> bytes:
+        raw = self.client.hget(self.keys.instance(instance_id), "snap")
+        if raw is None:
+            raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
+        return raw if isinstance(raw, bytes) else raw.encode()
+
+    def forget(self, instance_id: str) -> None:
+        self._cache.pop(instance_id, None)
+
+    def _remember(self, snapshot: Snapshot) -> None:
+        self._cache[snapshot.instance_id] = snapshot
+        self._cache.move_to_end(snapshot.instance_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def info(self, instance_id: str) -> InstanceInfo:
+        fields = (
+            "flow", "version", "status", "held", "seq", "epoch", "priority",
+            "updated_at", "created_at", "owner",
+        )  # fmt: skip
+        values = self.client.hmget(self.keys.instance(instance_id), fields)
+        if values[4] is None:
+            raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
+        text = [_text(value) if value is not None else "" for value in values]
+        return InstanceInfo(
+            instance_id=instance_id,
+            flow=text[0],
+            version=text[1],
+            status=text[2],
+            held=text[3] == "1",
+            seq=int(text[4]),
+            epoch=int(text[5] or 0),
+            priority=text[6] or "normal",  # type: ignore[arg-type]
+            updated_at=text[7],
+            created_at=text[8],
+            owner=text[9] or "local",
+        )
+
+    def commit(
+        self,
+        previous: Snapshot | None,
+        transition: Transition,
+        placement: Placement,
+        *,
+        ack: WorkAck | None = None,
+        fired_timer: str | None = None,
+        extra_fields: dict[str, str] | None = None,
+    ) -> CommitResult:
+        """Apply ``transition`` if the stored seq is still ``previous``'s (None: create)."""
+        snapshot = transition.snapshot
+        instance_id = snapshot.instance_id
+        shard = self.keys.shard_of(instance_id)
+        old_status = previous.status if previous is not None else snapshot.status
+        keys = [
+            self.keys.instance(instance_id),
+            self.keys.history(instance_id),
+            self.keys.status_index(shard, old_status),
+            self.keys.status_index(shard, snapshot.status),
+            self.keys.flow_index(shard, snapshot.definition.name),
+            *self.keys.streams(shard),
+            self.keys.timers(shard),
+        ]
+        history = [
+            json.dumps(
+                {
+                    "seq": e.seq,
+                    "at": e.at,
+                    "kind": e.kind,
+                    "position": e.position,
+                    "detail": e.detail,
+                },
+                separators=(",", ":"),
+                default=str,
+            )
+            for e in snapshot.state.history
+            if e.seq > (previous.seq if previous is not None else 0)
+        ]
+        args: list[str | bytes | int] = [
+            "" if previous is None else str(previous.seq),
+            str(snapshot.seq),
+            str(snapshot.epoch),
+            encode_snapshot(snapshot, self.snapshot_keys),
+            snapshot.status,
+            instance_id,
+            FULL_HISTORY_LIMIT,
+            "1" if snapshot.state.held else "0",
+            snapshot.updated_at,
+            len(history),
+            *history,
+        ]
+        args += self._operations(snapshot, transition, placement, shard)
+        if ack is not None and ack.shard == shard:
+            args += ["a", ack.priority_index, ack.message_id]
+        if fired_timer is not None:
+            args += ["r", timer_member(instance_id, fired_timer)]
+        fields = dict(extra_fields or {})
+        if previous is None:
+            fields.update(
+                {
+                    "flow": snapshot.definition.name,
+                    "version": snapshot.definition.version,
+                    "priority": placement.priority,
+                    "created_at": snapshot.updated_at,
+                }
+            )
+            if placement.concurrency_key:
+                fields["ckey"] = placement.concurrency_key
+        for name, value in fields.items():
+            args += ["h", name, value]
+        result = _RESULTS[int(self._commit(keys=keys, args=args))]
+        if result == "ok":
+            self._remember(snapshot)
+            if ack is not None and ack.shard != shard:
+                self.ack(ack)
+        else:
+            self.forget(instance_id)
+        return result
+
+    def _operations(
+        self, snapshot: Snapshot, transition: Transition, placement: Placement, shard: int
+    ) -> list[str | bytes | int]:
+        ops: list[str | bytes | int] = []
+        instance_id = snapshot.instance_id
+        priority = PRIORITIES.index(placement.priority)
+        flow = snapshot.definition.name
+        for command in transition.commands:
+            if isinstance(command, RunActivity):
+                message = WorkMessage(
+                    "activity",
+                    instance_id,
+                    snapshot.epoch,
+                    priority,
+                    command=command,
+                    concurrency_key=placement.concurrency_key,
+                    flow=flow,
+                )
+                ops += ["x", priority, message.encode()]
+            elif isinstance(command, StartTimer):
+                due = parse_timestamp(command.fire_at)
+                assert due is not None
+                ops += ["t", _millis(due), timer_member(instance_id, command.timer_id)]
+            elif isinstance(command, StartChildFlow):
+                message = WorkMessage(
+                    "start_child", instance_id, snapshot.epoch, priority, command=command
+                )
+                ops += ["x", priority, message.encode()]
+            elif isinstance(command, CancelWork):
+                if command.work_kind == "start_timer":
+                    ops += ["r", timer_member(instance_id, command.work_id)]
+                elif command.work_kind == "start_child_flow":
+                    message = WorkMessage(
+                        "cancel_child",
+                        instance_id,
+                        snapshot.epoch,
+                        priority,
+                        child_instance_id=child_instance_id(instance_id, command.work_id),
+                    )
+                    ops += ["x", priority, message.encode()]
+            elif isinstance(command, FinishFlow) and snapshot.state.parent is not None:
+                parent = snapshot.state.parent
+                message = WorkMessage(
+                    "notify_parent",
+                    parent.instance_id,
+                    snapshot.epoch,
+                    priority,
+                    call_id=parent.call_id,
+                    result={
+                        "status": command.status,
+                        "output": command.output,
+                        "error": command.error,
+                        "cause": command.cause,
+                    },
+                )
+                ops += ["x", priority, message.encode()]
+        return ops
+
+    def fence(self, instance_id: str, epoch: int, owner: str) -> bool:
+        """Give the instance to a new owner: this store refuses older epochs from now on."""
+        result = int(self._fence(keys=[self.keys.instance(instance_id)], args=[epoch, owner]))
+        if result == -2:
+            raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
+        self.forget(instance_id)
+        return result == 1
+
+    def ack(self, ack: WorkAck) -> None:
+        stream = self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
+        self.client.xack(stream, CONSUMER_GROUP, ack.message_id)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def list_instances(
+        self, status: str | None = None, flow: str | None = None, limit: int = 1000
+    ) -> list[InstanceInfo]:
+        ids: set[str] = set()
+        for shard in range(self.keys.shards):
+            if status is not None and flow is not None:
+                members = self.client.sinter(
+                    [self.keys.status_index(shard, status), self.keys.flow_index(shard, flow)]
+                )
+            elif status is not None:
+                members = self.client.smembers(self.keys.status_index(shard, status))
+            elif flow is not None:
+                members = self.client.smembers(self.keys.flow_index(shard, flow))
+            else:
+                members = set()
+                for state in ("running", "succeeded", "failed", "cancelled"):
+                    members |= self.client.smembers(self.keys.status_index(shard, state))
+            ids |= {_text(member) for member in members}
+        infos = [self.info(instance_id) for instance_id in sorted(ids)[: max(limit * 4, limit)]]
+        infos.sort(key=lambda info: info.updated_at, reverse=True)
+        return infos[:limit]
+
+    def history(self, instance_id: str) -> list[dict[str, Any]]:
+        if not self.exists(instance_id):
+            raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
+        return [
+            json.loads(raw) for raw in self.client.lrange(self.keys.history(instance_id), 0, -1)
+        ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
