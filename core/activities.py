@@ -129,13 +129,23 @@ class ActivityRegistry:
 
         return decorate(function) if function is not None else decorate
 
-    def call(self, name: str, payload: Any, context: ActivityContext | None = None) -> Any:
-        """Run an activity to completion (an async one in its own event loop)."""
+    def call(
+        self,
+        name: str,
+        payload: Any,
+        context: ActivityContext | None = None,
+        timeout_seconds: float | None = None,
+    ) -> Any:
+        """Run an activity to completion (an async one in its own event loop).
+
+        ``timeout_seconds`` stops an async activity (raising ``ActivityTimeoutError``); a
+        sync one cannot be interrupted, and the engine's task timeout decides for it.
+        """
         activity = self.get(name)
         token = _current.set(context)
         try:
             if activity.is_async:
-                return asyncio.run(activity.function(payload))  # type: ignore[arg-type]
+                return asyncio.run(_bounded(activity.function(payload), timeout_seconds))
             return activity.function(payload)
         finally:
             _current.reset(token)
@@ -164,6 +174,19 @@ class ActivityRegistry:
     def missing(self, definition: Branch) -> list[str]:
         """Activity names used by a definition that are not registered here."""
         return sorted({task.activity for task in iter_tasks(definition)} - set(self._activities))
+
+
+class ActivityTimeoutError(Exception):
+    """An activity ran past its timeout; reported with the error name States.Timeout."""
+
+
+async def _bounded(work: Awaitable[Any], timeout_seconds: float | None) -> Any:
+    if timeout_seconds is None:
+        return await work
+    try:
+        return await asyncio.wait_for(work, timeout_seconds)
+    except TimeoutError:
+        raise ActivityTimeoutError(f"the activity ran longer than {timeout_seconds} s") from None
 
 
 def iter_tasks(branch: Branch) -> Iterator[TaskState]:
@@ -213,6 +236,7 @@ __all__ = [
     "Activity",
     "ActivityContext",
     "ActivityRegistry",
+    "ActivityTimeoutError",
     "activity",
     "current_call",
     "describe_failure",
@@ -227,4 +251,6 @@ def describe_failure(error: BaseException) -> tuple[str, str]:
     The error name is the exception's class name, so retry and catch policies can name it
     (``PaymentDeclined``); the cause is its message.
     """
+    if isinstance(error, ActivityTimeoutError):
+        return "States.Timeout", str(error)
     return type(error).__name__, str(error) or type(error).__name__

@@ -25,7 +25,7 @@ local i = 11 + count
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'x' then
-    redis.call('XADD', KEYS[5 + tonumber(ARGV[i + 1])], '*', 'm', ARGV[i + 2])
+    redis.call('XADD', KEYS[6 + tonumber(ARGV[i + 1])], '*', 'm', ARGV[i + 2])
     i = i + 3
   elseif op == 't' then
     redis.call('ZADD', KEYS[9], ARGV[i + 1], ARGV[i + 2])
@@ -37,7 +37,7 @@ while i <= #ARGV do
     redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 2])
     i = i + 3
   elseif op == 'a' then
-    redis.call('XACK', KEYS[5 + tonumber(ARGV[i + 1])], 'workers', ARGV[i + 2])
+    redis.call('XACK', KEYS[6 + tonumber(ARGV[i + 1])], 'workers', ARGV[i + 2])
     i = i + 3
   else
     return redis.error_reply('rustyflower: unknown commit op ' .. tostring(op))

@@ -375,6 +375,18 @@ class RedisStore:
         self.forget(instance_id)
         return result == 1
 
+    def placement(self, instance_id: str) -> Placement:
+        priority, key = self.client.hmget(self.keys.instance(instance_id), ["priority", "ckey"])
+        chosen = _text(priority) if priority is not None else "normal"
+        return Placement(
+            priority=chosen if chosen in PRIORITIES else "normal",
+            concurrency_key=_text(key) if key is not None else None,
+        )
+
+    def remove_timer(self, instance_id: str, timer_id: str) -> None:
+        shard = self.keys.shard_of(instance_id)
+        self.client.zrem(self.keys.timers(shard), timer_member(instance_id, timer_id))
+
     def ack(self, ack: WorkAck) -> None:
         stream = self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
         self.client.xack(stream, CONSUMER_GROUP, ack.message_id)

@@ -1,0 +1,245 @@
+"""Apply events to instances in the store: load, advance, compare-and-set, retry on conflict."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.redis.store import (
+    InstanceInfo,
+    Placement,
+    RedisStore,
+    UnknownInstanceError,
+    WorkAck,
+)
+from core.engine import (
+    CancelRequested,
+    Event,
+    EventReceived,
+    HoldRequested,
+    ParentLink,
+    ReleaseRequested,
+    RetryFailedRequested,
+    Snapshot,
+    Transition,
+    advance,
+    outstanding,
+    start,
+)
+from core.engine.state import Transition as TransitionValue
+from core.errors import (
+    EpochConflictError,
+    EventRejectedError,
+    RustyFlowerError,
+    StaleEventError,
+)
+from core.snapshot.document import decode_snapshot
+
+Clock = Callable[[], datetime]
+
+
+class FencedError(RustyFlowerError):
+    """The instance now belongs to a newer epoch (it failed over); this runtime must stop."""
+
+
+class ContentionError(RustyFlowerError):
+    """Too many concurrent writers kept changing the instance; the event was not applied."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    transition: Transition
+
+
+@dataclass(frozen=True)
+class Rejected:
+    error: EventRejectedError
+
+
+Outcome = Applied | Rejected
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_instance_id() -> str:
+    # time-ordered, so ids sort roughly by start time in listings
+    return f"{int(time.time() * 1000):013x}-{uuid.uuid4().hex[:12]}"
+
+
+class Conductor:
+    def __init__(self, store: RedisStore, clock: Clock = utc_now, max_conflicts: int = 100) -> None:
+        self.store = store
+        self.clock = clock
+        self.max_conflicts = max_conflicts
+        self._placements: dict[str, Placement] = {}
+
+    # --- starting -------------------------------------------------------------------------
+
+    def start(
+        self,
+        flow: str,
+        flow_input: Any,
+        *,
+        version: str | None = None,
+        instance_id: str | None = None,
+        placement: Placement | None = None,
+        parent: ParentLink | None = None,
+    ) -> Snapshot:
+        """Start an instance; with an id that exists already, return it and run nothing twice."""
+        instance_id = instance_id or new_instance_id()
+        if self.store.exists(instance_id):
+            return self.store.load(instance_id, fresh=True)
+        definition = self.store.definition(flow, version)
+        transition = start(definition, flow_input, instance_id, self.clock(), parent=parent)
+        placement = placement or Placement()
+        result = self.store.commit(None, transition, placement)
+        if result == "exists":
+            return self.store.load(instance_id, fresh=True)
+        self._placements[instance_id] = placement
+        return transition.snapshot
+
+    # --- events ---------------------------------------------------------------------------
+
+    def apply(
+        self,
+        instance_id: str,
+        event: Event,
+        *,
+        ack: WorkAck | None = None,
+        fired_timer: str | None = None,
+    ) -> Outcome:
+        """Apply one event exactly once; a rejected event is returned, not raised."""
+        fresh = False
+        for _ in range(self.max_conflicts):
+            snapshot = self.store.load(instance_id, fresh=fresh)
+            try:
+                transition = advance(snapshot, event, self.clock())
+            except EventRejectedError as error:
+                if not fresh:
+                    fresh = True  # a cached value may be behind: judge on the stored one
+                    continue
+                self._discard(instance_id, ack, fired_timer, error)
+                return Rejected(error)
+            result = self.store.commit(
+                snapshot, transition, self.placement(instance_id), ack=ack, fired_timer=fired_timer
+            )
+            if result == "ok":
+                return Applied(transition)
+            if result == "fenced":
+                self._discard(instance_id, ack, fired_timer, None)
+                raise FencedError(
+                    f"instance {instance_id!r} was taken over by a newer epoch "
+                    "(failed over); this runner no longer advances it"
+                )
+            fresh = True
+        raise ContentionError(
+            f"instance {instance_id!r} changed {self.max_conflicts} times while applying "
+            f"{event.kind}; try again"
+        )
+
+    def _discard(
+        self,
+        instance_id: str,
+        ack: WorkAck | None,
+        fired_timer: str | None,
+        error: EventRejectedError | None,
+    ) -> None:
+        """The event will never apply: drop the message or timer that carried it."""
+        if ack is not None:
+            self.store.ack(ack)
+        if fired_timer is not None:
+            self.store.remove_timer(instance_id, fired_timer)
+        del error
+
+    def placement(self, instance_id: str) -> Placement:
+        found = self._placements.get(instance_id)
+        if found is None:
+            found = self.store.placement(instance_id)
+            if len(self._placements) > 10_000:
+                self._placements.clear()
+            self._placements[instance_id] = found
+        return found
+
+    # --- operator controls (raise on rejection: a person asked for it) --------------------
+
+    def control(self, instance_id: str, event: Event) -> Transition:
+        outcome = self.apply(instance_id, event)
+        if isinstance(outcome, Rejected):
+            raise outcome.error
+        return outcome.transition
+
+    def signal(
+        self, instance_id: str, event_name: str, data: Any = None, wait_id: str | None = None
+    ) -> Transition:
+        return self.control(instance_id, EventReceived(event_name, data, wait_id))
+
+    def hold(self, instance_id: str, reason: str | None = None) -> Transition:
+        return self.control(instance_id, HoldRequested(reason))
+
+    def release(self, instance_id: str) -> Transition:
+        return self.control(instance_id, ReleaseRequested())
+
+    def cancel(self, instance_id: str, reason: str | None = None) -> Transition:
+        return self.control(instance_id, CancelRequested(reason))
+
+    def retry_failed(self, instance_id: str) -> Transition:
+        return self.control(instance_id, RetryFailedRequested())
+
+    def info(self, instance_id: str) -> InstanceInfo:
+        return self.store.info(instance_id)
+
+    # --- snapshots ------------------------------------------------------------------------
+
+    def export(self, instance_id: str) -> bytes:
+        """The stored, signed snapshot bytes of an instance."""
+        return self.store.raw_snapshot(instance_id)
+
+    def resume(
+        self, data: bytes, *, take_ownership: bool = False, placement: Placement | None = None
+    ) -> Snapshot:
+        """Continue a snapshot here: store it and dispatch its outstanding work.
+
+        An instance already here under a newer epoch, or at the same epoch but further
+        along, is refused. ``take_ownership`` raises the epoch so the previous owner is
+        fenced off.
+        """
+        snapshot = decode_snapshot(data, self.store.snapshot_keys)
+        if take_ownership:
+            snapshot = replace(snapshot, epoch=snapshot.epoch + 1)
+        previous: Snapshot | None = None
+        try:
+            info = self.store.info(snapshot.instance_id)
+        except UnknownInstanceError:
+            info = None
+        if info is not None:
+            if info.epoch > snapshot.epoch:
+                raise EpochConflictError(
+                    f"instance {snapshot.instance_id!r} is owned by epoch {info.epoch} here; "
+                    f"this snapshot is epoch {snapshot.epoch} and may not advance it"
+                )
+            if info.epoch == snapshot.epoch and info.seq >= snapshot.seq:
+                raise EpochConflictError(
+                    f"instance {snapshot.instance_id!r} is already here at seq {info.seq} "
+                    f"(the snapshot is seq {snapshot.seq}); nothing to resume"
+                )
+            previous = self.store.load(snapshot.instance_id, fresh=True)
+        transition = TransitionValue(snapshot, tuple(outstanding(snapshot)))
+        placement = placement or (
+            self.store.placement(snapshot.instance_id) if info is not None else Placement()
+        )
+        result = self.store.commit(previous, transition, placement, extra_fields={"owner": "local"})
+        if result != "ok":
+            raise EpochConflictError(
+                f"instance {snapshot.instance_id!r} changed while resuming ({result}); retry"
+            )
+        return snapshot
+
+
+def is_stale(outcome: Outcome) -> bool:
+    return isinstance(outcome, Rejected) and isinstance(outcome.error, StaleEventError)

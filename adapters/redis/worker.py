@@ -1,0 +1,468 @@
+"""The worker: runs activities from the streams, fires timers, reclaims work of dead workers.
+
+Everything it does is safe to repeat: a message is acknowledged in the same atomic step
+that applies its result, a timer is removed in the step that fires it, and a worker that
+dies (even with kill -9) leaves its messages to be claimed by another after the
+visibility timeout. An activity may therefore run twice; its idempotency key says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from adapters.redis import scripts
+from adapters.redis.conductor import Conductor, FencedError, Rejected
+from adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
+from adapters.redis.limits import Limits
+from adapters.redis.messages import WorkMessage, split_timer_member
+from adapters.redis.store import RedisStore, UnknownFlowError, UnknownInstanceError, WorkAck
+from core.activities import ActivityContext, ActivityRegistry, describe_failure
+from core.engine import (
+    ActivityCompleted,
+    ActivityFailed,
+    CancelRequested,
+    ChildFinished,
+    Event,
+    ParentLink,
+    RunActivity,
+    StartChildFlow,
+    TimerFired,
+)
+from core.errors import RustyFlowerError, UnknownActivityError
+
+log = logging.getLogger("rustyflower.worker")
+
+_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 4
+    visibility_timeout: float = 30.0
+    """Seconds a message may stay unacknowledged (without heartbeat) before it is reclaimed."""
+    heartbeat_interval: float = 5.0
+    block_ms: int = 500
+    timer_interval: float = 0.02
+    grace_period: float = 30.0
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    run_timers: bool = True
+
+
+@dataclass
+class WorkerStats:
+    activities: int = 0
+    failures: int = 0
+    timers: int = 0
+    reclaimed: int = 0
+    deferred: int = 0
+    redis_errors: int = 0
+
+
+@dataclass
+class _InFlight:
+    stream: str
+    message_id: str
+    message: WorkMessage
+
+
+class Worker:
+    def __init__(
+        self,
+        store: RedisStore,
+        registry: ActivityRegistry,
+        options: WorkerOptions | None = None,
+        conductor: Conductor | None = None,
+    ) -> None:
+        self.store = store
+        self.keys: Keyspace = store.keys
+        self.client = store.client
+        self.registry = registry
+        self.options = options or WorkerOptions()
+        self.conductor = conductor or Conductor(store)
+        self.limits = Limits(
+            self.client, self.keys, lease_ms=int(self.options.visibility_timeout * 1000)
+        )
+        self.stats = WorkerStats()
+        self._take_due = self.client.register_script(scripts.TAKE_DUE)
+        self._release_deferred = self.client.register_script(scripts.RELEASE_DEFERRED)
+        self._defer = self.client.register_script(scripts.DEFER)
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._in_flight: dict[str, _InFlight] = {}
+        self._in_flight_lock = threading.Lock()
+        self._reclaimed: queue.Queue[tuple[int, int, str, dict[bytes, bytes]]] = queue.Queue()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.store.ensure_groups()
+        for index in range(self.options.concurrency):
+            self._spawn(f"executor-{index}", functools.partial(self._consume, index))
+        self._spawn("maintenance", self._maintain)
+        log.info(
+            "worker %s started: %d executors, activities: %s",
+            self.options.name,
+            self.options.concurrency,
+            ", ".join(self.registry.names()) or "(none)",
+        )
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"rustyflower-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking work; wait for running activities up to the grace period."""
+        self._stopping.set()
+        deadline = time.monotonic() + (
+            timeout if timeout is not None else self.options.grace_period
+        )
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        unfinished = [thread.name for thread in self._threads if thread.is_alive()]
+        if unfinished:
+            log.warning("stopped with work still running (%s); it will be reclaimed", unfinished)
+        self._threads.clear()
+
+    def run_until_signalled(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        self.start()
+        stop.wait()
+        log.info(
+            "shutting down: finishing running activities (up to %ss)", self.options.grace_period
+        )
+        self.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # --- consuming --------------------------------------------------------------------------
+
+    def _consume(self, index: int) -> None:
+        consumer = f"{self.options.name}-{index}"
+        shards = [
+            s
+            for s in range(self.keys.shards)
+            if s % self.options.concurrency == index % self.options.concurrency
+        ] or [index % self.keys.shards]
+        turn = 0
+        while not self._stopping.is_set():
+            try:
+                reclaimed = self._reclaimed.get_nowait()
+            except queue.Empty:
+                reclaimed = None
+            if reclaimed is not None:
+                self._handle(*reclaimed)
+                continue
+            shard = shards[turn % len(shards)]
+            turn += 1
+            streams: dict[Any, Any] = {stream: ">" for stream in self.keys.streams(shard)}
+            try:
+                response: Any = self.client.xreadgroup(
+                    CONSUMER_GROUP, consumer, streams, count=1, block=self.options.block_ms
+                )
+            except _REDIS_ERRORS as error:
+                self._redis_trouble(error)
+                continue
+            except redis.ResponseError as error:
+                if "NOGROUP" in str(error):
+                    self._call_with_retry(self.store.ensure_groups)
+                    continue
+                raise
+            for stream, entries in sorted(
+                response or [], key=lambda item: self._priority_of(item[0])
+            ):
+                priority = self._priority_of(stream)
+                for message_id, fields in entries:
+                    self._handle(shard, priority, _text(message_id), fields)
+
+    def _priority_of(self, stream: bytes | str) -> int:
+        names: list[str] = list(PRIORITIES)
+        return names.index(_text(stream).rsplit(":", 1)[1])
+
+    def _handle(
+        self, shard: int, priority: int, message_id: str, fields: dict[bytes, bytes]
+    ) -> None:
+        ack = WorkAck(priority, message_id, shard)
+        raw = fields.get(b"m") or fields.get("m")  # type: ignore[call-overload]
+        try:
+            message = WorkMessage.decode(raw)
+        except (ValueError, KeyError, TypeError) as error:
+            self._dead_letter(shard, ack, raw, f"malformed work message: {error}")
+            return
+        try:
+            if message.kind == "activity":
+                self._run_activity(message, ack)
+            elif message.kind == "start_child":
+                self._start_child(message, ack)
+            elif message.kind == "notify_parent":
+                self._notify_parent(message, ack)
+            elif message.kind == "cancel_child":
+                self._cancel_child(message, ack)
+        except FencedError as error:
+            log.warning("%s", error)
+        except UnknownInstanceError as error:
+            log.warning("dropping work for a missing instance: %s", error)
+            self._call_with_retry(lambda: self.store.ack(ack))
+
+    def _run_activity(self, message: WorkMessage, ack: WorkAck) -> None:
+        command = message.command
+        assert isinstance(command, RunActivity)
+        holder = f"{message.instance_id}|{command.call_id}"
+        wait_ms = self._call_with_retry(
+            lambda: self.limits.admit(
+                holder, message.flow, message.concurrency_key, command.activity
+            )
+        )
+        if wait_ms:
+            self._park(message, ack, wait_ms)
+            return
+        stream = self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
+        with self._in_flight_lock:
+            self._in_flight[holder] = _InFlight(stream, ack.message_id, message)
+        try:
+            event = self._execute(message.instance_id, command)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.pop(holder, None)
+            self._call_with_retry(
+                lambda: self.limits.release(holder, message.flow, message.concurrency_key)
+            )
+        self._apply(message.instance_id, event, ack=ack)
+
+    def _execute(self, instance_id: str, command: RunActivity) -> Event:
+        context = ActivityContext(
+            instance_id=instance_id,
+            call_id=command.call_id,
+            idempotency_key=command.idempotency_key,
+            attempt=command.attempt,
+            activity=command.activity,
+        )
+        try:
+            output = self.registry.call(
+                command.activity, command.input, context, timeout_seconds=command.timeout_seconds
+            )
+            json.dumps(output, allow_nan=False)
+        except UnknownActivityError as error:
+            log.error("instance %s: %s", instance_id, error)
+            self.stats.failures += 1
+            return ActivityFailed(command.call_id, "UnknownActivity", str(error))
+        except (TypeError, ValueError) as error:
+            self.stats.failures += 1
+            if isinstance(error, ValueError | TypeError) and "JSON" in str(error).upper():
+                return ActivityFailed(command.call_id, "InvalidActivityOutput", str(error))
+            name, cause = describe_failure(error)
+            return ActivityFailed(command.call_id, name, cause)
+        except Exception as error:  # an activity's failure is data for retry and catch
+            self.stats.failures += 1
+            name, cause = describe_failure(error)
+            return ActivityFailed(command.call_id, name, cause)
+        self.stats.activities += 1
+        return ActivityCompleted(command.call_id, output)
+
+    def _start_child(self, message: WorkMessage, ack: WorkAck) -> None:
+        command = message.command
+        assert isinstance(command, StartChildFlow)
+        link = ParentLink(message.instance_id, command.call_id)
+        try:
+            self._call_with_retry(
+                lambda: self.conductor.start(
+                    command.flow,
+                    command.input,
+                    version=command.version,
+                    instance_id=command.child_instance_id,
+                    placement=self.conductor.placement(message.instance_id),
+                    parent=link,
+                )
+            )
+        except UnknownFlowError as error:
+            self._apply(
+                message.instance_id,
+                ChildFinished(command.call_id, "failed", error="UnknownFlow", cause=str(error)),
+                ack=ack,
+            )
+            return
+        self._call_with_retry(lambda: self.store.ack(ack))
+
+    def _notify_parent(self, message: WorkMessage, ack: WorkAck) -> None:
+        result = message.result or {}
+        event = ChildFinished(
+            message.call_id or "",
+            result.get("status", "failed"),
+            result.get("output"),
+            result.get("error"),
+            result.get("cause"),
+        )
+        self._apply(message.instance_id, event, ack=ack)
+
+    def _cancel_child(self, message: WorkMessage, ack: WorkAck) -> None:
+        child = message.child_instance_id or ""
+        if self.store.exists(child):
+            self._apply(child, CancelRequested("the parent no longer waits for it"), ack=None)
+        self._call_with_retry(lambda: self.store.ack(ack))
+
+    def _apply(
+        self,
+        instance_id: str,
+        event: Event,
+        ack: WorkAck | None = None,
+        fired_timer: str | None = None,
+    ) -> None:
+        outcome = self._call_with_retry(
+            lambda: self.conductor.apply(instance_id, event, ack=ack, fired_timer=fired_timer)
+        )
+        if isinstance(outcome, Rejected):
+            log.debug("instance %s: %s rejected: %s", instance_id, event.kind, outcome.error)
+
+    def _park(self, message: WorkMessage, ack: WorkAck, wait_ms: int) -> None:
+        """Held back by a limit: park the message and retry it after ``wait_ms``."""
+        self.stats.deferred += 1
+        member = f"{ack.priority_index}|{message.encode()}"
+        due = int(time.time() * 1000) + wait_ms
+        stream = self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
+        self._call_with_retry(
+            lambda: self._defer(
+                keys=[self.keys.deferred(ack.shard), stream], args=[due, member, ack.message_id]
+            )
+        )
+
+    def _dead_letter(self, shard: int, ack: WorkAck, raw: Any, reason: str) -> None:
+        log.error("%s; moved to the dead-letter stream", reason)
+        dead = f"{self.keys.tag(shard)}:dead"
+        payload = raw if isinstance(raw, bytes | str) else repr(raw)
+
+        def move() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xadd(dead, {"m": payload, "reason": reason})
+            pipe.xack(
+                self.keys.stream(shard, PRIORITIES[ack.priority_index]),
+                CONSUMER_GROUP,
+                ack.message_id,
+            )
+            pipe.execute()
+
+        self._call_with_retry(move)
+
+    # --- maintenance: timers, deferred work, reclaiming, heartbeats -------------------------
+
+    def _maintain(self) -> None:
+        last_reclaim = last_heartbeat = 0.0
+        while not self._stopping.is_set():
+            began = time.monotonic()
+            try:
+                if self.options.run_timers:
+                    for shard in range(self.keys.shards):
+                        self._fire_due_timers(shard)
+                        self._release_deferred(
+                            keys=[self.keys.deferred(shard), *self.keys.streams(shard)],
+                            args=[int(time.time() * 1000), 100],
+                        )
+                if began - last_heartbeat >= self.options.heartbeat_interval:
+                    self._heartbeat()
+                    last_heartbeat = began
+                if began - last_reclaim >= self.options.visibility_timeout / 3:
+                    for shard in range(self.keys.shards):
+                        self._reclaim(shard)
+                    last_reclaim = began
+            except _REDIS_ERRORS as error:
+                self._redis_trouble(error)
+                continue
+            self._stopping.wait(max(0.0, self.options.timer_interval - (time.monotonic() - began)))
+
+    def _fire_due_timers(self, shard: int) -> None:
+        now_ms = int(time.time() * 1000)
+        lease_ms = int(self.options.visibility_timeout * 1000)
+        due = self._take_due(keys=[self.keys.timers(shard)], args=[now_ms, 200, now_ms + lease_ms])
+        for member in due:
+            instance_id, timer_id = split_timer_member(_text(member))
+            self.stats.timers += 1
+            try:
+                self._apply(instance_id, TimerFired(timer_id), fired_timer=timer_id)
+            except (UnknownInstanceError, FencedError) as error:
+                log.info("dropping timer %s: %s", timer_id, error)
+                self.store.remove_timer(instance_id, timer_id)
+
+    def _heartbeat(self) -> None:
+        """Long activities keep their messages: re-claiming resets the idle time."""
+        with self._in_flight_lock:
+            running = list(self._in_flight.items())
+        for holder, flight in running:
+            self.client.xclaim(
+                flight.stream,
+                CONSUMER_GROUP,
+                f"{self.options.name}-heartbeat",
+                min_idle_time=0,
+                message_ids=[flight.message_id],
+                justid=True,
+            )
+            self.limits.renew(holder, flight.message.flow, flight.message.concurrency_key)
+        self.client.hset(self.keys.workers(), self.options.name, str(time.time()))
+
+    def _reclaim(self, shard: int) -> None:
+        """Take over messages that another (dead) worker left unacknowledged too long."""
+        idle_ms = int(self.options.visibility_timeout * 1000)
+        for priority, stream in enumerate(self.keys.streams(shard)):
+            response = self.client.xautoclaim(
+                stream,
+                CONSUMER_GROUP,
+                f"{self.options.name}-reclaimer",
+                min_idle_time=idle_ms,
+                start_id="0-0",
+                count=50,
+            )
+            for message_id, fields in response[1]:
+                if fields is None:
+                    continue
+                with self._in_flight_lock:
+                    mine = any(f.message_id == _text(message_id) for f in self._in_flight.values())
+                if mine:
+                    continue
+                self.stats.reclaimed += 1
+                log.warning(
+                    "reclaiming message %s left unacknowledged by a stopped worker",
+                    _text(message_id),
+                )
+                self._reclaimed.put((shard, priority, _text(message_id), fields))
+
+    # --- Redis outages ----------------------------------------------------------------------
+
+    def _redis_trouble(self, error: Exception) -> None:
+        self.stats.redis_errors += 1
+        log.warning("Redis unavailable (%s); retrying", error)
+        self._stopping.wait(0.5)
+
+    def _call_with_retry(self, action: Callable[[], Any]) -> Any:
+        """Keep a finished activity's result through a Redis outage: retry until it is back."""
+        delay = 0.1
+        while True:
+            try:
+                return action()
+            except _REDIS_ERRORS as error:
+                self.stats.redis_errors += 1
+                log.warning("Redis unavailable (%s); retrying in %.1fs", error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+__all__ = ["RustyFlowerError", "Worker", "WorkerOptions", "WorkerStats"]
