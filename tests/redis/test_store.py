@@ -1,0 +1,63 @@
+"""Store basics against a real server: registration, idempotent start, compare-and-set."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.redis.store import Placement, UnknownFlowError, VersionConflictError
+from core.builder import Flow
+from core.engine import ActivityCompleted, start
+from tests.redis.conftest import Runtime
+
+pytestmark = pytest.mark.emulator
+
+
+def two_steps(version: str = "1"):
+    return Flow("two", version=version).task("A", "a").task("B", "b").build()
+
+
+def test_register_is_idempotent_and_versions_live_side_by_side(runtime: Runtime) -> None:
+    assert runtime.store.register(two_steps("1")) is True
+    assert runtime.store.register(two_steps("1")) is False
+    assert runtime.store.register(two_steps("2")) is True
+    assert runtime.store.definition("two").version == "2"
+    assert runtime.store.definition("two", "1").version == "1"
+    changed = Flow("two", version="1").task("A", "a").build()
+    with pytest.raises(VersionConflictError, match="new version"):
+        runtime.store.register(changed)
+    with pytest.raises(UnknownFlowError, match="registered: two"):
+        runtime.store.definition("nope")
+    with pytest.raises(UnknownFlowError, match=r"no version '9' \(registered: 1, 2\)"):
+        runtime.store.definition("two", "9")
+
+
+def test_start_with_an_existing_id_returns_it_and_runs_nothing_twice(runtime: Runtime) -> None:
+    runtime.store.register(two_steps())
+    first = runtime.conductor.start("two", {"n": 1}, instance_id="same")
+    again = runtime.conductor.start("two", {"n": 2}, instance_id="same")
+    assert again.seq == first.seq and again.state.input == {"n": 1}
+    stream = runtime.keys.stream(0, "normal")
+    assert runtime.client.xlen(stream) == 1  # one RunActivity, not two
+
+
+def test_compare_and_set_applies_a_transition_once(runtime: Runtime) -> None:
+    runtime.store.register(two_steps())
+    snapshot = runtime.conductor.start("two", {}, instance_id="race")
+    call = next(iter(snapshot.state.pending.values())).command
+    from core.engine import advance
+    from datetime import UTC, datetime
+
+    transition = advance(snapshot, ActivityCompleted(call.call_id, 1), datetime.now(UTC))
+    assert runtime.store.commit(snapshot, transition, Placement()) == "ok"
+    other = runtime.fresh_store()
+    assert other.commit(snapshot, transition, Placement()) == "conflict"
+    assert [h["kind"] for h in runtime.store.history("race")].count("TaskSucceeded") == 1
+
+
+def test_creating_twice_reports_exists(runtime: Runtime) -> None:
+    definition = two_steps()
+    from datetime import UTC, datetime
+
+    transition = start(definition, {}, "dup", datetime.now(UTC))
+    assert runtime.store.commit(None, transition, Placement()) == "ok"
+    assert runtime.store.commit(None, transition, Placement()) == "exists"
