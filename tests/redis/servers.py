@@ -58,7 +58,7 @@ class ServerProcess:
                 "no",
                 "--logfile",
                 str(self.data_dir / "server.log"),
-            ],  # fmt: skip
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

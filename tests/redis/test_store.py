@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from adapters.redis.store import Placement, UnknownFlowError, VersionConflictError
 from core.builder import Flow
-from core.engine import ActivityCompleted, start
+from core.engine import ActivityCompleted, advance, start
 from tests.redis.conftest import Runtime
 
 pytestmark = pytest.mark.emulator
@@ -44,9 +46,6 @@ def test_compare_and_set_applies_a_transition_once(runtime: Runtime) -> None:
     runtime.store.register(two_steps())
     snapshot = runtime.conductor.start("two", {}, instance_id="race")
     call = next(iter(snapshot.state.pending.values())).command
-    from core.engine import advance
-    from datetime import UTC, datetime
-
     transition = advance(snapshot, ActivityCompleted(call.call_id, 1), datetime.now(UTC))
     assert runtime.store.commit(snapshot, transition, Placement()) == "ok"
     other = runtime.fresh_store()
@@ -56,8 +55,6 @@ def test_compare_and_set_applies_a_transition_once(runtime: Runtime) -> None:
 
 def test_creating_twice_reports_exists(runtime: Runtime) -> None:
     definition = two_steps()
-    from datetime import UTC, datetime
-
     transition = start(definition, {}, "dup", datetime.now(UTC))
     assert runtime.store.commit(None, transition, Placement()) == "ok"
     assert runtime.store.commit(None, transition, Placement()) == "exists"
