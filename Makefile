@@ -14,10 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/rustyflower validate examples/order/flow.yaml
-	$(BIN)/rustyflower run examples/order/flow.yaml \
-		--activities examples.order.activities \
-		--input @examples/order/input.json \
-		--event 'approval={"approved": true, "by": "ops"}'
+	$(BIN)/python -m examples.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
