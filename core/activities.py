@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import difflib
 import inspect
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from core.engine.commands import RunActivity
+from core.engine.events import ActivityCompleted, ActivityFailed
 from core.errors import UnknownActivityError
 from core.model import FlowDefinition, Retry, TaskState
 from core.model.states import Branch, MapState, ParallelState
@@ -241,8 +244,45 @@ __all__ = [
     "current_call",
     "describe_failure",
     "iter_tasks",
+    "perform",
     "registry",
 ]
+
+
+UNKNOWN_ACTIVITY = "UnknownActivity"
+INVALID_OUTPUT = "InvalidActivityOutput"
+
+
+def perform(
+    registry: ActivityRegistry, instance_id: str, command: RunActivity
+) -> ActivityCompleted | ActivityFailed:
+    """Carry out a RunActivity command, with the same context and error names on every runtime.
+
+    An exception becomes ActivityFailed named after its class; an unknown activity fails
+    with ``UnknownActivity``; an output that is not JSON fails with ``InvalidActivityOutput``.
+    """
+    context = ActivityContext(
+        instance_id=instance_id,
+        call_id=command.call_id,
+        idempotency_key=command.idempotency_key,
+        attempt=command.attempt,
+        activity=command.activity,
+    )
+    try:
+        output = registry.call(
+            command.activity, command.input, context, timeout_seconds=command.timeout_seconds
+        )
+    except UnknownActivityError as error:
+        return ActivityFailed(command.call_id, UNKNOWN_ACTIVITY, str(error))
+    except Exception as error:  # an activity's failure is data for retry and catch
+        name, cause = describe_failure(error)
+        return ActivityFailed(command.call_id, name, cause)
+    try:
+        json.dumps(output, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        cause = f"activity {command.activity!r} returned a value that is not JSON: {error}"
+        return ActivityFailed(command.call_id, INVALID_OUTPUT, cause)
+    return ActivityCompleted(command.call_id, output)
 
 
 def describe_failure(error: BaseException) -> tuple[str, str]:

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.activities import ActivityContext, ActivityRegistry, describe_failure
+from core.activities import ActivityRegistry, perform
 from core.engine import (
-    ActivityCompleted,
-    ActivityFailed,
     AwaitEvent,
     CancelWork,
     ChildFinished,
@@ -126,19 +124,7 @@ class LocalRunner:
                 agenda.clear()
 
     def _run_activity(self, instance_id: str, command: RunActivity) -> Event:
-        context = ActivityContext(
-            instance_id=instance_id,
-            call_id=command.call_id,
-            idempotency_key=command.idempotency_key,
-            attempt=command.attempt,
-            activity=command.activity,
-        )
-        try:
-            output = self.registry.call(command.activity, command.input, context)
-        except Exception as error:  # an activity's failure is data for retry/catch
-            name, cause = describe_failure(error)
-            return ActivityFailed(command.call_id, name, cause)
-        return ActivityCompleted(command.call_id, output)
+        return perform(self.registry, instance_id, command)
 
     def _run_child(self, parent: Snapshot, command: StartChildFlow) -> Event:
         key = f"{command.flow}@{command.version}" if command.version else command.flow

@@ -9,7 +9,6 @@ visibility timeout. An activity may therefore run twice; its idempotency key say
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import queue
@@ -29,9 +28,8 @@ from adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from adapters.redis.limits import Limits
 from adapters.redis.messages import WorkMessage, split_timer_member
 from adapters.redis.store import RedisStore, UnknownFlowError, UnknownInstanceError, WorkAck
-from core.activities import ActivityContext, ActivityRegistry, describe_failure
+from core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
 from core.engine import (
-    ActivityCompleted,
     ActivityFailed,
     CancelRequested,
     ChildFinished,
@@ -41,7 +39,7 @@ from core.engine import (
     StartChildFlow,
     TimerFired,
 )
-from core.errors import RustyFlowerError, UnknownActivityError
+from core.errors import RustyFlowerError
 
 log = logging.getLogger("rustyflower.worker")
 
@@ -248,34 +246,14 @@ class Worker:
         self._apply(message.instance_id, event, ack=ack)
 
     def _execute(self, instance_id: str, command: RunActivity) -> Event:
-        context = ActivityContext(
-            instance_id=instance_id,
-            call_id=command.call_id,
-            idempotency_key=command.idempotency_key,
-            attempt=command.attempt,
-            activity=command.activity,
-        )
-        try:
-            output = self.registry.call(
-                command.activity, command.input, context, timeout_seconds=command.timeout_seconds
-            )
-            json.dumps(output, allow_nan=False)
-        except UnknownActivityError as error:
-            log.error("instance %s: %s", instance_id, error)
+        event = perform(self.registry, instance_id, command)
+        if isinstance(event, ActivityFailed):
             self.stats.failures += 1
-            return ActivityFailed(command.call_id, "UnknownActivity", str(error))
-        except (TypeError, ValueError) as error:
-            self.stats.failures += 1
-            if isinstance(error, ValueError | TypeError) and "JSON" in str(error).upper():
-                return ActivityFailed(command.call_id, "InvalidActivityOutput", str(error))
-            name, cause = describe_failure(error)
-            return ActivityFailed(command.call_id, name, cause)
-        except Exception as error:  # an activity's failure is data for retry and catch
-            self.stats.failures += 1
-            name, cause = describe_failure(error)
-            return ActivityFailed(command.call_id, name, cause)
-        self.stats.activities += 1
-        return ActivityCompleted(command.call_id, output)
+            if event.error in (UNKNOWN_ACTIVITY, INVALID_OUTPUT):
+                log.error("instance %s: %s", instance_id, event.cause)
+        else:
+            self.stats.activities += 1
+        return event
 
     def _start_child(self, message: WorkMessage, ack: WorkAck) -> None:
         command = message.command
