@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -27,7 +27,6 @@ from core.engine import (
     StartChildFlow,
     StartTimer,
     TimerFired,
-    Transition,
     advance,
     outstanding,
     start,
@@ -40,18 +39,9 @@ from core.errors import (
     StaleEventError,
     UnknownCallError,
 )
-from core.model import FlowDefinition, parse_definition
+from core.model import FlowDefinition
 from core.snapshot.document import decode_snapshot, encode_snapshot
-
-NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return NOW + timedelta(seconds=seconds)
-
-
-def flow(states: dict[str, Any], start_at: str = "A", **extra: Any) -> FlowDefinition:
-    return parse_definition({"name": "f", "start_at": start_at, "states": states, **extra})
+from tests.unit.engine_kit import NOW, at, finish, flow
 
 
 def of(commands: tuple[Command, ...] | list[Command], kind: type) -> list[Any]:
@@ -62,12 +52,6 @@ def one(commands: tuple[Command, ...] | list[Command], kind: type) -> Any:
     found = of(commands, kind)
     assert len(found) == 1, commands
     return found[0]
-
-
-def finish(transition: Transition) -> FinishFlow:
-    command = transition.commands[-1]
-    assert isinstance(command, FinishFlow), transition.commands
-    return command
 
 
 def rejected(snapshot: Snapshot, event: Event, error: type[Exception], now: datetime = NOW) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,49 +12,23 @@ from core.engine import (
     AwaitEvent,
     CancelWork,
     Command,
-    Event,
     EventReceived,
     FinishFlow,
     RunActivity,
-    Snapshot,
     StartTimer,
     TimerFired,
-    Transition,
     advance,
     outstanding,
     start,
 )
-from core.errors import EventRejectedError, StaleEventError
-from core.model import FlowDefinition, parse_definition
+from core.errors import StaleEventError
+from core.model import FlowDefinition
 from core.snapshot.document import decode_snapshot, encode_snapshot
-
-NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return NOW + timedelta(seconds=seconds)
-
-
-def flow(states: dict[str, Any], start_at: str = "A", **extra: Any) -> FlowDefinition:
-    return parse_definition({"name": "f", "start_at": start_at, "states": states, **extra})
+from tests.unit.engine_kit import NOW, at, finish, flow, rejected
 
 
 def of(commands: tuple[Command, ...] | list[Command], kind: type) -> list[Any]:
     return [command for command in commands if isinstance(command, kind)]
-
-
-def finish(transition: Transition) -> FinishFlow:
-    command = transition.commands[-1]
-    assert isinstance(command, FinishFlow), transition.commands
-    return command
-
-
-def rejected(snapshot: Snapshot, event: Event, error: type[Exception], now: datetime = NOW) -> None:
-    before = encode_snapshot(snapshot)
-    with pytest.raises(EventRejectedError) as caught:
-        advance(snapshot, event, now)
-    assert type(caught.value) is error
-    assert encode_snapshot(snapshot) == before
 
 
 def task(activity: str, **fields: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,12 +12,9 @@ from core.engine import (
     AwaitEvent,
     CancelWork,
     ChildFinished,
-    Command,
-    Event,
     EventReceived,
     FinishFlow,
     RunActivity,
-    Snapshot,
     StartChildFlow,
     StartTimer,
     TimerFired,
@@ -28,48 +24,13 @@ from core.engine import (
     start,
 )
 from core.errors import (
-    EventRejectedError,
     InstanceFinishedError,
     NoWaiterError,
     StaleEventError,
     UnknownCallError,
 )
-from core.model import FlowDefinition, parse_definition
 from core.snapshot.document import decode_snapshot, encode_snapshot
-
-NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return NOW + timedelta(seconds=seconds)
-
-
-def flow(states: dict[str, Any], start_at: str = "A", **extra: Any) -> FlowDefinition:
-    return parse_definition({"name": "f", "start_at": start_at, "states": states, **extra})
-
-
-def of(commands: tuple[Command, ...], kind: type) -> list[Any]:
-    return [command for command in commands if isinstance(command, kind)]
-
-
-def one(commands: tuple[Command, ...], kind: type) -> Any:
-    found = of(commands, kind)
-    assert len(found) == 1, commands
-    return found[0]
-
-
-def finish(transition: Transition) -> FinishFlow:
-    command = transition.commands[-1]
-    assert isinstance(command, FinishFlow), transition.commands
-    return command
-
-
-def rejected(snapshot: Snapshot, event: Event, error: type[Exception], now: datetime = NOW) -> None:
-    before = encode_snapshot(snapshot)
-    with pytest.raises(EventRejectedError) as caught:
-        advance(snapshot, event, now)
-    assert type(caught.value) is error
-    assert encode_snapshot(snapshot) == before
+from tests.unit.engine_kit import NOW, at, finish, flow, of, one, rejected
 
 
 def run(states: dict[str, Any], data: Any, **extra: Any) -> Transition:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,11 +12,8 @@ from core.engine import (
     ActivityFailed,
     AwaitEvent,
     CancelWork,
-    Command,
-    Event,
     FinishFlow,
     RunActivity,
-    Snapshot,
     StartTimer,
     TimerFired,
     Transition,
@@ -26,44 +23,11 @@ from core.engine import (
     start,
 )
 from core.engine.machine import jitter_fraction
-from core.errors import EventRejectedError, StaleEventError
-from core.model import FlowDefinition, Retry, parse_definition
+from core.errors import StaleEventError
+from core.model import FlowDefinition, Retry
 from core.snapshot.document import encode_snapshot
 from core.timeutil import parse_timestamp
-
-NOW = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return NOW + timedelta(seconds=seconds)
-
-
-def flow(states: dict[str, Any], start_at: str = "A", **extra: Any) -> FlowDefinition:
-    return parse_definition({"name": "f", "start_at": start_at, "states": states, **extra})
-
-
-def of(commands: tuple[Command, ...], kind: type) -> list[Any]:
-    return [command for command in commands if isinstance(command, kind)]
-
-
-def one(commands: tuple[Command, ...], kind: type) -> Any:
-    found = of(commands, kind)
-    assert len(found) == 1, commands
-    return found[0]
-
-
-def finish(transition: Transition) -> FinishFlow:
-    command = transition.commands[-1]
-    assert isinstance(command, FinishFlow), transition.commands
-    return command
-
-
-def rejected(snapshot: Snapshot, event: Event, error: type[Exception], now: datetime = NOW) -> None:
-    before = encode_snapshot(snapshot)
-    with pytest.raises(EventRejectedError) as caught:
-        advance(snapshot, event, now)
-    assert type(caught.value) is error
-    assert encode_snapshot(snapshot) == before
+from tests.unit.engine_kit import NOW, at, finish, flow, of, one, rejected
 
 
 def fire_at(command: StartTimer) -> datetime:
