@@ -120,3 +120,23 @@ if holder == false or holder == ARGV[1] then
 end
 return 0
 """
+
+# Compare-and-set one field of a hash: write ARGV[3] ('' deletes the field) only if the
+# field still holds ARGV[2] ('' = absent). Returns 1 when written, 0 when it had changed.
+HASH_FIELD_CAS = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current == false then current = '' end
+if current ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return 1
+"""
+
+# Give up the scheduler's lease, but only if this holder still has it.
+LEASE_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
