@@ -66,7 +66,14 @@ class Steps:
         if name in self._states:
             self._duplicates.append(name)
         state = {"type": kind}
-        state.update({key: _plain(value) for key, value in fields.items() if value is not None})
+        # None means "not given", except for result_path where it means "discard the result"
+        state.update(
+            {
+                key: _plain(value)
+                for key, value in fields.items()
+                if value is not None or key == "result_path"
+            }
+        )
         self._states[name] = state
         return self
 

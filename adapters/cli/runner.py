@@ -1060,6 +1060,10 @@ def limits_set(
         str | None,
         typer.Option(help="Max calls of --activity: 10/s, 600/min, 5/h.", show_default=False),
     ] = None,
+    burst: Annotated[
+        int,
+        typer.Option(min=1, help="With --rate: calls that may start together (default 1)."),
+    ] = 1,
     redis_url: RedisUrlOption = None,
     prefix: PrefixOption = "rf",
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
@@ -1085,8 +1089,9 @@ def limits_set(
             limits.set_key_concurrency(key_concurrency)
             out.print(f"each concurrency key: at most {key_concurrency} activities at once")
         if activity is not None and rate is not None:
-            limits.set_rate(activity, rate)
-            out.print(f"activity {escape(activity)}: at most {escape(rate)}")
+            limits.set_rate(activity, rate, burst)
+            extra = f", bursts of {burst}" if burst > 1 else ""
+            out.print(f"activity {escape(activity)}: at most {escape(rate)}{extra}")
     except ValueError as error:
         raise CliInputError(f"--rate: {error}") from None
 

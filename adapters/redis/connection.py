@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import redis
 
@@ -54,13 +55,18 @@ def check(client: redis.Redis, where: str) -> None:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user + ':***' if ':' in credentials else user}@{host}"
+    """The URL without its password (in the user part or the query), for messages and logs."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, _, host = netloc.rpartition("@")
+        user, has_password, _ = credentials.partition(":")
+        netloc = f"{user}:***@{host}" if has_password else f"{user}@{host}"
+    query = "&".join(
+        f"{key}=***" if key.lower() in ("password", "pass", "pwd") else f"{key}={value}"
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass

@@ -38,6 +38,8 @@ class LimitSettings:
     flows: dict[str, int] = field(default_factory=dict)
     per_key: int | None = None
     rates: dict[str, float] = field(default_factory=dict)
+    bursts: dict[str, int] = field(default_factory=dict)
+    """Calls an activity may make at once after a quiet spell (default 1: even spacing)."""
 
 
 class Limits:
@@ -77,6 +79,8 @@ class Limits:
                     settings.per_key = int(value)
                 elif kind == "rate":
                     settings.rates[target] = float(value)
+                elif kind == "burst":
+                    settings.bursts[target] = int(value)
             self._settings = settings
             self._loaded_at = time.monotonic()
         return self._settings
@@ -87,8 +91,12 @@ class Limits:
     def set_key_concurrency(self, limit: int | None) -> None:
         self._set("key:", limit)
 
-    def set_rate(self, activity: str, rate: str | None) -> None:
+    def set_rate(self, activity: str, rate: str | None, burst: int = 1) -> None:
+        """``rate`` like '10/s'; ``burst`` calls may start together after a quiet spell."""
+        if burst < 1:
+            raise ValueError("a burst is at least 1")
         self._set(f"rate:{activity}", parse_rate(rate) if rate is not None else None)
+        self._set(f"burst:{activity}", burst if rate is not None and burst > 1 else None)
 
     def _set(self, name: str, value: float | None) -> None:
         if value is None:
@@ -109,11 +117,9 @@ class Limits:
         settings = self.settings()
         rate = settings.rates.get(activity)
         if rate is not None:
-            wait = int(
-                self._take_token(
-                    keys=[self.keys.rate(activity)], args=[_now_ms(), rate, max(1.0, rate)]
-                )
-            )
+            burst = settings.bursts.get(activity, 1)
+            token_args: list[int | float] = [_now_ms(), rate, burst]
+            wait = int(self._take_token(keys=[self.keys.rate(activity)], args=token_args))
             if wait > 0:
                 return wait
         taken: list[str] = []

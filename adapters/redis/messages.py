@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from core.engine import COMMAND_ADAPTER, RunActivity, StartChildFlow
 
 Kind = Literal["activity", "start_child", "notify_parent", "cancel_child"]
@@ -45,24 +47,44 @@ class WorkMessage:
         return json.dumps(document, separators=(",", ":"))
 
     @classmethod
-    def decode(cls, text: str | bytes) -> WorkMessage:
+    def decode(cls, text: str | bytes | None) -> WorkMessage:
+        """Parse a stream message; anything malformed raises ValueError (-> dead letters)."""
+        if text is None:
+            raise ValueError("the message has no 'm' field")
         document = json.loads(text)
+        if not isinstance(document, dict):
+            raise ValueError(f"a work message is a JSON object, not {type(document).__name__}")
+        kind = document.get("k")
+        if kind not in _KINDS:
+            raise ValueError(f"unknown work message kind {kind!r}")
+        if not isinstance(document.get("i"), str) or not isinstance(document.get("e"), int):
+            raise ValueError("a work message needs an instance id 'i' and an epoch 'e'")
         command = document.get("c")
-        parsed = COMMAND_ADAPTER.validate_python(command) if command is not None else None
-        if parsed is not None and not isinstance(parsed, RunActivity | StartChildFlow):
-            raise ValueError(f"unexpected command in a work message: {parsed.kind}")
+        try:
+            parsed = COMMAND_ADAPTER.validate_python(command) if command is not None else None
+        except ValidationError as error:
+            raise ValueError(f"invalid command in a work message: {error}") from None
+        expected = _COMMAND_OF.get(kind)
+        if expected is not None and not isinstance(parsed, expected):
+            raise ValueError(f"a {kind} message needs a {expected.__name__} command")
+        if kind == "notify_parent" and not isinstance(document.get("ci"), str):
+            raise ValueError("a notify_parent message needs the parent's call id 'ci'")
         return cls(
             kind=document["k"],
             instance_id=document["i"],
             epoch=document["e"],
             priority=document.get("p", 1),
-            command=parsed,
+            command=parsed if isinstance(parsed, RunActivity | StartChildFlow) else None,
             concurrency_key=document.get("ck"),
             flow=document.get("f"),
             call_id=document.get("ci"),
             result=document.get("r"),
             child_instance_id=document.get("ch"),
         )
+
+
+_KINDS: frozenset[str] = frozenset({"activity", "start_child", "notify_parent", "cancel_child"})
+_COMMAND_OF: dict[str, type] = {"activity": RunActivity, "start_child": StartChildFlow}
 
 
 def timer_member(instance_id: str, timer_id: str) -> str:

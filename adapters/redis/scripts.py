@@ -46,6 +46,16 @@ end
 return 1
 """
 
+# Read the next message by priority: high, then normal, then low (non-blocking).
+READ_BY_PRIORITY = """
+for i = 1, #KEYS do
+  local found = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+    'STREAMS', KEYS[i], '>')
+  if found then return {i - 1, found[1][2]} end
+end
+return false
+"""
+
 # Take due timers with a lease: they are re-scored to the lease's end, not removed, so a
 # poller that dies before applying them lets another poller fire them after the lease.
 TAKE_DUE = """

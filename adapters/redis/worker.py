@@ -95,6 +95,7 @@ class Worker:
         )
         self.stats = WorkerStats()
         self._take_due = self.client.register_script(scripts.TAKE_DUE)
+        self._read_by_priority = self.client.register_script(scripts.READ_BY_PRIORITY)
         self._release_deferred = self.client.register_script(scripts.RELEASE_DEFERRED)
         self._defer = self.client.register_script(scripts.DEFER)
         self._stopping = threading.Event()
@@ -171,8 +172,18 @@ class Worker:
                 continue
             shard = shards[turn % len(shards)]
             turn += 1
-            streams: dict[Any, Any] = {stream: ">" for stream in self.keys.streams(shard)}
             try:
+                # strict priority first; block on all three only when all are empty
+                found: Any = self._read_by_priority(
+                    keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, 1]
+                )
+                if found:
+                    priority, entries = int(found[0]), found[1]
+                    for message_id, flat in entries:
+                        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                        self._handle(shard, priority, _text(message_id), fields)
+                    continue
+                streams: dict[Any, Any] = {stream: ">" for stream in self.keys.streams(shard)}
                 response: Any = self.client.xreadgroup(
                     CONSUMER_GROUP, consumer, streams, count=1, block=self.options.block_ms
                 )
@@ -202,7 +213,7 @@ class Worker:
         raw = fields.get(b"m") or fields.get("m")  # type: ignore[call-overload]
         try:
             message = WorkMessage.decode(raw)
-        except (ValueError, KeyError, TypeError) as error:
+        except ValueError as error:
             self._dead_letter(shard, ack, raw, f"malformed work message: {error}")
             return
         try:
@@ -212,13 +223,22 @@ class Worker:
                 self._start_child(message, ack)
             elif message.kind == "notify_parent":
                 self._notify_parent(message, ack)
-            elif message.kind == "cancel_child":
+            else:
                 self._cancel_child(message, ack)
         except FencedError as error:
             log.warning("%s", error)
         except UnknownInstanceError as error:
             log.warning("dropping work for a missing instance: %s", error)
             self._call_with_retry(lambda: self.store.ack(ack))
+        except RustyFlowerError as error:
+            # e.g. a snapshot in the store that no longer verifies: keep the evidence
+            self._dead_letter(
+                shard, ack, raw, f"cannot process work for {message.instance_id}: {error}"
+            )
+        except Exception:
+            # an executor thread must survive anything; the message stays unacknowledged
+            # and is reclaimed after the visibility timeout
+            log.exception("unexpected error while processing %s; it will be retried", message_id)
 
     def _run_activity(self, message: WorkMessage, ack: WorkAck) -> None:
         command = message.command
@@ -324,7 +344,7 @@ class Worker:
     def _dead_letter(self, shard: int, ack: WorkAck, raw: Any, reason: str) -> None:
         log.error("%s; moved to the dead-letter stream", reason)
         dead = f"{self.keys.tag(shard)}:dead"
-        payload = raw if isinstance(raw, bytes | str) else repr(raw)
+        payload = raw if isinstance(raw, bytes | str) else "(no 'm' field)"
 
         def move() -> None:
             pipe = self.client.pipeline(transaction=True)

@@ -1,0 +1,293 @@
+"""Bad input and faults against a real server: the runner refuses, reports or survives."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from adapters.redis.conductor import Conductor
+from adapters.redis.connection import RedisUnavailableError, connect
+from adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
+from adapters.redis.store import RedisStore, UnknownFlowError
+from core.builder import Catch, Flow
+from core.errors import EpochConflictError, SignatureInvalidError, SignatureMissingError
+from core.snapshot import SnapshotKeys, generate_signing_key
+from tests.redis import activities
+from tests.redis.activities import (
+    check_instance,
+    executions,
+    running_worker,
+    wait_finished,
+    wait_until,
+)
+from tests.redis.conftest import Runtime
+from tests.redis.servers import free_port
+
+pytestmark = pytest.mark.emulator
+
+
+@pytest.fixture
+def rt(runtime: Runtime) -> Iterator[Runtime]:
+    activities.configure(runtime.server.url, runtime.keys.prefix)
+    yield runtime
+
+
+def worker(rt: Runtime, **options: Any) -> Any:
+    return running_worker(rt.server.url, rt.keys, **options)
+
+
+def final(rt: Runtime, instance_id: str) -> Any:
+    wait_finished(rt.store, instance_id)
+    check_instance(rt.store, instance_id)
+    return rt.store.load(instance_id, fresh=True)
+
+
+def pending(rt: Runtime) -> int:
+    return sum(
+        int(rt.client.xpending(rt.keys.stream(0, p), CONSUMER_GROUP)["pending"]) for p in PRIORITIES
+    )
+
+
+def dead_letters(rt: Runtime) -> list[dict[str, str]]:
+    entries = rt.client.xrange(f"{rt.keys.tag(0)}:dead")
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+
+
+# --- unknown flow, unknown activity, bad output ------------------------------------------------
+
+
+def test_start_of_an_unknown_flow_lists_the_registered_ones(rt: Runtime) -> None:
+    with pytest.raises(UnknownFlowError, match="none registered yet"):
+        rt.conductor.start("nope", {})
+    rt.store.register(Flow("orders").task("A", "echo").build())
+    rt.store.register(Flow("billing").task("A", "echo").build())
+    with pytest.raises(
+        UnknownFlowError, match=r"unknown flow 'nope' \(registered: billing, orders\)"
+    ):
+        rt.conductor.start("nope", {})
+    assert rt.store.list_instances() == []
+
+
+def test_unknown_activity_fails_the_task_and_a_catch_handles_it(rt: Runtime) -> None:
+    caught = (
+        Flow("caught")
+        .task(
+            "Missing",
+            "no_such_activity",
+            catch=[Catch(errors=["UnknownActivity"], next="Handled", result_path="$.error")],
+        )
+        .pass_("Handled", parameters={"error.$": "$.error.Error", "cause.$": "$.error.Cause"})
+        .build()
+    )
+    uncaught = Flow("uncaught").task("Missing", "ech0").build()
+    rt.store.register(caught)
+    rt.store.register(uncaught)
+    with worker(rt):
+        first = rt.conductor.start("caught", {}).instance_id
+        second = rt.conductor.start("uncaught", {}).instance_id
+        handled = final(rt, first)
+        failed = final(rt, second)
+    assert handled.status == "succeeded"
+    assert handled.state.output["error"] == "UnknownActivity"
+    assert "no_such_activity" in handled.state.output["cause"]
+    assert (failed.status, failed.state.error) == ("failed", "UnknownActivity")
+    assert "did you mean 'echo'" in failed.state.cause
+    assert pending(rt) == 0
+
+
+@pytest.mark.parametrize("activity", ["returns_a_set", "returns_nan"])
+def test_non_json_output_fails_with_a_clear_error(rt: Runtime, activity: str) -> None:
+    rt.store.register(Flow("badout").task("Out", activity).build())
+    with worker(rt):
+        instance = rt.conductor.start("badout", {}).instance_id
+        snapshot = final(rt, instance)
+    assert snapshot.status == "failed"
+    assert snapshot.state.error == "InvalidActivityOutput"
+    assert "JSON" in snapshot.state.cause
+
+
+def test_an_activity_error_mentioning_json_keeps_its_name(rt: Runtime) -> None:
+    rt.store.register(Flow("upstream").task("Call", "raises_json_value_error").build())
+    with worker(rt):
+        instance = rt.conductor.start("upstream", {}).instance_id
+        snapshot = final(rt, instance)
+    assert (snapshot.status, snapshot.state.error) == ("failed", "UpstreamError")
+
+
+# --- malformed messages ----------------------------------------------------------------------
+
+
+def test_a_malformed_message_goes_to_the_dead_letter_stream(rt: Runtime) -> None:
+    rt.store.register(Flow("after").task("A", "count").build())
+    stream = rt.keys.stream(0, "normal")
+    rt.client.xadd(stream, {"m": "this is not json"})
+    rt.client.xadd(stream, {"other": "no m field"})
+    rt.client.xadd(stream, {"m": json.dumps({"k": "activity"})})  # no instance
+    with worker(rt, concurrency=1):
+        instance = rt.conductor.start("after", {}).instance_id
+        assert final(rt, instance).status == "succeeded"  # the worker kept going
+        wait_until(lambda: len(dead_letters(rt)) == 3, 5, what="three dead letters")
+        wait_until(lambda: pending(rt) == 0, 5, what="every message acknowledged")
+    dead = dead_letters(rt)
+    expected = ["this is not json", "(no 'm' field)", '{"k": "activity"}']
+    assert [entry["m"] for entry in dead] == expected
+    assert all(entry["reason"].startswith("malformed work message") for entry in dead)
+
+
+def test_json_that_is_not_an_object_is_dead_lettered(rt: Runtime) -> None:
+    rt.client.xadd(rt.keys.stream(0, "normal"), {"m": json.dumps([1, 2])})
+    with worker(rt, concurrency=1) as running:
+        wait_until(lambda: len(dead_letters(rt)) == 1, 1, what="a dead letter")
+        assert all(thread.is_alive() for thread in running._threads)
+
+
+def test_a_message_of_an_unknown_kind_is_dead_lettered(rt: Runtime) -> None:
+    rt.client.xadd(
+        rt.keys.stream(0, "normal"), {"m": json.dumps({"k": "explode", "i": "x", "e": 0})}
+    )
+    with worker(rt, concurrency=1):
+        wait_until(lambda: len(dead_letters(rt)) == 1, 1, what="a dead letter")
+        assert pending(rt) == 0
+
+
+def test_an_activity_message_without_a_command_is_dead_lettered(rt: Runtime) -> None:
+    rt.client.xadd(
+        rt.keys.stream(0, "normal"), {"m": json.dumps({"k": "activity", "i": "x", "e": 0})}
+    )
+    with worker(rt, concurrency=1) as running:
+        wait_until(lambda: len(dead_letters(rt)) == 1, 1, what="a dead letter")
+        assert all(thread.is_alive() for thread in running._threads)
+
+
+# --- fencing and resuming ----------------------------------------------------------------------
+
+
+def test_a_fenced_instance_is_no_longer_advanced(
+    rt: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    flow = (
+        Flow("fenced")
+        .task("A", "count", parameters={"ms": 400})
+        .task("B", "count", parameters={"ms": 0})
+        .build()
+    )
+    rt.store.register(flow)
+    caplog.set_level(logging.WARNING, logger="rustyflower.worker")
+    with worker(rt):
+        instance = rt.conductor.start("fenced", {}).instance_id
+        wait_until(lambda: executions(rt.client, rt.keys.prefix), 5, what="A to start")
+        seq = rt.store.info(instance).seq
+        assert rt.store.fence(instance, 1, "aws") is True
+        wait_until(lambda: pending(rt) == 0, 5, what="A's message to be dropped")
+        time.sleep(0.3)
+    info = rt.store.info(instance)
+    assert (info.seq, info.epoch, info.status, info.owner) == (seq, 1, "running", "aws")
+    assert len(executions(rt.client, rt.keys.prefix)) == 1  # B never ran
+    assert "TaskSucceeded" not in [entry["kind"] for entry in rt.store.history(instance)]
+    assert any("newer epoch" in record.getMessage() for record in caplog.records)
+    assert rt.store.fence(instance, 1, "aws") is False  # not again, not lower
+
+
+def signing_store(rt: Runtime, key_id: str = "site") -> RedisStore:
+    keys = SnapshotKeys.signing_only(generate_signing_key(key_id))
+    return RedisStore(rt.client, rt.keys, keys)
+
+
+def test_resume_of_a_tampered_snapshot_is_refused(rt: Runtime) -> None:
+    store = signing_store(rt)
+    store.register(Flow("signed").wait_for_event("W", "go").build())
+    conductor = Conductor(store)
+    instance = conductor.start("signed", {"amount": 10}).instance_id
+    data = conductor.export(instance)
+    document = json.loads(data)
+    assert document["signature"]["alg"] == "HMAC-SHA256"
+    document["state"]["input"]["amount"] = 1_000_000
+    tampered = json.dumps(document).encode()
+    other = signing_store_with(rt, store.snapshot_keys, "b")
+    with pytest.raises(SignatureInvalidError):
+        Conductor(other).resume(tampered)
+    unsigned = {k: v for k, v in json.loads(data).items() if k != "signature"}
+    with pytest.raises(SignatureMissingError):
+        Conductor(other).resume(json.dumps(unsigned).encode())
+    foreign = signing_store(rt, "site")  # the same key id, another secret
+    with pytest.raises(SignatureInvalidError):
+        Conductor(foreign).resume(data)
+    assert not other.exists(instance)
+    Conductor(other).resume(data)  # the untouched snapshot is accepted
+    assert other.load(instance, fresh=True).state.input == {"amount": 10}
+
+
+def signing_store_with(rt: Runtime, keys: SnapshotKeys, suffix: str) -> RedisStore:
+    return RedisStore(rt.client, Keyspace(prefix=f"{rt.keys.prefix}:{suffix}"), keys)
+
+
+def test_resume_of_an_older_epoch_is_refused(rt: Runtime) -> None:
+    rt.store.register(Flow("owned").wait_for_event("W", "go").build())
+    instance = rt.conductor.start("owned", {}).instance_id
+    old = rt.conductor.export(instance)
+    # failover and back: the instance comes home under a newer epoch
+    taken = rt.conductor.resume(old, take_ownership=True)
+    assert taken.epoch == 1 and rt.store.info(instance).epoch == 1
+    with pytest.raises(EpochConflictError, match="owned by epoch 1"):
+        rt.conductor.resume(old)
+    # and the same epoch, not further along, is refused too
+    with pytest.raises(EpochConflictError, match="already here"):
+        rt.conductor.resume(rt.conductor.export(instance))
+    # a signal still works: the instance is intact
+    rt.conductor.signal(instance, "go", 1)
+    assert rt.store.info(instance).status == "succeeded"
+
+
+# --- Redis unreachable -------------------------------------------------------------------------
+
+
+def test_unreachable_redis_is_reported_without_the_password() -> None:
+    url = f"redis://app:s3cr3t-pw@127.0.0.1:{free_port()}/0"
+    with pytest.raises(RedisUnavailableError) as raised:
+        connect(url)
+    message = str(raised.value)
+    assert "s3cr3t-pw" not in message
+    assert "redis://app:***@127.0.0.1" in message
+    assert message.startswith("cannot reach Redis")
+    with pytest.raises(RedisUnavailableError, match="not a Redis URL"):
+        connect("http://127.0.0.1:6379")
+
+
+def test_wrong_credentials_are_reported_without_the_password(rt: Runtime) -> None:
+    user = f"u{uuid.uuid4().hex[:8]}"
+    rt.client.acl_setuser(user, enabled=True, passwords=["+right-pw"], commands=["+@all"])
+    try:
+        port = rt.server.port
+        good = connect(f"redis://{user}:right-pw@127.0.0.1:{port}/0")
+        assert good.ping()
+        good.close()
+        with pytest.raises(RedisUnavailableError, match="refused the credentials") as raised:
+            connect(f"redis://{user}:wrong-pw@127.0.0.1:{port}/0")
+        assert "wrong-pw" not in str(raised.value)
+        assert f"redis://{user}:***@" in str(raised.value)
+    finally:
+        rt.client.acl_deluser(user)
+
+
+def test_a_password_in_the_query_string_is_redacted_too() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0?password=s3cr3t-pw"
+    with pytest.raises(RedisUnavailableError) as raised:
+        connect(url)
+    assert "s3cr3t-pw" not in str(raised.value)
+
+
+def test_the_worker_survives_redis_errors_in_a_connection_of_its_own(rt: Runtime) -> None:
+    """A client killed under the worker (CLIENT KILL) is reconnected; work goes on."""
+    rt.store.register(Flow("steady").task("A", "count").task("B", "count").build())
+    with worker(rt):
+        first = rt.conductor.start("steady", {}).instance_id
+        assert final(rt, first).status == "succeeded"
+        rt.client.client_kill_filter(_type="normal", skipme=True)
+        second = rt.conductor.start("steady", {}).instance_id
+        assert final(rt, second).status == "succeeded"
