@@ -1,0 +1,53 @@
+"""Azure: the Blob snapshot store and the client of the RustyFlower Function App."""
+
+from adapters.azure.blob_store import (
+    BlobSnapshotStore,
+    BlobStoreAuthError,
+    BlobStoreConfigError,
+    BlobStoreError,
+    BlobStoreUnavailableError,
+    ContainerNotFoundError,
+    PutResult,
+    SnapshotHeaderMismatchError,
+    SnapshotInfo,
+    SnapshotNotFoundError,
+)
+from adapters.azure.durable_client import (
+    DurableClient,
+    FunctionAppAuthError,
+    FunctionAppError,
+    FunctionAppUnavailableError,
+    InstanceConflictError,
+    InstanceGoneError,
+    InstanceNotFoundError,
+    InstanceStatus,
+    SnapshotRejectedError,
+    StartedInstance,
+    WaitTimeoutError,
+    durable_instance_id,
+)
+
+__all__ = [
+    "BlobSnapshotStore",
+    "BlobStoreAuthError",
+    "BlobStoreConfigError",
+    "BlobStoreError",
+    "BlobStoreUnavailableError",
+    "ContainerNotFoundError",
+    "DurableClient",
+    "FunctionAppAuthError",
+    "FunctionAppError",
+    "FunctionAppUnavailableError",
+    "InstanceConflictError",
+    "InstanceGoneError",
+    "InstanceNotFoundError",
+    "InstanceStatus",
+    "PutResult",
+    "SnapshotHeaderMismatchError",
+    "SnapshotInfo",
+    "SnapshotNotFoundError",
+    "SnapshotRejectedError",
+    "StartedInstance",
+    "WaitTimeoutError",
+    "durable_instance_id",
+]

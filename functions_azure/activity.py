@@ -1,0 +1,68 @@
+"""The activity function: one RunActivity command, carried out by ``core.activities.perform``.
+
+Its input is the command (with the instance id); its output is the engine event,
+``ActivityCompleted`` or ``ActivityFailed``, as JSON. An activity's exception is data (its
+class name is the error name retry and catch policies see), so it is never raised to
+Durable: Durable's own retries are not used, the engine decides them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from typing import Any
+
+from core.activities import ActivityRegistry, perform
+from core.engine import COMMAND_ADAPTER, EVENT_ADAPTER, ActivityFailed, RunActivity
+
+BAD_REQUEST = "States.Runtime"
+
+
+def load_registry(spec: str) -> ActivityRegistry:
+    """The registry named by ``module`` (its ``registry``) or ``module:attribute``."""
+    module_name, _, attribute = spec.partition(":")
+    module = importlib.import_module(module_name)
+    registry = getattr(module, attribute or "registry", None)
+    if not isinstance(registry, ActivityRegistry):
+        raise TypeError(
+            f"RUSTYFLOWER_ACTIVITIES={spec!r}: {module_name}.{attribute or 'registry'} "
+            "is not an ActivityRegistry"
+        )
+    return registry
+
+
+@cache
+def registry_for(spec: str) -> ActivityRegistry:
+    """``load_registry``, once per process."""
+    return load_registry(spec)
+
+
+def activity_request(instance_id: str, command: RunActivity) -> dict[str, Any]:
+    """The activity function's input for ``command``."""
+    return {
+        "instance_id": instance_id,
+        "command": COMMAND_ADAPTER.dump_python(command, mode="json"),
+    }
+
+
+def run_activity(payload: Any, registry: ActivityRegistry) -> dict[str, Any]:
+    """Carry out the command of ``payload``; the engine event as JSON."""
+    command: Any = None
+    instance_id = ""
+    if isinstance(payload, dict):
+        instance_id = str(payload.get("instance_id", ""))
+        try:
+            command = COMMAND_ADAPTER.validate_python(payload.get("command"))
+        except ValueError:
+            command = None
+    if not isinstance(command, RunActivity):
+        call_id = ""
+        if isinstance(payload, dict) and isinstance(payload.get("command"), dict):
+            call_id = str(payload["command"].get("call_id", ""))
+        event: Any = ActivityFailed(
+            call_id, BAD_REQUEST, "the activity function was not given a RunActivity command"
+        )
+    else:
+        event = perform(registry, instance_id, command)
+    answer: dict[str, Any] = EVENT_ADAPTER.dump_python(event, mode="json")
+    return answer

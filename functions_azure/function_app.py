@@ -1,0 +1,133 @@
+"""RustyFlower's Azure Function App (Python v2 programming model): thin wiring only.
+
+The logic lives in the modules beside this file: ``http_api`` (the endpoints),
+``orchestration`` (the generic orchestrator), ``activity`` (activity dispatch),
+``checkpoint`` (the snapshot sink). App settings: ``settings.APP_SETTINGS``.
+"""
+
+import functools
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+_APP_ROOT = Path(__file__).resolve().parent
+if importlib.util.find_spec("core") is None:  # pragma: no cover - run from a checkout
+    # `func start` inside functions_azure/ of a checkout: core/ is in the parent folder.
+    # A packaged app (build.py) has core/ and functions_azure/ beside this file.
+    sys.path.insert(0, str(_APP_ROOT.parent))
+
+import azure.durable_functions as df  # type: ignore[import-untyped]  # noqa: E402
+import azure.functions as func  # noqa: E402
+
+from core.snapshot.keys import SnapshotKeys  # noqa: E402
+from functions_azure import http_api  # noqa: E402
+from functions_azure.activity import registry_for, run_activity  # noqa: E402
+from functions_azure.checkpoint import SnapshotSink, sink_from_settings, write_checkpoint  # noqa: E402
+from functions_azure.flows import FlowBundle  # noqa: E402
+from functions_azure.orchestration import orchestrate  # noqa: E402
+from functions_azure.settings import AppSettings  # noqa: E402
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def wired(*decorators: Any) -> Callable[[F], F]:
+    """Stack the SDK's decorators (listed outermost first); keeps the function typed."""
+
+    def apply(function: F) -> F:
+        wrapped: Any = function
+        for decorator in reversed(decorators):
+            wrapped = decorator(wrapped)
+        return cast(F, wrapped)
+
+    return apply
+
+
+@functools.cache
+def shipped_flows(flows_path: str | None) -> FlowBundle:
+    """Sub-flow definitions shipped with the app (RUSTYFLOWER_FLOWS_PATH), read once."""
+    if not flows_path:
+        return FlowBundle()
+    path = Path(flows_path)
+    return FlowBundle.from_path(path if path.is_absolute() else _APP_ROOT / path)
+
+
+@functools.cache
+def snapshot_sink(settings: AppSettings) -> SnapshotSink:
+    return sink_from_settings(settings, os.environ)
+
+
+def _settings() -> AppSettings:
+    return AppSettings.from_env(os.environ)
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+@wired(
+    app.route(route="instances", methods=["POST"]),
+    app.durable_client_input(client_name="client"),
+)
+async def continue_snapshot(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+    return await http_api.continue_snapshot(
+        req, client, os.environ, lambda: shipped_flows(_settings().flows_path)
+    )
+
+
+@wired(
+    app.route(route="instances/{instance_id}", methods=["GET"]),
+    app.durable_client_input(client_name="client"),
+)
+async def get_flow_instance(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+    return await http_api.get_instance(req, client)
+
+
+@wired(
+    app.route(route="instances/{instance_id}/events/{event_name}", methods=["POST"]),
+    app.durable_client_input(client_name="client"),
+)
+async def raise_flow_event(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+    return await http_api.raise_flow_event(req, client)
+
+
+@wired(
+    app.route(route="instances/{instance_id}/terminate", methods=["POST"]),
+    app.durable_client_input(client_name="client"),
+)
+async def terminate_flow_instance(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+    return await http_api.terminate_instance(req, client)
+
+
+# --- orchestration -----------------------------------------------------------------------
+
+
+@wired(app.orchestration_trigger(context_name="context"))
+def rustyflower_orchestrator(context: df.DurableOrchestrationContext) -> Any:
+    return orchestrate(context)
+
+
+@wired(app.activity_trigger(input_name="request"))
+def rustyflower_activity(request: dict[str, Any]) -> dict[str, Any]:
+    return run_activity(request, registry_for(_settings().activities))
+
+
+@wired(app.activity_trigger(input_name="request"))
+def rustyflower_checkpoint(request: dict[str, Any]) -> dict[str, Any]:
+    try:
+        keys = SnapshotKeys.from_env(os.environ)
+        sink = snapshot_sink(_settings())
+    except Exception as error:  # misconfigured keys or sink: reported, the flow goes on
+        return {"ok": False, "seq": None, "error": f"{type(error).__name__}: {error}"}
+    return write_checkpoint(request, sink, keys)
+
+
+@wired(
+    app.activity_trigger(input_name="request"),
+    app.durable_client_input(client_name="client"),
+)
+async def rustyflower_signal(request: dict[str, Any], client: Any) -> dict[str, Any]:
+    return await http_api.signal_instance(request, client)
