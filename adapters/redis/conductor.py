@@ -12,6 +12,7 @@ from typing import Any
 from adapters.redis.store import (
     InstanceInfo,
     Placement,
+    PreparedCommit,
     RedisStore,
     UnknownInstanceError,
     WorkAck,
@@ -48,6 +49,17 @@ class FencedError(RustyFlowerError):
 
 class ContentionError(RustyFlowerError):
     """Too many concurrent writers kept changing the instance; the event was not applied."""
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """One event of a batch, with the message or timer that carried it."""
+
+    instance_id: str
+    event: Event
+    ack: WorkAck | None = None
+    fired_timer: str | None = None
+    placement: Placement | None = None
 
 
 @dataclass(frozen=True)
@@ -93,8 +105,7 @@ class Conductor:
     ) -> Snapshot:
         """Start an instance; with an id that exists already, return it and run nothing twice."""
         instance_id = instance_id or new_instance_id()
-        if self.store.exists(instance_id):
-            return self.store.load(instance_id, fresh=True)
+        # no existence check first: the commit script answers "exists" atomically
         definition = self.store.definition(flow, version)
         transition = start(definition, flow_input, instance_id, self.clock(), parent=parent)
         placement = placement or Placement()
@@ -113,8 +124,11 @@ class Conductor:
         *,
         ack: WorkAck | None = None,
         fired_timer: str | None = None,
+        placement: Placement | None = None,
     ) -> Outcome:
         """Apply one event exactly once; a rejected event is returned, not raised."""
+        if placement is not None:
+            self._placements[instance_id] = placement
         fresh = False
         for _ in range(self.max_conflicts):
             snapshot = self.store.load(instance_id, fresh=fresh)
@@ -142,6 +156,51 @@ class Conductor:
             f"instance {instance_id!r} changed {self.max_conflicts} times while applying "
             f"{event.kind}; try again"
         )
+
+    def apply_many(self, items: list[PendingEvent]) -> list[Outcome]:
+        """Apply several events with one round trip for all their commits.
+
+        Each commit is still its own compare-and-set; one that loses a race (or an event
+        the cached value cannot judge) is applied again on its own, from the stored value.
+        """
+        now = self.clock()
+        working: dict[str, Snapshot] = {}
+        prepared: list[PreparedCommit] = []
+        planned: list[tuple[int, Transition]] = []
+        outcomes: list[Outcome | None] = [None] * len(items)
+        for index, item in enumerate(items):
+            if item.placement is not None:
+                self._placements[item.instance_id] = item.placement
+            try:
+                snapshot = working.get(item.instance_id) or self.store.load(item.instance_id)
+                transition = advance(snapshot, item.event, now)
+            except (EventRejectedError, UnknownInstanceError):
+                continue  # judged again on the stored value below
+            working[item.instance_id] = transition.snapshot
+            prepared.append(
+                self.store.prepare(
+                    snapshot,
+                    transition,
+                    self.placement(item.instance_id),
+                    ack=item.ack,
+                    fired_timer=item.fired_timer,
+                )
+            )
+            planned.append((index, transition))
+        for (index, transition), result in zip(
+            planned, self.store.commit_many(prepared), strict=True
+        ):
+            if result == "ok":
+                outcomes[index] = Applied(transition)
+        finished: list[Outcome] = []
+        for index, item in enumerate(items):
+            outcome = outcomes[index]
+            if outcome is None:
+                outcome = self.apply(
+                    item.instance_id, item.event, ack=item.ack, fired_timer=item.fired_timer
+                )
+            finished.append(outcome)
+        return finished
 
     def _discard(
         self,

@@ -82,6 +82,14 @@ class WorkAck:
     shard: int
 
 
+@dataclass(frozen=True)
+class PreparedCommit:
+    keys: list[str]
+    args: list[str | bytes | int]
+    snapshot: Snapshot
+    ack: WorkAck | None
+
+
 class RedisStore:
     def __init__(
         self,
@@ -240,6 +248,54 @@ class RedisStore:
         extra_fields: dict[str, str] | None = None,
     ) -> CommitResult:
         """Apply ``transition`` if the stored seq is still ``previous``'s (None: create)."""
+        prepared = self.prepare(
+            previous,
+            transition,
+            placement,
+            ack=ack,
+            fired_timer=fired_timer,
+            extra_fields=extra_fields,
+        )
+        return self.settle(prepared, self._commit(keys=prepared.keys, args=prepared.args))
+
+    def commit_many(self, batch: list[PreparedCommit]) -> list[CommitResult]:
+        """Several commits in one round trip; each is still its own atomic compare-and-set.
+
+        Commits for the same instance must come in seq order: the second one's expected
+        seq is the first one's new seq, so a conflict on the first fails both.
+        """
+        if not batch:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for prepared in batch:
+            self._commit(keys=prepared.keys, args=prepared.args, client=pipe)
+        replies = pipe.execute(raise_on_error=True)
+        return [
+            self.settle(prepared, reply) for prepared, reply in zip(batch, replies, strict=True)
+        ]
+
+    def settle(self, prepared: PreparedCommit, reply: Any) -> CommitResult:
+        result = _RESULTS[int(reply)]
+        if result == "ok":
+            self._remember(prepared.snapshot)
+            ack = prepared.ack
+            if ack is not None and ack.shard != self.keys.shard_of(prepared.snapshot.instance_id):
+                self.ack(ack)
+        else:
+            self.forget(prepared.snapshot.instance_id)
+        return result
+
+    def prepare(
+        self,
+        previous: Snapshot | None,
+        transition: Transition,
+        placement: Placement,
+        *,
+        ack: WorkAck | None = None,
+        fired_timer: str | None = None,
+        extra_fields: dict[str, str] | None = None,
+    ) -> PreparedCommit:
+        """The keys and arguments of the commit script for one transition."""
         snapshot = transition.snapshot
         instance_id = snapshot.instance_id
         shard = self.keys.shard_of(instance_id)
@@ -300,14 +356,7 @@ class RedisStore:
                 fields["ckey"] = placement.concurrency_key
         for name, value in fields.items():
             args += ["h", name, value]
-        result = _RESULTS[int(self._commit(keys=keys, args=args))]
-        if result == "ok":
-            self._remember(snapshot)
-            if ack is not None and ack.shard != shard:
-                self.ack(ack)
-        else:
-            self.forget(instance_id)
-        return result
+        return PreparedCommit(keys, args, snapshot, ack)
 
     def _operations(
         self, snapshot: Snapshot, transition: Transition, placement: Placement, shard: int

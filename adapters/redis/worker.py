@@ -23,11 +23,17 @@ from typing import Any
 import redis
 
 from adapters.redis import scripts
-from adapters.redis.conductor import Conductor, FencedError, Rejected
+from adapters.redis.conductor import Conductor, FencedError, PendingEvent, Rejected
 from adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from adapters.redis.limits import Limits
 from adapters.redis.messages import WorkMessage, split_timer_member
-from adapters.redis.store import RedisStore, UnknownFlowError, UnknownInstanceError, WorkAck
+from adapters.redis.store import (
+    Placement,
+    RedisStore,
+    UnknownFlowError,
+    UnknownInstanceError,
+    WorkAck,
+)
 from core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
 from core.engine import (
     ActivityFailed,
@@ -56,6 +62,10 @@ class WorkerOptions:
     timer_interval: float = 0.02
     grace_period: float = 30.0
     name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    batch_size: int = 16
+    """Messages taken per read while activities are quick (see batch_below_seconds)."""
+    batch_below_seconds: float = 0.02
+    """Activities slower than this on average are taken one message at a time."""
     run_timers: bool = True
 
 
@@ -73,7 +83,7 @@ class WorkerStats:
 class _InFlight:
     stream: str
     message_id: str
-    message: WorkMessage
+    message: WorkMessage | None  # None: read, waiting its turn in a batch
 
 
 class Worker:
@@ -102,6 +112,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._in_flight: dict[str, _InFlight] = {}
         self._in_flight_lock = threading.Lock()
+        self._average_seconds = 0.0
         self._reclaimed: queue.Queue[tuple[int, int, str, dict[bytes, bytes]]] = queue.Queue()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -172,16 +183,19 @@ class Worker:
                 continue
             shard = shards[turn % len(shards)]
             turn += 1
+            count = self._batch_size()
             try:
                 # strict priority first; block on all three only when all are empty
                 found: Any = self._read_by_priority(
-                    keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, 1]
+                    keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, count]
                 )
                 if found:
                     priority, entries = int(found[0]), found[1]
-                    for message_id, flat in entries:
-                        fields = dict(zip(flat[::2], flat[1::2], strict=True))
-                        self._handle(shard, priority, _text(message_id), fields)
+                    batch = [
+                        (priority, _text(message_id), dict(zip(flat[::2], flat[1::2], strict=True)))
+                        for message_id, flat in entries
+                    ]
+                    self._process(shard, batch)
                     continue
                 streams: dict[Any, Any] = {stream: ">" for stream in self.keys.streams(shard)}
                 response: Any = self.client.xreadgroup(
@@ -195,22 +209,70 @@ class Worker:
                     self._call_with_retry(self.store.ensure_groups)
                     continue
                 raise
-            for stream, entries in sorted(
-                response or [], key=lambda item: self._priority_of(item[0])
-            ):
-                priority = self._priority_of(stream)
-                for message_id, fields in entries:
-                    self._handle(shard, priority, _text(message_id), fields)
+            batch = [
+                (self._priority_of(stream), _text(message_id), fields)
+                for stream, entries in response or []
+                for message_id, fields in entries
+            ]
+            self._process(shard, sorted(batch, key=lambda item: item[0]))
+
+    def _batch_size(self) -> int:
+        """Take several messages per read while activities are quick, one when they are slow.
+
+        Batching saves round trips (results are committed in one pipeline); with slow
+        activities it would only make messages wait behind each other.
+        """
+        if self._average_seconds > self.options.batch_below_seconds:
+            return 1
+        return self.options.batch_size
+
+    def _process(self, shard: int, batch: list[tuple[int, str, dict[Any, Any]]]) -> None:
+        """Run a batch of messages; the activities' results are applied together at the end."""
+        results: list[PendingEvent] = []
+        holders: list[str] = []
+        with self._in_flight_lock:
+            for priority, message_id, _ in batch:
+                stream = self.keys.stream(shard, PRIORITIES[priority])
+                self._in_flight[message_id] = _InFlight(stream, message_id, None)
+                holders.append(message_id)
+        try:
+            for priority, message_id, fields in batch:
+                self._handle(shard, priority, message_id, fields, results)
+            if results:
+                self._apply_results(results)
+        finally:
+            with self._in_flight_lock:
+                for holder in holders:
+                    self._in_flight.pop(holder, None)
+
+    def _apply_results(self, results: list[PendingEvent]) -> None:
+        try:
+            self._call_with_retry(lambda: self.conductor.apply_many(results))
+        except Exception:  # e.g. one instance fenced: settle each on its own
+            for result in results:
+                try:
+                    self._apply(
+                        result.instance_id, result.event, ack=result.ack, placement=result.placement
+                    )
+                except (FencedError, UnknownInstanceError) as error:
+                    log.warning("%s", error)
+                    if result.ack is not None:
+                        self._call_with_retry(functools.partial(self.store.ack, result.ack))
 
     def _priority_of(self, stream: bytes | str) -> int:
         names: list[str] = list(PRIORITIES)
         return names.index(_text(stream).rsplit(":", 1)[1])
 
     def _handle(
-        self, shard: int, priority: int, message_id: str, fields: dict[bytes, bytes]
+        self,
+        shard: int,
+        priority: int,
+        message_id: str,
+        fields: dict[Any, Any],
+        results: list[PendingEvent] | None = None,
     ) -> None:
         ack = WorkAck(priority, message_id, shard)
-        raw = fields.get(b"m") or fields.get("m")  # type: ignore[call-overload]
+        raw = fields.get(b"m") or fields.get("m")
         try:
             message = WorkMessage.decode(raw)
         except ValueError as error:
@@ -218,7 +280,7 @@ class Worker:
             return
         try:
             if message.kind == "activity":
-                self._run_activity(message, ack)
+                self._run_activity(message, ack, results)
             elif message.kind == "start_child":
                 self._start_child(message, ack)
             elif message.kind == "notify_parent":
@@ -240,7 +302,10 @@ class Worker:
             # and is reclaimed after the visibility timeout
             log.exception("unexpected error while processing %s; it will be retried", message_id)
 
-    def _run_activity(self, message: WorkMessage, ack: WorkAck) -> None:
+    def _run_activity(
+        self, message: WorkMessage, ack: WorkAck, results: list[PendingEvent] | None = None
+    ) -> None:
+        """Run the activity; its result goes to ``results`` (applied with the batch) or now."""
         command = message.command
         assert isinstance(command, RunActivity)
         holder = f"{message.instance_id}|{command.call_id}"
@@ -255,15 +320,21 @@ class Worker:
         stream = self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
         with self._in_flight_lock:
             self._in_flight[holder] = _InFlight(stream, ack.message_id, message)
+        began = time.monotonic()
         try:
             event = self._execute(message.instance_id, command)
         finally:
+            self._average_seconds += 0.2 * (time.monotonic() - began - self._average_seconds)
             with self._in_flight_lock:
                 self._in_flight.pop(holder, None)
             self._call_with_retry(
                 lambda: self.limits.release(holder, message.flow, message.concurrency_key)
             )
-        self._apply(message.instance_id, event, ack=ack)
+        placement = Placement(PRIORITIES[message.priority], message.concurrency_key)
+        if results is not None:
+            results.append(PendingEvent(message.instance_id, event, ack, None, placement))
+        else:
+            self._apply(message.instance_id, event, ack=ack, placement=placement)
 
     def _execute(self, instance_id: str, command: RunActivity) -> Event:
         event = perform(self.registry, instance_id, command)
@@ -322,9 +393,12 @@ class Worker:
         event: Event,
         ack: WorkAck | None = None,
         fired_timer: str | None = None,
+        placement: Placement | None = None,
     ) -> None:
         outcome = self._call_with_retry(
-            lambda: self.conductor.apply(instance_id, event, ack=ack, fired_timer=fired_timer)
+            lambda: self.conductor.apply(
+                instance_id, event, ack=ack, fired_timer=fired_timer, placement=placement
+            )
         )
         if isinstance(outcome, Rejected):
             log.debug("instance %s: %s rejected: %s", instance_id, event.kind, outcome.error)
@@ -410,7 +484,9 @@ class Worker:
                 message_ids=[flight.message_id],
                 justid=True,
             )
-            self.limits.renew(holder, flight.message.flow, flight.message.concurrency_key)
+            if flight.message is not None:
+                message = flight.message
+                self.limits.renew(holder, message.flow, message.concurrency_key)
         self.client.hset(self.keys.workers(), self.options.name, str(time.time()))
 
     def _reclaim(self, shard: int) -> None:

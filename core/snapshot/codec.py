@@ -162,10 +162,36 @@ def _parse(data: bytes | str) -> dict[str, Any]:
 # the definition digest then share one serialisation instead of three.
 
 
+_DEFINITION_BYTES: dict[int, tuple[Any, bytes]] = {}
+
+
 def _member_bytes(document: Mapping[str, Any], skip: str) -> dict[str, bytes]:
-    return {
-        key: encode_utf8(canonical_text(value)) for key, value in document.items() if key != skip
-    }
+    members = {}
+    for key, value in document.items():
+        if key == skip:
+            continue
+        if key == "definition":
+            members[key] = _definition_bytes(value)
+        else:
+            members[key] = encode_utf8(canonical_text(value))
+    return members
+
+
+def _definition_bytes(value: Any) -> bytes:
+    """Canonical bytes of an embedded definition, remembered per (unchanging) dict object.
+
+    Callers that pass the same definition dict for every transition of an instance (the
+    snapshot document layer does) save its serialisation; a dict seen once costs nothing
+    extra. The cache holds the dict itself, so its id cannot be reused while cached.
+    """
+    cached = _DEFINITION_BYTES.get(id(value))
+    if cached is not None and cached[0] is value:
+        return cached[1]
+    encoded = encode_utf8(canonical_text(value))
+    if len(_DEFINITION_BYTES) >= 256:
+        _DEFINITION_BYTES.clear()
+    _DEFINITION_BYTES[id(value)] = (value, encoded)
+    return encoded
 
 
 def _assemble(members: Mapping[str, bytes]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from typing import Any, get_args
 
@@ -19,6 +20,14 @@ _STATUSES = frozenset(get_args(Status))
 
 
 def to_document(snapshot: Snapshot) -> dict[str, Any]:
+    """The snapshot as a JSON document; the caller may change it freely."""
+    document = _document(snapshot)
+    document["definition"] = copy.deepcopy(document["definition"])
+    return document
+
+
+def _document(snapshot: Snapshot) -> dict[str, Any]:
+    """Like to_document, but shares the cached definition dict: read it, never change it."""
     definition = snapshot.definition
     return {
         "format": CURRENT_FORMAT,
@@ -29,9 +38,29 @@ def to_document(snapshot: Snapshot) -> dict[str, Any]:
         "seq": snapshot.seq,
         "epoch": snapshot.epoch,
         "updated_at": snapshot.updated_at,
-        "definition": definition.document(),
+        "definition": _definition_document(definition),
         "state": STATE_ADAPTER.dump_python(snapshot.state, mode="json"),
     }
+
+
+_DOCUMENTS: OrderedDict[int, tuple[FlowDefinition, dict[str, Any]]] = OrderedDict()
+
+
+def _definition_document(definition: FlowDefinition) -> dict[str, Any]:
+    """The definition's document, built once per definition object (it is immutable).
+
+    The codec also remembers the canonical bytes of this very dict, so a transition
+    re-serialises only what changed, not the whole embedded definition.
+    """
+    key = id(definition)
+    cached = _DOCUMENTS.get(key)
+    if cached is not None and cached[0] is definition:
+        return cached[1]
+    document = definition.document()
+    _DOCUMENTS[key] = (definition, document)
+    if len(_DOCUMENTS) > _DEFINITION_CACHE_SIZE:
+        _DOCUMENTS.popitem(last=False)
+    return document
 
 
 def from_document(document: dict[str, Any]) -> Snapshot:
@@ -91,7 +120,7 @@ def _definition(digest: str, raw: Any) -> FlowDefinition:
 
 def encode_snapshot(snapshot: Snapshot, keys: SnapshotKeys | None = None) -> bytes:
     """Canonical JSON bytes, signed and/or encrypted as ``keys`` say."""
-    return seal(to_document(snapshot), keys or SnapshotKeys.none())
+    return seal(_document(snapshot), keys or SnapshotKeys.none())
 
 
 def decode_snapshot(data: bytes | str, keys: SnapshotKeys | None = None) -> Snapshot:
