@@ -427,6 +427,38 @@ def flows_show(
 # --- instances ------------------------------------------------------------------------------
 
 
+def read_json_lines(path: Path) -> list[Any]:
+    """One JSON value per non-empty line; a bad line is reported with its number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise CliInputError(f"--inputs {path}: cannot read: {error.strerror}") from None
+    values = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            values.append(parse_json_argument(line, f"--inputs {path} line {number}"))
+    if not values:
+        raise CliInputError(f"--inputs {path}: no inputs (one JSON value per line)")
+    return values
+
+
+def _start_many(
+    connection: Connection,
+    flow: str,
+    version: str | None,
+    values: list[Any],
+    placement: Placement,
+    as_json: bool,
+) -> None:
+    started = connection.conductor.start_many(flow, values, version=version, placement=placement)
+    if as_json:
+        emit_json([{"instance_id": s.instance_id, "status": s.status} for s in started])
+        return
+    for snapshot in started:
+        print(snapshot.instance_id)
+    err.print(f"started {len(started)} instance(s) of {escape(flow)}")
+
+
 @command("start")
 def start(
     flow: Annotated[str, typer.Argument(help="Flow name.", show_default=False)],
@@ -443,6 +475,14 @@ def start(
         str | None,
         typer.Option("--key", help="Concurrency key (see `limits set --key-concurrency`)."),
     ] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(
+            "--inputs",
+            help="Bulk start: a JSON Lines file, one instance per line (prints one id a line).",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until it finishes.")] = False,
     timeout: Annotated[
         float | None,
@@ -457,9 +497,21 @@ def start(
 
     Exit codes with --wait: 0 succeeded, 1 failed or cancelled, 3 still running at --timeout.
     """
-    flow_input = parse_json_argument(input, "--input")
     if priority not in PRIORITIES:
         raise CliInputError(f"--priority {priority!r}: use high, normal or low")
+    if inputs is not None:
+        if wait or instance_id is not None or input != "{}":
+            raise CliInputError("--inputs starts many instances: no --input, --id or --wait")
+        _start_many(
+            Connection(redis_url, prefix, data_dir),
+            flow,
+            version,
+            read_json_lines(inputs),
+            Placement(priority=priority, concurrency_key=key),
+            as_json,
+        )
+        return
+    flow_input = parse_json_argument(input, "--input")
     if timeout is not None and not wait:
         raise CliInputError("--timeout only makes sense with --wait")
     connection = Connection(redis_url, prefix, data_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -115,6 +115,42 @@ class Conductor:
         self._placements[instance_id] = placement
         return transition.snapshot
 
+    def start_many(
+        self,
+        flow: str,
+        inputs: Sequence[Any],
+        *,
+        version: str | None = None,
+        placement: Placement | None = None,
+        chunk: int = 200,
+    ) -> list[Snapshot]:
+        """Start one instance per input, committing each chunk in one round trip.
+
+        For bulk submissions (a nightly batch, an import): the same guarantees as
+        ``start`` for each instance, far fewer round trips.
+        """
+        definition = self.store.definition(flow, version)
+        placement = placement or Placement()
+        started: list[Snapshot] = []
+        for offset in range(0, len(inputs), chunk):
+            now = self.clock()
+            transitions = [
+                start(definition, flow_input, new_instance_id(), now)
+                for flow_input in inputs[offset : offset + chunk]
+            ]
+            prepared = [self.store.prepare(None, t, placement) for t in transitions]
+            for transition, result in zip(
+                transitions, self.store.commit_many(prepared), strict=True
+            ):
+                if result != "ok":  # a fresh random id cannot exist: this is a real fault
+                    raise ContentionError(
+                        f"instance {transition.snapshot.instance_id!r} could not be created "
+                        f"({result})"
+                    )
+                self._placements[transition.snapshot.instance_id] = placement
+                started.append(transition.snapshot)
+        return started
+
     # --- events ---------------------------------------------------------------------------
 
     def apply(
@@ -164,6 +200,7 @@ class Conductor:
         the cached value cannot judge) is applied again on its own, from the stored value.
         """
         now = self.clock()
+        self.store.preload([item.instance_id for item in items])
         working: dict[str, Snapshot] = {}
         prepared: list[PreparedCommit] = []
         planned: list[tuple[int, Transition]] = []

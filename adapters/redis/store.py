@@ -196,6 +196,18 @@ class RedisStore:
         self._remember(snapshot)
         return snapshot
 
+    def preload(self, instance_ids: list[str]) -> None:
+        """Fetch the snapshots the cache lacks, in one round trip (for a batch of events)."""
+        missing = [i for i in dict.fromkeys(instance_ids) if i not in self._cache]
+        if not missing:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for instance_id in missing:
+            pipe.hget(self.keys.instance(instance_id), "snap")
+        for raw in pipe.execute():
+            if raw is not None:
+                self._remember(decode_snapshot(raw, self.snapshot_keys))
+
     def exists(self, instance_id: str) -> bool:
         return bool(self.client.exists(self.keys.instance(instance_id)))
 

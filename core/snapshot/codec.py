@@ -172,6 +172,8 @@ def _member_bytes(document: Mapping[str, Any], skip: str) -> dict[str, bytes]:
             continue
         if key == "definition":
             members[key] = _definition_bytes(value)
+        elif type(value) is int:  # the header's counters: no encoder call needed
+            members[key] = str(value).encode("ascii")
         else:
             members[key] = encode_utf8(canonical_text(value))
     return members
@@ -194,14 +196,21 @@ def _definition_bytes(value: Any) -> bytes:
     return encoded
 
 
+_KEY_BYTES: dict[str, bytes] = {}
+
+
+def _key_bytes(key: str) -> bytes:
+    """The canonical bytes of a member name (a handful of names, encoded once)."""
+    found = _KEY_BYTES.get(key)
+    if found is None:
+        found = encode_utf8(canonical_text(key)) + b":"
+        if len(_KEY_BYTES) < 1024:
+            _KEY_BYTES[key] = found
+    return found
+
+
 def _assemble(members: Mapping[str, bytes]) -> bytes:
-    return (
-        b"{"
-        + b",".join(
-            encode_utf8(canonical_text(key)) + b":" + members[key] for key in sorted(members)
-        )
-        + b"}"
-    )
+    return b"{" + b",".join(_key_bytes(key) + members[key] for key in sorted(members)) + b"}"
 
 
 def _b64(raw: bytes) -> str:

@@ -58,3 +58,13 @@ def test_creating_twice_reports_exists(runtime: Runtime) -> None:
     transition = start(definition, {}, "dup", datetime.now(UTC))
     assert runtime.store.commit(None, transition, Placement()) == "ok"
     assert runtime.store.commit(None, transition, Placement()) == "exists"
+
+
+def test_start_many_starts_each_instance_once_in_few_round_trips(runtime: Runtime) -> None:
+    runtime.store.register(two_steps())
+    started = runtime.conductor.start_many("two", [{"n": i} for i in range(250)], chunk=100)
+    assert len({s.instance_id for s in started}) == 250
+    assert [s.state.input for s in started] == [{"n": i} for i in range(250)]
+    infos = runtime.store.list_instances(flow="two", limit=1000)
+    assert len(infos) == 250 and {i.status for i in infos} == {"running"}
+    assert runtime.client.xlen(runtime.keys.stream(0, "normal")) == 250

@@ -1,0 +1,89 @@
+"""The RustyFlower worker process that bench.runner_bench starts (one process, N executors).
+
+    python -m bench.runner_worker --url redis://127.0.0.1:6379/0 --prefix rfbench \
+        --concurrency 1
+
+It registers the trivial activity ``step`` (returns its input + 1), runs
+``adapters.redis.worker.Worker`` until SIGTERM, and prints ``ready <pid>`` once started.
+
+Profiling: with ``RF_BENCH_PROFILE=/path/prefix`` set, every executor thread runs under
+cProfile and writes ``/path/prefix.<thread>.pstats`` when the worker stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import redis
+
+from adapters.redis.keys import Keyspace
+from adapters.redis.store import RedisStore
+from adapters.redis.worker import Worker, WorkerOptions
+from core.activities import ActivityRegistry
+
+PROFILE_VARIABLE = "RF_BENCH_PROFILE"
+
+
+def step(value: int) -> int:
+    return value + 1
+
+
+def registry() -> ActivityRegistry:
+    activities = ActivityRegistry()
+    activities.register(step, name="step")
+    return activities
+
+
+def _profiled(consume: Any, prefix: str) -> Any:
+    """Wrap Worker._consume so each executor thread records its own profile."""
+
+    @functools.wraps(consume)
+    def run(self: Worker, index: int) -> None:
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            consume(self, index)
+        finally:
+            profile.disable()
+            profile.dump_stats(f"{prefix}.executor-{index}.pstats")
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--prefix", default="rfbench")
+    parser.add_argument("--concurrency", type=int, default=1)
+    args = parser.parse_args()
+
+    profile_prefix = os.environ.get(PROFILE_VARIABLE)
+    if profile_prefix:
+        Worker._consume = _profiled(Worker._consume, profile_prefix)  # type: ignore[method-assign]
+
+    client = redis.Redis.from_url(args.url)
+    store = RedisStore(client, Keyspace(prefix=args.prefix))
+    worker = Worker(
+        store,
+        registry(),
+        WorkerOptions(concurrency=args.concurrency, name=f"bench-{os.getpid()}"),
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker.start()
+    print(f"ready {os.getpid()}", flush=True)
+    stop.wait()
+    worker.stop(timeout=10)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
