@@ -1,0 +1,25 @@
+"""AWS Step Functions runtime: compile flows to ASL, continue snapshots as executions."""
+
+from adapters.aws.compiler import compile_flow, compile_to_json, machine_comment
+from adapters.aws.errors import CompileError, DigestMismatchError, ResumeError
+from adapters.aws.resume import (
+    check_digest,
+    deployed_digest,
+    execution_input,
+    execution_name,
+    fresh_input,
+)
+
+__all__ = [
+    "CompileError",
+    "DigestMismatchError",
+    "ResumeError",
+    "check_digest",
+    "compile_flow",
+    "compile_to_json",
+    "deployed_digest",
+    "execution_input",
+    "execution_name",
+    "fresh_input",
+    "machine_comment",
+]

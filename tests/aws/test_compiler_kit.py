@@ -1,0 +1,317 @@
+"""Helpers of the compiler and resume tests (no tests here): ARNs, lint, a moto runner.
+
+``MotoMachines`` runs compiled machines on moto's Step Functions executor. moto's Lambda
+without Docker only echoes its payload, so while it is open the Lambda integration is
+routed in-process: the activity function runs the conformance activities the way the
+activity handler does (``adapters.aws.contract.activity_call``: an exception's class name
+becomes ``errorType``), and the token function records the task tokens it is given.
+This is a test stand-in for ``lambda_aws/``, not that code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+    CustomErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+    iteration_worker,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_sfn,
+)
+from statelint.config import Config
+from statelint.linter import Linter
+
+from adapters.aws import compile_flow
+from adapters.aws.contract import activity_call, token_request
+from core.activities import ActivityContext, ActivityRegistry
+from core.model import FlowDefinition
+from tests.conformance.activities import registry as conformance_registry
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ACTIVITY_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rf-activities"
+TOKEN_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rf-tokens"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/rf-states"
+MOTO_CONFIG: Any = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+
+def machine_name(definition: FlowDefinition) -> str:
+    return f"{definition.name}-v{definition.version}".replace(".", "-")
+
+
+def machine_arn(definition: FlowDefinition) -> str:
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{machine_name(definition)}"
+
+
+def flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
+    """``name@version`` for every definition, and ``name`` for the highest version."""
+    arns: dict[str, str] = {}
+    latest: dict[str, FlowDefinition] = {}
+    for definition in definitions:
+        arns[f"{definition.name}@{definition.version}"] = machine_arn(definition)
+        best = latest.get(definition.name)
+        if best is None or _version_key(definition.version) > _version_key(best.version):
+            latest[definition.name] = definition
+    for name, definition in latest.items():
+        arns[name] = machine_arn(definition)
+    return arns
+
+
+def _version_key(version: str) -> tuple[Any, ...]:
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
+
+
+def compile_for(definition: FlowDefinition, flows: Iterable[FlowDefinition] = ()) -> dict[str, Any]:
+    return compile_flow(
+        definition,
+        activity_function_arn=ACTIVITY_ARN,
+        token_function_arn=TOKEN_ARN,
+        flow_arns=flow_arns([definition, *flows]),
+    )
+
+
+def lint(document: Mapping[str, Any]) -> list[str]:
+    """statelint's problems (its Python API; the CLI prints the same list)."""
+    return list(Linter.validate(json.dumps(document), Config([], False, False)))
+
+
+# --- moto ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TokenSeen:
+    kind: str
+    token: str
+    event: str | None
+    wait_id: str | None
+    since: str | None
+    order: int
+    used: bool = False
+
+
+@dataclass
+class FakeLambdas:
+    """The activity and token functions, in-process."""
+
+    registry: ActivityRegistry
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    tokens: list[TokenSeen] = field(default_factory=list)
+
+    def invoke(self, parameters: dict[str, Any], region: str, state_credentials: Any) -> Any:
+        raw = parameters.get("Payload")
+        payload: Any = json.loads(raw) if isinstance(raw, str | bytes | bytearray) else raw
+        function = parameters["FunctionName"]
+        if function == TOKEN_ARN:
+            request = token_request(payload)
+            self.tokens.append(
+                TokenSeen(
+                    request.kind,
+                    request.task_token,
+                    request.event,
+                    request.wait_id,
+                    request.since,
+                    request.order,
+                )
+            )
+            return {"StatusCode": 200, "Payload": {}}
+        call = activity_call(payload)
+        self.calls.append(
+            {
+                "activity": call.activity,
+                "position": call.position,
+                "attempt": call.attempt,
+                "key": call.idempotency_key,
+            }
+        )
+        context = ActivityContext(
+            instance_id=call.instance_id,
+            call_id=call.idempotency_key,
+            idempotency_key=call.idempotency_key,
+            attempt=call.attempt,
+            activity=call.activity,
+        )
+        try:
+            output = self.registry.call(call.activity, call.input, context)
+        except Exception as error:
+            return {
+                "StatusCode": 200,
+                "FunctionError": "Unhandled",
+                "Payload": {"errorType": type(error).__name__, "errorMessage": str(error)},
+            }
+        return {"StatusCode": 200, "Payload": output}
+
+
+@dataclass
+class Outcome:
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+
+
+class MotoMachines:
+    """Compiled machines deployed on moto; run executions and answer event waits."""
+
+    def __init__(self, client: Any, lambdas: FakeLambdas) -> None:
+        self.client = client
+        self.lambdas = lambdas
+
+    def deploy(self, definition: FlowDefinition, flows: Iterable[FlowDefinition] = ()) -> str:
+        """Deploy ``definition`` and the flows it calls; the ARN of ``definition``'s machine."""
+        flows = list(flows)
+        for other in flows:
+            self._create(other, flows)
+        return self._create(definition, flows)
+
+    def _create(self, definition: FlowDefinition, flows: list[FlowDefinition]) -> str:
+        document = compile_for(definition, flows)
+        try:
+            return str(
+                self.client.create_state_machine(
+                    name=machine_name(definition),
+                    definition=json.dumps(document),
+                    roleArn=ROLE_ARN,
+                )["stateMachineArn"]
+            )
+        except self.client.exceptions.StateMachineAlreadyExists:
+            return machine_arn(definition)
+
+    def start(self, arn: str, execution_input: Any, name: str) -> str:
+        return str(
+            self.client.start_execution(
+                stateMachineArn=arn, name=name, input=json.dumps(execution_input)
+            )["executionArn"]
+        )
+
+    def wait(
+        self,
+        execution_arn: str,
+        *,
+        timeout: float = 30.0,
+        events: Iterable[tuple[str, Any]] = (),
+    ) -> Outcome:
+        """Poll until the execution ends; deliver ``events`` (name, data) to the oldest waiter."""
+        pending = list(events)
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.client.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                output = described.get("output")
+                return Outcome(
+                    described["status"],
+                    _json_or_text(output),
+                    described.get("error"),
+                    described.get("cause"),
+                )
+            if pending and self.deliver(*pending[0]):
+                pending.pop(0)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{execution_arn} still running after {timeout} s")
+            time.sleep(0.05)
+
+    def deliver(self, event: str, data: Any) -> bool:
+        waiters = [t for t in self.lambdas.tokens if t.kind == "event" and t.event == event]
+        waiters = [t for t in waiters if not t.used]
+        if not waiters:
+            return False
+        oldest = min(waiters, key=lambda t: (t.since or "", t.order))
+        oldest.used = True
+        self.client.send_task_success(taskToken=oldest.token, output=json.dumps(data))
+        return True
+
+    def run(self, arn: str, execution_input: Any, name: str, **options: Any) -> Outcome:
+        return self.wait(self.start(arn, execution_input, name), **options)
+
+
+_SFN_SERVICE = state_task_service_sfn.StateTaskServiceSfn
+_ORIGINAL_SFN_PARAMETERS = _SFN_SERVICE._normalise_parameters
+
+
+def _sfn_parameters(
+    self: Any,
+    parameters: dict[str, Any],
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    """moto 5.2 passes ASL's ``StateMachineArn``/``Name``/``Input`` to boto as they are.
+
+    LocalStack (which moto's executor comes from) turns them into boto's ``stateMachineArn``
+    and the answers back into ``ExecutionArn``/``Output``; moto left both steps out, so the
+    ``states:startExecution`` integration fails with ``KeyError: 'StateMachineArn'``.
+    """
+    _ORIGINAL_SFN_PARAMETERS(self, parameters, boto_service_name, service_action_name)
+    for key in list(parameters):
+        parameters[key[:1].lower() + key[1:]] = parameters.pop(key)
+
+
+def _sfn_response(
+    self: Any,
+    response: Any,
+    boto_service_name: str | None = None,
+    service_action_name: str | None = None,
+) -> None:
+    if isinstance(response, dict):
+        for key in list(response):
+            response[key[:1].upper() + key[1:]] = response.pop(key)
+
+
+def _any_error_name(error_name: str | None) -> Any:
+    """moto 5.2 re-raises a branch's or an item's error as a *custom* name, which refuses
+    ``States.*``: a States.Timeout could not leave a Parallel or Map. Step Functions passes it
+    on as it is."""
+    if error_name is not None and error_name.startswith("States."):
+        try:
+            return StatesErrorName.from_name(error_name)
+        except ValueError:
+            pass
+    return CustomErrorName(error_name)
+
+
+def _json_or_text(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@contextmanager
+def moto_machines(registry: ActivityRegistry = conformance_registry) -> Iterator[MotoMachines]:
+    lambdas = FakeLambdas(registry)
+    quiet = logging.getLogger("moto")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        with (
+            mock_aws(config=MOTO_CONFIG),
+            mock.patch.object(lambda_eval_utils, "_invoke_lambda_function", lambdas.invoke),
+            mock.patch.object(_SFN_SERVICE, "_normalise_parameters", _sfn_parameters),
+            mock.patch.object(_SFN_SERVICE, "_normalise_response", _sfn_response),
+            mock.patch.object(branches_decl, "CustomErrorName", _any_error_name),
+            mock.patch.object(iteration_worker, "CustomErrorName", _any_error_name),
+        ):
+            client = boto3.client("stepfunctions", region_name=REGION)
+            yield MotoMachines(client, lambdas)
+    finally:
+        quiet.setLevel(level)

@@ -1,0 +1,222 @@
+"""Snapshots continued as Step Functions executions on moto's executor.
+
+A snapshot taken at every transition of a corpus case (by the in-process virtual
+runtime) continues on the machine compiled from its definition and must end like the
+uninterrupted run. The activities run in-process and take no time (see
+``test_compiler_kit``), so the cases here do not depend on activity durations; the
+timestamps in the snapshots are in 2024, so resumed waits and retry delays are over.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from adapters.aws import execution_input, execution_name
+from core.engine import RunActivity, Snapshot, start
+from core.model import FlowDefinition, parse_definition
+from core.timeutil import parse_timestamp
+from tests.aws.test_compiler_kit import MotoMachines, moto_machines
+from tests.aws.test_resume_shapes import snapshots_at_every_transition
+from tests.conformance.corpus import Case, load_cases
+
+EVERY_CUT = [
+    "task_dataflow::full_pipeline",
+    "map::two_at_a_time",
+    "nested::three_customers",
+    "nested::negative_order_deep_inside",
+    "on_error::named_error_out_of_parallel",
+    "parallel::all_branches_succeed",
+    "parallel::failing_branch_caught",
+    "sub_flow::child_error_caught",
+    "retries::used_up_retrier_still_decides",
+    "retries::flow_default_retry_exhausted",
+    "catches::null_result_path_keeps_input",
+]
+SLOW_EVERY_CUT = [
+    "retries::backoff_exhausted",
+    "retries::later_retrier_exhausted",
+    "nested_recovery::item_exhausted_caught_at_map",
+    "map::one_at_a_time",
+    "sub_flow::one_child_per_item",
+]
+CASES = {case.id: case for case in load_cases()}
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def machines() -> Iterator[MotoMachines]:
+    with moto_machines() as opened:
+        yield opened
+
+
+def own_cuts(case: Case) -> list[Snapshot]:
+    instance_id = f"{case.file}.{case.name}"
+    return [
+        snapshot
+        for snapshot in snapshots_at_every_transition(case)
+        if snapshot.instance_id == instance_id and not snapshot.finished
+    ]
+
+
+def resume(machines: MotoMachines, case: Case, snapshot: Snapshot) -> Any:
+    assert case.flow is not None
+    arn = machines.deploy(case.flow, case.subflows)
+    document = execution_input(snapshot, now=parse_timestamp(snapshot.updated_at))
+    return machines.run(arn, document, f"resume-{next(_names)}")
+
+
+def check_every_cut(machines: MotoMachines, case_id: str) -> None:
+    case = CASES[case_id]
+    cuts = own_cuts(case)
+    assert cuts
+    for snapshot in cuts:
+        outcome = resume(machines, case, snapshot)
+        where = f"{case_id} cut after transition {snapshot.seq}"
+        assert outcome.status == case.expect.status.upper(), (where, outcome)
+        if case.expect.status == "succeeded":
+            assert outcome.output == case.expect.output, where
+        else:
+            assert outcome.error == case.expect.error, where
+
+
+@pytest.mark.parametrize("case_id", EVERY_CUT)
+def test_every_cut_continues_on_moto(machines: MotoMachines, case_id: str) -> None:
+    check_every_cut(machines, case_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case_id", SLOW_EVERY_CUT)
+def test_every_cut_continues_on_moto_slow(machines: MotoMachines, case_id: str) -> None:
+    check_every_cut(machines, case_id)
+
+
+# --- what a continuation does again, and what it does not ----------------------------------
+
+
+def test_a_call_in_flight_is_issued_again_with_its_key(machines: MotoMachines) -> None:
+    case = CASES["task_dataflow::full_pipeline"]
+    for snapshot in own_cuts(case):
+        in_flight = [
+            entry.command
+            for entry in snapshot.state.pending.values()
+            if isinstance(entry.command, RunActivity)
+        ]
+        before = len(machines.lambdas.calls)
+        resume(machines, case, snapshot)
+        first = machines.lambdas.calls[before]
+        assert [first["key"], first["attempt"]] == [
+            in_flight[0].idempotency_key,
+            in_flight[0].attempt,
+        ]
+
+
+def test_finished_branches_are_not_run_again(machines: MotoMachines) -> None:
+    case = CASES["parallel::all_branches_succeed"]
+    cut = next(
+        s
+        for s in own_cuts(case)
+        if any(frame.done[1] for frame in s.state.frames.values())  # FastBranch ("add") done
+    )
+    before = len(machines.lambdas.calls)
+    outcome = resume(machines, case, cut)
+    assert outcome.output == case.expect.output
+    assert "add" not in [call["activity"] for call in machines.lambdas.calls[before:]]
+
+
+def test_retry_counters_carry_over(machines: MotoMachines) -> None:
+    """``flaky`` fails while attempt <= 5; with 3 retries the engine fails at attempt 4.
+
+    Continued after the second failure, the machine makes the two attempts left (3, 4),
+    not three more: the snapshot's counters and attempt numbers carry over.
+    """
+    case = CASES["retries::backoff_exhausted"]
+    cut = next(s for s in own_cuts(case) if s.state.tokens["Backoff"].retries == (2,))
+    before = len(machines.lambdas.calls)
+    outcome = resume(machines, case, cut)
+    assert (outcome.status, outcome.error) == ("FAILED", "Flaky")
+    attempts = [call["attempt"] for call in machines.lambdas.calls[before:]]
+    assert attempts == [3, 4]
+
+
+def _flow(states: dict[str, Any], name: str, **extra: Any) -> FlowDefinition:
+    start_at = extra.pop("start_at", next(iter(states)))
+    return parse_definition({"name": name, "start_at": start_at, "states": states, **extra})
+
+
+def test_a_wait_continues_for_the_time_left_only(machines: MotoMachines) -> None:
+    definition = _flow(
+        {
+            "Long": {"type": "wait", "seconds": 60, "next": "After"},
+            "After": {"type": "pass", "end": True},
+        },
+        "long_wait",
+    )
+    began = datetime.now(UTC) - timedelta(seconds=58)
+    snapshot = start(definition, {"k": 1}, "w-1", began).snapshot
+    arn = machines.deploy(definition)
+    clock = time.monotonic()
+    outcome = machines.run(arn, execution_input(snapshot), "wait-left-1")
+    assert (outcome.status, outcome.output) == ("SUCCEEDED", {"k": 1})
+    assert time.monotonic() - clock < 15
+
+
+def test_the_flow_deadline_counts_from_the_snapshot(machines: MotoMachines) -> None:
+    definition = _flow(
+        {"Long": {"type": "wait", "seconds": 900, "end": True}}, "long_flow", timeout_seconds=600
+    )
+    began = datetime.now(UTC) - timedelta(seconds=599)
+    snapshot = start(definition, {}, "f-1", began).snapshot
+    document = execution_input(snapshot)
+    assert document["rf"]["timeout"] <= 2
+    outcome = machines.run(machines.deploy(definition), document, "deadline-left-1")
+    assert (outcome.status, outcome.error) == ("FAILED", "States.Timeout")
+
+
+def test_an_event_wait_registers_its_token_again(machines: MotoMachines) -> None:
+    definition = _flow(
+        {
+            "Ask": {"type": "wait_for_event", "event": "answer", "result_path": "$.a", "end": True},
+        },
+        "ask_again",
+    )
+    snapshot = start(definition, {"q": 1}, "a-1", datetime.now(UTC)).snapshot
+    wait_id = next(p.id for p in snapshot.state.pending.values() if p.purpose == "event")
+    arn = machines.deploy(definition)
+    execution = machines.start(arn, execution_input(snapshot), "ask-again-1")
+    outcome = machines.wait(execution, events=[("answer", {"yes": True})])
+    assert (outcome.status, outcome.output) == ("SUCCEEDED", {"q": 1, "a": {"yes": True}})
+    assert wait_id in [token.wait_id for token in machines.lambdas.tokens]
+
+
+def test_a_snapshot_of_another_definition_is_refused_by_the_machine(
+    machines: MotoMachines,
+) -> None:
+    case = CASES["task_dataflow::full_pipeline"]
+    snapshot = own_cuts(case)[0]
+    assert case.flow is not None
+    document = execution_input(snapshot, now=parse_timestamp(snapshot.updated_at))
+    document["rf"]["digest"] = "sha256:" + "0" * 64
+    outcome = machines.run(machines.deploy(case.flow), document, "wrong-digest-1")
+    assert (outcome.status, outcome.error) == ("FAILED", "RF.DigestMismatch")
+
+
+def test_the_same_epoch_twice_is_one_execution(machines: MotoMachines) -> None:
+    case = CASES["task_dataflow::full_pipeline"]
+    snapshot = own_cuts(case)[0]
+    assert case.flow is not None
+    arn = machines.deploy(case.flow)
+    document = json.dumps(execution_input(snapshot, now=parse_timestamp(snapshot.updated_at)))
+    name = execution_name(snapshot.instance_id, snapshot.epoch)
+    first = machines.client.start_execution(stateMachineArn=arn, name=name, input=document)
+    machines.wait(first["executionArn"])
+    with pytest.raises(machines.client.exceptions.ExecutionAlreadyExists):
+        machines.client.start_execution(stateMachineArn=arn, name=name, input=document)
+    names = [e["name"] for e in machines.client.list_executions(stateMachineArn=arn)["executions"]]
+    assert names.count(name) == 1
