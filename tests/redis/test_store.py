@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from adapters.redis.conductor import Conductor, PendingEvent
 from adapters.redis.store import Placement, UnknownFlowError, VersionConflictError
-from core.builder import Flow
+from core.builder import Flow, Steps
 from core.engine import ActivityCompleted, advance, start
 from tests.redis.conftest import Runtime
 
@@ -68,3 +69,26 @@ def test_start_many_starts_each_instance_once_in_few_round_trips(runtime: Runtim
     infos = runtime.store.list_instances(flow="two", limit=1000)
     assert len(infos) == 250 and {i.status for i in infos} == {"running"}
     assert runtime.client.xlen(runtime.keys.stream(0, "normal")) == 250
+
+
+def test_a_batch_never_chains_on_its_own_uncommitted_result(runtime: Runtime) -> None:
+    """Regression: a second event of one instance in a batch used to be committed on top
+    of the first one's uncommitted result; when the first lost a race, the second passed
+    the seq check (same seq, other content) and the winner's transition was lost."""
+    flow = Flow("m").map("M", Steps().task("T", "t"), max_concurrency=3).build()
+    runtime.store.register(flow)
+    started = runtime.conductor.start("m", [1, 2, 3], instance_id="lost-update")
+    calls = sorted(p.command.call_id for p in started.state.pending.values())
+    other_store = runtime.fresh_store()
+    other = Conductor(other_store)
+    other_store.load("lost-update")  # the other worker caches the value before the race
+    runtime.conductor.apply("lost-update", ActivityCompleted(calls[0], 10))  # wins the race
+    other.apply_many(
+        [
+            PendingEvent("lost-update", ActivityCompleted(calls[1], 20)),
+            PendingEvent("lost-update", ActivityCompleted(calls[2], 30)),
+        ]
+    )
+    final = runtime.store.load("lost-update", fresh=True)
+    assert final.status == "succeeded"
+    assert final.state.output == [10, 20, 30]
