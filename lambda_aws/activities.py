@@ -1,0 +1,14 @@
+"""The default activities of the activity function (``RUSTYFLOWER_ACTIVITIES`` unset).
+
+Deploy your activities module with the function (the same module your on-premises
+workers run: ``python -m lambda_aws.package out.zip --with myapp``) and name it in
+``RUSTYFLOWER_ACTIVITIES`` (``package.module`` for its ``registry``, or
+``package.module:attribute``). Without it, the function runs the activities registered in
+RustyFlower's default registry by modules imported here.
+"""
+
+from __future__ import annotations
+
+from core.activities import registry
+
+__all__ = ["registry"]

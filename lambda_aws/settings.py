@@ -1,0 +1,200 @@
+"""Names the Lambda functions are wired with: handlers, environment variables, table keys.
+
+The Terraform in ``infra/terraform/aws`` and its contract tests read these names; the code
+reads the values through :class:`LambdaSettings`, built from the process environment (or
+any mapping, in tests). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from core.snapshot import keys as snapshot_keys
+
+# --- handlers (the ``handler`` of each aws_lambda_function) -------------------------------
+
+ACTIVITY_HANDLER = "lambda_aws.activity.handler"
+TOKENS_HANDLER = "lambda_aws.tokens.handler"
+CONTINUE_HANDLER = "lambda_aws.continuation.handler"
+FAILBACK_HANDLER = "lambda_aws.failback.handler"
+
+HANDLERS: dict[str, str] = {
+    "activity": ACTIVITY_HANDLER,
+    "tokens": TOKENS_HANDLER,
+    "continue": CONTINUE_HANDLER,
+    "failback": FAILBACK_HANDLER,
+}
+"""Terraform's function key -> handler path."""
+
+# --- environment -----------------------------------------------------------------------------
+
+ENV_ACTIVITIES = "RUSTYFLOWER_ACTIVITIES"
+"""``module`` (its ``registry``) or ``module:attribute`` of the ActivityRegistry to run."""
+ENV_IDEMPOTENCY_TABLE = "RUSTYFLOWER_IDEMPOTENCY_TABLE"
+ENV_IDEMPOTENCY = "RUSTYFLOWER_IDEMPOTENCY"
+"""``on`` or ``off``; default: on when the idempotency table is set."""
+ENV_IDEMPOTENCY_TTL = "RUSTYFLOWER_IDEMPOTENCY_TTL_SECONDS"
+ENV_TOKENS_TABLE = "RUSTYFLOWER_TOKENS_TABLE"
+ENV_TOKEN_TTL = "RUSTYFLOWER_TOKEN_TTL_SECONDS"
+ENV_STATE_MACHINE_PREFIX = "RUSTYFLOWER_STATE_MACHINE_PREFIX"
+"""ARN of the flow machines up to their name: ``arn:aws:states:R:A:stateMachine:rf-``."""
+ENV_SNAPSHOT_BUCKET = "RUSTYFLOWER_SNAPSHOT_BUCKET"
+ENV_KEYS_SECRET = "RUSTYFLOWER_KEYS_SECRET"
+"""Secrets Manager secret (ARN or name) holding the snapshot key settings as JSON."""
+ENV_SIGNING_KEYS = snapshot_keys.ENV_SIGNING_KEYS
+ENV_ENCRYPTION_KEYS = snapshot_keys.ENV_ENCRYPTION_KEYS
+ENV_REQUIRE_SIGNATURE = snapshot_keys.ENV_REQUIRE_SIGNATURE
+
+KEY_SETTINGS: tuple[str, ...] = (ENV_SIGNING_KEYS, ENV_ENCRYPTION_KEYS, ENV_REQUIRE_SIGNATURE)
+"""What the keys secret may hold (a JSON object of these names)."""
+
+FUNCTION_ENV: dict[str, tuple[str, ...]] = {
+    "activity": (ENV_ACTIVITIES, ENV_IDEMPOTENCY_TABLE, ENV_IDEMPOTENCY, ENV_IDEMPOTENCY_TTL),
+    "tokens": (ENV_TOKENS_TABLE, ENV_TOKEN_TTL),
+    "continue": (
+        ENV_STATE_MACHINE_PREFIX,
+        ENV_SNAPSHOT_BUCKET,
+        ENV_KEYS_SECRET,
+        ENV_REQUIRE_SIGNATURE,
+    ),
+    "failback": (
+        ENV_STATE_MACHINE_PREFIX,
+        ENV_SNAPSHOT_BUCKET,
+        ENV_KEYS_SECRET,
+        ENV_REQUIRE_SIGNATURE,
+    ),
+}
+"""The RustyFlower settings each function reads (Terraform sets exactly these)."""
+
+DEFAULT_ACTIVITIES = "lambda_aws.activities"
+DEFAULT_IDEMPOTENCY_TTL = 7 * 24 * 3600
+"""A week: long enough for a failover, a failback and a second failover of one call."""
+DEFAULT_TOKEN_TTL = 366 * 24 * 3600
+"""A Standard execution lives at most a year; so does a task token."""
+
+SERVICE = "rustyflower"
+METRICS_NAMESPACE = "RustyFlower"
+
+# --- DynamoDB tables ------------------------------------------------------------------------
+
+IDEMPOTENCY_KEY_ATTRIBUTE = "id"
+IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"
+IDEMPOTENCY_KEY_PREFIX = "rustyflower.activity"
+"""Records are keyed ``rustyflower.activity#<hash of the call's idempotency key>``, the
+same whatever the function's name or version."""
+
+TOKENS_PARTITION_KEY = "waiter"
+"""``["<instance id>", "<event>"]`` (JSON): everything that may receive one signal."""
+TOKENS_SORT_KEY = "rank"
+"""``<since, UTC>#<order, 12 digits>#<wait id>``: the oldest waiter sorts first."""
+TOKENS_TTL_ATTRIBUTE = "expires_at"
+
+# --- S3 keys -------------------------------------------------------------------------------
+
+CONTINUED_PREFIX = "continued/"
+"""``continued/<execution name>.snapshot``: the snapshot an execution continued from."""
+FAILBACK_PREFIX = "failback/"
+"""``failback/<instance id>/<execution name>.snapshot``: snapshots read back from AWS."""
+
+# --- state machine names --------------------------------------------------------------------
+
+MAX_STATE_MACHINE_NAME = 80
+_MACHINE_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def state_machine_name(flow: str, version: str) -> str:
+    """The name part of a flow's machine after the deployment's prefix: ``order-v1-2``.
+
+    Terraform derives the same text from the ``flows`` key ``"order@1.2"`` with
+    ``replace(replace(key, "@", "-v"), "/[^A-Za-z0-9_-]/", "-")``.
+    """
+    return _MACHINE_UNSAFE.sub("-", f"{flow}-v{version}")
+
+
+# --- placeholders in ASL exported for Terraform ---------------------------------------------
+
+ASL_ACTIVITY_ARN = "${activity_function_arn}"
+ASL_TOKEN_ARN = "${token_function_arn}"
+ASL_STATE_MACHINE_PREFIX = "${state_machine_arn_prefix}"
+"""Terraform replaces these three literal texts in each compiled ASL file (no other
+template processing happens, so user data in the ASL is never interpreted)."""
+
+
+class SettingsError(ValueError):
+    """A setting has a value the function cannot use."""
+
+
+def _whole_number(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _switch(environ: Mapping[str, str], name: str) -> bool | None:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be on or off, got {raw!r}")
+
+
+def _text(environ: Mapping[str, str], name: str) -> str | None:
+    return environ.get(name, "").strip() or None
+
+
+@dataclass(frozen=True)
+class LambdaSettings:
+    """The RustyFlower settings of the Lambda functions (secrets stay out of it)."""
+
+    activities: str = DEFAULT_ACTIVITIES
+    idempotency_table: str | None = None
+    idempotency: bool = False
+    idempotency_ttl: int = DEFAULT_IDEMPOTENCY_TTL
+    tokens_table: str | None = None
+    token_ttl: int = DEFAULT_TOKEN_TTL
+    state_machine_prefix: str | None = None
+    snapshot_bucket: str | None = None
+    keys_secret: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> LambdaSettings:
+        table = _text(environ, ENV_IDEMPOTENCY_TABLE)
+        switch = _switch(environ, ENV_IDEMPOTENCY)
+        if switch and table is None:
+            raise SettingsError(f"{ENV_IDEMPOTENCY}=on needs {ENV_IDEMPOTENCY_TABLE}")
+        return cls(
+            activities=_text(environ, ENV_ACTIVITIES) or DEFAULT_ACTIVITIES,
+            idempotency_table=table,
+            idempotency=table is not None if switch is None else switch,
+            idempotency_ttl=_whole_number(
+                environ, ENV_IDEMPOTENCY_TTL, DEFAULT_IDEMPOTENCY_TTL, 60
+            ),
+            tokens_table=_text(environ, ENV_TOKENS_TABLE),
+            token_ttl=_whole_number(environ, ENV_TOKEN_TTL, DEFAULT_TOKEN_TTL, 60),
+            state_machine_prefix=_text(environ, ENV_STATE_MACHINE_PREFIX),
+            snapshot_bucket=_text(environ, ENV_SNAPSHOT_BUCKET),
+            keys_secret=_text(environ, ENV_KEYS_SECRET),
+        )
+
+    def require(self, value: str | None, name: str) -> str:
+        """``value``, or a SettingsError naming the unset variable ``name``."""
+        if not value:
+            raise SettingsError(f"{name} is not set")
+        return value
+
+    def state_machine_arn(self, flow: str, version: str) -> str:
+        """The ARN of the machine compiled from ``flow`` version ``version``."""
+        prefix = self.require(self.state_machine_prefix, ENV_STATE_MACHINE_PREFIX)
+        return prefix + state_machine_name(flow, version)

@@ -1,0 +1,325 @@
+"""Helpers of the lambda_aws tests (no tests here): moto resources and the real handlers.
+
+``LambdaWorld`` opens moto (with its Step Functions executor on), creates the two tables
+and the snapshot bucket the way infra/terraform/aws does, sets the functions' environment,
+and routes the state machine's Lambda invokes in-process to the **real** handlers of
+``lambda_aws`` (``activity.handler``, ``tokens.handler``), returning Lambda's unhandled-
+error shape when a handler raises: ``errorType`` is the exception's class name, exactly
+what the Lambda runtime reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
+    iteration_worker,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_sfn,
+)
+
+import lambda_aws.activity
+import lambda_aws.aws
+import lambda_aws.keyring
+import lambda_aws.tokens
+from adapters.aws import compile_flow
+from core.model import FlowDefinition
+from core.snapshot.keys import SnapshotKeys, generate_signing_key
+from lambda_aws import settings as names
+
+# moto's executor needs these fixes to run compiled machines (see test_compiler_kit)
+from tests.aws.test_compiler_kit import _any_error_name, _sfn_parameters, _sfn_response
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ACTIVITY_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rf-activity"
+TOKENS_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rf-tokens"
+MACHINE_PREFIX = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:rf-"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/rf-states"
+IDEMPOTENCY_TABLE = "rf-idempotency"
+TOKENS_TABLE = "rf-tokens"
+BUCKET = "rf-snapshots"
+MOTO_CONFIG: Any = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+SIGNING_KEY = generate_signing_key("test-2026")
+KEYS = SnapshotKeys.signing_only(SIGNING_KEY)
+
+FUNCTION_ENV: dict[str, str] = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
+    "POWERTOOLS_SERVICE_NAME": names.SERVICE,
+    names.ENV_ACTIVITIES: "tests.conformance.activities",
+    names.ENV_IDEMPOTENCY_TABLE: IDEMPOTENCY_TABLE,
+    names.ENV_TOKENS_TABLE: TOKENS_TABLE,
+    names.ENV_STATE_MACHINE_PREFIX: MACHINE_PREFIX,
+    names.ENV_SNAPSHOT_BUCKET: BUCKET,
+    names.ENV_SIGNING_KEYS: f"{SIGNING_KEY.key_id}:{SIGNING_KEY.to_base64()}",
+    names.ENV_REQUIRE_SIGNATURE: "true",
+}
+
+
+@dataclass
+class FakeContext:
+    """What Powertools reads from a Lambda context."""
+
+    function_name: str = "rf-activity"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = ACTIVITY_FUNCTION
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    remaining_ms: int = 60_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def reset_caches() -> None:
+    """Forget clients, runners and keys built under another environment or mock."""
+    lambda_aws.aws.client.cache_clear()
+    lambda_aws.activity.reset()
+    lambda_aws.keyring.forget()
+
+
+def set_environment(monkeypatch: pytest.MonkeyPatch, **overrides: str | None) -> None:
+    for name, value in {**FUNCTION_ENV, **overrides}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    reset_caches()
+
+
+def create_tables(dynamodb: Any) -> None:
+    """The two tables, keyed as infra/terraform/aws keys them."""
+    dynamodb.create_table(
+        TableName=IDEMPOTENCY_TABLE,
+        KeySchema=[{"AttributeName": names.IDEMPOTENCY_KEY_ATTRIBUTE, "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": names.IDEMPOTENCY_KEY_ATTRIBUTE, "AttributeType": "S"}
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.create_table(
+        TableName=TOKENS_TABLE,
+        KeySchema=[
+            {"AttributeName": names.TOKENS_PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": names.TOKENS_SORT_KEY, "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": names.TOKENS_PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": names.TOKENS_SORT_KEY, "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def machine_arn(definition: FlowDefinition) -> str:
+    return MACHINE_PREFIX + names.state_machine_name(definition.name, definition.version)
+
+
+def flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
+    arns: dict[str, str] = {}
+    for definition in definitions:
+        arns[f"{definition.name}@{definition.version}"] = machine_arn(definition)
+        arns.setdefault(definition.name, machine_arn(definition))
+    return arns
+
+
+@dataclass
+class RealLambdas:
+    """The state machine's Lambda integration, answered by lambda_aws's handlers.
+
+    One invocation at a time, as in one Lambda execution environment: the handlers share
+    the process's Powertools logger and metrics, as they do in Lambda.
+    """
+
+    invocations: list[tuple[str, Any]] = field(default_factory=list)
+    serial: threading.Lock = field(default_factory=threading.Lock)
+
+    def invoke(self, parameters: dict[str, Any], region: str, state_credentials: Any) -> Any:
+        raw = parameters.get("Payload")
+        payload = json.loads(raw) if isinstance(raw, str | bytes | bytearray) else raw
+        function = parameters["FunctionName"]
+        self.invocations.append((function, payload))
+        if function == ACTIVITY_FUNCTION:
+            handler: Any = lambda_aws.activity.handler
+        elif function == TOKENS_FUNCTION:
+            handler = lambda_aws.tokens.handler
+        else:
+            raise AssertionError(f"no function {function}")
+        name = function.rsplit(":", 1)[-1]
+        context = FakeContext(function_name=name, invoked_function_arn=function)
+        try:
+            with self.serial:
+                output = handler(payload, context)
+        except Exception as error:  # Lambda's unhandled error, as the runtime reports it
+            return {
+                "StatusCode": 200,
+                "FunctionError": "Unhandled",
+                "Payload": {"errorType": type(error).__name__, "errorMessage": str(error)},
+            }
+        return {"StatusCode": 200, "Payload": output}
+
+
+@dataclass
+class LambdaWorld:
+    stepfunctions: Any
+    dynamodb: Any
+    s3: Any
+    lambdas: RealLambdas
+
+    def deploy(self, definition: FlowDefinition, flows: Iterable[FlowDefinition] = ()) -> str:
+        """Deploy ``definition`` (and the flows it calls) as Terraform names them."""
+        every = [*flows, definition]
+        for one in every:
+            document = compile_flow(
+                one,
+                activity_function_arn=ACTIVITY_FUNCTION,
+                token_function_arn=TOKENS_FUNCTION,
+                flow_arns=flow_arns(every),
+            )
+            name = machine_arn(one).rsplit(":", 1)[-1]
+            with suppress(self.stepfunctions.exceptions.StateMachineAlreadyExists):
+                self.stepfunctions.create_state_machine(
+                    name=name, definition=json.dumps(document), roleArn=ROLE_ARN
+                )
+        return machine_arn(definition)
+
+    def wait(self, execution_arn: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll until the execution leaves RUNNING; its describe_execution answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            described: dict[str, Any] = self.stepfunctions.describe_execution(
+                executionArn=execution_arn
+            )
+            if described["status"] != "RUNNING":
+                return described
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{execution_arn} still running after {timeout} s")
+            time.sleep(0.05)
+
+    def wait_for_waiter(
+        self, instance_id: str, event: str, *, timeout: float = 30.0
+    ) -> lambda_aws.tokens.Waiter:
+        store = self.token_store()
+        deadline = time.monotonic() + timeout
+        while True:
+            found = list(store.waiters(instance_id, event))
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no waiter of {event!r} for {instance_id!r}")
+            time.sleep(0.05)
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """Stop every running execution and let moto's executor threads finish, so that
+        none of them calls a handler after moto is closed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            running = [
+                execution["executionArn"]
+                for machine in self.stepfunctions.list_state_machines()["stateMachines"]
+                for execution in self.stepfunctions.list_executions(
+                    stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
+                )["executions"]
+            ]
+            if not running:
+                time.sleep(0.1)  # an aborted execution's thread may finish its step
+                return
+            for arn in running:
+                with suppress(Exception):
+                    self.stepfunctions.stop_execution(executionArn=arn)
+            # moto does not stop an execution that waits for a task token: fail the tokens
+            for item in self.dynamodb.scan(TableName=TOKENS_TABLE)["Items"]:
+                with suppress(Exception):
+                    self.stepfunctions.send_task_failure(
+                        taskToken=item["task_token"]["S"], error="RF.TestTeardown"
+                    )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"executions still running: {running}")
+            time.sleep(0.05)
+
+    def token_store(self) -> lambda_aws.tokens.TokenStore:
+        return lambda_aws.tokens.TokenStore(TOKENS_TABLE, self.dynamodb, 3600)
+
+    def settings(self) -> names.LambdaSettings:
+        return names.LambdaSettings.from_env(FUNCTION_ENV)
+
+
+@contextmanager
+def lambda_world() -> Iterator[LambdaWorld]:
+    """moto with the executor on, tables, bucket, and the real handlers behind Lambda.
+
+    Set the environment first (``set_environment``).
+    """
+    lambdas = RealLambdas()
+    quiet = logging.getLogger("moto")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    sfn_service = state_task_service_sfn.StateTaskServiceSfn
+    try:
+        with (
+            mock_aws(config=MOTO_CONFIG),
+            mock.patch.object(lambda_eval_utils, "_invoke_lambda_function", lambdas.invoke),
+            mock.patch.object(sfn_service, "_normalise_parameters", _sfn_parameters),
+            mock.patch.object(sfn_service, "_normalise_response", _sfn_response),
+            mock.patch.object(branches_decl, "CustomErrorName", _any_error_name),
+            mock.patch.object(iteration_worker, "CustomErrorName", _any_error_name),
+        ):
+            reset_caches()
+            dynamodb = boto3.client("dynamodb", region_name=REGION)
+            s3 = boto3.client("s3", region_name=REGION)
+            create_tables(dynamodb)
+            s3.create_bucket(Bucket=BUCKET)
+            world = LambdaWorld(
+                stepfunctions=boto3.client("stepfunctions", region_name=REGION),
+                dynamodb=dynamodb,
+                s3=s3,
+                lambdas=lambdas,
+            )
+            try:
+                yield world
+            finally:
+                world.stop_all()
+    finally:
+        reset_caches()
+        quiet.setLevel(level)
+
+
+def http_event(body: str | bytes, *, base64_body: bool = False, method: str = "POST") -> dict:
+    """A Function URL (payload format 2.0) request event."""
+    if base64_body:
+        text = base64.b64encode(body if isinstance(body, bytes) else body.encode()).decode()
+    else:
+        text = body.decode() if isinstance(body, bytes) else body
+    return {
+        "version": "2.0",
+        "rawPath": "/",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"http": {"method": method, "path": "/"}},
+        "body": text,
+        "isBase64Encoded": base64_body,
+    }
+
+
+def body_of(response: Mapping[str, Any]) -> Any:
+    return json.loads(response["body"])
