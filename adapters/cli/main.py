@@ -232,6 +232,9 @@ def keygen(
 
 if _runner is not None:
     _runner.install(app)
+    from adapters.cli import continuity_commands as _continuity
+
+    _continuity.install(app)
 
 
 def main() -> None:

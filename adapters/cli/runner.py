@@ -810,8 +810,12 @@ def signal_instance(
 ) -> None:
     """Deliver an external event to an instance that waits for it."""
     payload = parse_json_argument(data, "--data")
-    conductor = Connection(redis_url, prefix, data_dir).conductor
-    transition = conductor.signal(instance_id, event, payload)
+    connection = Connection(redis_url, prefix, data_dir)
+    from adapters.cli.continuity_commands import signal_elsewhere  # noqa: PLC0415
+
+    if signal_elsewhere(connection, instance_id, event, payload):  # it lives in AWS or Azure
+        return
+    transition = connection.conductor.signal(instance_id, event, payload)
     _control_done(f"delivered {event}", transition.snapshot)
 
 

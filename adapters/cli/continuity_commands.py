@@ -1,0 +1,615 @@
+# ruff: noqa: PLR0917 - typer turns each parameter of a command into an option
+"""The continuity commands: ``export asl``, ``failover``, ``failback`` (docs/failover.md).
+
+The steps themselves live in ``adapters.continuity``; this module reads the options, runs
+the batch with a progress bar, prints the summary and picks the exit code: 0 when every
+instance went through, 1 when any failed (each failure is one line on stderr and a row of
+the table), 2 for bad arguments, 3 for a missing setting or an unreachable Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from adapters.cli.context import (
+    EXIT_FLOW_FAILED,
+    CliEnvironmentError,
+    Connection,
+    DataDirOption,
+    PrefixOption,
+    RedisUrlOption,
+    snapshot_keys,
+)
+from adapters.cli.loading import CliInputError, read_definition
+from adapters.cli.render import emit_json, err, error_lines, escape, fit, out, show, table
+from adapters.continuity.shared import (
+    CLOUDS,
+    Action,
+    Cloud,
+    ContinuityConfigError,
+    Delivery,
+    Outcome,
+    run_batch,
+    select_instances,
+    sub_flow_calls,
+    sub_flow_definitions,
+)
+from adapters.redis.connection import DEFAULT_DATA_DIR
+from core.model import FlowDefinition
+
+__all__ = ["export_app", "failback", "failover", "install", "signal_elsewhere"]
+
+_AWS = "AWS"
+_AZURE = "Azure"
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output (JSON).")]
+IdsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Instance ids (or --all).", show_default=False),
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Every eligible instance of the store.")]
+StateMachineArnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--state-machine-arn",
+        help="The machine of every instance given (one flow).",
+        show_default=False,
+        rich_help_panel=_AWS,
+    ),
+]
+StateMachineOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--state-machine",
+        help="FLOW=ARN or FLOW@VERSION=ARN: a flow's machine (repeatable).",
+        show_default=False,
+        rich_help_panel=_AWS,
+    ),
+]
+StateMachinePrefixOption = Annotated[
+    str | None,
+    typer.Option(
+        "--state-machine-prefix",
+        envvar="RUSTYFLOWER_STATE_MACHINE_PREFIX",
+        help="ARN prefix of the deployed machines (+ <flow>-v<version>, as Terraform names them).",
+        show_default=False,
+        rich_help_panel=_AWS,
+    ),
+]
+RegionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--region",
+        envvar="AWS_REGION",
+        help="AWS region.",
+        show_default=False,
+        rich_help_panel=_AWS,
+    ),
+]
+FunctionUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--function-url",
+        envvar="RUSTYFLOWER_AZURE_FUNCTION_URL",
+        help="The Function App (https://<app>.azurewebsites.net).",
+        show_default=False,
+        rich_help_panel=_AZURE,
+    ),
+]
+FunctionKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--function-key",
+        envvar="RUSTYFLOWER_AZURE_FUNCTION_KEY",
+        help="The app's function key.",
+        show_default=False,
+        rich_help_panel=_AZURE,
+    ),
+]
+
+
+def install(app: typer.Typer) -> None:
+    """Add ``export``, ``failover`` and ``failback`` to the ``rustyflower`` app."""
+    app.add_typer(export_app, name="export")
+    app.command("failover")(failover)
+    app.command("failback")(failback)
+
+
+# --- export asl -------------------------------------------------------------------------------
+
+export_app = typer.Typer(help="Export flows for other runtimes.", no_args_is_help=True)
+
+
+@export_app.command("asl")
+def export_asl(
+    flow: Annotated[
+        str | None,
+        typer.Argument(help="A registered flow (or --file).", show_default=False),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Write the ASL here ('-': stdout).", show_default=False
+        ),
+    ] = None,
+    activity_function_arn: Annotated[
+        str | None,
+        typer.Option(help="ARN of the activity Lambda (required).", show_default=False),
+    ] = None,
+    token_function_arn: Annotated[
+        str | None,
+        typer.Option(
+            help="ARN of the task-token Lambda (flows with event waits or a timeout).",
+            show_default=False,
+        ),
+    ] = None,
+    flow_arn: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--flow-arn",
+            help="NAME=ARN or NAME@VERSION=ARN: a sub-flow's machine (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    state_machine_prefix: StateMachinePrefixOption = None,
+    version: Annotated[
+        str | None, typer.Option(help="Version (default: latest).", show_default=False)
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Compile this definition file instead.", show_default=False),
+    ] = None,
+    activities: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--activities",
+            "-a",
+            help="With --file: apply these activities' default retry and timeout first.",
+            show_default=False,
+        ),
+    ] = None,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Compile a flow to Amazon States Language (the machine failover --to aws continues)."""
+    from adapters.aws import compile_to_json  # noqa: PLC0415
+    from adapters.aws.resume import deployed_digest  # noqa: PLC0415
+
+    if (flow is None) == (file is None):
+        raise CliInputError("give a registered FLOW or --file flow.yaml (one of them)")
+    if output is None:
+        raise CliInputError("-o FILE is required ('-' writes to stdout)")
+    if not activity_function_arn:
+        raise CliInputError("--activity-function-arn is required")
+    connection: Connection | None = None
+    if file is not None:
+        if version is not None:
+            raise CliInputError("--version picks a registered version; not with --file")
+        definition = read_definition(file)
+        if activities:
+            from adapters.cli.runner import load_registry  # noqa: PLC0415
+
+            definition = load_registry(activities).apply_defaults(definition)
+    else:
+        assert flow is not None
+        connection = Connection(redis_url, prefix, data_dir)
+        definition = connection.store.definition(flow, version)
+    arns = _flow_arns(definition, flow_arn or [], state_machine_prefix, connection)
+    text = compile_to_json(
+        definition,
+        activity_function_arn=activity_function_arn,
+        token_function_arn=token_function_arn,
+        flow_arns=arns,
+    )
+    if str(output) == "-":
+        sys.stdout.write(text + "\n")
+        return
+    try:
+        output.write_text(text + "\n", encoding="utf-8")
+    except OSError as error:
+        raise CliInputError(f"{output}: cannot write: {error.strerror}") from None
+    err.print(
+        f"wrote {escape(str(output))}: {escape(definition.key)} (digest {deployed_digest(text)})",
+        soft_wrap=True,
+    )
+
+
+def _flow_arns(
+    definition: FlowDefinition,
+    given: Sequence[str],
+    machine_prefix: str | None,
+    connection: Connection | None,
+) -> dict[str, str]:
+    """``--flow-arn`` pairs, completed from the machine prefix for the calls they miss."""
+    from lambda_aws.settings import state_machine_name  # noqa: PLC0415
+
+    arns = dict(_pairs(given, "--flow-arn"))
+    if not machine_prefix:
+        return arns
+    known: dict[str, FlowDefinition] = {}
+    if connection is not None:
+        for found in sub_flow_definitions(connection.store, [definition]):
+            known[found.key] = found
+            known.setdefault(found.name, connection.store.definition(found.name))
+    pending = [definition, *known.values()]
+    for each in pending:
+        for call in sub_flow_calls(each):
+            key = f"{call.flow}@{call.version}" if call.version else call.flow
+            if key in arns:
+                continue
+            chosen = call.version or (known[call.flow].version if call.flow in known else None)
+            if chosen is not None:
+                arns[key] = machine_prefix + state_machine_name(call.flow, chosen)
+    return arns
+
+
+def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for value in values:
+        name, sep, arn = value.partition("=")
+        if not sep or not name.strip() or not arn.strip():
+            raise CliInputError(f"{option} {value!r}: write NAME=ARN (or NAME@VERSION=ARN)")
+        found.append((name.strip(), arn.strip()))
+    return found
+
+
+# --- failover / failback -------------------------------------------------------------------
+
+
+def failover(
+    instance_ids: IdsArgument = None,
+    to: Annotated[str, typer.Option("--to", help="aws or azure.", show_default=False)] = "",
+    every: AllOption = False,
+    snapshot_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--snapshot",
+            help="Continue this snapshot file instead (repeatable; nothing is fenced).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    state_machine_arn: StateMachineArnOption = None,
+    state_machine: StateMachineOption = None,
+    state_machine_prefix: StateMachinePrefixOption = None,
+    continue_function: Annotated[
+        str | None,
+        typer.Option(
+            "--continue-function",
+            envvar="RUSTYFLOWER_CONTINUE_FUNCTION",
+            help="Hand the snapshots to this continue Lambda instead of starting executions.",
+            show_default=False,
+            rich_help_panel=_AWS,
+        ),
+    ] = None,
+    region: RegionOption = None,
+    function_url: FunctionUrlOption = None,
+    function_key: FunctionKeyOption = None,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Continue running instances in AWS or Azure: fence each here, then start it there.
+
+    Each instance is fenced first (epoch + 1, owner = the cloud): the on-premises runner
+    no longer advances it. Running the same failover again is a no-op (the cloud answers
+    with the execution or orchestration it has). Exit 1 when any instance failed.
+    """
+    cloud = _cloud(to, "--to")
+    files = snapshot_files or []
+    ids = instance_ids or []
+    if files and (ids or every):
+        raise CliInputError("--snapshot continues files: give no instance ids and no --all")
+    if not files and bool(ids) == every:
+        raise CliInputError("give instance ids or --all (or --snapshot FILE)")
+    connection = None if files else Connection(redis_url, prefix, data_dir)
+    conductor = connection.conductor if connection is not None else None
+    keys = snapshot_keys()
+    try:
+        if cloud == "aws":
+            from adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
+
+            runner: Any = AwsContinuity(
+                conductor,
+                AwsSettings.from_env(
+                    os.environ,
+                    region=region,
+                    state_machine_arn=state_machine_arn,
+                    state_machines=dict(_pairs(state_machine or [], "--state-machine")) or None,
+                    state_machine_prefix=state_machine_prefix,
+                    continue_function=continue_function,
+                ),
+                keys=keys,
+            )
+        else:
+            from adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
+
+            runner = AzureContinuity(
+                conductor,
+                AzureSettings.from_env(
+                    os.environ, function_url=function_url, function_key=function_key
+                ),
+                keys=keys,
+            )
+    except ContinuityConfigError as error:
+        raise CliEnvironmentError(str(error)) from None
+    if files:
+        targets = [str(path) for path in files]
+        step: Callable[[str], Outcome] = lambda source: runner.failover_file(  # noqa: E731
+            _read(Path(source)), source
+        )
+    else:
+        assert connection is not None
+        targets = select_instances(connection.store, "failover", cloud, ids, every)
+        step = runner.failover
+    _run("failover", cloud, targets, step, as_json)
+
+
+def failback(
+    instance_ids: IdsArgument = None,
+    from_: Annotated[str, typer.Option("--from", help="aws or azure.", show_default=False)] = "",
+    every: AllOption = False,
+    as_json: JsonOption = False,
+    state_machine_arn: StateMachineArnOption = None,
+    state_machine: StateMachineOption = None,
+    state_machine_prefix: StateMachinePrefixOption = None,
+    region: RegionOption = None,
+    snapshot_bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot-bucket",
+            envvar="RUSTYFLOWER_SNAPSHOT_BUCKET",
+            help="Where the continue Lambda kept the snapshots executions continued.",
+            show_default=False,
+            rich_help_panel=_AWS,
+        ),
+    ] = None,
+    function_url: FunctionUrlOption = None,
+    function_key: FunctionKeyOption = None,
+    storage_connection_string: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-connection-string",
+            envvar="RUSTYFLOWER_AZURE_STORAGE",
+            help="Storage account of the app's checkpoints (connection string).",
+            show_default=False,
+            rich_help_panel=_AZURE,
+        ),
+    ] = None,
+    container: Annotated[
+        str | None,
+        typer.Option(
+            "--container",
+            envvar="RUSTYFLOWER_SNAPSHOT_CONTAINER",
+            help="The checkpoints' Blob container [default: rustyflower-snapshots].",
+            show_default=False,
+            rich_help_panel=_AZURE,
+        ),
+    ] = None,
+    hold: Annotated[
+        bool,
+        typer.Option(
+            "--hold/--no-hold",
+            help="Hold the instance in Azure first, so it settles at a checkpoint.",
+            rich_help_panel=_AZURE,
+        ),
+    ] = True,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds to wait for an Azure instance to stand still at a checkpoint.",
+            rich_help_panel=_AZURE,
+        ),
+    ] = 60.0,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Bring instances back from AWS or Azure and resume them here (epoch + 1).
+
+    AWS: stop the execution, turn its history into a snapshot, resume it. Azure: hold the
+    instance, terminate it at its last checkpoint, resume that checkpoint (and release
+    it). Exit 1 when any instance failed.
+    """
+    cloud = _cloud(from_, "--from")
+    ids = instance_ids or []
+    if bool(ids) == every:
+        raise CliInputError("give instance ids or --all")
+    connection = Connection(redis_url, prefix, data_dir)
+    try:
+        if cloud == "aws":
+            from adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
+
+            runner: Any = AwsContinuity(
+                connection.conductor,
+                AwsSettings.from_env(
+                    os.environ,
+                    region=region,
+                    state_machine_arn=state_machine_arn,
+                    state_machines=dict(_pairs(state_machine or [], "--state-machine")) or None,
+                    state_machine_prefix=state_machine_prefix,
+                    snapshot_bucket=snapshot_bucket,
+                ),
+            )
+        else:
+            from adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
+
+            runner = AzureContinuity(
+                connection.conductor,
+                AzureSettings.from_env(
+                    os.environ,
+                    function_url=function_url,
+                    function_key=function_key,
+                    storage_connection_string=storage_connection_string,
+                    container=container,
+                    hold=hold,
+                    safe_point_timeout=timeout,
+                ),
+            )
+    except ContinuityConfigError as error:
+        raise CliEnvironmentError(str(error)) from None
+    targets = select_instances(connection.store, "failback", cloud, ids, every)
+    _run("failback", cloud, targets, runner.failback, as_json)
+
+
+def _cloud(value: str, option: str) -> Cloud:
+    chosen = value.strip().lower()
+    for cloud in CLOUDS:
+        if chosen == cloud:
+            return cloud
+    if not value:
+        raise CliInputError(f"{option} is required: aws or azure")
+    raise CliInputError(f"{option} {value!r}: use aws or azure")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CliInputError(f"{path}: cannot read: {error.strerror}") from None
+
+
+def _run(
+    action: Action,
+    cloud: str,
+    targets: list[str],
+    step: Callable[[str], Outcome],
+    as_json: bool,
+) -> None:
+    if not targets:
+        if as_json:
+            emit_json([])
+        else:
+            err.print(f"nothing to {action}: no eligible instance")
+        return
+    with _progress(
+        len(targets),
+        f"{action} {'to' if action == 'failover' else 'from'} {cloud}",
+        enabled=not as_json and len(targets) > 1,
+    ) as advance:
+        try:
+            outcomes = run_batch(targets, step, action=action, cloud=cloud, on_done=advance)
+        except ContinuityConfigError as error:
+            raise CliEnvironmentError(str(error)) from None
+    failed = [outcome for outcome in outcomes if not outcome.ok]
+    if as_json:
+        emit_json([outcome.as_dict() for outcome in outcomes])
+    else:
+        _table(outcomes)
+    error_lines(f"{outcome.instance_id}: {outcome.error}" for outcome in failed)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.result] = counts.get(outcome.result, 0) + 1
+    summary = ", ".join(f"{count} {result}" for result, count in sorted(counts.items()))
+    err.print(escape(f"{action} {cloud}: {len(outcomes)} instance(s): {summary}"), soft_wrap=True)
+    if failed:
+        raise typer.Exit(EXIT_FLOW_FAILED)
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str, *, enabled: bool) -> Iterator[Callable[[Outcome], None]]:
+    """A progress bar on stderr (terminals only); yields the callback for each outcome."""
+    if not enabled or not err.is_terminal:
+        yield lambda _outcome: None
+        return
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total, failed=0)
+        failures = 0
+
+        def advance(outcome: Outcome) -> None:
+            nonlocal failures
+            failures += 0 if outcome.ok else 1
+            progress.update(task, advance=1, failed=failures)
+
+        yield advance
+
+
+_RESULT_COLOURS = {
+    "started": "green",
+    "resumed": "green",
+    "existing": "cyan",
+    "reclaimed": "yellow",
+    "failed": "red",
+}
+
+
+def _table(outcomes: Sequence[Outcome]) -> None:
+    grid = table(
+        "instance",
+        "flow",
+        "result",
+        "epoch",
+        "seq",
+        "status",
+        "where",
+        "error",
+        keep=("instance", "where"),
+    )
+    rows: list[list[str]] = []
+    for outcome in outcomes:
+        colour = _RESULT_COLOURS.get(outcome.result, "")
+        result = f"[{colour}]{escape(outcome.result)}[/]" if colour else escape(outcome.result)
+        rows.append(
+            [
+                escape(outcome.instance_id),
+                escape(outcome.flow),
+                result,
+                "" if outcome.epoch is None else str(outcome.epoch),
+                "" if outcome.seq is None else str(outcome.seq),
+                escape(outcome.status or ""),
+                escape(outcome.where or ""),
+                escape(outcome.error or ""),
+            ]
+        )
+    fit(grid, rows)
+    show(grid)
+
+
+# --- signal ---------------------------------------------------------------------------------
+
+
+def signal_elsewhere(connection: Connection, instance_id: str, event: str, data: Any) -> bool:
+    """``rustyflower signal`` for an instance living in a cloud: deliver it there (True);
+    False when the instance is local (the caller signals it here)."""
+    from adapters.continuity.shared import deliver_signal  # noqa: PLC0415
+
+    try:
+        delivered: Delivery | None = deliver_signal(connection.store, instance_id, event, data)
+    except ContinuityConfigError as error:
+        raise CliEnvironmentError(str(error)) from None
+    if delivered is None:
+        return False
+    out.print(
+        escape(
+            f"delivered {event}: {instance_id} lives in {delivered.cloud}"
+            + (f" ({delivered.detail})" if delivered.detail else "")
+        ),
+        soft_wrap=True,
+    )
+    return True

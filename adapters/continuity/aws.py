@@ -1,0 +1,526 @@
+"""Failover to AWS Step Functions, failback from it, signals to instances living there.
+
+Failover (per instance): check the snapshot can continue on the flow's deployed state
+machine (held, finished or too large: refused; definition digest = the machine's), fence
+the instance locally, then start the execution ``execution_name(instance, epoch)`` with
+``execution_input(snapshot)``, or hand the signed snapshot to the continue Lambda
+(``lambda_aws.continuation``) when one is configured. An execution of that name that
+exists already is the answer of a repeated failover (nothing is started twice).
+
+Failback: stop the execution, replay its history into a snapshot
+(``lambda_aws.failback``), resume it locally with ``take_ownership``.
+
+Signals: ``lambda_aws.tokens.signal``: the oldest stored task token of the event gets
+``SendTaskSuccess`` with the event's data.
+
+Machines are found by an explicit ARN, a ``flow[@version]=ARN`` map, or the deployment's
+prefix (``RUSTYFLOWER_STATE_MACHINE_PREFIX`` + ``<flow>-v<version>``, as Terraform names
+them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import boto3  # type: ignore[import-untyped, unused-ignore]
+from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+)
+
+from adapters.aws.errors import DigestMismatchError, ResumeError
+from adapters.aws.resume import check_digest, deployed_digest, execution_input, execution_name
+from adapters.continuity.shared import (
+    ContinuityConfigError,
+    ContinuityError,
+    Delivery,
+    Handover,
+    Outcome,
+    OwnershipError,
+    forget_ledger,
+    give_back,
+    hand_over,
+    hand_over_file,
+    ledger,
+    ledger_children,
+    notify_parent,
+    record_ledger,
+    resume_from_cloud,
+)
+from adapters.redis.conductor import Conductor, utc_now
+from adapters.redis.store import RedisStore
+from core.engine import Snapshot
+from core.errors import RustyFlowerError
+from core.model import FlowDefinition
+from core.snapshot import SnapshotKeys
+from core.snapshot.document import decode_snapshot
+from lambda_aws.continuation import base_snapshot_key
+from lambda_aws.continuation import execution_arn as execution_arn_of
+from lambda_aws.failback import failback_execution
+from lambda_aws.settings import (
+    DEFAULT_TOKEN_TTL,
+    ENV_SNAPSHOT_BUCKET,
+    ENV_STATE_MACHINE_PREFIX,
+    ENV_TOKENS_TABLE,
+    state_machine_name,
+)
+from lambda_aws.tokens import SignalError, TokenStore
+from lambda_aws.tokens import signal as send_signal
+
+__all__ = [
+    "ENV_CONTINUE_FUNCTION",
+    "ENV_REGION",
+    "AwsClients",
+    "AwsContinuity",
+    "AwsSettings",
+    "signal_aws",
+]
+
+ENV_CONTINUE_FUNCTION = "RUSTYFLOWER_CONTINUE_FUNCTION"
+"""Name or ARN of the continue Lambda (``lambda_aws.continuation.handler``)."""
+ENV_REGION = "AWS_REGION"
+REFUSALS = frozenset(
+    {
+        "BadRequest",
+        "DecryptionError",
+        "DigestMismatchError",
+        "FlowNotDeployed",
+        "MalformedSnapshotError",
+        "ResumeError",
+        "SignatureInvalidError",
+        "SignatureMissingError",
+        "UnknownKeyError",
+        "UnsupportedFormatError",
+    }
+)
+"""Errors of the continue function that mean "nothing was started" for certain."""
+_REFUSING_CODES = frozenset(
+    {"StateMachineDoesNotExist", "StateMachineDeleting", "InvalidExecutionInput", "InvalidArn"}
+)
+
+
+class _Refused(ContinuityError):
+    """AWS refused the handover for certain: no execution was started."""
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where the flows' machines are, and the optional AWS resources the CLI uses."""
+
+    region: str | None = None
+    state_machine_arn: str | None = None
+    """One machine for every instance (a batch of one flow)."""
+    state_machines: Mapping[str, str] = field(default_factory=dict)
+    """``flow@version`` or ``flow`` -> the ARN of its machine."""
+    state_machine_prefix: str | None = None
+    """``arn:aws:states:R:A:stateMachine:rf-``: + ``<flow>-v<version>`` (Terraform's names)."""
+    continue_function: str | None = None
+    tokens_table: str | None = None
+    token_ttl: int = DEFAULT_TOKEN_TTL
+    snapshot_bucket: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> AwsSettings:
+        """Settings from ``environ`` (``AWS_REGION``/``AWS_DEFAULT_REGION``,
+        ``RUSTYFLOWER_STATE_MACHINE_PREFIX``, ``RUSTYFLOWER_CONTINUE_FUNCTION``,
+        ``RUSTYFLOWER_TOKENS_TABLE``, ``RUSTYFLOWER_SNAPSHOT_BUCKET``); ``overrides`` that
+        are not None win."""
+
+        def text(name: str) -> str | None:
+            return environ.get(name, "").strip() or None
+
+        values: dict[str, Any] = {
+            "region": text(ENV_REGION) or text("AWS_DEFAULT_REGION"),
+            "state_machine_prefix": text(ENV_STATE_MACHINE_PREFIX),
+            "continue_function": text(ENV_CONTINUE_FUNCTION),
+            "tokens_table": text(ENV_TOKENS_TABLE),
+            "snapshot_bucket": text(ENV_SNAPSHOT_BUCKET),
+        }
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    def machine_for(self, definition: FlowDefinition) -> str:
+        """The ARN of the machine compiled from ``definition``."""
+        for key in (f"{definition.name}@{definition.version}", definition.name):
+            found = self.state_machines.get(key)
+            if found:
+                return found
+        if self.state_machine_arn:
+            return self.state_machine_arn
+        if self.state_machine_prefix:
+            return self.state_machine_prefix + state_machine_name(
+                definition.name, definition.version
+            )
+        raise ContinuityConfigError(
+            f"no state machine for flow {definition.key}: give --state-machine-arn, "
+            f"--state-machine {definition.name}=ARN or {ENV_STATE_MACHINE_PREFIX}"
+        )
+
+
+class AwsClients:
+    """boto3 clients, made when first used (region and credentials: boto3's usual chain)."""
+
+    def __init__(self, region: str | None = None, **given: Any) -> None:
+        self.region = region
+        self._clients: dict[str, Any] = dict(given)
+
+    def __call__(self, service: str) -> Any:
+        found = self._clients.get(service)
+        if found is None:
+            with _aws(f"connecting to {service}"):
+                found = boto3.client(service, region_name=self.region)
+            self._clients[service] = found
+        return found
+
+
+@contextmanager
+def _aws(doing: str) -> Iterator[None]:
+    """AWS SDK errors as one-line ContinuityErrors."""
+    try:
+        yield
+    except ClientError as error:
+        detail = error.response.get("Error", {})
+        raise ContinuityError(
+            f"AWS refused {doing}: {detail.get('Code', '?')}: {detail.get('Message', error)}"
+        ) from None
+    except NoRegionError:
+        raise ContinuityConfigError(
+            f"no AWS region for {doing}: set AWS_REGION (or --region)"
+        ) from None
+    except NoCredentialsError:
+        raise ContinuityConfigError(
+            f"no AWS credentials for {doing} (environment, profile or instance role)"
+        ) from None
+    except BotoCoreError as error:
+        raise ContinuityError(f"AWS could not be reached while {doing}: {error}") from None
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class AwsContinuity:
+    """Failover to and failback from Step Functions for the instances of one local store."""
+
+    def __init__(
+        self,
+        conductor: Conductor | None,
+        settings: AwsSettings,
+        clients: AwsClients | None = None,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        keys: SnapshotKeys | None = None,
+    ) -> None:
+        self._conductor = conductor
+        self.keys = keys if keys is not None else self.conductor.store.snapshot_keys
+        self.settings = settings
+        self.clients = clients or AwsClients(settings.region)
+        self.clock = clock
+        self._digests: dict[str, str | None] = {}
+
+    @property
+    def conductor(self) -> Conductor:
+        if self._conductor is None:
+            raise ContinuityConfigError("this step needs the local store (--redis-url)")
+        return self._conductor
+
+    @property
+    def store(self) -> RedisStore:
+        return self.conductor.store
+
+    # --- failover ---------------------------------------------------------------------
+
+    def failover(self, instance_id: str) -> Outcome:
+        """Continue a local instance in AWS (idempotent per epoch)."""
+        with _aws(f"failing over {instance_id!r}"):
+            handed = hand_over(self.conductor, instance_id, "aws", preflight=self._preflight)
+            return self._send(handed, give_back_on_refusal=handed.fenced, record=True)
+
+    def failover_file(self, data: bytes, source: str) -> Outcome:
+        """Continue a snapshot file in AWS at its epoch + 1 (no local store to fence)."""
+        handed = hand_over_file(data, self.keys, source=source)
+        with _aws(f"failing over {source}"):
+            self._preflight(handed.snapshot)
+            return self._send(handed, give_back_on_refusal=False, record=False)
+
+    def _preflight(self, snapshot: Snapshot) -> None:
+        execution_input(snapshot, now=self.clock())  # held, finished, too large: ResumeError
+        if self.settings.continue_function is None:
+            machine = self.settings.machine_for(snapshot.definition)
+            check_digest(snapshot, self._deployed_digest(machine, snapshot.definition))
+
+    def _deployed_digest(self, machine: str, definition: FlowDefinition) -> str | None:
+        if machine not in self._digests:
+            try:
+                described = self.clients("stepfunctions").describe_state_machine(
+                    stateMachineArn=machine
+                )
+            except ClientError as error:
+                if _code(error) in ("StateMachineDoesNotExist", "InvalidArn"):
+                    raise _Refused(
+                        f"flow {definition.key} has no state machine {machine}: compile it "
+                        "(rustyflower export asl) and deploy it first"
+                    ) from None
+                raise
+            self._digests[machine] = deployed_digest(described)
+        return self._digests[machine]
+
+    def _send(self, handed: Handover, *, give_back_on_refusal: bool, record: bool) -> Outcome:
+        snapshot = handed.snapshot
+        try:
+            if self.settings.continue_function is not None:
+                arn, result, status = self._via_function(handed)
+            else:
+                arn, result, status = self._start(handed)
+        except (_Refused, DigestMismatchError, ResumeError) as refused:
+            message = str(refused)
+            if give_back_on_refusal:
+                back = give_back(self.conductor, snapshot)
+                message += f" (the instance stays on-premises, epoch {back.epoch})"
+            raise ContinuityError(message) from None
+        if record:
+            self._record(handed, arn)
+        return Outcome(
+            snapshot.instance_id,
+            "failover",
+            "aws",
+            result,
+            flow=snapshot.definition.key,
+            epoch=snapshot.epoch,
+            seq=snapshot.seq,
+            status=status,
+            where=arn,
+            detail={"children": [c.instance_id for c in handed.children]}
+            if handed.children
+            else {},
+        )
+
+    def _start(self, handed: Handover) -> tuple[str, str, str]:
+        snapshot = handed.snapshot
+        sfn = self.clients("stepfunctions")
+        machine = self.settings.machine_for(snapshot.definition)
+        check_digest(snapshot, self._deployed_digest(machine, snapshot.definition))
+        document = execution_input(
+            snapshot,
+            now=self.clock(),
+            children={child.instance_id: child for child in handed.children},
+        )
+        name = execution_name(snapshot.instance_id, snapshot.epoch)
+        arn = execution_arn_of(machine, name)
+        existing = self._describe(arn)
+        if existing is not None:
+            return arn, "existing", str(existing.get("status"))
+        try:
+            sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(document))
+        except ClientError as error:
+            code = _code(error)
+            if code == "ExecutionAlreadyExists":
+                found = self._describe(arn) or {}
+                return arn, "existing", str(found.get("status", "RUNNING"))
+            if code in _REFUSING_CODES:
+                message = error.response.get("Error", {}).get("Message", "")
+                raise _Refused(f"Step Functions refused the execution: {code}: {message}") from None
+            raise
+        return arn, "started", "RUNNING"
+
+    def _via_function(self, handed: Handover) -> tuple[str, str, str]:
+        function = self.settings.continue_function
+        payload = {
+            "snapshot": base64.b64encode(handed.data).decode("ascii"),
+            "children": [base64.b64encode(data).decode("ascii") for data in handed.children_data],
+        }
+        response = self.clients("lambda").invoke(
+            FunctionName=function,
+            InvocationType="RequestResponse",
+            Payload=json.dumps(payload).encode("utf-8"),
+        )
+        body = response["Payload"].read() if "Payload" in response else b""
+        try:
+            answer = json.loads(body or b"null")
+        except ValueError:
+            answer = None
+        if response.get("FunctionError"):
+            name = answer.get("errorType") if isinstance(answer, dict) else None
+            message = (
+                answer.get("errorMessage")
+                if isinstance(answer, dict)
+                else body[:300].decode("utf-8", "replace")
+            )
+            text = f"the continue function {function} answered {name or 'an error'}: {message}"
+            if name in REFUSALS:
+                raise _Refused(text)
+            raise ContinuityError(text)
+        if not isinstance(answer, dict) or not isinstance(answer.get("executionArn"), str):
+            raise ContinuityError(f"the continue function {function} gave no executionArn")
+        result = "started" if answer.get("status") == "started" else "existing"
+        return answer["executionArn"], result, str(answer.get("executionStatus") or "RUNNING")
+
+    def _record(self, handed: Handover, arn: str) -> None:
+        snapshot = handed.snapshot
+        children = [child.instance_id for child in handed.children]
+        record_ledger(
+            self.store,
+            snapshot.instance_id,
+            {
+                "cloud": "aws",
+                "epoch": str(snapshot.epoch),
+                "seq": str(snapshot.seq),
+                "execution_arn": arn,
+                "children": children or None,
+            },
+        )
+        for child in handed.children:
+            try:
+                machine = self.settings.machine_for(child.definition)
+            except ContinuityConfigError:
+                continue
+            name = execution_name(child.instance_id, snapshot.epoch)  # the parent's epoch
+            record_ledger(
+                self.store,
+                child.instance_id,
+                {
+                    "cloud": "aws",
+                    "epoch": str(child.epoch),
+                    "seq": str(child.seq),
+                    "execution_arn": execution_arn_of(machine, name),
+                    "parent": snapshot.instance_id,
+                },
+            )
+
+    def _describe(self, arn: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.clients("stepfunctions").describe_execution(
+                executionArn=arn
+            )
+        except ClientError as error:
+            if _code(error) == "ExecutionDoesNotExist":
+                return None
+            raise
+        return found
+
+    # --- failback -----------------------------------------------------------------------
+
+    def failback(self, instance_id: str) -> Outcome:
+        """Stop the instance's execution, read it back as a snapshot, resume it here."""
+        with _aws(f"failing back {instance_id!r}"):
+            record = ledger(self.store, instance_id)
+            outcome = self._failback_one(instance_id)
+            children: dict[str, str] = {}
+            for child_id in ledger_children(record):
+                children[child_id] = self._child_back(child_id)
+            if children:
+                outcome.detail["children"] = children
+            forget_ledger(self.store, instance_id)
+            return outcome
+
+    def _failback_one(self, instance_id: str) -> Outcome:
+        store = self.store
+        info = store.info(instance_id)
+        if info.owner != "aws":
+            raise OwnershipError(
+                f"instance {instance_id!r} is not in AWS (owner {info.owner}): nothing to fail back"
+            )
+        local = replace(store.load(instance_id, fresh=True), epoch=info.epoch)
+        arn = ledger(store, instance_id).get("execution_arn") or execution_arn_of(
+            self.settings.machine_for(local.definition), execution_name(instance_id, info.epoch)
+        )
+        described = self._describe(arn)
+        if described is None:  # the failover never started it: take the local snapshot back
+            back = give_back(self.conductor, local)
+            return self._outcome(back, "reclaimed", arn, "no execution")
+        base = self._base(described, local)
+        snapshot = failback_execution(
+            self.clients("stepfunctions"), arn, base=base, definition=local.definition, stop=True
+        )
+        back = resume_from_cloud(self.conductor, snapshot, "aws")
+        notify_parent(self.conductor, back)
+        return self._outcome(back, "resumed", arn, str(described.get("status")))
+
+    def _child_back(self, child_id: str) -> str:
+        try:
+            if self.store.info(child_id).owner != "aws":
+                return "not in AWS"
+            outcome = self._failback_one(child_id)
+            forget_ledger(self.store, child_id)
+        except RustyFlowerError as error:
+            return f"failed: {error}"
+        except (ClientError, BotoCoreError) as error:
+            return f"failed: {error}"
+        return f"{outcome.result} ({outcome.status}, epoch {outcome.epoch})"
+
+    def _base(self, described: Mapping[str, Any], local: Snapshot) -> Snapshot | None:
+        """The snapshot the execution continued: the local one, or the copy in the bucket."""
+        try:
+            document = json.loads(described.get("input") or "null")
+        except ValueError:
+            document = None
+        rf = document.get("rf") if isinstance(document, dict) else None
+        if not isinstance(rf, dict) or rf.get("resume") is None:
+            return None  # started fresh: the reader starts from the definition
+        same = (rf.get("instance_id"), rf.get("epoch"), rf.get("seq"), rf.get("digest")) == (
+            local.instance_id,
+            local.epoch,
+            local.seq,
+            local.digest,
+        )
+        if same:
+            return local
+        bucket = self.settings.snapshot_bucket
+        if not bucket:
+            raise ContinuityError(
+                f"instance {local.instance_id!r}: the execution continued seq {rf.get('seq')} "
+                f"epoch {rf.get('epoch')}, not the snapshot stored here (seq {local.seq}); set "
+                f"{ENV_SNAPSHOT_BUCKET} to read the snapshot it continued"
+            )
+        key = base_snapshot_key(str(described.get("name")), int(rf.get("seq") or 0))
+        body = self.clients("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        return decode_snapshot(body, self.keys)
+
+    @staticmethod
+    def _outcome(back: Snapshot, result: str, arn: str, execution_status: str) -> Outcome:
+        return Outcome(
+            back.instance_id,
+            "failback",
+            "aws",
+            result,
+            flow=back.definition.key,
+            epoch=back.epoch,
+            seq=back.seq,
+            status=back.status,
+            where=arn,
+            detail={"execution_status": execution_status},
+        )
+
+
+def signal_aws(
+    instance_id: str,
+    event: str,
+    data: Any,
+    settings: AwsSettings,
+    clients: AwsClients | None = None,
+) -> Delivery:
+    """Deliver an event to the oldest waiter of ``instance_id`` in AWS (its task token)."""
+    if not settings.tokens_table:
+        raise ContinuityConfigError(
+            f"instance {instance_id!r} lives in AWS: set {ENV_TOKENS_TABLE} (the task-token "
+            "table) to signal it"
+        )
+    made = clients or AwsClients(settings.region)
+    with _aws(f"signalling {instance_id!r}"):
+        store = TokenStore(settings.tokens_table, made("dynamodb"), settings.token_ttl)
+        try:
+            delivered = send_signal(
+                instance_id, event, data, store=store, stepfunctions=made("stepfunctions")
+            )
+        except SignalError as error:
+            raise ContinuityError(str(error)) from None
+    skipped = f", {delivered.skipped} stale token(s) skipped" if delivered.skipped else ""
+    return Delivery("aws", instance_id, event, f"wait {delivered.wait_id}{skipped}")
