@@ -216,7 +216,8 @@ def signal(
 
     ``wait_id`` picks one wait instead (the engine's ``EventReceived.wait_id``). Raises
     ``NoWaiterError`` when no live wait is stored for the event, ``SignalError`` when the
-    data cannot be sent; a transient AWS error is raised with the token kept for a retry.
+    data cannot be sent; any other failure (an AWS error, a transport error) is raised
+    with the token kept for a retry.
     """
     try:
         output = json.dumps(data, allow_nan=False, ensure_ascii=False)
@@ -234,7 +235,7 @@ def signal(
             continue  # another signal took this one
         try:
             stepfunctions.send_task_success(taskToken=waiter.task_token, output=output)
-        except ClientError as error:
+        except BaseException as error:
             if error_code(error) in STALE_TOKEN_CODES:
                 skipped += 1
                 logger.info(
@@ -242,6 +243,10 @@ def signal(
                     extra={"wait_id": waiter.wait_id, "code": error_code(error)},
                 )
                 continue
+            # Any other failure (throttling, a dropped connection, a read timeout, an
+            # interrupt) may not have reached Step Functions: a token lost here would leave
+            # the wait hanging until its timeout, so keep it. If the send did land, the retry
+            # finds the task over (a stale code) and moves on.
             store.put_back(waiter, now or datetime.now(UTC))
             raise
         return Delivered(instance_id, event, waiter.wait_id, waiter.position, skipped)

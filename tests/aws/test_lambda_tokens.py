@@ -9,7 +9,8 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
 from adapters.aws import execution_name, fresh_input
@@ -175,6 +176,22 @@ def test_a_transient_failure_keeps_the_token(store: TokenStore) -> None:
     register(event_payload(), store, NOW)
     with pytest.raises(ClientError):
         signal("order-7", "approval", 1, store=store, stepfunctions=Recorder("ThrottlingException"))
+    assert [w.task_token for w in store.waiters("order-7", "approval")] == ["token-1"]
+    delivered = signal("order-7", "approval", 1, store=store, stepfunctions=Recorder())
+    assert delivered.wait_id == "Approve~4"
+
+
+def test_a_lost_connection_keeps_the_token(store: TokenStore) -> None:
+    """A transport error (no answer from Step Functions) is not a stale token either."""
+    register(event_payload(), store, NOW)
+    unreachable = boto3.client(
+        "stepfunctions",
+        region_name=REGION,
+        endpoint_url="http://127.0.0.1:9",  # discard port: nothing listens
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
+    with pytest.raises(EndpointConnectionError):
+        signal("order-7", "approval", 1, store=store, stepfunctions=unreachable)
     assert [w.task_token for w in store.waiters("order-7", "approval")] == ["token-1"]
     delivered = signal("order-7", "approval", 1, store=store, stepfunctions=Recorder())
     assert delivered.wait_id == "Approve~4"
