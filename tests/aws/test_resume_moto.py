@@ -5,6 +5,8 @@ runtime) continues on the machine compiled from its definition and must end like
 uninterrupted run. The activities run in-process and take no time (see
 ``test_compiler_kit``), so the cases here do not depend on activity durations; the
 timestamps in the snapshots are in 2024, so resumed waits and retry delays are over.
+This is the quick loop over a sample of cases; ``test_conformance_moto.py`` runs every
+case and every cut in real time through the real Lambda handlers (marked ``slow``).
 """
 
 from __future__ import annotations
@@ -38,13 +40,6 @@ EVERY_CUT = [
     "retries::used_up_retrier_still_decides",
     "retries::flow_default_retry_exhausted",
     "catches::null_result_path_keeps_input",
-]
-SLOW_EVERY_CUT = [
-    "retries::backoff_exhausted",
-    "retries::later_retrier_exhausted",
-    "nested_recovery::item_exhausted_caught_at_map",
-    "map::one_at_a_time",
-    "sub_flow::one_child_per_item",
 ]
 CASES = {case.id: case for case in load_cases()}
 _names = itertools.count()
@@ -88,12 +83,6 @@ def check_every_cut(machines: MotoMachines, case_id: str) -> None:
 
 @pytest.mark.parametrize("case_id", EVERY_CUT)
 def test_every_cut_continues_on_moto(machines: MotoMachines, case_id: str) -> None:
-    check_every_cut(machines, case_id)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case_id", SLOW_EVERY_CUT)
-def test_every_cut_continues_on_moto_slow(machines: MotoMachines, case_id: str) -> None:
     check_every_cut(machines, case_id)
 
 
