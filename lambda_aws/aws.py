@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
-from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
 
+from adapters.aws.client_errors import ClientError, error_code
 from lambda_aws.settings import KEY_SETTINGS, SettingsError
 
 __all__ = ["ClientError", "client", "error_code", "key_environment"]
@@ -23,13 +23,6 @@ __all__ = ["ClientError", "client", "error_code", "key_environment"]
 def client(service: str) -> Any:
     """The process's boto3 client for ``service`` (region and credentials from Lambda)."""
     return boto3.client(service)
-
-
-def error_code(error: BaseException) -> str:
-    """The AWS error code of a botocore ``ClientError`` (``""`` for anything else)."""
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", ""))
-    return ""
 
 
 def key_environment(

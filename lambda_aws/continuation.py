@@ -34,6 +34,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from adapters.aws.deployment import base_snapshot_key, execution_arn
 from adapters.aws.errors import DigestMismatchError, ResumeError
 from adapters.aws.resume import check_digest, deployed_digest, execution_input, execution_name
 from core.engine import Snapshot
@@ -45,7 +46,7 @@ from lambda_aws.aws import ClientError, client, error_code
 from lambda_aws.errors import named_error
 from lambda_aws.keyring import snapshot_keys
 from lambda_aws.observability import MetricUnit, logger, metrics, tracer
-from lambda_aws.settings import CONTINUED_PREFIX, LambdaSettings
+from lambda_aws.settings import LambdaSettings
 
 MALFORMED = "MalformedSnapshotError"
 
@@ -146,16 +147,6 @@ def _is_wrapper(document: Mapping[str, Any]) -> bool:
 
 
 # --- continuing -----------------------------------------------------------------------------
-
-
-def execution_arn(machine_arn: str, name: str) -> str:
-    """``arn:aws:states:R:A:execution:<machine>:<name>`` of a machine's execution."""
-    return machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
-
-
-def base_snapshot_key(name: str, seq: int) -> str:
-    """Where the snapshot an execution continued from is kept in the snapshot bucket."""
-    return f"{CONTINUED_PREFIX}{name}/s{seq}.snapshot"
 
 
 def continue_snapshot(

@@ -1,5 +1,8 @@
 """Names the Lambda functions are wired with: handlers, environment variables, table keys.
 
+What the site shares with the functions (the token table's keys, S3 prefixes, machine
+names, the variables the site reads too) is in ``adapters.aws.deployment``.
+
 The Terraform in ``infra/terraform/aws`` and its contract tests read these names; the code
 reads the values through :class:`LambdaSettings`, built from the process environment (or
 any mapping, in tests). Nothing here does I/O.
@@ -7,10 +10,16 @@ any mapping, in tests). Nothing here does I/O.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from adapters.aws.deployment import (
+    DEFAULT_TOKEN_TTL,
+    ENV_SNAPSHOT_BUCKET,
+    ENV_STATE_MACHINE_PREFIX,
+    ENV_TOKENS_TABLE,
+    state_machine_name,
+)
 from core.snapshot import keys as snapshot_keys
 
 # --- handlers (the ``handler`` of each aws_lambda_function) -------------------------------
@@ -36,11 +45,7 @@ ENV_IDEMPOTENCY_TABLE = "RUSTYFLOWER_IDEMPOTENCY_TABLE"
 ENV_IDEMPOTENCY = "RUSTYFLOWER_IDEMPOTENCY"
 """``on`` or ``off``; default: on when the idempotency table is set."""
 ENV_IDEMPOTENCY_TTL = "RUSTYFLOWER_IDEMPOTENCY_TTL_SECONDS"
-ENV_TOKENS_TABLE = "RUSTYFLOWER_TOKENS_TABLE"
 ENV_TOKEN_TTL = "RUSTYFLOWER_TOKEN_TTL_SECONDS"
-ENV_STATE_MACHINE_PREFIX = "RUSTYFLOWER_STATE_MACHINE_PREFIX"
-"""ARN of the flow machines up to their name: ``arn:aws:states:R:A:stateMachine:rf-``."""
-ENV_SNAPSHOT_BUCKET = "RUSTYFLOWER_SNAPSHOT_BUCKET"
 ENV_KEYS_SECRET = "RUSTYFLOWER_KEYS_SECRET"
 """Secrets Manager secret (ARN or name) holding the snapshot key settings as JSON."""
 ENV_SIGNING_KEYS = snapshot_keys.ENV_SIGNING_KEYS
@@ -71,8 +76,6 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
 DEFAULT_ACTIVITIES = "lambda_aws.activities"
 DEFAULT_IDEMPOTENCY_TTL = 7 * 24 * 3600
 """A week: long enough for a failover, a failback and a second failover of one call."""
-DEFAULT_TOKEN_TTL = 366 * 24 * 3600
-"""A Standard execution lives at most a year; so does a task token."""
 
 SERVICE = "rustyflower"
 METRICS_NAMESPACE = "RustyFlower"
@@ -84,33 +87,6 @@ IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"
 IDEMPOTENCY_KEY_PREFIX = "rustyflower.activity"
 """Records are keyed ``rustyflower.activity#<hash of the call's idempotency key>``, the
 same whatever the function's name or version."""
-
-TOKENS_PARTITION_KEY = "waiter"
-"""``["<instance id>", "<event>"]`` (JSON): everything that may receive one signal."""
-TOKENS_SORT_KEY = "rank"
-"""``<since, UTC>#<order, 12 digits>#<wait id>``: the oldest waiter sorts first."""
-TOKENS_TTL_ATTRIBUTE = "expires_at"
-
-# --- S3 keys -------------------------------------------------------------------------------
-
-CONTINUED_PREFIX = "continued/"
-"""``continued/<execution name>.snapshot``: the snapshot an execution continued from."""
-FAILBACK_PREFIX = "failback/"
-"""``failback/<instance id>/<execution name>.snapshot``: snapshots read back from AWS."""
-
-# --- state machine names --------------------------------------------------------------------
-
-MAX_STATE_MACHINE_NAME = 80
-_MACHINE_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def state_machine_name(flow: str, version: str) -> str:
-    """The name part of a flow's machine after the deployment's prefix: ``order-v1-2``.
-
-    Terraform derives the same text from the ``flows`` key ``"order@1.2"`` with
-    ``replace(replace(key, "@", "-v"), "/[^A-Za-z0-9_-]/", "-")``.
-    """
-    return _MACHINE_UNSAFE.sub("-", f"{flow}-v{version}")
 
 
 # --- placeholders in ASL exported for Terraform ---------------------------------------------

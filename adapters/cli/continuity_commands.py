@@ -228,7 +228,7 @@ def _flow_arns(
     connection: Connection | None,
 ) -> dict[str, str]:
     """``--flow-arn`` pairs, completed from the machine prefix for the calls they miss."""
-    from lambda_aws.settings import state_machine_name  # noqa: PLC0415
+    from adapters.aws.deployment import state_machine_name  # noqa: PLC0415
 
     arns = dict(_pairs(given, "--flow-arn"))
     if not machine_prefix:

@@ -8,9 +8,9 @@ the instance locally, then start the execution ``execution_name(instance, epoch)
 exists already is the answer of a repeated failover (nothing is started twice).
 
 Failback: stop the execution, replay its history into a snapshot
-(``lambda_aws.failback``), resume it locally with ``take_ownership``.
+(``adapters.aws.failback``), resume it locally with ``take_ownership``.
 
-Signals: ``lambda_aws.tokens.signal``: the oldest stored task token of the event gets
+Signals: ``adapters.aws.tokens.signal``: the oldest stored task token of the event gets
 ``SendTaskSuccess`` with the event's data.
 
 Machines are found by an explicit ARN, a ``flow[@version]=ARN`` map, or the deployment's
@@ -36,8 +36,20 @@ from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
     NoRegionError,
 )
 
+from adapters.aws.deployment import (
+    DEFAULT_TOKEN_TTL,
+    ENV_SNAPSHOT_BUCKET,
+    ENV_STATE_MACHINE_PREFIX,
+    ENV_TOKENS_TABLE,
+    base_snapshot_key,
+    state_machine_name,
+)
+from adapters.aws.deployment import execution_arn as execution_arn_of
 from adapters.aws.errors import DigestMismatchError, ResumeError
+from adapters.aws.failback import failback_execution
 from adapters.aws.resume import check_digest, deployed_digest, execution_input, execution_name
+from adapters.aws.tokens import SignalError, TokenStore
+from adapters.aws.tokens import signal as send_signal
 from adapters.continuity.shared import (
     ContinuityConfigError,
     ContinuityError,
@@ -62,18 +74,6 @@ from core.errors import RustyFlowerError
 from core.model import FlowDefinition
 from core.snapshot import SnapshotKeys
 from core.snapshot.document import decode_snapshot
-from lambda_aws.continuation import base_snapshot_key
-from lambda_aws.continuation import execution_arn as execution_arn_of
-from lambda_aws.failback import failback_execution
-from lambda_aws.settings import (
-    DEFAULT_TOKEN_TTL,
-    ENV_SNAPSHOT_BUCKET,
-    ENV_STATE_MACHINE_PREFIX,
-    ENV_TOKENS_TABLE,
-    state_machine_name,
-)
-from lambda_aws.tokens import SignalError, TokenStore
-from lambda_aws.tokens import signal as send_signal
 
 __all__ = [
     "ENV_CONTINUE_FUNCTION",

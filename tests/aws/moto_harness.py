@@ -12,7 +12,7 @@ conformance activities) and routes the compiled machines' Lambda invokes in-proc
   (``errorType`` = the exception's class name), so ``Retry``/``Catch`` see the real names;
 * the token function is the **real** ``lambda_aws.tokens.handler`` (the tokens table);
   the case's scripted events are sent through the real signal path,
-  ``lambda_aws.tokens.signal`` -> ``SendTaskSuccess``, by name, when a wait is issued (see
+  ``adapters.aws.tokens.signal`` -> ``SendTaskSuccess``, by name, when a wait is issued (see
   :class:`EventSender`).
 
 A :class:`Fleet` runs many executions at once (moto's executor really sleeps on waits,
@@ -80,11 +80,12 @@ from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.backend import execution_worker
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
+import adapters.aws.tokens
 import lambda_aws.activity
 import lambda_aws.aws
 import lambda_aws.tokens
 import tests.harness.virtual_runtime as virtual_runtime
-from adapters.aws import compile_flow, execution_input, execution_name, fresh_input
+from adapters.aws import compile_flow, deployment, execution_input, execution_name, fresh_input
 from adapters.aws.compiler import machine_comment
 from adapters.aws.contract import PayloadError, activity_call
 from core.engine import EventReceived, Snapshot
@@ -122,8 +123,8 @@ FUNCTION_ENV: dict[str, str] = {
     names.ENV_ACTIVITIES: ACTIVITIES_MODULE,
     names.ENV_IDEMPOTENCY_TABLE: IDEMPOTENCY_TABLE,
     names.ENV_IDEMPOTENCY: "on",
-    names.ENV_TOKENS_TABLE: TOKENS_TABLE,
-    names.ENV_STATE_MACHINE_PREFIX: MACHINE_PREFIX,
+    deployment.ENV_TOKENS_TABLE: TOKENS_TABLE,
+    deployment.ENV_STATE_MACHINE_PREFIX: MACHINE_PREFIX,
 }
 """The functions' environment, as infra/terraform/aws sets it (plus fake credentials)."""
 
@@ -269,7 +270,7 @@ def _unhandled(error_type: str, message: str) -> dict[str, Any]:
 
 def machine_arn(definition: FlowDefinition) -> str:
     """``rf-<flow>-v<version>``: the name Terraform and the continue function use."""
-    return MACHINE_PREFIX + names.state_machine_name(definition.name, definition.version)
+    return MACHINE_PREFIX + deployment.state_machine_name(definition.name, definition.version)
 
 
 def _version_key(version: str) -> tuple[Any, ...]:
@@ -361,7 +362,7 @@ class EventSender:
 
     As in the virtual runtime: the first time a wait is issued, the next unused scripted
     event of its name is sent ``after_seconds`` after the wait began, **by name**
-    (``lambda_aws.tokens.signal``: the oldest waiter of that name takes it). A wait is
+    (``adapters.aws.tokens.signal``: the oldest waiter of that name takes it). A wait is
     seen when its task token appears in the tokens table; the wait ids already known
     (``bound``: waits issued before a cut, registered again by the continuation) schedule
     nothing. An event nothing takes within ``SIGNAL_GRACE_SECONDS`` of its due time is
@@ -386,7 +387,7 @@ class EventSender:
     def idle(self) -> bool:
         return not self.sends and len(self.used) == len(self.events)
 
-    def step(self, store: lambda_aws.tokens.TokenStore, stepfunctions: Any) -> None:
+    def step(self, store: adapters.aws.tokens.TokenStore, stepfunctions: Any) -> None:
         if self.idle:
             return
         for event in sorted({e for i, (e, _, _) in enumerate(self.events) if i not in self.used}):
@@ -400,7 +401,7 @@ class EventSender:
             if send.due > now:
                 break
             try:
-                delivered = lambda_aws.tokens.signal(
+                delivered = adapters.aws.tokens.signal(
                     self.instance_id,
                     send.event,
                     send.data,
@@ -416,7 +417,7 @@ class EventSender:
             self.sends.remove(send)
             self.sent.append(f"{send.event} -> {delivered.wait_id}")
 
-    def _schedule(self, waiter: lambda_aws.tokens.Waiter) -> None:
+    def _schedule(self, waiter: adapters.aws.tokens.Waiter) -> None:
         for index, (event, data, after) in enumerate(self.events):
             if index in self.used or event != waiter.event:
                 continue
@@ -557,7 +558,7 @@ class MotoWorld:
         self.stepfunctions = stepfunctions
         self.dynamodb = dynamodb
         self.router = router
-        self.store = lambda_aws.tokens.TokenStore(TOKENS_TABLE, dynamodb, 3600)
+        self.store = adapters.aws.tokens.TokenStore(TOKENS_TABLE, dynamodb, 3600)
         self._deployed: dict[str, str] = {}
         self._deploy_lock = threading.Lock()
 
@@ -628,7 +629,7 @@ class MotoWorld:
 
     def wait_for_waiter(
         self, instance_id: str, event: str, timeout: float = 15.0
-    ) -> lambda_aws.tokens.Waiter:
+    ) -> adapters.aws.tokens.Waiter:
         deadline = time.monotonic() + timeout
         while True:
             found = list(self.store.waiters(instance_id, event))
@@ -681,12 +682,12 @@ def create_tables(dynamodb: Any) -> None:
     dynamodb.create_table(
         TableName=TOKENS_TABLE,
         KeySchema=[
-            {"AttributeName": names.TOKENS_PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": names.TOKENS_SORT_KEY, "KeyType": "RANGE"},
+            {"AttributeName": deployment.TOKENS_PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": deployment.TOKENS_SORT_KEY, "KeyType": "RANGE"},
         ],
         AttributeDefinitions=[
-            {"AttributeName": names.TOKENS_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": names.TOKENS_SORT_KEY, "AttributeType": "S"},
+            {"AttributeName": deployment.TOKENS_PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": deployment.TOKENS_SORT_KEY, "AttributeType": "S"},
         ],
         BillingMode="PAY_PER_REQUEST",
     )

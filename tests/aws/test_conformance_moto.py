@@ -5,7 +5,7 @@ too), deployed on moto with the executor switched on and run with the **real**
 ``lambda_aws`` handlers behind the Lambda integration (``moto_harness``): the activity
 handler runs ``tests.conformance.activities`` with Powertools idempotency on moto's
 DynamoDB, the token handler stores task tokens in the tokens table, and the case's
-scripted events are sent through ``lambda_aws.tokens.signal`` (``SendTaskSuccess``).
+scripted events are sent through ``adapters.aws.tokens.signal`` (``SendTaskSuccess``).
 Activities last their ``VIRTUAL_DURATIONS`` and waits, retry intervals and timeouts are
 real, so the runs are real-time: they run side by side (``moto_harness.Fleet``), once per
 session (one pytest-xdist worker runs them, the others read the outcomes).
@@ -16,7 +16,7 @@ session (one pytest-xdist worker runs them, the others read the outcomes).
   after k (virtual runtime, its clock set so that the cut is *now*) continues as an
   execution (``execution_input(snapshot, now=<its updated_at>, children=<child flows in
   flight>)``) and ends the same way;
-* an event wait answered through the signal path (``lambda_aws.tokens.signal``, and
+* an event wait answered through the signal path (``adapters.aws.tokens.signal``, and
   ``signal_aws``, what ``rustyflower signal`` runs for an instance living in AWS), fresh
   and continued (the token registered again under the engine's wait id);
 * idempotent failover: the same snapshot and epoch started twice is one execution
@@ -40,7 +40,7 @@ from typing import Any
 
 import pytest
 
-import lambda_aws.tokens
+import adapters.aws.tokens
 from adapters.aws import execution_input, execution_name, fresh_input
 from core.engine import AwaitEvent
 from core.errors import NoWaiterError
@@ -266,8 +266,8 @@ DECISION = {"approved": True, "by": "signal"}
 APPROVED = {"result": "approved", "by": "signal", "order": 42, "status": "pending"}
 
 
-def _signal(world: MotoWorld, instance_id: str) -> lambda_aws.tokens.Delivered:
-    return lambda_aws.tokens.signal(
+def _signal(world: MotoWorld, instance_id: str) -> adapters.aws.tokens.Delivered:
+    return adapters.aws.tokens.signal(
         instance_id,
         "approval",
         DECISION,

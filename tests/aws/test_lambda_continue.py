@@ -12,7 +12,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from adapters.aws import execution_name
+from adapters.aws import deployment, execution_name
+from adapters.aws.deployment import base_snapshot_key
 from core.engine import Snapshot, start
 from core.model import parse_definition
 from core.snapshot.document import decode_snapshot, encode_snapshot
@@ -20,7 +21,7 @@ from core.snapshot.keys import SnapshotKeys, generate_signing_key
 from lambda_aws import continuation
 from lambda_aws import settings as names
 from lambda_aws.aws import key_environment
-from lambda_aws.continuation import base_snapshot_key, handle, handler
+from lambda_aws.continuation import handle, handler
 from lambda_aws.errors import NamedError
 from lambda_aws.keyring import snapshot_keys
 from tests.aws.test_lambda_kit import (
@@ -231,5 +232,5 @@ def test_execution_arns_and_base_keys() -> None:
         "arn:aws:states:eu-west-1:1:execution:rf-order-v1:x-e1-ab"
     )
     assert base_snapshot_key("x-e1-ab", 7) == "continued/x-e1-ab/s7.snapshot"
-    assert names.state_machine_name("order", "1.2") == "order-v1-2"
-    assert names.state_machine_name("a_b", "2024.01-rc 1") == "a_b-v2024-01-rc-1"
+    assert deployment.state_machine_name("order", "1.2") == "order-v1-2"
+    assert deployment.state_machine_name("a_b", "2024.01-rc 1") == "a_b-v2024-01-rc-1"

@@ -19,14 +19,15 @@ import pytest
 
 import tests.harness.virtual_runtime as virtual_runtime
 from adapters.aws import execution_name, fresh_input
+from adapters.aws import failback as reader
+from adapters.aws.failback import FailbackError, failback_execution, position_of
+from adapters.aws.tokens import signal
 from core.engine import EventReceived, Snapshot, advance, start
 from core.model import parse_definition
 from core.snapshot.document import decode_snapshot, encode_snapshot
 from lambda_aws import failback
 from lambda_aws.continuation import handle as continue_handle
 from lambda_aws.errors import NamedError
-from lambda_aws.failback import FailbackError, failback_execution, position_of
-from lambda_aws.tokens import signal
 from tests.aws.test_lambda_kit import (
     KEYS,
     FakeContext,
@@ -250,12 +251,12 @@ def test_a_continuation_needs_its_base_and_a_fresh_start_its_definition() -> Non
         execution = continue_in_aws(world, snapshot)
         world.wait_for_waiter("rw-2", "approval")
         described = world.stepfunctions.describe_execution(executionArn=execution)
-        history = failback.read_history(world.stepfunctions, execution)
+        history = reader.read_history(world.stepfunctions, execution)
         with pytest.raises(FailbackError, match="needs that snapshot as its base"):
-            failback.failback_snapshot(described, history)
+            reader.failback_snapshot(described, history)
         with pytest.raises(FailbackError, match="seq differ"):
-            failback.failback_snapshot(described, history, base=replace(snapshot, seq=99))
-        back = failback.failback_snapshot(described, history, base=snapshot)
+            reader.failback_snapshot(described, history, base=replace(snapshot, seq=99))
+        back = reader.failback_snapshot(described, history, base=snapshot)
         assert back.positions == ["Approve"]
         fresh = world.stepfunctions.start_execution(
             stateMachineArn=world.deploy(RETRY_THEN_WAIT),
@@ -297,11 +298,11 @@ class Stoppable:
 
 def test_stopping_waits_until_the_execution_stopped() -> None:
     stub = Stoppable()
-    assert failback.stop_execution(stub, "arn", timeout=5)["status"] == "ABORTED"
+    assert reader.stop_execution(stub, "arn", timeout=5)["status"] == "ABORTED"
     assert stub.calls == ["describe", "stop RF.FailedBack", "describe", "describe", "describe"]
     done = Stoppable()
     done.status = ["SUCCEEDED"]
-    assert failback.stop_execution(done, "arn")["status"] == "SUCCEEDED"
+    assert reader.stop_execution(done, "arn")["status"] == "SUCCEEDED"
     assert done.calls == ["describe"]
 
 
@@ -317,7 +318,7 @@ def test_truncated_history_data_is_refused() -> None:
         },
     }
     with pytest.raises(FailbackError, match="truncated"):
-        failback.history_events([event])
+        reader.history_events([event])
 
 
 def test_state_names_map_to_engine_positions() -> None:

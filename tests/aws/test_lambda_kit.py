@@ -33,11 +33,12 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_sfn,
 )
 
+import adapters.aws.tokens
 import lambda_aws.activity
 import lambda_aws.aws
 import lambda_aws.keyring
 import lambda_aws.tokens
-from adapters.aws import compile_flow
+from adapters.aws import compile_flow, deployment
 from core.model import FlowDefinition
 from core.snapshot.keys import SnapshotKeys, generate_signing_key
 from lambda_aws import settings as names
@@ -70,9 +71,9 @@ FUNCTION_ENV: dict[str, str] = {
     "POWERTOOLS_SERVICE_NAME": names.SERVICE,
     names.ENV_ACTIVITIES: "tests.conformance.activities",
     names.ENV_IDEMPOTENCY_TABLE: IDEMPOTENCY_TABLE,
-    names.ENV_TOKENS_TABLE: TOKENS_TABLE,
-    names.ENV_STATE_MACHINE_PREFIX: MACHINE_PREFIX,
-    names.ENV_SNAPSHOT_BUCKET: BUCKET,
+    deployment.ENV_TOKENS_TABLE: TOKENS_TABLE,
+    deployment.ENV_STATE_MACHINE_PREFIX: MACHINE_PREFIX,
+    deployment.ENV_SNAPSHOT_BUCKET: BUCKET,
     names.ENV_SIGNING_KEYS: f"{SIGNING_KEY.key_id}:{SIGNING_KEY.to_base64()}",
     names.ENV_REQUIRE_SIGNATURE: "true",
 }
@@ -121,19 +122,19 @@ def create_tables(dynamodb: Any) -> None:
     dynamodb.create_table(
         TableName=TOKENS_TABLE,
         KeySchema=[
-            {"AttributeName": names.TOKENS_PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": names.TOKENS_SORT_KEY, "KeyType": "RANGE"},
+            {"AttributeName": deployment.TOKENS_PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": deployment.TOKENS_SORT_KEY, "KeyType": "RANGE"},
         ],
         AttributeDefinitions=[
-            {"AttributeName": names.TOKENS_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": names.TOKENS_SORT_KEY, "AttributeType": "S"},
+            {"AttributeName": deployment.TOKENS_PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": deployment.TOKENS_SORT_KEY, "AttributeType": "S"},
         ],
         BillingMode="PAY_PER_REQUEST",
     )
 
 
 def machine_arn(definition: FlowDefinition) -> str:
-    return MACHINE_PREFIX + names.state_machine_name(definition.name, definition.version)
+    return MACHINE_PREFIX + deployment.state_machine_name(definition.name, definition.version)
 
 
 def flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
@@ -219,7 +220,7 @@ class LambdaWorld:
 
     def wait_for_waiter(
         self, instance_id: str, event: str, *, timeout: float = 30.0
-    ) -> lambda_aws.tokens.Waiter:
+    ) -> adapters.aws.tokens.Waiter:
         store = self.token_store()
         deadline = time.monotonic() + timeout
         while True:
@@ -258,8 +259,8 @@ class LambdaWorld:
                 raise AssertionError(f"executions still running: {running}")
             time.sleep(0.05)
 
-    def token_store(self) -> lambda_aws.tokens.TokenStore:
-        return lambda_aws.tokens.TokenStore(TOKENS_TABLE, self.dynamodb, 3600)
+    def token_store(self) -> adapters.aws.tokens.TokenStore:
+        return adapters.aws.tokens.TokenStore(TOKENS_TABLE, self.dynamodb, 3600)
 
     def settings(self) -> names.LambdaSettings:
         return names.LambdaSettings.from_env(FUNCTION_ENV)

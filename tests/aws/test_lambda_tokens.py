@@ -13,19 +13,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
-from adapters.aws import execution_name, fresh_input
+from adapters.aws import deployment, execution_name, fresh_input
 from adapters.aws.contract import token_request
+from adapters.aws.tokens import SignalError, TokenStore, rank_key, signal, waiter_key
 from core.errors import NoWaiterError
-from lambda_aws import settings as names
-from lambda_aws.tokens import (
-    SignalError,
-    TokenStore,
-    handler,
-    rank_key,
-    register,
-    signal,
-    waiter_key,
-)
+from lambda_aws.tokens import handler, register
 from tests.aws.test_lambda_kit import (
     REGION,
     TOKENS_TABLE,
@@ -103,12 +95,12 @@ def test_the_handler_stores_the_token_with_its_keys_and_ttl(store: TokenStore) -
     items = store.dynamodb.scan(TableName=TOKENS_TABLE)["Items"]
     assert len(items) == 1
     item = items[0]
-    assert item[names.TOKENS_PARTITION_KEY]["S"] == '["order-7","approval"]'
-    assert item[names.TOKENS_SORT_KEY]["S"] == answer["rank"]
+    assert item[deployment.TOKENS_PARTITION_KEY]["S"] == '["order-7","approval"]'
+    assert item[deployment.TOKENS_SORT_KEY]["S"] == answer["rank"]
     assert item["task_token"]["S"] == "token-1"
     assert item["position"]["S"] == "Approve"
-    expires = int(item[names.TOKENS_TTL_ATTRIBUTE]["N"])
-    assert expires - datetime.now(UTC).timestamp() > names.DEFAULT_TOKEN_TTL - 60
+    expires = int(item[deployment.TOKENS_TTL_ATTRIBUTE]["N"])
+    assert expires - datetime.now(UTC).timestamp() > deployment.DEFAULT_TOKEN_TTL - 60
 
 
 def test_the_deadline_clock_stores_nothing(store: TokenStore) -> None:

@@ -12,31 +12,24 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import hcl2
 import pytest
 
+from adapters.aws import deployment
 from adapters.aws.compiler import RESUME_FORMAT
 from lambda_aws import settings as names
 from lambda_aws.asl import compile_for_terraform
 from tests.conformance.corpus import load_cases
+from tests.tooling import assert_checkov_passes, justified_checkov_skips
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "infra" / "terraform" / "aws"
 TF_FILES = sorted(TERRAFORM.glob("*.tf"))
 README = TERRAFORM / "README.md"
-CHECKOV_VENV = Path(os.environ.get("RUSTYFLOWER_CHECKOV_VENV", REPO / ".ci" / "checkov-venv"))
-CHECKOV_INSTALL = f"bash .ci/tools.sh  (python3 -m venv {CHECKOV_VENV} && pip install checkov)"
-SKIP_COMMENT = re.compile(r"checkov:skip=([A-Z0-9_]+)(?::(.*))?")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -157,7 +150,9 @@ SETTING_NAME = re.compile(r"\bRUSTYFLOWER_[A-Z0-9_]*[A-Z0-9]\b")
 
 
 def test_function_env_names_every_setting_the_code_reads() -> None:
-    code = "\n".join(p.read_text() for p in (REPO / "lambda_aws").glob("*.py"))
+    # the functions run lambda_aws and the AWS adapter (which names the shared settings)
+    shipped = [*(REPO / "lambda_aws").glob("*.py"), *(REPO / "adapters" / "aws").glob("*.py")]
+    code = "\n".join(p.read_text() for p in shipped)
     read = set(SETTING_NAME.findall(code))
     declared = {name for group in names.FUNCTION_ENV.values() for name in group}
     # the key settings may also come from the secret; the rest must be declared
@@ -175,10 +170,10 @@ def test_table_keys_and_ttl_are_the_codes() -> None:
     }
     tokens = resource("aws_dynamodb_table.tokens")
     assert (tokens["hash_key"], tokens["range_key"]) == (
-        names.TOKENS_PARTITION_KEY,
-        names.TOKENS_SORT_KEY,
+        deployment.TOKENS_PARTITION_KEY,
+        deployment.TOKENS_SORT_KEY,
     )
-    assert tokens["ttl"][0] == {"attribute_name": names.TOKENS_TTL_ATTRIBUTE, "enabled": True}
+    assert tokens["ttl"][0] == {"attribute_name": deployment.TOKENS_TTL_ATTRIBUTE, "enabled": True}
     for table in (idempotency, tokens):
         assert table["billing_mode"] == "PAY_PER_REQUEST"
         assert table["point_in_time_recovery"][0]["enabled"] is True
@@ -198,7 +193,7 @@ def test_machine_names_are_derived_as_the_continue_function_derives_them() -> No
     expression = module_locals()["machine_names"]
     assert 'replace(replace(key, "@", "-v"), "/[^A-Za-z0-9_-]/", "-")' in expression
     for flow, version in [("order", "1.2"), ("a_b-c", "2024.01 rc"), ("x", "v2")]:
-        assert _terraform_machine_name(f"{flow}@{version}") == names.state_machine_name(
+        assert _terraform_machine_name(f"{flow}@{version}") == deployment.state_machine_name(
             flow, version
         )
     prefix = module_locals()["state_machine_arn_prefix"]
@@ -384,59 +379,9 @@ def test_variables_and_outputs_are_documented() -> None:
 
 
 def test_every_checkov_skip_is_justified_inline() -> None:
-    skips = 0
-    for path in TF_FILES:
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            found = SKIP_COMMENT.search(line)
-            if found:
-                skips += 1
-                reason = (found.group(2) or "").strip()
-                assert line.lstrip().startswith("#checkov:skip=CKV"), f"{path.name}:{number}"
-                assert len(reason) >= 40, f"{path.name}:{number}: {found.group(1)} needs a reason"
-    assert skips > 0
-
-
-def checkov_executable() -> Path:
-    executable = CHECKOV_VENV / "bin" / "checkov"
-    if not executable.exists():
-        message = f"checkov is not installed in {CHECKOV_VENV}; install it with: {CHECKOV_INSTALL}"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return executable
+    assert justified_checkov_skips(TF_FILES, "#") > 0
 
 
 @pytest.mark.slow
 def test_checkov_finds_no_failed_check_and_no_parsing_error() -> None:
-    checkov = checkov_executable()
-    result = subprocess.run(
-        [
-            str(checkov),
-            "-d",
-            str(TERRAFORM.relative_to(REPO)),
-            "--framework",
-            "terraform",
-            "--output",
-            "json",
-            "--quiet",
-            "--skip-download",  # no platform calls: offline, and deterministic
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.stdout.strip(), result.stderr[-3000:]
-    report = json.loads(result.stdout)
-    reports = report if isinstance(report, list) else [report]
-    for one in reports:
-        summary = one["summary"]
-        assert summary["parsing_errors"] == 0, summary
-        failed = [
-            f"{check['check_id']} {check['resource']} ({check['file_path']})"
-            for check in one.get("results", {}).get("failed_checks", [])
-        ]
-        assert summary["failed"] == 0, failed
-        assert summary["resource_count"] > 0
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert_checkov_passes(TERRAFORM, "terraform")

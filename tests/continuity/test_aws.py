@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from adapters.aws import compile_to_json, deployed_digest, execution_name
+from adapters.aws.deployment import base_snapshot_key, state_machine_name
 from adapters.continuity.aws import AwsClients, AwsContinuity, AwsSettings
 from adapters.redis.conductor import FencedError
 from core.engine import EventReceived
@@ -25,7 +26,6 @@ from core.model import parse_definition
 from core.snapshot.document import encode_snapshot
 from lambda_aws import continuation
 from lambda_aws.errors import NamedError
-from lambda_aws.settings import state_machine_name
 from tests.aws.test_lambda_kit import (
     ACTIVITY_FUNCTION,
     KEYS,
@@ -259,7 +259,7 @@ def test_failover_through_the_continue_function(site: Site, world: LambdaWorld) 
     second = aws.failover("order-7")
     assert (first.result, second.result, function.calls) == ("started", "existing", 2)
     assert first.where == second.where == execution_arn("order-7", 1)
-    key = continuation.base_snapshot_key(execution_name("order-7", 1), first.seq or 0)
+    key = base_snapshot_key(execution_name("order-7", 1), first.seq or 0)
     kept = world.s3.get_object(Bucket="rf-snapshots", Key=key)["Body"].read()
     assert kept == encode_snapshot(replace(site.store.load("order-7", fresh=True), epoch=1), KEYS)
 

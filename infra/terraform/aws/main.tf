@@ -18,7 +18,7 @@ locals {
   partition = data.aws_partition.current.partition
 
   # "<flow>@<version>" -> "<flow>-v<version>" with every other character a "-":
-  # lambda_aws.settings.state_machine_name, which the continue function uses too.
+  # adapters.aws.deployment.state_machine_name, which the continue function uses too.
   machine_names = {
     for key in keys(var.flows) :
     key => "${var.name_prefix}-${replace(replace(key, "@", "-v"), "/[^A-Za-z0-9_-]/", "-")}"
