@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tooling import missing_tool
+
 REPO = Path(__file__).resolve().parents[2]
 ENV_EXECUTABLE = "RUSTYFLOWER_AZURITE"
 LOCAL_EXECUTABLE = REPO / ".ci" / "node" / "node_modules" / ".bin" / "azurite-blob"
@@ -50,10 +52,6 @@ START_TIMEOUT = 30.0
 
 class AzuriteNotInstalled(RuntimeError):
     pass
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def find_executable() -> str:
@@ -188,9 +186,7 @@ def azurite_fixture() -> Iterator[Azurite]:
     try:
         server = Azurite()
     except AzuriteNotInstalled as missing:
-        if in_ci():
-            pytest.fail(f"CI=true but {missing}", pytrace=False)
-        pytest.skip(str(missing))
+        missing_tool(str(missing))
     server.start()
     try:
         yield server

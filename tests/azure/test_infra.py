@@ -26,17 +26,13 @@ from pycep import BicepParser
 from adapters.azure import durable_client
 from core.snapshot import keys as snapshot_keys
 from functions_azure import settings as app
-from tests.azure.azurite import REPO, in_ci
+from tests.azure.azurite import REPO
+from tests.tooling import assert_checkov_passes, justified_checkov_skips
 
 BICEP = REPO / "infra" / "bicep"
 APP = REPO / "functions_azure"
 DOCS = (BICEP / "README.md", REPO / "docs" / "azure-deploy.md")
 BICEP_FILES = sorted(BICEP.rglob("*.bicep"))
-CHECKOV_VENV = Path(os.environ.get("RUSTYFLOWER_CHECKOV_VENV", REPO / ".ci" / "checkov-venv"))
-CHECKOV_INSTALL = (
-    f"python3 -m venv {CHECKOV_VENV} && {CHECKOV_VENV}/bin/pip install 'checkov==3.3.30'"
-)
-SKIP_COMMENT = re.compile(r"checkov:skip=([A-Z0-9_]+)(?::(.*))?")
 
 
 def parse(path: Path) -> dict[str, Any]:
@@ -168,62 +164,12 @@ def test_the_app_identity_gets_the_data_roles() -> None:
 
 
 def test_every_checkov_skip_is_justified_inline() -> None:
-    skips = 0
-    for path in BICEP_FILES:
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            found = SKIP_COMMENT.search(line)
-            if found:
-                skips += 1
-                reason = (found.group(2) or "").strip()
-                assert line.lstrip().startswith("// checkov:skip="), f"{path}:{number}"
-                assert len(reason) >= 40, f"{path}:{number}: {found.group(1)} needs a reason"
-    assert skips > 0
-
-
-def checkov_executable() -> Path:
-    executable = CHECKOV_VENV / "bin" / "checkov"
-    if not executable.exists():
-        message = f"checkov is not installed in {CHECKOV_VENV}; install it with: {CHECKOV_INSTALL}"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return executable
+    assert justified_checkov_skips(BICEP_FILES, "// ") > 0
 
 
 @pytest.mark.slow
 def test_checkov_finds_no_failed_check_and_no_parsing_error() -> None:
-    checkov = checkov_executable()
-    result = subprocess.run(
-        [
-            str(checkov),
-            "-d",
-            "infra/bicep",
-            "--framework",
-            "bicep",
-            "--output",
-            "json",
-            "--quiet",
-            "--skip-download",  # no platform calls: offline, and deterministic
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.stdout.strip(), result.stderr[-3000:]
-    report = json.loads(result.stdout)
-    reports = report if isinstance(report, list) else [report]
-    for one in reports:
-        summary = one["summary"]
-        assert summary["parsing_errors"] == 0, summary
-        failed = [
-            f"{check['check_id']} {check['resource']} ({check['file_path']})"
-            for check in one.get("results", {}).get("failed_checks", [])
-        ]
-        assert summary["failed"] == 0, failed
-        assert summary["resource_count"] > 0
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert_checkov_passes(REPO / "infra" / "bicep", "bicep")
 
 
 # --- contract with functions_azure --------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from adapters.redis.conductor import Conductor
 from adapters.redis.keys import Keyspace
 from adapters.redis.store import RedisStore
 from tests.redis.servers import ServerProcess, redis_binary, valkey_binary
+from tests.tooling import missing_tool
 
 pytestmark = pytest.mark.emulator
 
@@ -28,9 +28,7 @@ def server(
     kind = request.param
     binary = valkey_binary() if kind == "valkey" else redis_binary()
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; .ci/run installs Debian's redis-server")
-        pytest.skip("redis-server not installed here (CI installs it)")
+        missing_tool("redis-server is not installed (.ci/run installs Debian's redis-server)")
     process = ServerProcess(kind, binary, tmp_path_factory.mktemp(f"{kind}-data"))
     process.start()
     yield process

@@ -7,7 +7,6 @@ every write), which a test may kill and start again on the same data.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from core.builder import Flow, Retry
 from tests.redis import activities
 from tests.redis.activities import check_instance, executions, wait_finished, wait_until
 from tests.redis.servers import ServerProcess, redis_binary, valkey_binary
+from tests.tooling import missing_tool
 
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
@@ -39,9 +39,7 @@ def own_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serve
     """A server for this test alone: it may be killed and restarted."""
     binary = valkey_binary() if request.param == "valkey" else redis_binary()
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed; .ci/run installs Debian's redis-server")
-        pytest.skip("redis-server not installed here (CI installs it)")
+        missing_tool("redis-server is not installed (.ci/run installs Debian's redis-server)")
     process = ServerProcess(request.param, binary, tmp_path / "data")
     process.start()
     yield process
