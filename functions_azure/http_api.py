@@ -22,13 +22,13 @@ from typing import Any, Protocol
 
 import azure.functions as func
 
+from adapters.azure.ids import durable_instance_id
 from core.engine import Snapshot
 from core.errors import DefinitionError, SnapshotError
 from core.snapshot.codec import SNAPSHOT_KIND
 from core.snapshot.document import decode_snapshot
 from core.snapshot.keys import SnapshotKeys
 from functions_azure.flows import BundleError, FlowBundle
-from functions_azure.ids import durable_instance_id
 from functions_azure.payloads import Options, OrchestrationInput, snapshot_text
 from functions_azure.settings import ORCHESTRATOR, AppSettings, SettingsError
 

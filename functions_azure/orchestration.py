@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+from adapters.azure.ids import durable_instance_id
 from core.engine import (
     EVENT_ADAPTER,
     ActivityCompleted,
@@ -73,7 +74,6 @@ from core.timeutil import parse_timestamp
 from functions_azure.activity import activity_request
 from functions_azure.checkpoint import checkpoint_request
 from functions_azure.flows import FlowBundle
-from functions_azure.ids import durable_instance_id
 from functions_azure.payloads import (
     RESULT_KIND,
     OrchestrationInput,

@@ -22,7 +22,7 @@ Two sets of HTTP endpoints are used:
 routes, which speak in flow instance ids; ``route="management"`` sends them to the
 management API (needs the system key), which speaks in Durable instance ids: a flow id
 Durable does not accept (a child flow's ``parent/call``) is mapped by
-``durable_instance_id`` exactly as ``functions_azure/ids.py`` maps it. A snapshot is
+``durable_instance_id`` (``adapters/azure/ids.py``, which the app uses too). A snapshot is
 always continued through the app's starter, which verifies its signature. Keys never
 appear in messages or ``repr``.
 """
@@ -30,9 +30,7 @@ appear in messages or ``repr``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ from urllib.parse import quote
 import requests
 
 from adapters.azure._secrets import redact
+from adapters.azure.ids import durable_instance_id
 from core.errors import RustyFlowerError
 
 __all__ = [
@@ -524,27 +523,3 @@ class DurableClient:
 def _segment(value: str) -> str:
     """One URL path segment: ``/`` and every other reserved character escaped."""
     return quote(value, safe="")
-
-
-# --- flow ids as Durable ids ---------------------------------------------------------------
-#
-# The same mapping as functions_azure/ids.py (tests/azure/test_client.py pins the two
-# together): Durable ids are 1-100 characters without / \ # ? or control characters and
-# must not start with @; any other flow id becomes <readable prefix>~h<32 hex of SHA-256>.
-
-_MAX_DURABLE_ID = 100
-_FORBIDDEN_IN_DURABLE_ID = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
-_READABLE_PREFIX = 60
-
-
-def durable_instance_id(flow_instance_id: str) -> str:
-    """The Durable instance id the Function App gives the orchestration of a flow id."""
-    if (
-        0 < len(flow_instance_id) <= _MAX_DURABLE_ID
-        and not flow_instance_id.startswith("@")
-        and _FORBIDDEN_IN_DURABLE_ID.search(flow_instance_id) is None
-    ):
-        return flow_instance_id
-    readable = _FORBIDDEN_IN_DURABLE_ID.sub("_", flow_instance_id)[:_READABLE_PREFIX].lstrip("@")
-    digest = hashlib.sha256(flow_instance_id.encode("utf-8")).hexdigest()[:32]
-    return f"{readable}~h{digest}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import azure.functions as func
 import pytest
 
+from adapters.azure import ids as app_ids
 from adapters.azure.durable_client import (
     DurableClient,
     FunctionAppAuthError,
@@ -51,7 +53,6 @@ from core.model import parse_definition
 from core.snapshot import SigningKey, SnapshotKeys
 from core.snapshot.document import decode_snapshot, encode_snapshot
 from functions_azure import http_api
-from functions_azure import ids as app_ids
 from functions_azure.flows import FlowBundle
 from tests.azure.azurite import free_port
 
@@ -544,8 +545,14 @@ def test_configuration_errors() -> None:
     "flow_id",
     ["order-42", "parent/call-1", "a" * 100, "a" * 101, "@x", "q?#\\", "tab\there", "ünï"],
 )
-def test_durable_ids_are_mapped_as_the_function_app_maps_them(flow_id: str) -> None:
-    assert durable_instance_id(flow_id) == app_ids.durable_instance_id(flow_id)
+def test_durable_ids_are_valid_stable_and_kept_when_accepted(flow_id: str) -> None:
+    mapped = durable_instance_id(flow_id)
+    assert app_ids.is_durable_id(mapped)
+    assert mapped == durable_instance_id(flow_id)
+    if app_ids.is_durable_id(flow_id):
+        assert mapped == flow_id
+    else:
+        assert mapped.endswith(hashlib.sha256(flow_id.encode()).hexdigest()[:32])
 
 
 def test_json_envelope_is_base64_of_the_signed_bytes(host: FakeFunctionsHost) -> None:

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
+from adapters.azure.ids import durable_instance_id, is_durable_id
 from core.engine import EventReceived, advance, outstanding, start
 from core.model import parse_definition
 from core.snapshot import SnapshotKeys, codec, generate_encryption_key, generate_signing_key
 from core.snapshot.canonical import canonical_json
 from core.snapshot.document import decode_snapshot, encode_snapshot, to_document
 from functions_azure.function_app import app
-from functions_azure.ids import durable_instance_id, is_durable_id
 from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient
 from tests.azure.support import (
     KEYS,
