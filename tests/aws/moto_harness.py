@@ -93,38 +93,34 @@ from core.errors import NoWaiterError
 from core.model import FlowDefinition
 from core.timeutil import parse_timestamp
 from lambda_aws import settings as names
+from tests.aws import test_lambda_kit as kit
 from tests.aws.test_compiler_kit import _any_error_name, _sfn_parameters, _sfn_response
+from tests.aws.test_lambda_kit import (
+    ACCOUNT,
+    ACTIVITY_FUNCTION,
+    MOTO_CONFIG,
+    REGION,
+    ROLE_ARN,
+    TOKENS_FUNCTION,
+    TOKENS_TABLE,
+    FakeContext,
+    create_tables,
+    flow_arns,
+    machine_arn,
+)
 from tests.conformance.activities import VIRTUAL_DURATIONS
 from tests.conformance.corpus import Case
 from tests.conformance.test_conformance import json_equal, world_for
 from tests.harness.virtual_runtime import EPOCH, World, run_flow
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-ACTIVITY_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rf-activity"
-TOKENS_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:rf-tokens"
-MACHINE_PREFIX = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:rf-"
-ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/rf-states"
-IDEMPOTENCY_TABLE = "rf-idempotency"
-TOKENS_TABLE = "rf-tokens"
-ACTIVITIES_MODULE = "tests.conformance.activities"
-MOTO_CONFIG: Any = {
-    "stepfunctions": {"execute_state_machine": True},
-    "lambda": {"use_docker": False},
-}
-
 FUNCTION_ENV: dict[str, str] = {
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "POWERTOOLS_SERVICE_NAME": names.SERVICE,
-    "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
-    names.ENV_ACTIVITIES: ACTIVITIES_MODULE,
-    names.ENV_IDEMPOTENCY_TABLE: IDEMPOTENCY_TABLE,
+    **{
+        name: value
+        for name, value in kit.FUNCTION_ENV.items()
+        # no snapshot bucket, no key settings: executions here start from execution input
+        if name not in (deployment.ENV_SNAPSHOT_BUCKET, *names.KEY_SETTINGS)
+    },
     names.ENV_IDEMPOTENCY: "on",
-    deployment.ENV_TOKENS_TABLE: TOKENS_TABLE,
-    deployment.ENV_STATE_MACHINE_PREFIX: MACHINE_PREFIX,
 }
 """The functions' environment, as infra/terraform/aws sets it (plus fake credentials)."""
 
@@ -160,20 +156,6 @@ def sleep_until(moment: datetime) -> None:
 
 
 # --- the Lambda functions -------------------------------------------------------------------
-
-
-@dataclass
-class FakeContext:
-    """What Powertools reads from a Lambda context."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    remaining_ms: int = 900_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 @dataclass(frozen=True)
@@ -229,7 +211,9 @@ class LambdaRouter:
         if self.closed.is_set():  # moto is closing: never reach past it
             return _unhandled("RF.HarnessClosed", "the moto world is closed")
         name = function.rsplit(":", 1)[-1]
-        context = FakeContext(function_name=name, invoked_function_arn=function)
+        context = FakeContext(
+            function_name=name, invoked_function_arn=function, remaining_ms=900_000
+        )
         try:
             with self._serial:  # one invocation at a time: the handlers share Powertools state
                 output = handler(payload, context)
@@ -266,29 +250,6 @@ def _unhandled(error_type: str, message: str) -> dict[str, Any]:
 
 
 # --- state machines -------------------------------------------------------------------------
-
-
-def machine_arn(definition: FlowDefinition) -> str:
-    """``rf-<flow>-v<version>``: the name Terraform and the continue function use."""
-    return MACHINE_PREFIX + deployment.state_machine_name(definition.name, definition.version)
-
-
-def _version_key(version: str) -> tuple[Any, ...]:
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
-
-
-def flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
-    """``name@version`` of every definition, and ``name`` for its highest version."""
-    arns: dict[str, str] = {}
-    latest: dict[str, FlowDefinition] = {}
-    for definition in definitions:
-        arns[f"{definition.name}@{definition.version}"] = machine_arn(definition)
-        best = latest.get(definition.name)
-        if best is None or _version_key(definition.version) > _version_key(best.version):
-            latest[definition.name] = definition
-    for flow_name, definition in latest.items():
-        arns[flow_name] = machine_arn(definition)
-    return arns
 
 
 # --- outcomes -------------------------------------------------------------------------------
@@ -667,30 +628,6 @@ class MotoWorld:
             if time.monotonic() > deadline:
                 return
             time.sleep(0.1)
-
-
-def create_tables(dynamodb: Any) -> None:
-    """The idempotency and tokens tables, keyed as infra/terraform/aws keys them."""
-    dynamodb.create_table(
-        TableName=IDEMPOTENCY_TABLE,
-        KeySchema=[{"AttributeName": names.IDEMPOTENCY_KEY_ATTRIBUTE, "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": names.IDEMPOTENCY_KEY_ATTRIBUTE, "AttributeType": "S"}
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.create_table(
-        TableName=TOKENS_TABLE,
-        KeySchema=[
-            {"AttributeName": deployment.TOKENS_PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": deployment.TOKENS_SORT_KEY, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": deployment.TOKENS_PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": deployment.TOKENS_SORT_KEY, "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 def _timestamp_wait_seconds(self: Any, env: Any) -> int:

@@ -71,9 +71,6 @@ from tests.conformance.test_conformance import KEYS, baseline
 pytestmark = [
     pytest.mark.emulator,
     pytest.mark.slow,  # real time: waits, retry intervals and activity durations pass
-    # the handlers' Powertools metrics flush an empty set when an invocation adds none
-    pytest.mark.filterwarnings("ignore::UserWarning:aws_lambda_powertools"),
-    pytest.mark.filterwarnings("ignore:No application metrics to publish"),
 ]
 
 CASES: dict[str, Case] = {case.id: case for case in load_cases()}
