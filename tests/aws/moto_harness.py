@@ -105,8 +105,10 @@ from tests.aws.test_lambda_kit import (
     TOKENS_TABLE,
     FakeContext,
     create_tables,
+    first_waiter,
     flow_arns,
     machine_arn,
+    stop_executions,
 )
 from tests.conformance.activities import VIRTUAL_DURATIONS
 from tests.conformance.corpus import Case
@@ -591,43 +593,18 @@ class MotoWorld:
     def wait_for_waiter(
         self, instance_id: str, event: str, timeout: float = 15.0
     ) -> adapters.aws.tokens.Waiter:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = list(self.store.waiters(instance_id, event))
-            if found:
-                return found[0]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no waiter of {event!r} for {instance_id!r}")
-            time.sleep(0.05)
+        return first_waiter(self.store, instance_id, event, timeout)
 
     def stop_all(self, timeout: float = 15.0) -> None:
         """Stop what still runs, so that no executor thread outlives moto."""
         self.router.closed.set()
-        deadline = time.monotonic() + timeout
-        while True:
-            running = [
-                execution["executionArn"]
-                for machine in self.stepfunctions.list_state_machines()["stateMachines"]
-                for execution in self.stepfunctions.list_executions(
-                    stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
-                )["executions"]
-            ]
-            if not running:
-                time.sleep(0.1)  # an aborted execution's thread may finish its step
-                return
-            for arn in running:
-                with contextlib.suppress(Exception):
-                    self.stepfunctions.stop_execution(executionArn=arn)
-            # moto does not stop an execution that waits for a task token: fail the tokens
-            tokens = [
-                i["task_token"]["S"] for i in self.dynamodb.scan(TableName=TOKENS_TABLE)["Items"]
-            ]
-            for token in [*tokens, *self.router.deadline_tokens]:
-                with contextlib.suppress(Exception):
-                    self.stepfunctions.send_task_failure(taskToken=token, error="RF.TestTeardown")
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.1)
+        stop_executions(
+            self.stepfunctions,
+            self.dynamodb,
+            timeout=timeout,
+            more_tokens=self.router.deadline_tokens,
+            strict=False,
+        )
 
 
 def _timestamp_wait_seconds(self: Any, env: Any) -> int:

@@ -232,49 +232,67 @@ class LambdaWorld:
     def wait_for_waiter(
         self, instance_id: str, event: str, *, timeout: float = 30.0
     ) -> adapters.aws.tokens.Waiter:
-        store = self.token_store()
-        deadline = time.monotonic() + timeout
-        while True:
-            found = list(store.waiters(instance_id, event))
-            if found:
-                return found[0]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no waiter of {event!r} for {instance_id!r}")
-            time.sleep(0.05)
+        return first_waiter(self.token_store(), instance_id, event, timeout)
 
     def stop_all(self, timeout: float = 10.0) -> None:
-        """Stop every running execution and let moto's executor threads finish, so that
-        none of them calls a handler after moto is closed."""
-        deadline = time.monotonic() + timeout
-        while True:
-            running = [
-                execution["executionArn"]
-                for machine in self.stepfunctions.list_state_machines()["stateMachines"]
-                for execution in self.stepfunctions.list_executions(
-                    stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
-                )["executions"]
-            ]
-            if not running:
-                time.sleep(0.1)  # an aborted execution's thread may finish its step
-                return
-            for arn in running:
-                with suppress(Exception):
-                    self.stepfunctions.stop_execution(executionArn=arn)
-            # moto does not stop an execution that waits for a task token: fail the tokens
-            for item in self.dynamodb.scan(TableName=TOKENS_TABLE)["Items"]:
-                with suppress(Exception):
-                    self.stepfunctions.send_task_failure(
-                        taskToken=item["task_token"]["S"], error="RF.TestTeardown"
-                    )
-            if time.monotonic() > deadline:
-                raise AssertionError(f"executions still running: {running}")
-            time.sleep(0.05)
+        stop_executions(self.stepfunctions, self.dynamodb, timeout=timeout)
 
     def token_store(self) -> adapters.aws.tokens.TokenStore:
         return adapters.aws.tokens.TokenStore(TOKENS_TABLE, self.dynamodb, 3600)
 
     def settings(self) -> names.LambdaSettings:
         return names.LambdaSettings.from_env(FUNCTION_ENV)
+
+
+def first_waiter(
+    store: adapters.aws.tokens.TokenStore, instance_id: str, event: str, timeout: float
+) -> adapters.aws.tokens.Waiter:
+    """The oldest stored waiter of ``event``, once the token function has stored one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = list(store.waiters(instance_id, event))
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no waiter of {event!r} for {instance_id!r}")
+        time.sleep(0.05)
+
+
+def stop_executions(
+    stepfunctions: Any,
+    dynamodb: Any,
+    *,
+    timeout: float,
+    more_tokens: Iterable[str] = (),
+    strict: bool = True,
+) -> None:
+    """Stop every running execution and let moto's executor threads finish, so that none
+    of them calls a handler after moto is closed (``strict``: still running is an error)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [
+            execution["executionArn"]
+            for machine in stepfunctions.list_state_machines()["stateMachines"]
+            for execution in stepfunctions.list_executions(
+                stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
+            )["executions"]
+        ]
+        if not running:
+            time.sleep(0.1)  # an aborted execution's thread may finish its step
+            return
+        for arn in running:
+            with suppress(Exception):
+                stepfunctions.stop_execution(executionArn=arn)
+        # moto does not stop an execution that waits for a task token: fail the tokens
+        stored = [i["task_token"]["S"] for i in dynamodb.scan(TableName=TOKENS_TABLE)["Items"]]
+        for token in [*stored, *more_tokens]:
+            with suppress(Exception):
+                stepfunctions.send_task_failure(taskToken=token, error="RF.TestTeardown")
+        if time.monotonic() > deadline:
+            if strict:
+                raise AssertionError(f"executions still running: {running}")
+            return
+        time.sleep(0.05)
 
 
 @contextmanager
