@@ -28,6 +28,7 @@ from adapters.cli.context import (
     snapshot_keys,
 )
 from adapters.cli.loading import CliInputError, read_definition
+from adapters.cli.options import JsonOption
 from adapters.cli.render import emit_json, err, error_lines, escape, fit, out, show, table
 from adapters.continuity.shared import (
     CLOUDS,
@@ -48,7 +49,6 @@ __all__ = ["export_app", "failback", "failover", "install", "signal_elsewhere"]
 
 _AWS = "AWS"
 _AZURE = "Azure"
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output (JSON).")]
 IdsArgument = Annotated[
     list[str] | None,
     typer.Argument(help="Instance ids (or --all).", show_default=False),
@@ -194,7 +194,7 @@ def export_asl(
             raise CliInputError("--version picks a registered version; not with --file")
         definition = read_definition(file)
         if activities:
-            from adapters.cli.runner import load_registry  # noqa: PLC0415
+            from adapters.cli.loading import load_registry  # noqa: PLC0415
 
             definition = load_registry(activities).apply_defaults(definition)
     else:

@@ -76,3 +76,26 @@ def load_activities(target: str | None) -> ActivityRegistry:
             raise CliInputError(f"--activities {target}: {error}") from None
     found = getattr(module, "registry", None)
     return found if isinstance(found, ActivityRegistry) else default_registry
+
+
+def load_registry(targets: list[str]) -> ActivityRegistry:
+    """The activities of one or more modules, as one registry."""
+    if not targets:
+        return load_activities(None)
+    found: list[ActivityRegistry] = []
+    for target in targets:
+        registry = load_activities(target)
+        if not any(registry is known for known in found):
+            found.append(registry)
+    if len(found) == 1:
+        return found[0]
+    merged = ActivityRegistry()
+    for registry in found:
+        for activity in registry:
+            merged.register(
+                activity.function,
+                name=activity.name,
+                retry=list(activity.retry),
+                timeout_seconds=activity.timeout_seconds,
+            )
+    return merged

@@ -1,0 +1,128 @@
+# ruff: noqa: PLR0917 - typer turns each parameter of a command into an option
+"""``rustyflower flows``: register flow definitions and read them back.
+
+Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
+errors through; the ``rustyflower`` group turns them into one line and an exit code
+(``context.describe_error``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from adapters.cli.context import (
+    Connection,
+    DataDirOption,
+    PrefixOption,
+    RedisUrlOption,
+)
+from adapters.cli.loading import (
+    CliInputError,
+    load_registry,
+    read_definition,
+)
+from adapters.cli.options import (
+    ActivitiesOption,
+    JsonOption,
+)
+from adapters.cli.render import (
+    emit_json,
+    escape,
+    flows_table,
+    out,
+)
+from adapters.redis.connection import (
+    DEFAULT_DATA_DIR,
+)
+from core.model import FlowDefinition
+
+log = logging.getLogger("rustyflower.cli")
+
+flows_app = typer.Typer(help="Register flow definitions and read them back.", no_args_is_help=True)
+
+
+@flows_app.command("register")
+def flows_register(
+    files: Annotated[list[Path], typer.Argument(help="Flow definitions (.yaml, .yml, .json).")],
+    activities: ActivitiesOption = None,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Validate and register flow versions (and sync their schedules).
+
+    With --activities, each task's activity must exist there, and the activities' default
+    retry and timeout are copied into tasks that set none.
+    """
+    definitions = [read_definition(path) for path in files]
+    if activities:
+        registry = load_registry(activities)
+        checked = []
+        for path, definition in zip(files, definitions, strict=True):
+            missing = registry.missing(definition)
+            if missing:
+                raise CliInputError(
+                    f"{path}: unknown activit{'y' if len(missing) == 1 else 'ies'} "
+                    f"{', '.join(missing)} (not in {', '.join(activities)})"
+                )
+            checked.append(registry.apply_defaults(definition))
+        definitions = checked
+    connection = Connection(redis_url, prefix, data_dir)
+    for definition in definitions:
+        created = connection.store.register(definition)
+        state = "registered" if created else "already registered"
+        line = f"[green]{state}[/] {escape(definition.key)}"
+        synced = _sync_schedules(connection, definition)
+        if synced:
+            line += f" (schedules: {escape(', '.join(synced))})"
+        out.print(line, soft_wrap=True)
+
+
+def _sync_schedules(connection: Connection, definition: FlowDefinition) -> list[str]:
+    """Create or update the schedules the flow declares (and drop those it no longer does)."""
+    return connection.schedules().sync_flow(definition)
+
+
+@flows_app.command("list")
+def flows_list(
+    as_json: JsonOption = False,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Registered flows and their versions."""
+    flows = Connection(redis_url, prefix, data_dir).store.flows()
+    if as_json:
+        emit_json(flows)
+    else:
+        flows_table(flows)
+
+
+@flows_app.command("show")
+def flows_show(
+    name: Annotated[str, typer.Argument(help="Flow name.", show_default=False)],
+    version: Annotated[
+        str | None, typer.Option(help="Version (default: latest).", show_default=False)
+    ] = None,
+    as_json: JsonOption = False,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """A registered definition, as YAML (or JSON)."""
+    definition = Connection(redis_url, prefix, data_dir).store.definition(name, version)
+    if as_json:
+        emit_json(definition.document())
+    else:
+        document = definition.document()
+        head = {"name": definition.name, "version": definition.version}
+        head |= {key: document.pop(key) for key in ("description",) if key in document}
+        document.pop("name", None)
+        document.pop("version", None)
+        sys.stdout.write(yaml.safe_dump(head | document, sort_keys=False, allow_unicode=True))

@@ -1,0 +1,157 @@
+# ruff: noqa: PLR0917 - typer turns each parameter of a command into an option
+"""``rustyflower schedule``: start flows on cron schedules.
+
+Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
+errors through; the ``rustyflower`` group turns them into one line and an exit code
+(``context.describe_error``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import typer
+
+from adapters.cli.context import (
+    Connection,
+    DataDirOption,
+    PrefixOption,
+    RedisUrlOption,
+)
+from adapters.cli.loading import (
+    parse_json_argument,
+)
+from adapters.cli.options import (
+    JsonOption,
+)
+from adapters.cli.render import (
+    emit_json,
+    escape,
+    out,
+    schedules_table,
+    short_time,
+)
+from adapters.redis.connection import (
+    DEFAULT_DATA_DIR,
+)
+from adapters.redis.scheduler import ScheduleSpec, ScheduleView
+
+log = logging.getLogger("rustyflower.cli")
+
+schedule_app = typer.Typer(help="Start flows on cron schedules.", no_args_is_help=True)
+
+
+@schedule_app.command("add")
+def schedule_add(
+    name: Annotated[str, typer.Argument(help="Schedule name.", show_default=False)],
+    flow: Annotated[str, typer.Option(help="Flow to start.", show_default=False)],
+    cron: Annotated[
+        str, typer.Option(help="Cron expression: m h dom mon dow.", show_default=False)
+    ],
+    version: Annotated[
+        str | None, typer.Option(help="Flow version (default: latest).", show_default=False)
+    ] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the cron.")] = "UTC",
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="JSON input, or @file.json.")
+    ] = "null",
+    overlap: Annotated[
+        str, typer.Option(help="skip, allow or buffer_one (when the last run still runs).")
+    ] = "skip",
+    catch_up: Annotated[
+        str, typer.Option("--catch-up", help="none, latest or all (fires missed while down).")
+    ] = "latest",
+    paused: Annotated[bool, typer.Option("--paused", help="Add it paused.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace one of that name.")] = False,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Add a cron schedule that starts a flow (5-field cron, or @daily, @hourly, ...)."""
+    flow_input = parse_json_argument(input, "--input")
+    spec = ScheduleSpec(  # InvalidScheduleError (cron, zone, policies): exit 2
+        name=name,
+        flow=flow,
+        version=version,
+        cron=cron,
+        timezone=timezone,
+        input=flow_input,
+        overlap=overlap,  # type: ignore[arg-type] # checked by ScheduleSpec
+        catch_up=catch_up,  # type: ignore[arg-type]
+        paused=paused,
+    )
+    connection = Connection(redis_url, prefix, data_dir)
+    connection.store.definition(flow, version)  # unknown flow or version: exit 2
+    schedules = connection.schedules()
+    schedules.add(spec, replace=replace)  # ScheduleExistsError: exit 2
+    row = next((_schedule_row(v) for v in schedules.list() if v.spec.name == name), {})
+    when = "paused" if paused else f"next {short_time(row.get('next_fire'))} UTC"
+    out.print(
+        f"{'replaced' if replace else 'added'} schedule {escape(name)}: "
+        f"{escape(flow)} on '{escape(cron)}' ({escape(timezone)}), {escape(when)}",
+        soft_wrap=True,
+    )
+
+
+def _schedule_row(view: ScheduleView) -> dict[str, Any]:
+    return view.as_dict()
+
+
+@schedule_app.command("list")
+def schedule_list(
+    as_json: JsonOption = False,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Schedules, with their next and last fire times."""
+    schedules = Connection(redis_url, prefix, data_dir).schedules()
+    rows = [_schedule_row(view) for view in schedules.list()]
+    rows.sort(key=lambda row: row["name"])
+    if as_json:
+        emit_json(rows)
+    else:
+        schedules_table(rows)
+
+
+def _schedule_action(action: str, name: str, connection: Connection) -> None:
+    getattr(connection.schedules(), action)(name)  # UnknownScheduleError: exit 2
+    done = {"pause": "paused", "resume": "resumed", "remove": "removed"}[action]
+    out.print(f"{done} schedule {escape(name)}")
+
+
+ScheduleName = Annotated[str, typer.Argument(help="Schedule name.", show_default=False)]
+
+
+@schedule_app.command("pause")
+def schedule_pause(
+    name: ScheduleName,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Stop firing a schedule (until `schedule resume`)."""
+    _schedule_action("pause", name, Connection(redis_url, prefix, data_dir))
+
+
+@schedule_app.command("resume")
+def schedule_resume(
+    name: ScheduleName,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Fire a paused schedule again."""
+    _schedule_action("resume", name, Connection(redis_url, prefix, data_dir))
+
+
+@schedule_app.command("remove")
+def schedule_remove(
+    name: ScheduleName,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Delete a schedule (instances it started are kept)."""
+    _schedule_action("remove", name, Connection(redis_url, prefix, data_dir))

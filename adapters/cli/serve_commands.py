@@ -1,0 +1,249 @@
+# ruff: noqa: PLR0917 - typer turns each parameter of a command into an option
+"""Run the engine: ``dev`` (embedded Valkey, a worker and the scheduler) and ``worker``.
+
+Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
+errors through; the ``rustyflower`` group turns them into one line and an exit code
+(``context.describe_error``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adapters.cli.context import (
+    CliEnvironmentError,
+    Connection,
+    DataDirOption,
+    PrefixOption,
+    RedisUrlOption,
+)
+from adapters.cli.loading import (
+    load_registry,
+)
+from adapters.cli.options import (
+    ActivitiesOption,
+    command,
+)
+from adapters.cli.render import (
+    err,
+    escape,
+    out,
+)
+from adapters.redis.connection import (
+    DEFAULT_DATA_DIR,
+    URL_VARIABLE,
+    EmbeddedValkey,
+    RedisUnavailableError,
+    redact,
+)
+from adapters.redis.scheduler import Scheduler
+from core.activities import ActivityRegistry
+
+log = logging.getLogger("rustyflower.cli")
+
+
+@command("dev")
+def dev(
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    activities: ActivitiesOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Activities run at once.")] = 4,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port of the server (default: a free one).")
+    ] = None,
+    prefix: PrefixOption = "rf",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Zero configuration: an embedded Valkey (kept in --data-dir), a worker and the scheduler.
+
+    Stop with Ctrl-C (or SIGTERM); starting again on the same --data-dir keeps every instance.
+    """
+    _configure_logging(verbose)
+    registry = load_registry(activities or [])
+    url_file = data_dir / "server.url"
+    if url_file.is_file():
+        previous = url_file.read_text(encoding="utf-8").strip()
+        if _answers(previous):
+            raise CliEnvironmentError(
+                f"a dev server for {data_dir} is already running at {previous}; stop it first "
+                f"(or delete {url_file} if that server is not ours)"
+            )
+    server = EmbeddedValkey(data_dir=data_dir, port=port)
+    try:
+        url = server.start()
+    except (RedisUnavailableError, OSError) as error:
+        raise CliEnvironmentError(f"the embedded server did not start: {error}") from None
+    try:
+        connection = Connection(url, prefix, data_dir)
+        _banner(url, data_dir, prefix)
+        _serve(connection, registry, concurrency=concurrency, scheduler=True, name=None)
+    finally:
+        server.stop()
+        err.print("dev server stopped; data kept in " + escape(str(data_dir)))
+
+
+@command("worker")
+def worker(
+    activities: ActivitiesOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Activities run at once.")] = 4,
+    visibility_timeout: Annotated[
+        float,
+        typer.Option(min=1.0, help="Seconds before a dead worker's claimed work is reclaimed."),
+    ] = 30.0,
+    grace_period: Annotated[
+        float, typer.Option(min=0.0, help="Seconds to let running activities finish on SIGTERM.")
+    ] = 30.0,
+    scheduler: Annotated[
+        bool, typer.Option("--scheduler/--no-scheduler", help="Also run the cron scheduler.")
+    ] = True,
+    name: Annotated[
+        str | None, typer.Option(help="Worker name (default: host-pid).", show_default=False)
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = "rf",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Run activities, timers and (with --scheduler) cron schedules until SIGTERM or Ctrl-C."""
+    _configure_logging(verbose)
+    registry = load_registry(activities or [])
+    connection = Connection(redis_url, prefix, data_dir)
+    connection.client  # noqa: B018 - fail fast (exit 3) when Redis is unreachable
+    log.info("connected to %s (prefix %s)", redact(connection.url), prefix)
+    _serve(
+        connection,
+        registry,
+        concurrency=concurrency,
+        scheduler=scheduler,
+        name=name,
+        visibility_timeout=visibility_timeout,
+        grace_period=grace_period,
+    )
+
+
+def _serve(
+    connection: Connection,
+    registry: ActivityRegistry,
+    *,
+    concurrency: int,
+    scheduler: bool,
+    name: str | None,
+    visibility_timeout: float = 30.0,
+    grace_period: float = 30.0,
+) -> None:
+    """Run a worker (and the scheduler) until SIGTERM/SIGINT, then stop gracefully."""
+    from adapters.redis.worker import Worker, WorkerOptions  # noqa: PLC0415
+
+    options = WorkerOptions(
+        concurrency=concurrency, visibility_timeout=visibility_timeout, grace_period=grace_period
+    )
+    if name:
+        options.name = name
+    if not registry.names():
+        log.warning("no activities loaded: tasks will fail with UnknownActivity (use --activities)")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():  # asked twice: do not wait for the grace period
+            log.warning("stopping now; unfinished activities will be reclaimed and run again")
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {
+        signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    store = connection.store
+    runner = Worker(store, registry, options, conductor=connection.conductor)
+    threads: list[threading.Thread] = []
+    try:
+        runner.start()
+        if scheduler:
+            threads.append(_start_scheduler(connection, options.name, stop))
+        while not stop.wait(0.5):
+            pass
+        log.info(
+            "stopping: letting running activities finish (up to %ss; Ctrl-C again to stop now)",
+            grace_period,
+        )
+    finally:
+        stop.set()
+        runner.stop()
+        for thread in threads:
+            thread.join(timeout=5)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        log.info(
+            "stopped: %d activities run, %d failed, %d timers fired",
+            runner.stats.activities,
+            runner.stats.failures,
+            runner.stats.timers,
+        )
+
+
+def _start_scheduler(
+    connection: Connection, holder: str, stop: threading.Event
+) -> threading.Thread:
+    scheduler = Scheduler(
+        connection.store, connection.conductor, connection.schedules(), holder=holder
+    )
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                scheduler.run(stop)
+            except Exception:  # keep scheduling: a bad tick must not end the process
+                log.exception("scheduler error; retrying in 5 s")
+                stop.wait(5)
+
+    thread = threading.Thread(target=run, name="rustyflower-scheduler", daemon=True)
+    thread.start()
+    return thread
+
+
+def _configure_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler  # noqa: PLC0415
+
+    handler: logging.Handler
+    if err.is_terminal:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)
+    else:  # logs to a file or a collector: one plain line per record
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("rustyflower").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _banner(url: str, data_dir: Path, prefix: str) -> None:
+    options = ""
+    if data_dir.resolve() != DEFAULT_DATA_DIR.resolve():
+        options += f" --data-dir {data_dir}"
+    if prefix != "rf":
+        options += f" --prefix {prefix}"
+    out.print(f"[bold green]RustyFlower dev server[/] at [bold]{escape(url)}[/]", soft_wrap=True)
+    out.print(f"data (append-only): {escape(str(data_dir.resolve()))}", soft_wrap=True)
+    out.print("from another terminal in this directory:")
+    out.print(f"  rustyflower flows register flow.yaml{escape(options)}", soft_wrap=True)
+    out.print(f"  rustyflower start FLOW --wait{escape(options)}", soft_wrap=True)
+    out.print(f"or from anywhere: export {URL_VARIABLE}={escape(url)}", soft_wrap=True)
+    out.print("stop with Ctrl-C; starting again keeps every instance", soft_wrap=True)
+
+
+def _answers(url: str) -> bool:
+    import redis  # noqa: PLC0415
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError, OSError):
+        return False
