@@ -21,6 +21,7 @@ them).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -50,27 +51,21 @@ from adapters.aws.failback import failback_execution
 from adapters.aws.resume import check_digest, deployed_digest, execution_input, execution_name
 from adapters.aws.tokens import SignalError, TokenStore
 from adapters.aws.tokens import signal as send_signal
+from adapters.continuity.cloud import CloudContinuity, Continued
 from adapters.continuity.shared import (
     ContinuityConfigError,
     ContinuityError,
     Delivery,
     Handover,
     Outcome,
-    OwnershipError,
-    forget_ledger,
     give_back,
-    hand_over,
-    hand_over_file,
     ledger,
-    ledger_children,
     notify_parent,
     record_ledger,
     resume_from_cloud,
 )
 from adapters.redis.conductor import Conductor, utc_now
-from adapters.redis.store import RedisStore
 from core.engine import Snapshot
-from core.errors import RustyFlowerError
 from core.model import FlowDefinition
 from core.snapshot import SnapshotKeys
 from core.snapshot.document import decode_snapshot
@@ -207,8 +202,13 @@ def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-class AwsContinuity:
+class AwsContinuity(CloudContinuity):
     """Failover to and failback from Step Functions for the instances of one local store."""
+
+    cloud = "aws"
+    cloud_name = "AWS"
+    refusals = (_Refused, DigestMismatchError, ResumeError)
+    child_errors = (ClientError, BotoCoreError)
 
     def __init__(
         self,
@@ -219,37 +219,16 @@ class AwsContinuity:
         clock: Callable[[], datetime] = utc_now,
         keys: SnapshotKeys | None = None,
     ) -> None:
-        self._conductor = conductor
-        self.keys = keys if keys is not None else self.conductor.store.snapshot_keys
+        super().__init__(conductor, keys)
         self.settings = settings
         self.clients = clients or AwsClients(settings.region)
         self.clock = clock
         self._digests: dict[str, str | None] = {}
 
-    @property
-    def conductor(self) -> Conductor:
-        if self._conductor is None:
-            raise ContinuityConfigError("this step needs the local store (--redis-url)")
-        return self._conductor
-
-    @property
-    def store(self) -> RedisStore:
-        return self.conductor.store
+    def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return _aws(doing)
 
     # --- failover ---------------------------------------------------------------------
-
-    def failover(self, instance_id: str) -> Outcome:
-        """Continue a local instance in AWS (idempotent per epoch)."""
-        with _aws(f"failing over {instance_id!r}"):
-            handed = hand_over(self.conductor, instance_id, "aws", preflight=self._preflight)
-            return self._send(handed, give_back_on_refusal=handed.fenced, record=True)
-
-    def failover_file(self, data: bytes, source: str) -> Outcome:
-        """Continue a snapshot file in AWS at its epoch + 1 (no local store to fence)."""
-        handed = hand_over_file(data, self.keys, source=source)
-        with _aws(f"failing over {source}"):
-            self._preflight(handed.snapshot)
-            return self._send(handed, give_back_on_refusal=False, record=False)
 
     def _preflight(self, snapshot: Snapshot) -> None:
         execution_input(snapshot, now=self.clock())  # held, finished, too large: ResumeError
@@ -273,35 +252,10 @@ class AwsContinuity:
             self._digests[machine] = deployed_digest(described)
         return self._digests[machine]
 
-    def _send(self, handed: Handover, *, give_back_on_refusal: bool, record: bool) -> Outcome:
-        snapshot = handed.snapshot
-        try:
-            if self.settings.continue_function is not None:
-                arn, result, status = self._via_function(handed)
-            else:
-                arn, result, status = self._start(handed)
-        except (_Refused, DigestMismatchError, ResumeError) as refused:
-            message = str(refused)
-            if give_back_on_refusal:
-                back = give_back(self.conductor, snapshot)
-                message += f" (the instance stays on-premises, epoch {back.epoch})"
-            raise ContinuityError(message) from None
-        if record:
-            self._record(handed, arn)
-        return Outcome(
-            snapshot.instance_id,
-            "failover",
-            "aws",
-            result,
-            flow=snapshot.definition.key,
-            epoch=snapshot.epoch,
-            seq=snapshot.seq,
-            status=status,
-            where=arn,
-            detail={"children": [c.instance_id for c in handed.children]}
-            if handed.children
-            else {},
-        )
+    def _continue(self, handed: Handover) -> Continued:
+        if self.settings.continue_function is not None:
+            return Continued(*self._via_function(handed))
+        return Continued(*self._start(handed))
 
     def _start(self, handed: Handover) -> tuple[str, str, str]:
         snapshot = handed.snapshot
@@ -363,8 +317,9 @@ class AwsContinuity:
         result = "started" if answer.get("status") == "started" else "existing"
         return answer["executionArn"], result, str(answer.get("executionStatus") or "RUNNING")
 
-    def _record(self, handed: Handover, arn: str) -> None:
+    def _record(self, handed: Handover, continued: Continued) -> None:
         snapshot = handed.snapshot
+        arn = continued.where
         children = [child.instance_id for child in handed.children]
         record_ledger(
             self.store,
@@ -408,26 +363,10 @@ class AwsContinuity:
 
     # --- failback -----------------------------------------------------------------------
 
-    def failback(self, instance_id: str) -> Outcome:
-        """Stop the instance's execution, read it back as a snapshot, resume it here."""
-        with _aws(f"failing back {instance_id!r}"):
-            record = ledger(self.store, instance_id)
-            outcome = self._failback_one(instance_id)
-            children: dict[str, str] = {}
-            for child_id in ledger_children(record):
-                children[child_id] = self._child_back(child_id)
-            if children:
-                outcome.detail["children"] = children
-            forget_ledger(self.store, instance_id)
-            return outcome
-
-    def _failback_one(self, instance_id: str) -> Outcome:
+    def _failback_one(self, instance_id: str, *, root: bool) -> Outcome:
+        """Stop the execution, read it back as a snapshot, resume it here."""
         store = self.store
-        info = store.info(instance_id)
-        if info.owner != "aws":
-            raise OwnershipError(
-                f"instance {instance_id!r} is not in AWS (owner {info.owner}): nothing to fail back"
-            )
+        info = self._owned(instance_id)
         local = replace(store.load(instance_id, fresh=True), epoch=info.epoch)
         arn = ledger(store, instance_id).get("execution_arn") or execution_arn_of(
             self.settings.machine_for(local.definition), execution_name(instance_id, info.epoch)
@@ -443,18 +382,6 @@ class AwsContinuity:
         back = resume_from_cloud(self.conductor, snapshot, "aws")
         notify_parent(self.conductor, back)
         return self._outcome(back, "resumed", arn, str(described.get("status")))
-
-    def _child_back(self, child_id: str) -> str:
-        try:
-            if self.store.info(child_id).owner != "aws":
-                return "not in AWS"
-            outcome = self._failback_one(child_id)
-            forget_ledger(self.store, child_id)
-        except RustyFlowerError as error:
-            return f"failed: {error}"
-        except (ClientError, BotoCoreError) as error:
-            return f"failed: {error}"
-        return f"{outcome.result} ({outcome.status}, epoch {outcome.epoch})"
 
     def _base(self, described: Mapping[str, Any], local: Snapshot) -> Snapshot | None:
         """The snapshot the execution continued: the local one, or the copy in the bucket."""

@@ -37,26 +37,20 @@ from adapters.azure.durable_client import (
     InstanceStatus,
     SnapshotRejectedError,
 )
+from adapters.continuity.cloud import CloudContinuity, Continued
 from adapters.continuity.shared import (
     ContinuityConfigError,
     ContinuityError,
     Delivery,
     Handover,
     Outcome,
-    OwnershipError,
-    forget_ledger,
     give_back,
-    hand_over,
-    hand_over_file,
-    ledger,
-    ledger_children,
     notify_parent,
     record_ledger,
     resume_from_cloud,
     sub_flow_definitions,
 )
 from adapters.redis.conductor import Conductor
-from adapters.redis.store import RedisStore
 from core.engine import Snapshot
 from core.errors import RustyFlowerError
 from core.snapshot import SnapshotKeys
@@ -137,8 +131,12 @@ class AzureSettings:
         )
 
 
-class AzureContinuity:
+class AzureContinuity(CloudContinuity):
     """Failover to and failback from the Function App for the instances of one local store."""
+
+    cloud = "azure"
+    cloud_name = "Azure"
+    refusals = (SnapshotRejectedError,)  # 400: certainly nothing started
 
     def __init__(
         self,
@@ -151,108 +149,56 @@ class AzureContinuity:
         clock: Callable[[], float] = time.monotonic,
         keys: SnapshotKeys | None = None,
     ) -> None:
-        self._conductor = conductor
-        self.keys = keys if keys is not None else self.conductor.store.snapshot_keys
+        super().__init__(conductor, keys)
         self.settings = settings
         self.client = client or settings.client()
         self.snapshots = snapshots if snapshots is not None else settings.snapshots()
         self.sleep = sleep
         self.clock = clock
 
-    @property
-    def conductor(self) -> Conductor:
-        if self._conductor is None:
-            raise ContinuityConfigError("this step needs the local store (--redis-url)")
-        return self._conductor
-
-    @property
-    def store(self) -> RedisStore:
-        return self.conductor.store
-
     # --- failover -------------------------------------------------------------------------
 
-    def failover(self, instance_id: str) -> Outcome:
-        """Continue a local instance in Azure (idempotent: the orchestration is the instance)."""
-        handed = hand_over(self.conductor, instance_id, "azure")
-        return self._send(handed, give_back_on_refusal=handed.fenced, record=True)
-
-    def failover_file(self, data: bytes, source: str) -> Outcome:
-        """Continue a snapshot file in Azure at its epoch + 1 (no local store to fence)."""
-        handed = hand_over_file(data, self.keys, source=source)
-        return self._send(handed, give_back_on_refusal=False, record=False)
-
-    def _send(self, handed: Handover, *, give_back_on_refusal: bool, record: bool) -> Outcome:
-        snapshot = handed.snapshot
-        roots = [snapshot.definition, *(child.definition for child in handed.children)]
+    def _continue(self, handed: Handover) -> Continued:
+        """The orchestration is the instance: a repeated failover finds it (``existing``)."""
+        roots = [handed.snapshot.definition, *(child.definition for child in handed.children)]
         known = sub_flow_definitions(self.store, roots) if self._conductor is not None else []
-        flows = [definition.document() for definition in known]
-        try:
-            started = self.client.continue_snapshot(
-                handed.data, flows=flows, children=handed.children_data
-            )
-        except SnapshotRejectedError as refused:  # 400: certainly nothing started
-            message = str(refused)
-            if give_back_on_refusal:
-                back = give_back(self.conductor, snapshot)
-                message += f" (the instance stays on-premises, epoch {back.epoch})"
-            raise ContinuityError(message) from None
-        if record:
-            children = [child.instance_id for child in handed.children]
+        started = self.client.continue_snapshot(
+            handed.data,
+            flows=[definition.document() for definition in known],
+            children=handed.children_data,
+        )
+        result = "existing" if started.started is False else "started"
+        return Continued(started.instance_id, result, "running")
+
+    def _record(self, handed: Handover, continued: Continued) -> None:
+        snapshot = handed.snapshot
+        children = [child.instance_id for child in handed.children]
+        record_ledger(
+            self.store,
+            snapshot.instance_id,
+            {
+                "cloud": "azure",
+                "epoch": str(snapshot.epoch),
+                "seq": str(snapshot.seq),
+                "orchestration": continued.where,
+                "function_url": self.settings.function_url,
+                "children": children or None,
+            },
+        )
+        for child in handed.children:
             record_ledger(
                 self.store,
-                snapshot.instance_id,
-                {
-                    "cloud": "azure",
-                    "epoch": str(snapshot.epoch),
-                    "seq": str(snapshot.seq),
-                    "orchestration": started.instance_id,
-                    "function_url": self.settings.function_url,
-                    "children": children or None,
-                },
+                child.instance_id,
+                {"cloud": "azure", "epoch": str(child.epoch), "parent": snapshot.instance_id},
             )
-            for child in handed.children:
-                record_ledger(
-                    self.store,
-                    child.instance_id,
-                    {"cloud": "azure", "epoch": str(child.epoch), "parent": snapshot.instance_id},
-                )
-        return Outcome(
-            snapshot.instance_id,
-            "failover",
-            "azure",
-            "existing" if started.started is False else "started",
-            flow=snapshot.definition.key,
-            epoch=snapshot.epoch,
-            seq=snapshot.seq,
-            status="running",
-            where=started.instance_id,
-            detail={"children": [c.instance_id for c in handed.children]}
-            if handed.children
-            else {},
-        )
 
     # --- failback -------------------------------------------------------------------------
 
-    def failback(self, instance_id: str) -> Outcome:
-        """Terminate the orchestration at a checkpoint and resume that checkpoint here."""
-        record = ledger(self.store, instance_id)
-        outcome = self._failback_one(instance_id, terminate=True)
-        children: dict[str, str] = {}
-        for child_id in ledger_children(record):
-            children[child_id] = self._child_back(child_id)
-        if children:
-            outcome.detail["children"] = children
-        forget_ledger(self.store, instance_id)
-        return outcome
-
-    def _failback_one(self, instance_id: str, *, terminate: bool) -> Outcome:
+    def _failback_one(self, instance_id: str, *, root: bool) -> Outcome:
+        """Terminate the orchestration at a checkpoint and resume that checkpoint here;
+        children were terminated with their parent: each continues from its checkpoint."""
         store = self.store
-        info = store.info(instance_id)
-        if info.owner != "azure":
-            raise OwnershipError(
-                f"instance {instance_id!r} is not in Azure (owner {info.owner}): nothing to "
-                "fail back"
-            )
+        info = self._owned(instance_id)
         try:
             status = self.client.status(instance_id)
         except InstanceNotFoundError:  # the failover never started it: take it back
@@ -260,7 +206,7 @@ class AzureContinuity:
             back = give_back(self.conductor, local)
             return self._outcome(back, "reclaimed", "no orchestration")
         held_here = False
-        if status.finished or not terminate:
+        if status.finished or not root:
             snapshot = self._ended_snapshot(instance_id, status)
         else:
             snapshot, held_here = self._terminate_at_safe_point(instance_id, status)
@@ -269,17 +215,6 @@ class AzureContinuity:
             back = self.conductor.release(instance_id).snapshot
         notify_parent(self.conductor, back)
         return self._outcome(back, "resumed", status.runtime_status)
-
-    def _child_back(self, child_id: str) -> str:
-        """Children were terminated with their parent: each continues from its checkpoint."""
-        try:
-            if self.store.info(child_id).owner != "azure":
-                return "not in Azure"
-            outcome = self._failback_one(child_id, terminate=False)
-            forget_ledger(self.store, child_id)
-        except RustyFlowerError as error:
-            return f"failed: {error}"
-        return f"{outcome.result} ({outcome.status}, epoch {outcome.epoch})"
 
     def _terminate_at_safe_point(
         self, instance_id: str, status: InstanceStatus
