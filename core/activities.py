@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 from core.engine.commands import RunActivity
 from core.engine.events import ActivityCompleted, ActivityFailed
 from core.errors import UnknownActivityError
-from core.model import FlowDefinition, Retry, TaskState
+from core.model import FlowDefinition, Retry, TaskState, iter_states
 from core.model.states import Branch, MapState, ParallelState
 
 ActivityFunction = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
@@ -193,14 +193,7 @@ async def _bounded(work: Awaitable[Any], timeout_seconds: float | None) -> Any:
 
 
 def iter_tasks(branch: Branch) -> Iterator[TaskState]:
-    for state in branch.states.values():
-        if isinstance(state, TaskState):
-            yield state
-        elif isinstance(state, ParallelState):
-            for nested in state.branches:
-                yield from iter_tasks(nested)
-        elif isinstance(state, MapState):
-            yield from iter_tasks(state.iterator)
+    return (state for state in iter_states(branch) if isinstance(state, TaskState))
 
 
 def _with_defaults(branch: Branch, registry: ActivityRegistry) -> Branch:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.model import FlowDefinition, MapState, ParallelState, SubFlowState, parse_definition
+from core.model import FlowDefinition, SubFlowState, iter_states, parse_definition, version_key
 from core.model.formats import load_definition
 from core.model.states import Branch
 from core.snapshot.canonical import definition_digest
@@ -26,22 +26,9 @@ class BundleError(ValueError):
     """Sub-flow definitions are missing or contradict each other."""
 
 
-def _version_key(version: str) -> tuple[tuple[int, int, str], ...]:
-    return tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in version.split(".")
-    )
-
-
 def sub_flow_calls(branch: Branch) -> Iterator[SubFlowState]:
     """Every ``sub_flow`` state of a definition, nested branches and iterators included."""
-    for state in branch.states.values():
-        if isinstance(state, SubFlowState):
-            yield state
-        elif isinstance(state, ParallelState):
-            for nested in state.branches:
-                yield from sub_flow_calls(nested)
-        elif isinstance(state, MapState):
-            yield from sub_flow_calls(state.iterator)
+    return (state for state in iter_states(branch) if isinstance(state, SubFlowState))
 
 
 class FlowBundle:
@@ -72,7 +59,7 @@ class FlowBundle:
         if not versions:
             return None
         if version is None:
-            return versions[max(versions, key=_version_key)]
+            return versions[max(versions, key=version_key)]
         return versions.get(version)
 
     def definitions(self) -> list[FlowDefinition]:
@@ -80,7 +67,7 @@ class FlowBundle:
         found: list[FlowDefinition] = []
         for name in sorted(self._flows):
             versions = self._flows[name]
-            found += [versions[version] for version in sorted(versions, key=_version_key)]
+            found += [versions[version] for version in sorted(versions, key=version_key)]
         return found
 
     def reachable_from(self, root: FlowDefinition) -> FlowBundle:

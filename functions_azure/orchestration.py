@@ -68,7 +68,7 @@ from core.engine import (
     start,
 )
 from core.errors import EventRejectedError, StaleEventError
-from core.model import MapState, ParallelState, WaitForEventState
+from core.model import WaitForEventState, iter_states
 from core.model.states import Branch
 from core.timeutil import parse_timestamp
 from functions_azure.activity import activity_request
@@ -108,16 +108,7 @@ _SIDE_WORK = ("checkpoint", "signal")
 
 def waited_events(branch: Branch) -> set[str]:
     """The event names the ``wait_for_event`` states of a definition wait for."""
-    names: set[str] = set()
-    for state in branch.states.values():
-        if isinstance(state, WaitForEventState):
-            names.add(state.event)
-        elif isinstance(state, ParallelState):
-            for nested in state.branches:
-                names |= waited_events(nested)
-        elif isinstance(state, MapState):
-            names |= waited_events(state.iterator)
-    return names
+    return {state.event for state in iter_states(branch) if isinstance(state, WaitForEventState)}
 
 
 @dataclass

@@ -39,7 +39,7 @@ from adapters.redis.conductor import Conductor
 from adapters.redis.store import RedisStore, UnknownFlowError
 from core.engine import ChildFinished, Snapshot, StartChildFlow
 from core.errors import RustyFlowerError
-from core.model import Branch, FlowDefinition, MapState, ParallelState, SubFlowState
+from core.model import Branch, FlowDefinition, SubFlowState, iter_states
 from core.snapshot import SnapshotKeys
 from core.snapshot.document import decode_snapshot, encode_snapshot
 from core.timeutil import format_timestamp
@@ -414,14 +414,7 @@ def _message(error: BaseException) -> str:
 
 def sub_flow_calls(branch: Branch) -> Iterator[SubFlowState]:
     """Every ``sub_flow`` state of a flow, nested branches and iterators included."""
-    for state in branch.states.values():
-        if isinstance(state, SubFlowState):
-            yield state
-        elif isinstance(state, ParallelState):
-            for nested in state.branches:
-                yield from sub_flow_calls(nested)
-        elif isinstance(state, MapState):
-            yield from sub_flow_calls(state.iterator)
+    return (state for state in iter_states(branch) if isinstance(state, SubFlowState))
 
 
 def sub_flow_definitions(

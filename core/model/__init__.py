@@ -1,6 +1,11 @@
 """The portable flow model: definitions, state kinds, retry and catch policies."""
 
-from core.model.definition import FlowDefinition, parse_definition, validate_definition
+from core.model.definition import (
+    FlowDefinition,
+    parse_definition,
+    validate_definition,
+    version_key,
+)
 from core.model.errors_handling import (
     ALL_ERRORS,
     RUNTIME,
@@ -25,6 +30,7 @@ from core.model.states import (
     TaskState,
     WaitForEventState,
     WaitState,
+    iter_states,
 )
 
 __all__ = [
@@ -49,9 +55,11 @@ __all__ = [
     "TaskState",
     "WaitForEventState",
     "WaitState",
+    "iter_states",
     "matches",
     "parse_definition",
     "validate_definition",
+    "version_key",
 ]
 
 from core.model.formats import definition_schema, dump_definition, load_definition

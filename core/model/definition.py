@@ -16,6 +16,13 @@ from core.model.schedule import Schedule
 from core.model.states import STATE_TYPES, Branch
 
 
+def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
+    """Orders versions as people read them: ``1.10`` after ``1.9``, numbers before words."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in version.split(".")
+    )
+
+
 class FlowDefinition(Branch):
     """A named, versioned flow: its states plus flow-wide timeout, retry and error handlers."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, JsonValue, model_validator
@@ -210,6 +211,18 @@ STATE_TYPES: tuple[str, ...] = (
 )
 
 Branch.model_rebuild()
+
+
+def iter_states(branch: Branch) -> Iterator[Any]:
+    """Every state of ``branch`` in definition order, each parallel's branches and each
+    map's iterator walked where they stand (depth first)."""
+    for state in branch.states.values():
+        yield state
+        if isinstance(state, ParallelState):
+            for nested in state.branches:
+                yield from iter_states(nested)
+        elif isinstance(state, MapState):
+            yield from iter_states(state.iterator)
 
 
 def transitions_of(state: Any) -> list[tuple[str, str]]:
