@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.aws import compile_to_json
-from adapters.aws.deployment import state_machine_name
+from adapters.aws.deployment import flow_arns, state_machine_name
 from core.model import FlowDefinition, load_definition
 from core.model.schedule import Schedule
 from lambda_aws.activity import load_registry
@@ -42,23 +42,12 @@ MACROS = {
 }
 
 
-def _version_key(version: str) -> tuple[Any, ...]:
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
-
-
 def placeholder_flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
     """``name@version`` (and ``name``, for the highest version) -> placeholder ARN."""
-    arns: dict[str, str] = {}
-    latest: dict[str, FlowDefinition] = {}
-    for definition in definitions:
-        arn = ASL_STATE_MACHINE_PREFIX + state_machine_name(definition.name, definition.version)
-        arns[f"{definition.name}@{definition.version}"] = arn
-        best = latest.get(definition.name)
-        if best is None or _version_key(definition.version) > _version_key(best.version):
-            latest[definition.name] = definition
-    for name, definition in latest.items():
-        arns[name] = arns[f"{name}@{definition.version}"]
-    return arns
+    return flow_arns(
+        definitions,
+        lambda d: ASL_STATE_MACHINE_PREFIX + state_machine_name(d.name, d.version),
+    )
 
 
 def compile_for_terraform(definition: FlowDefinition, flows: Iterable[FlowDefinition] = ()) -> str:

@@ -8,6 +8,9 @@ the AWS adapter rather than in a deployable. Nothing here does I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
+
+from core.model import FlowDefinition, version_key
 
 # --- environment variables the site reads too ------------------------------------------------
 
@@ -58,3 +61,20 @@ def state_machine_name(flow: str, version: str) -> str:
 def execution_arn(machine_arn: str, name: str) -> str:
     """``arn:aws:states:R:A:execution:<machine>:<name>`` of a machine's execution."""
     return machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+
+
+def flow_arns(
+    definitions: Iterable[FlowDefinition], machine_arn: Callable[[FlowDefinition], str]
+) -> dict[str, str]:
+    """The compiler's ``flow_arns``: ``name@version`` of every definition, and ``name`` (a
+    call without a version) for its highest version, each to ``machine_arn`` of it."""
+    arns: dict[str, str] = {}
+    highest: dict[str, FlowDefinition] = {}
+    for definition in definitions:
+        arns[f"{definition.name}@{definition.version}"] = machine_arn(definition)
+        best = highest.get(definition.name)
+        if best is None or version_key(definition.version) > version_key(best.version):
+            highest[definition.name] = definition
+    for name, definition in highest.items():
+        arns[name] = machine_arn(definition)
+    return arns

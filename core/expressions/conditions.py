@@ -353,17 +353,19 @@ def _matches(pieces: tuple[str, ...], value: Any) -> bool:
 
 # --- rules --------------------------------------------------------------------------------
 
+_RULE_CONFIG = ConfigDict(
+    extra="forbid",
+    frozen=True,
+    serialize_by_alias=True,
+    validate_by_name=True,
+    validate_by_alias=True,
+)
+
 
 class Comparison(BaseModel):
     """One comparison: ``variable`` and exactly one operator field."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        serialize_by_alias=True,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = _RULE_CONFIG
 
     variable: VariablePath
 
@@ -497,13 +499,7 @@ class Comparison(BaseModel):
 class AllOf(BaseModel):
     """True when every rule is true (ASL ``And``); written ``{and: [...]}``."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        serialize_by_alias=True,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = _RULE_CONFIG
 
     all_of: list[Condition] = Field(alias="and", min_length=1)
 
@@ -523,13 +519,7 @@ class AllOf(BaseModel):
 class AnyOf(BaseModel):
     """True when at least one rule is true (ASL ``Or``); written ``{or: [...]}``."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        serialize_by_alias=True,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = _RULE_CONFIG
 
     any_of: list[Condition] = Field(alias="or", min_length=1)
 
@@ -549,13 +539,7 @@ class AnyOf(BaseModel):
 class Not(BaseModel):
     """True when the rule is false (ASL ``Not``); written ``{not: {...}}``."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        serialize_by_alias=True,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = _RULE_CONFIG
 
     negated: Condition = Field(alias="not")
 

@@ -38,7 +38,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from statelint.config import Config
 from statelint.linter import Linter
 
-from adapters.aws import compile_flow
+from adapters.aws import compile_flow, deployment
 from adapters.aws.contract import activity_call, token_request
 from core.activities import ActivityContext, ActivityRegistry
 from core.model import FlowDefinition
@@ -64,21 +64,7 @@ def machine_arn(definition: FlowDefinition) -> str:
 
 
 def flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
-    """``name@version`` for every definition, and ``name`` for the highest version."""
-    arns: dict[str, str] = {}
-    latest: dict[str, FlowDefinition] = {}
-    for definition in definitions:
-        arns[f"{definition.name}@{definition.version}"] = machine_arn(definition)
-        best = latest.get(definition.name)
-        if best is None or _version_key(definition.version) > _version_key(best.version):
-            latest[definition.name] = definition
-    for name, definition in latest.items():
-        arns[name] = machine_arn(definition)
-    return arns
-
-
-def _version_key(version: str) -> tuple[Any, ...]:
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
+    return deployment.flow_arns(definitions, machine_arn)
 
 
 def compile_for(definition: FlowDefinition, flows: Iterable[FlowDefinition] = ()) -> dict[str, Any]:

@@ -138,22 +138,8 @@ def machine_arn(definition: FlowDefinition) -> str:
     return MACHINE_PREFIX + deployment.state_machine_name(definition.name, definition.version)
 
 
-def _version_key(version: str) -> tuple[Any, ...]:
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
-
-
 def flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
-    """``name@version`` of every definition, and ``name`` for its highest version."""
-    arns: dict[str, str] = {}
-    latest: dict[str, FlowDefinition] = {}
-    for definition in definitions:
-        arns[f"{definition.name}@{definition.version}"] = machine_arn(definition)
-        best = latest.get(definition.name)
-        if best is None or _version_key(definition.version) > _version_key(best.version):
-            latest[definition.name] = definition
-    for flow_name, definition in latest.items():
-        arns[flow_name] = machine_arn(definition)
-    return arns
+    return deployment.flow_arns(definitions, machine_arn)
 
 
 @dataclass

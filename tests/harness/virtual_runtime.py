@@ -82,7 +82,7 @@ from core.engine import (
     start,
 )
 from core.errors import EventRejectedError, NoWaiterError, StaleEventError
-from core.model import FlowDefinition
+from core.model import FlowDefinition, version_key
 from core.snapshot import SnapshotKeys, generate_signing_key
 from core.snapshot.document import decode_snapshot, encode_snapshot
 from core.timeutil import parse_timestamp
@@ -143,16 +143,10 @@ class FlowLibrary:
         if not versions:
             raise HarnessError(f"no sub-flow named {name!r} is registered")
         if version is None:
-            return versions[max(versions, key=_version_key)]
+            return versions[max(versions, key=version_key)]
         if version not in versions:
             raise HarnessError(f"sub-flow {name!r} has no version {version!r}")
         return versions[version]
-
-
-def _version_key(version: str) -> tuple[Any, ...]:
-    return tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in version.split(".")
-    )
 
 
 @dataclass(order=True)
