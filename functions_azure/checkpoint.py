@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from core.errors import SnapshotError
+from core.settings import SettingsError
 from core.snapshot.document import encode_snapshot
 from core.snapshot.keys import SnapshotKeys
 from functions_azure.payloads import PayloadError, snapshot_from_text
-from functions_azure.settings import AppSettings, SettingsError
+from functions_azure.settings import AppSettings
 
 
 class SnapshotSink(Protocol):

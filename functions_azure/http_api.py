@@ -25,12 +25,13 @@ import azure.functions as func
 from adapters.azure.ids import durable_instance_id
 from core.engine import Snapshot
 from core.errors import DefinitionError, SnapshotError
+from core.settings import SettingsError
 from core.snapshot.codec import SNAPSHOT_KIND
 from core.snapshot.document import decode_snapshot
 from core.snapshot.keys import SnapshotKeys
 from functions_azure.flows import BundleError, FlowBundle
 from functions_azure.payloads import Options, OrchestrationInput, snapshot_text
-from functions_azure.settings import ORCHESTRATOR, AppSettings, SettingsError
+from functions_azure.settings import ORCHESTRATOR, AppSettings
 
 EXISTING = frozenset({"Running", "Pending", "Completed", "ContinuedAsNew", "Suspended"})
 """Durable runtime statuses for which a repeated start returns the existing instance."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from core.settings import setting_whole_number
+
 # --- function names (the host indexes them; orchestrations call them by name) -------------
 
 ORCHESTRATOR = "rustyflower_orchestrator"
@@ -79,23 +81,6 @@ DEFAULT_CHECKPOINT_EVERY = 1
 DEFAULT_SNAPSHOT_CONTAINER = "rustyflower-snapshots"
 
 
-class SettingsError(ValueError):
-    """An app setting has a value the app cannot use."""
-
-
-def _whole_number(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
 @dataclass(frozen=True)
 class AppSettings:
     """The RustyFlower settings of the Function App (secrets stay in the environment)."""
@@ -119,10 +104,10 @@ class AppSettings:
             sink = "blob" if (container or account_url or connection) else "none"
         return cls(
             activities=environ.get(ENV_ACTIVITIES, "").strip() or DEFAULT_ACTIVITIES,
-            continue_as_new_after=_whole_number(
+            continue_as_new_after=setting_whole_number(
                 environ, ENV_CONTINUE_AS_NEW_AFTER, DEFAULT_CONTINUE_AS_NEW_AFTER, 1
             ),
-            checkpoint_every=_whole_number(
+            checkpoint_every=setting_whole_number(
                 environ, ENV_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_EVERY, 0
             ),
             snapshot_sink=sink,

@@ -14,7 +14,8 @@ from typing import Any
 import boto3  # type: ignore[import-untyped, unused-ignore]
 
 from adapters.aws.client_errors import ClientError, error_code
-from lambda_aws.settings import KEY_SETTINGS, SettingsError
+from core.settings import SettingsError
+from lambda_aws.settings import KEY_SETTINGS
 
 __all__ = ["ClientError", "client", "error_code", "key_environment"]
 

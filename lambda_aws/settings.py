@@ -20,6 +20,7 @@ from adapters.aws.deployment import (
     ENV_TOKENS_TABLE,
     state_machine_name,
 )
+from core.settings import SettingsError, setting_switch, setting_text, setting_whole_number
 from core.snapshot import keys as snapshot_keys
 
 # --- handlers (the ``handler`` of each aws_lambda_function) -------------------------------
@@ -98,38 +99,6 @@ ASL_STATE_MACHINE_PREFIX = "${state_machine_arn_prefix}"
 template processing happens, so user data in the ASL is never interpreted)."""
 
 
-class SettingsError(ValueError):
-    """A setting has a value the function cannot use."""
-
-
-def _whole_number(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _switch(environ: Mapping[str, str], name: str) -> bool | None:
-    raw = environ.get(name, "").strip().lower()
-    if not raw:
-        return None
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be on or off, got {raw!r}")
-
-
-def _text(environ: Mapping[str, str], name: str) -> str | None:
-    return environ.get(name, "").strip() or None
-
-
 @dataclass(frozen=True)
 class LambdaSettings:
     """The RustyFlower settings of the Lambda functions (secrets stay out of it)."""
@@ -146,22 +115,22 @@ class LambdaSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> LambdaSettings:
-        table = _text(environ, ENV_IDEMPOTENCY_TABLE)
-        switch = _switch(environ, ENV_IDEMPOTENCY)
+        table = setting_text(environ, ENV_IDEMPOTENCY_TABLE)
+        switch = setting_switch(environ, ENV_IDEMPOTENCY)
         if switch and table is None:
             raise SettingsError(f"{ENV_IDEMPOTENCY}=on needs {ENV_IDEMPOTENCY_TABLE}")
         return cls(
-            activities=_text(environ, ENV_ACTIVITIES) or DEFAULT_ACTIVITIES,
+            activities=setting_text(environ, ENV_ACTIVITIES) or DEFAULT_ACTIVITIES,
             idempotency_table=table,
             idempotency=table is not None if switch is None else switch,
-            idempotency_ttl=_whole_number(
+            idempotency_ttl=setting_whole_number(
                 environ, ENV_IDEMPOTENCY_TTL, DEFAULT_IDEMPOTENCY_TTL, 60
             ),
-            tokens_table=_text(environ, ENV_TOKENS_TABLE),
-            token_ttl=_whole_number(environ, ENV_TOKEN_TTL, DEFAULT_TOKEN_TTL, 60),
-            state_machine_prefix=_text(environ, ENV_STATE_MACHINE_PREFIX),
-            snapshot_bucket=_text(environ, ENV_SNAPSHOT_BUCKET),
-            keys_secret=_text(environ, ENV_KEYS_SECRET),
+            tokens_table=setting_text(environ, ENV_TOKENS_TABLE),
+            token_ttl=setting_whole_number(environ, ENV_TOKEN_TTL, DEFAULT_TOKEN_TTL, 60),
+            state_machine_prefix=setting_text(environ, ENV_STATE_MACHINE_PREFIX),
+            snapshot_bucket=setting_text(environ, ENV_SNAPSHOT_BUCKET),
+            keys_secret=setting_text(environ, ENV_KEYS_SECRET),
         )
 
     def require(self, value: str | None, name: str) -> str:

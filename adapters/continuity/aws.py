@@ -67,6 +67,7 @@ from adapters.continuity.shared import (
 from adapters.redis.conductor import Conductor, utc_now
 from core.engine import Snapshot
 from core.model import FlowDefinition
+from core.settings import setting_text
 from core.snapshot import SnapshotKeys
 from core.snapshot.document import decode_snapshot
 
@@ -130,7 +131,7 @@ class AwsSettings:
         are not None win."""
 
         def text(name: str) -> str | None:
-            return environ.get(name, "").strip() or None
+            return setting_text(environ, name)
 
         values: dict[str, Any] = {
             "region": text(ENV_REGION) or text("AWS_DEFAULT_REGION"),

@@ -53,6 +53,7 @@ from adapters.continuity.shared import (
 from adapters.redis.conductor import Conductor
 from core.engine import Snapshot
 from core.errors import RustyFlowerError
+from core.settings import setting_text
 from core.snapshot import SnapshotKeys
 from core.snapshot.document import decode_snapshot
 
@@ -99,7 +100,7 @@ class AzureSettings:
         ``RUSTYFLOWER_SNAPSHOT_CONTAINER``); ``overrides`` that are not None win."""
 
         def text(name: str) -> str | None:
-            return environ.get(name, "").strip() or None
+            return setting_text(environ, name)
 
         values: dict[str, Any] = {
             "function_url": text(ENV_FUNCTION_URL),

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
+from core.settings import setting_switch
+
 MIN_SIGNING_SECRET_BYTES = 32
 ENCRYPTION_KEY_BYTES = 32  # AES-256
 
@@ -26,8 +28,6 @@ ENV_SIGNING_KEYS = "RUSTYFLOWER_SIGNING_KEYS"
 ENV_ENCRYPTION_KEYS = "RUSTYFLOWER_ENCRYPTION_KEYS"
 ENV_REQUIRE_SIGNATURE = "RUSTYFLOWER_REQUIRE_SIGNATURE"
 
-_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 _FORBIDDEN_IN_KEY_ID = frozenset(",:")
 
 
@@ -236,7 +236,7 @@ class SnapshotKeys:
         """
         signing = _parse_key_list(environ, ENV_SIGNING_KEYS, SigningKey.from_base64)
         encryption = _parse_key_list(environ, ENV_ENCRYPTION_KEYS, EncryptionKey.from_base64)
-        require = _parse_bool(environ, ENV_REQUIRE_SIGNATURE)
+        require = setting_switch(environ, ENV_REQUIRE_SIGNATURE)
         try:
             return cls.from_keys(signing, encryption, require)
         except ValueError as exc:
@@ -265,14 +265,3 @@ def _parse_key_list(
         except ValueError as exc:
             raise ValueError(f"{name}: entry {index}: {exc}") from None
     return keys
-
-
-def _parse_bool(environ: Mapping[str, str], name: str) -> bool | None:
-    raw = environ.get(name, "").strip().lower()
-    if not raw:
-        return None
-    if raw in _TRUE_WORDS:
-        return True
-    if raw in _FALSE_WORDS:
-        return False
-    raise ValueError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")

@@ -12,6 +12,7 @@ import pytest
 
 from core.engine import start
 from core.model import parse_definition
+from core.settings import SettingsError
 from core.snapshot.document import decode_snapshot
 from functions_azure.checkpoint import (
     DiscardingSink,
@@ -21,7 +22,7 @@ from functions_azure.checkpoint import (
 )
 from functions_azure.function_app import app
 from functions_azure.payloads import snapshot_text
-from functions_azure.settings import AppSettings, SettingsError
+from functions_azure.settings import AppSettings
 from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient
 from tests.azure.support import (
     KEYS,
