@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import importlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterator
@@ -177,6 +178,20 @@ class ActivityRegistry:
     def missing(self, definition: Branch) -> list[str]:
         """Activity names used by a definition that are not registered here."""
         return sorted({task.activity for task in iter_tasks(definition)} - set(self._activities))
+
+
+def load_registry(spec: str, setting: str = "RUSTYFLOWER_ACTIVITIES") -> ActivityRegistry:
+    """The registry named by ``module`` (its ``registry``) or ``module:attribute``, as the
+    Function App and the Lambda functions are configured (``setting`` names it in errors)."""
+    module_name, _, attribute = spec.partition(":")
+    module = importlib.import_module(module_name)
+    found = getattr(module, attribute or "registry", None)
+    if not isinstance(found, ActivityRegistry):
+        raise TypeError(
+            f"{setting}={spec!r}: {module_name}.{attribute or 'registry'} "
+            "is not an ActivityRegistry"
+        )
+    return found
 
 
 class ActivityTimeoutError(Exception):

@@ -8,27 +8,13 @@ Durable: Durable's own retries are not used, the engine decides them.
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 from typing import Any
 
-from core.activities import ActivityRegistry, perform
+from core.activities import ActivityRegistry, load_registry, perform
 from core.engine import COMMAND_ADAPTER, EVENT_ADAPTER, ActivityFailed, RunActivity
 
 BAD_REQUEST = "States.Runtime"
-
-
-def load_registry(spec: str) -> ActivityRegistry:
-    """The registry named by ``module`` (its ``registry``) or ``module:attribute``."""
-    module_name, _, attribute = spec.partition(":")
-    module = importlib.import_module(module_name)
-    registry = getattr(module, attribute or "registry", None)
-    if not isinstance(registry, ActivityRegistry):
-        raise TypeError(
-            f"RUSTYFLOWER_ACTIVITIES={spec!r}: {module_name}.{attribute or 'registry'} "
-            "is not an ActivityRegistry"
-        )
-    return registry
 
 
 @cache

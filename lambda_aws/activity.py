@@ -20,7 +20,6 @@ idempotency key (``instance:position:attempt:tag``) in ``current_call()``.
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 from typing import Any
 
@@ -37,12 +36,11 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from adapters.aws.contract import ActivityCall, PayloadError, activity_call
-from core.activities import ActivityRegistry, perform
+from core.activities import ActivityRegistry, load_registry, perform
 from core.engine import ActivityFailed, RunActivity
 from lambda_aws.errors import NamedError, named_error
 from lambda_aws.observability import MetricUnit, logger, metrics, tracer
 from lambda_aws.settings import (
-    ENV_ACTIVITIES,
     IDEMPOTENCY_KEY_ATTRIBUTE,
     IDEMPOTENCY_KEY_PREFIX,
     IDEMPOTENCY_TTL_ATTRIBUTE,
@@ -64,19 +62,6 @@ METRIC_DEDUPLICATED = "ActivityDeduplicated"
 def activity_error(name: str, cause: str) -> NamedError:
     """The exception that reports activity error ``name`` to Step Functions."""
     return named_error(name, cause)
-
-
-def load_registry(spec: str) -> ActivityRegistry:
-    """The registry named by ``module`` (its ``registry``) or ``module:attribute``."""
-    module_name, _, attribute = spec.partition(":")
-    module = importlib.import_module(module_name)
-    registry = getattr(module, attribute or "registry", None)
-    if not isinstance(registry, ActivityRegistry):
-        raise TypeError(
-            f"{ENV_ACTIVITIES}={spec!r}: {module_name}.{attribute or 'registry'} "
-            "is not an ActivityRegistry"
-        )
-    return registry
 
 
 class ActivityRunner:

@@ -26,9 +26,9 @@ from typing import Any
 
 from adapters.aws import compile_to_json
 from adapters.aws.deployment import flow_arns, state_machine_name
+from core.activities import load_registry
 from core.model import FlowDefinition, load_definition
 from core.model.schedule import Schedule
-from lambda_aws.activity import load_registry
 from lambda_aws.settings import ASL_ACTIVITY_ARN, ASL_STATE_MACHINE_PREFIX, ASL_TOKEN_ARN
 
 MACROS = {
