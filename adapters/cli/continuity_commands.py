@@ -30,6 +30,7 @@ from adapters.cli.context import (
 from adapters.cli.loading import CliInputError, read_definition
 from adapters.cli.options import JsonOption
 from adapters.cli.render import emit_json, err, error_lines, escape, fit, out, show, table
+from adapters.continuity.cloud import CloudContinuity
 from adapters.continuity.shared import (
     CLOUDS,
     Action,
@@ -42,8 +43,10 @@ from adapters.continuity.shared import (
     sub_flow_calls,
     sub_flow_definitions,
 )
+from adapters.redis.conductor import Conductor
 from adapters.redis.connection import DEFAULT_DATA_DIR
 from core.model import FlowDefinition
+from core.snapshot import SnapshotKeys
 
 __all__ = ["export_app", "failback", "failover", "install", "signal_elsewhere"]
 
@@ -311,35 +314,19 @@ def failover(
         raise CliInputError("give instance ids or --all (or --snapshot FILE)")
     connection = None if files else Connection(redis_url, prefix, data_dir)
     conductor = connection.conductor if connection is not None else None
-    keys = snapshot_keys()
-    try:
-        if cloud == "aws":
-            from adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
-
-            runner: Any = AwsContinuity(
-                conductor,
-                AwsSettings.from_env(
-                    os.environ,
-                    region=region,
-                    state_machine_arn=state_machine_arn,
-                    state_machines=dict(_pairs(state_machine or [], "--state-machine")) or None,
-                    state_machine_prefix=state_machine_prefix,
-                    continue_function=continue_function,
-                ),
-                keys=keys,
-            )
-        else:
-            from adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
-
-            runner = AzureContinuity(
-                conductor,
-                AzureSettings.from_env(
-                    os.environ, function_url=function_url, function_key=function_key
-                ),
-                keys=keys,
-            )
-    except ContinuityConfigError as error:
-        raise CliEnvironmentError(str(error)) from None
+    runner = _continuity(
+        cloud,
+        conductor,
+        snapshot_keys(),
+        aws={
+            "region": region,
+            "state_machine_arn": state_machine_arn,
+            "state_machines": _state_machines(state_machine),
+            "state_machine_prefix": state_machine_prefix,
+            "continue_function": continue_function,
+        },
+        azure={"function_url": function_url, "function_key": function_key},
+    )
     if files:
         targets = [str(path) for path in files]
         step: Callable[[str], Outcome] = lambda source: runner.failover_file(  # noqa: E731
@@ -424,40 +411,55 @@ def failback(
     if bool(ids) == every:
         raise CliInputError("give instance ids or --all")
     connection = Connection(redis_url, prefix, data_dir)
+    runner = _continuity(
+        cloud,
+        connection.conductor,
+        None,
+        aws={
+            "region": region,
+            "state_machine_arn": state_machine_arn,
+            "state_machines": _state_machines(state_machine),
+            "state_machine_prefix": state_machine_prefix,
+            "snapshot_bucket": snapshot_bucket,
+        },
+        azure={
+            "function_url": function_url,
+            "function_key": function_key,
+            "storage_connection_string": storage_connection_string,
+            "container": container,
+            "hold": hold,
+            "safe_point_timeout": timeout,
+        },
+    )
+    targets = select_instances(connection.store, "failback", cloud, ids, every)
+    _run("failback", cloud, targets, runner.failback, as_json)
+
+
+def _continuity(
+    cloud: Cloud,
+    conductor: Conductor | None,
+    keys: SnapshotKeys | None,
+    *,
+    aws: dict[str, Any],
+    azure: dict[str, Any],
+) -> CloudContinuity:
+    """The cloud's continuity, its settings from the environment overridden by the
+    options given (``aws`` or ``azure``); a setting it cannot use exits 3."""
     try:
         if cloud == "aws":
             from adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
 
-            runner: Any = AwsContinuity(
-                connection.conductor,
-                AwsSettings.from_env(
-                    os.environ,
-                    region=region,
-                    state_machine_arn=state_machine_arn,
-                    state_machines=dict(_pairs(state_machine or [], "--state-machine")) or None,
-                    state_machine_prefix=state_machine_prefix,
-                    snapshot_bucket=snapshot_bucket,
-                ),
-            )
-        else:
-            from adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
+            settings = AwsSettings.from_env(os.environ, **aws)
+            return AwsContinuity(conductor, settings, keys=keys)
+        from adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
 
-            runner = AzureContinuity(
-                connection.conductor,
-                AzureSettings.from_env(
-                    os.environ,
-                    function_url=function_url,
-                    function_key=function_key,
-                    storage_connection_string=storage_connection_string,
-                    container=container,
-                    hold=hold,
-                    safe_point_timeout=timeout,
-                ),
-            )
+        return AzureContinuity(conductor, AzureSettings.from_env(os.environ, **azure), keys=keys)
     except ContinuityConfigError as error:
         raise CliEnvironmentError(str(error)) from None
-    targets = select_instances(connection.store, "failback", cloud, ids, every)
-    _run("failback", cloud, targets, runner.failback, as_json)
+
+
+def _state_machines(values: list[str] | None) -> dict[str, str] | None:
+    return dict(_pairs(values or [], "--state-machine")) or None
 
 
 def _cloud(value: str, option: str) -> Cloud:
