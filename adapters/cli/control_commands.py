@@ -9,7 +9,6 @@ errors through; the ``rustyflower`` group turns them into one line and an exit c
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -42,7 +41,7 @@ from core.engine import (
     Snapshot,
 )
 
-log = logging.getLogger("rustyflower.cli")
+ReasonOption = Annotated[str | None, typer.Option(help="Why (kept in the history).")]
 
 
 def _control_done(action: str, snapshot: Snapshot) -> None:
@@ -81,7 +80,7 @@ def signal_instance(
 @command("hold")
 def hold(
     instance_id: InstanceArgument,
-    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    reason: ReasonOption = None,
     redis_url: RedisUrlOption = None,
     prefix: PrefixOption = "rf",
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
@@ -106,7 +105,7 @@ def release(
 @command("cancel")
 def cancel(
     instance_id: InstanceArgument,
-    reason: Annotated[str | None, typer.Option(help="Why (kept in the history).")] = None,
+    reason: ReasonOption = None,
     redis_url: RedisUrlOption = None,
     prefix: PrefixOption = "rf",
     data_dir: DataDirOption = DEFAULT_DATA_DIR,

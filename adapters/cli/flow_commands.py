@@ -8,7 +8,6 @@ errors through; the ``rustyflower`` group turns them into one line and an exit c
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -41,8 +40,6 @@ from adapters.redis.connection import (
     DEFAULT_DATA_DIR,
 )
 from core.model import FlowDefinition
-
-log = logging.getLogger("rustyflower.cli")
 
 flows_app = typer.Typer(help="Register flow definitions and read them back.", no_args_is_help=True)
 

@@ -9,7 +9,6 @@ errors through; the ``rustyflower`` group turns them into one line and an exit c
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,8 +58,6 @@ from core.engine import (
     StartChildFlow,
     StartTimer,
 )
-
-log = logging.getLogger("rustyflower.cli")
 
 
 def read_json_lines(path: Path) -> list[Any]:

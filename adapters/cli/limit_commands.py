@@ -8,7 +8,6 @@ errors through; the ``rustyflower`` group turns them into one line and an exit c
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 import typer
@@ -34,8 +33,6 @@ from adapters.cli.render import (
 from adapters.redis.connection import (
     DEFAULT_DATA_DIR,
 )
-
-log = logging.getLogger("rustyflower.cli")
 
 limits_app = typer.Typer(
     help="Concurrency and rate limits shared by all workers.", no_args_is_help=True

@@ -8,7 +8,6 @@ errors through; the ``rustyflower`` group turns them into one line and an exit c
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 import typer
@@ -36,8 +35,6 @@ from adapters.redis.connection import (
     DEFAULT_DATA_DIR,
 )
 from adapters.redis.scheduler import ScheduleSpec, ScheduleView
-
-log = logging.getLogger("rustyflower.cli")
 
 schedule_app = typer.Typer(help="Start flows on cron schedules.", no_args_is_help=True)
 
