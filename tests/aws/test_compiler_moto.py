@@ -3,7 +3,7 @@
 The activity and token Lambdas run in-process (``test_compiler_kit.FakeLambdas``); an
 activity takes no time there, so the cases whose result depends on how long an activity
 runs are left to the conformance harness. Cases moto's interpreter gets wrong (not the
-compiler) are listed in ``MOTO_QUIRKS``.
+compiler) are strict xfails from ``moto_bugs.MOTO_BUGS``.
 """
 
 from __future__ import annotations
@@ -16,15 +16,10 @@ import pytest
 
 from adapters.aws import fresh_input
 from core.model import FlowDefinition, parse_definition
+from tests.aws.moto_bugs import MOTO_BUGS
 from tests.aws.test_compiler_kit import MotoMachines, moto_machines
 from tests.conformance.corpus import Case, load_cases
 
-MOTO_QUIRKS = {
-    "choice_comparisons::timestamp_compared_as_instants": "moto compares timestamps as text",
-    "choice_comparisons::missing_variable_is_runtime_error": "moto: a missing variable is false",
-    "choice_type_tests::null": 'moto reads the Pass result "null" as null',
-    "choice_type_tests::escaped_star": "moto ignores the \\* escape of StringMatches",
-}
 TIMING = {"elapsed"}  # cases whose result needs activity durations: not run here
 FAST_CASES = [
     "pass_dataflow",
@@ -60,8 +55,8 @@ def _selected() -> list[Any]:
         if not any(case.id == key or case.file == key for key in FAST_CASES):
             continue
         marks = []
-        if case.id in MOTO_QUIRKS:
-            marks.append(pytest.mark.xfail(strict=True, reason=f"moto: {MOTO_QUIRKS[case.id]}"))
+        if case.id in MOTO_BUGS:
+            marks.append(pytest.mark.xfail(strict=True, reason=f"moto bug: {MOTO_BUGS[case.id]}"))
         chosen.append(pytest.param(case, id=case.id, marks=marks))
     return chosen
 

@@ -49,6 +49,7 @@ from core.snapshot.document import encode_snapshot
 from core.timeutil import parse_timestamp
 from lambda_aws.continuation import ContinueRequest, continue_snapshot
 from lambda_aws.settings import LambdaSettings
+from tests.aws.moto_bugs import MOTO_BUGS
 from tests.aws.moto_harness import (
     FUNCTION_ENV,
     REGION,
@@ -78,40 +79,6 @@ CASES: dict[str, Case] = {case.id: case for case in load_cases()}
 
 REAL_TIME_BUDGET = 90.0
 """Real seconds one run may last (moto really waits, and CI runs every run)."""
-
-MOTO_BUGS: dict[str, str] = {
-    # case id (uninterrupted) or "case@k" (cut after transition k): moto 5.2, not Step
-    # Functions (docs/aws.md, "Testing on moto")
-    "choice_comparisons::timestamp_compared_as_instants": (
-        "moto compares TimestampLessThan/... as text, not as instants"
-    ),
-    "choice_comparisons::missing_variable_is_runtime_error": (
-        "moto reads a Choice Variable that selects nothing as false instead of raising "
-        "States.Runtime"
-    ),
-    "runtime_errors::missing_choice_variable": (
-        "moto reads a Choice Variable that selects nothing as false instead of raising "
-        "States.Runtime"
-    ),
-    "choice_type_tests::null": 'moto reads the Pass Result "null" (a string) as null',
-    "choice_type_tests::escaped_star": "moto's StringMatches ignores the \\* escape",
-    "map_scalars::items_path_not_an_array": (
-        "moto raises States.QueryEvaluationError for a Map over a non-array (Step "
-        "Functions: States.Runtime)"
-    ),
-    "runtime_errors::missing_items_path": (
-        "moto's States.ALL catches States.Runtime (here an ItemsPath that selects "
-        "nothing); in Step Functions States.ALL does not match States.Runtime"
-    ),
-    "runtime_errors::result_path_into_a_number": (
-        "moto raises States.Runtime (not States.ResultPathMatchFailure) for a ResultPath "
-        "into a number, and its States.ALL on_error handler catches States.Runtime"
-    ),
-    "runtime_errors::result_path_into_a_number@1": (
-        "moto raises States.Runtime (not States.ResultPathMatchFailure) for a ResultPath "
-        "into a number, and its States.ALL on_error handler catches States.Runtime"
-    ),
-}
 
 DOCUMENTED: dict[str, str] = {
     # case id or "case@k": "docs/aws.md, Differences item N: ..."; none of the corpus
