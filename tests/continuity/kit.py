@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from adapters.cli.main import app
@@ -136,14 +138,28 @@ class Site:
         found: Snapshot = wait_until(f"{instance_id} to finish", finished, timeout)
         return found
 
-    def cli(self, *args: str, ok: bool = True, env: Mapping[str, str] | None = None) -> Result:
-        environment = {
+    def cli_environment(self) -> dict[str, str]:
+        """The settings every CLI call of this site runs with."""
+        return {
             "RUSTYFLOWER_REDIS_URL": self.url,
             "RUSTYFLOWER_PREFIX": self.runtime.keys.prefix,
             **self.environment,
-            **(env or {}),
         }
-        result = CliRunner().invoke(app, list(args), env=environment)
+
+    def settle_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Put the CLI's settings in the process environment for the whole test.
+
+        CliRunner sets ``env`` in ``os.environ`` for one call and deletes it afterwards;
+        a Lambda handler creating a boto3 client in moto's executor thread at that moment
+        iterates ``os.environ`` and fails (``KeyError``). Settled once, nothing is deleted
+        while executions run."""
+        for name, value in self.cli_environment().items():
+            monkeypatch.setenv(name, value)
+
+    def cli(self, *args: str, ok: bool = True, env: Mapping[str, str] | None = None) -> Result:
+        wanted = {**self.cli_environment(), **(env or {})}
+        changes = {name: value for name, value in wanted.items() if os.environ.get(name) != value}
+        result = CliRunner().invoke(app, list(args), env=changes)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         if ok:

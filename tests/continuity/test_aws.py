@@ -52,8 +52,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[LambdaWorld]:
 
 
 @pytest.fixture
-def site(runtime: Runtime, world: LambdaWorld) -> Iterator[Site]:
+def site(runtime: Runtime, world: LambdaWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     made = Site(runtime, KEYS)
+    made.settle_environment(monkeypatch)
     with made.worker():
         yield made
 

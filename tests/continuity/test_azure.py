@@ -63,6 +63,7 @@ def site(
     function_app: ReplayFunctionApp,
     azurite_connection_string: str,
     container: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Site]:
     made = Site(
         runtime,
@@ -74,6 +75,7 @@ def site(
             "RUSTYFLOWER_SNAPSHOT_CONTAINER": container,
         },
     )
+    made.settle_environment(monkeypatch)
     with made.worker():
         yield made
 
