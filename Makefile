@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
+	$(BIN)/python .ci/typecheck_tree.py build/typecheck
 	$(BIN)/mypy
 
 tools:
@@ -35,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.core_bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -15,11 +15,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.builder import Flow
-from core.engine import ActivityCompleted, RunActivity, Snapshot, advance, start
-from core.model import FlowDefinition
-from core.snapshot import SnapshotKeys, generate_encryption_key, generate_signing_key
-from core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.builder import Flow
+from rustyflower.core.engine import ActivityCompleted, RunActivity, Snapshot, advance, start
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.snapshot import SnapshotKeys, generate_encryption_key, generate_signing_key
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -44,11 +44,11 @@ from typing import Any
 
 import redis
 
-from adapters.redis.conductor import Conductor
-from adapters.redis.keys import Keyspace
-from adapters.redis.store import RedisStore
-from core.builder import Flow
-from core.model import FlowDefinition
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.core.builder import Flow
+from rustyflower.core.model import FlowDefinition
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "rfbench"

@@ -23,10 +23,10 @@ from typing import Any
 
 import redis
 
-from adapters.redis.keys import Keyspace
-from adapters.redis.store import RedisStore
-from adapters.redis.worker import Worker, WorkerOptions
-from core.activities import ActivityRegistry
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.adapters.redis.worker import Worker, WorkerOptions
+from rustyflower.core.activities import ActivityRegistry
 
 PROFILE_VARIABLE = "RF_BENCH_PROFILE"
 

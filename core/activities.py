@@ -16,11 +16,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
-from core.engine.commands import RunActivity
-from core.engine.events import ActivityCompleted, ActivityFailed
-from core.errors import UnknownActivityError
-from core.model import FlowDefinition, Retry, TaskState, iter_states
-from core.model.states import Branch, MapState, ParallelState
+from rustyflower.core.engine.commands import RunActivity
+from rustyflower.core.engine.events import ActivityCompleted, ActivityFailed
+from rustyflower.core.errors import UnknownActivityError
+from rustyflower.core.model import FlowDefinition, Retry, TaskState, iter_states
+from rustyflower.core.model.states import Branch, MapState, ParallelState
 
 ActivityFunction = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Any])

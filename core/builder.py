@@ -20,8 +20,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel
 
-from core.errors import DefinitionError, Problem
-from core.model import Catch, FlowDefinition, Retry, Schedule, parse_definition
+from rustyflower.core.errors import DefinitionError, Problem
+from rustyflower.core.model import Catch, FlowDefinition, Retry, Schedule, parse_definition
 
 __all__ = [
     "Catch",

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from adapters.redis.conductor import Conductor
-from adapters.redis.connection import EmbeddedValkey, connect
-from adapters.redis.store import RedisStore
-from adapters.redis.worker import Worker, WorkerOptions
-from core.model import load_definition
-from core.timeutil import parse_timestamp
 from examples.order.activities import registry
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.connection import EmbeddedValkey, connect
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.adapters.redis.worker import Worker, WorkerOptions
+from rustyflower.core.model import load_definition
+from rustyflower.core.timeutil import parse_timestamp
 
 HERE = Path(__file__).parent
 console = Console(highlight=False)

@@ -8,6 +8,6 @@ RustyFlower's default registry by modules imported here.
 
 from __future__ import annotations
 
-from core.activities import registry
+from rustyflower.core.activities import registry
 
 __all__ = ["registry"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from core.activities import ActivityRegistry, load_registry, perform
-from core.engine import COMMAND_ADAPTER, EVENT_ADAPTER, ActivityFailed, RunActivity
+from rustyflower.core.activities import ActivityRegistry, load_registry, perform
+from rustyflower.core.engine import COMMAND_ADAPTER, EVENT_ADAPTER, ActivityFailed, RunActivity
 
 BAD_REQUEST = "States.Runtime"
 

@@ -1,11 +1,11 @@
 """Assemble a deployable Function App folder: ``python -m functions_azure.build OUT [--with PKG]``.
 
 The folder gets, at its root: ``function_app.py``, ``host.json``, ``requirements.txt``
-(from functions_azure/), and the vendored packages ``core/``, ``functions_azure/`` and
-``adapters/azure/`` (the Blob snapshot store), plus every ``--with`` package (your
-activities module, for example ``--with myapp/activities``). Publish that folder with
-``func azure functionapp publish <app> --python`` (remote build installs
-requirements.txt) or zip-deploy it.
+(from functions_azure/), and the vendored packages ``functions_azure/`` and ``rustyflower/``
+with ``rustyflower.core`` and ``rustyflower.adapters.azure`` (the Blob snapshot store), plus
+every ``--with`` package (your activities module, for example ``--with myapp/activities``).
+Publish that folder with ``func azure functionapp publish <app> --python`` (remote build
+installs requirements.txt) or zip-deploy it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import argparse
 import shutil
 from pathlib import Path
 
+from rustyflower.adapters.vendoring import package_files
+
 REPO = Path(__file__).resolve().parent.parent
 ROOT_FILES = ("function_app.py", "host.json", "requirements.txt")
-PACKAGES = ("core", "functions_azure", "adapters/azure")
+VENDORED_PACKAGES = ("rustyflower.core", "rustyflower.adapters.azure")
+PACKAGES = ("functions_azure",)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "local.settings.json")
 
 
@@ -38,6 +41,10 @@ def build(out: Path, extra: list[str]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name in ROOT_FILES:
         shutil.copy2(REPO / "functions_azure" / name, out / name)
+    for source, name in package_files(VENDORED_PACKAGES):
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
     for package in (*PACKAGES, *extra):
         _copy_package(package, out)
     return out

@@ -21,12 +21,12 @@ import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from core.errors import SnapshotError
-from core.settings import SettingsError
-from core.snapshot.document import encode_snapshot
-from core.snapshot.keys import SnapshotKeys
 from functions_azure.payloads import PayloadError, snapshot_from_text
 from functions_azure.settings import AppSettings
+from rustyflower.core.errors import SnapshotError
+from rustyflower.core.settings import SettingsError
+from rustyflower.core.snapshot.document import encode_snapshot
+from rustyflower.core.snapshot.keys import SnapshotKeys
 
 
 class SnapshotSink(Protocol):
@@ -44,7 +44,7 @@ class DiscardingSink:
 
 def _blob_sink(settings: AppSettings, environ: Mapping[str, str]) -> SnapshotSink:
     # imported when used: adapters/azure is its own package (and needs azure-storage-blob)
-    blob_store: Any = importlib.import_module("adapters.azure.blob_store")
+    blob_store: Any = importlib.import_module("rustyflower.adapters.azure.blob_store")
     store_class = blob_store.BlobSnapshotStore
     container = settings.snapshot_container
     if settings.snapshot_connection:

@@ -16,10 +16,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.model import FlowDefinition, SubFlowState, iter_states, parse_definition, version_key
-from core.model.formats import load_definition
-from core.model.states import Branch
-from core.snapshot.canonical import definition_digest
+from rustyflower.core.model import (
+    FlowDefinition,
+    SubFlowState,
+    iter_states,
+    parse_definition,
+    version_key,
+)
+from rustyflower.core.model.formats import load_definition
+from rustyflower.core.model.states import Branch
+from rustyflower.core.snapshot.canonical import definition_digest
 
 
 class BundleError(ValueError):

@@ -14,21 +14,22 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 _APP_ROOT = Path(__file__).resolve().parent
-if importlib.util.find_spec("core") is None:  # pragma: no cover - run from a checkout
-    # `func start` inside functions_azure/ of a checkout: core/ is in the parent folder.
-    # A packaged app (build.py) has core/ and functions_azure/ beside this file.
+if importlib.util.find_spec("functions_azure") is None:  # pragma: no cover - from a checkout
+    # `func start` inside functions_azure/ of a checkout (with `pip install -e .` for
+    # rustyflower): this package is in the parent folder. A packaged app (build.py) has
+    # rustyflower/ and functions_azure/ beside this file.
     sys.path.insert(0, str(_APP_ROOT.parent))
 
 import azure.durable_functions as df  # type: ignore[import-untyped]  # noqa: E402
 import azure.functions as func  # noqa: E402
 
-from core.snapshot.keys import SnapshotKeys  # noqa: E402
 from functions_azure import http_api  # noqa: E402
 from functions_azure.activity import registry_for, run_activity  # noqa: E402
 from functions_azure.checkpoint import SnapshotSink, sink_from_settings, write_checkpoint  # noqa: E402
 from functions_azure.flows import FlowBundle  # noqa: E402
 from functions_azure.orchestration import orchestrate  # noqa: E402
 from functions_azure.settings import AppSettings  # noqa: E402
+from rustyflower.core.snapshot.keys import SnapshotKeys  # noqa: E402
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -22,16 +22,16 @@ from typing import Any, Protocol
 
 import azure.functions as func
 
-from adapters.azure.ids import durable_instance_id
-from core.engine import Snapshot
-from core.errors import DefinitionError, SnapshotError
-from core.settings import SettingsError
-from core.snapshot.codec import SNAPSHOT_KIND
-from core.snapshot.document import decode_snapshot
-from core.snapshot.keys import SnapshotKeys
 from functions_azure.flows import BundleError, FlowBundle
 from functions_azure.payloads import Options, OrchestrationInput, snapshot_text
 from functions_azure.settings import ORCHESTRATOR, AppSettings
+from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.core.engine import Snapshot
+from rustyflower.core.errors import DefinitionError, SnapshotError
+from rustyflower.core.settings import SettingsError
+from rustyflower.core.snapshot.codec import SNAPSHOT_KIND
+from rustyflower.core.snapshot.document import decode_snapshot
+from rustyflower.core.snapshot.keys import SnapshotKeys
 
 EXISTING = frozenset({"Running", "Pending", "Completed", "ContinuedAsNew", "Suspended"})
 """Durable runtime statuses for which a repeated start returns the existing instance."""

@@ -41,8 +41,19 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from adapters.azure.ids import durable_instance_id
-from core.engine import (
+from functions_azure.activity import activity_request
+from functions_azure.checkpoint import checkpoint_request
+from functions_azure.flows import FlowBundle
+from functions_azure.payloads import (
+    RESULT_KIND,
+    OrchestrationInput,
+    flow_result,
+    snapshot_from_text,
+    snapshot_text,
+)
+from functions_azure.settings import ACTIVITY, CHECKPOINT, ORCHESTRATOR, SIGNAL
+from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.core.engine import (
     EVENT_ADAPTER,
     ActivityCompleted,
     ActivityFailed,
@@ -67,21 +78,10 @@ from core.engine import (
     outstanding,
     start,
 )
-from core.errors import EventRejectedError, StaleEventError
-from core.model import WaitForEventState, iter_states
-from core.model.states import Branch
-from core.timeutil import parse_timestamp
-from functions_azure.activity import activity_request
-from functions_azure.checkpoint import checkpoint_request
-from functions_azure.flows import FlowBundle
-from functions_azure.payloads import (
-    RESULT_KIND,
-    OrchestrationInput,
-    flow_result,
-    snapshot_from_text,
-    snapshot_text,
-)
-from functions_azure.settings import ACTIVITY, CHECKPOINT, ORCHESTRATOR, SIGNAL
+from rustyflower.core.errors import EventRejectedError, StaleEventError
+from rustyflower.core.model import WaitForEventState, iter_states
+from rustyflower.core.model.states import Branch
+from rustyflower.core.timeutil import parse_timestamp
 
 CONTROL_CANCEL = "rustyflower.cancel"
 CONTROL_HOLD = "rustyflower.hold"

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.engine import Snapshot
-from core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.engine import Snapshot
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 
 INPUT_KIND = "rustyflower.orchestration"
 RESULT_KIND = "rustyflower.result"

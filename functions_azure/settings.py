@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.settings import setting_whole_number
+from rustyflower.core.settings import setting_whole_number
 
 # --- function names (the host indexes them; orchestrations call them by name) -------------
 

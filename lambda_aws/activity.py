@@ -35,9 +35,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from adapters.aws.contract import ActivityCall, PayloadError, activity_call
-from core.activities import ActivityRegistry, load_registry, perform
-from core.engine import ActivityFailed, RunActivity
 from lambda_aws.errors import NamedError, named_error
 from lambda_aws.observability import MetricUnit, logger, metrics, tracer
 from lambda_aws.settings import (
@@ -46,6 +43,9 @@ from lambda_aws.settings import (
     IDEMPOTENCY_TTL_ATTRIBUTE,
     LambdaSettings,
 )
+from rustyflower.adapters.aws.contract import ActivityCall, PayloadError, activity_call
+from rustyflower.core.activities import ActivityRegistry, load_registry, perform
+from rustyflower.core.engine import ActivityFailed, RunActivity
 
 INVALID_PAYLOAD = "RF.InvalidPayload"
 """The payload does not follow adapters.aws.contract (a machine/function mismatch)."""

@@ -24,12 +24,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.aws import compile_to_json
-from adapters.aws.deployment import flow_arns, state_machine_name
-from core.activities import load_registry
-from core.model import FlowDefinition, load_definition
-from core.model.schedule import Schedule
 from lambda_aws.settings import ASL_ACTIVITY_ARN, ASL_STATE_MACHINE_PREFIX, ASL_TOKEN_ARN
+from rustyflower.adapters.aws import compile_to_json
+from rustyflower.adapters.aws.deployment import flow_arns, state_machine_name
+from rustyflower.core.activities import load_registry
+from rustyflower.core.model import FlowDefinition, load_definition
+from rustyflower.core.model.schedule import Schedule
 
 MACROS = {
     "@yearly": "0 0 1 1 *",

@@ -13,9 +13,9 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
 
-from adapters.aws.client_errors import ClientError, error_code
-from core.settings import SettingsError
 from lambda_aws.settings import KEY_SETTINGS
+from rustyflower.adapters.aws.client_errors import ClientError, error_code
+from rustyflower.core.settings import SettingsError
 
 __all__ = ["ClientError", "client", "error_code", "key_environment"]
 

@@ -34,19 +34,24 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from adapters.aws.deployment import base_snapshot_key, execution_arn
-from adapters.aws.errors import DigestMismatchError, ResumeError
-from adapters.aws.resume import check_digest, deployed_digest, execution_input, execution_name
-from core.engine import Snapshot
-from core.errors import SnapshotError
-from core.snapshot.codec import SNAPSHOT_KIND
-from core.snapshot.document import decode_snapshot
-from core.snapshot.keys import SnapshotKeys
 from lambda_aws.aws import ClientError, client, error_code
 from lambda_aws.errors import named_error
 from lambda_aws.keyring import snapshot_keys
 from lambda_aws.observability import MetricUnit, logger, metrics, tracer
 from lambda_aws.settings import LambdaSettings
+from rustyflower.adapters.aws.deployment import base_snapshot_key, execution_arn
+from rustyflower.adapters.aws.errors import DigestMismatchError, ResumeError
+from rustyflower.adapters.aws.resume import (
+    check_digest,
+    deployed_digest,
+    execution_input,
+    execution_name,
+)
+from rustyflower.core.engine import Snapshot
+from rustyflower.core.errors import SnapshotError
+from rustyflower.core.snapshot.codec import SNAPSHOT_KIND
+from rustyflower.core.snapshot.document import decode_snapshot
+from rustyflower.core.snapshot.keys import SnapshotKeys
 
 MALFORMED = "MalformedSnapshotError"
 

@@ -15,23 +15,27 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from adapters.aws.deployment import ENV_SNAPSHOT_BUCKET, FAILBACK_PREFIX, base_snapshot_key
-from adapters.aws.failback import (
-    FailbackError,
-    failback_execution,
-    json_document,
-    stop_execution,
-)
-from adapters.aws.resume import execution_name
-from core.engine import Snapshot
-from core.model import parse_definition
-from core.snapshot.document import decode_snapshot, encode_snapshot
-from core.snapshot.keys import SnapshotKeys
 from lambda_aws.aws import client
 from lambda_aws.errors import named_error
 from lambda_aws.keyring import snapshot_keys
 from lambda_aws.observability import MetricUnit, logger, metrics, tracer
 from lambda_aws.settings import LambdaSettings
+from rustyflower.adapters.aws.deployment import (
+    ENV_SNAPSHOT_BUCKET,
+    FAILBACK_PREFIX,
+    base_snapshot_key,
+)
+from rustyflower.adapters.aws.failback import (
+    FailbackError,
+    failback_execution,
+    json_document,
+    stop_execution,
+)
+from rustyflower.adapters.aws.resume import execution_name
+from rustyflower.core.engine import Snapshot
+from rustyflower.core.model import parse_definition
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.snapshot.keys import SnapshotKeys
 
 MAX_INLINE_SNAPSHOT = 4 * 1024 * 1024
 """Larger snapshots are only in the bucket (Lambda answers are at most 6 MB)."""

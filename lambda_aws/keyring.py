@@ -10,8 +10,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from core.snapshot.keys import SnapshotKeys
 from lambda_aws.aws import key_environment
+from rustyflower.core.snapshot.keys import SnapshotKeys
 
 MAX_AGE = 300.0
 

@@ -1,8 +1,9 @@
 """Build the Lambda artifacts: ``python -m lambda_aws.package OUT.zip [--layer LAYER.zip]``.
 
 * ``OUT.zip``, the **function package** (every RustyFlower function uses the same one):
-  ``core/``, ``adapters/__init__.py`` + ``adapters/aws/``, ``lambda_aws/``, and every
-  ``--with`` package (your activities module: ``--with myapp/activities``). The zip is
+  ``rustyflower/`` with ``rustyflower.core`` and ``rustyflower.adapters.aws`` (nothing of the
+  other runtimes), ``lambda_aws/``, and every ``--with`` package (your activities module:
+  ``--with myapp/activities``). The zip is
   reproducible (sorted entries, fixed times): the same sources give the same bytes, so
   Terraform's ``source_code_hash`` changes only when the code does.
 * ``--layer LAYER.zip``, the **dependency layer**: ``lambda_aws/requirements.txt``
@@ -23,8 +24,11 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from rustyflower.adapters.vendoring import package_files
+
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "adapters/aws", "lambda_aws")
+VENDORED_PACKAGES = ("rustyflower.core", "rustyflower.adapters.aws")
+PACKAGES = ("lambda_aws",)
 REQUIREMENTS = REPO / "lambda_aws" / "requirements.txt"
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 DEFAULT_ARCH = "arm64"
@@ -72,7 +76,7 @@ def write_zip(out: Path, files: Iterable[tuple[Path, str]]) -> Path:
 
 def build_function(out: Path, extra: Sequence[str] = ()) -> Path:
     """The function package: RustyFlower's code and the ``extra`` packages."""
-    files: list[tuple[Path, str]] = []
+    files = package_files(VENDORED_PACKAGES)
     for package in (*PACKAGES, *extra):
         files.extend(_files_of(package))
     return write_zip(out, files)

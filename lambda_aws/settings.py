@@ -13,15 +13,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from adapters.aws.deployment import (
+from rustyflower.adapters.aws.deployment import (
     DEFAULT_TOKEN_TTL,
     ENV_SNAPSHOT_BUCKET,
     ENV_STATE_MACHINE_PREFIX,
     ENV_TOKENS_TABLE,
     state_machine_name,
 )
-from core.settings import SettingsError, setting_switch, setting_text, setting_whole_number
-from core.snapshot import keys as snapshot_keys
+from rustyflower.core.settings import (
+    SettingsError,
+    setting_switch,
+    setting_text,
+    setting_whole_number,
+)
+from rustyflower.core.snapshot import keys as snapshot_keys
 
 # --- handlers (the ``handler`` of each aws_lambda_function) -------------------------------
 

@@ -12,12 +12,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from adapters.aws.contract import PayloadError, token_request
-from adapters.aws.deployment import ENV_TOKENS_TABLE
-from adapters.aws.tokens import TokenStore
 from lambda_aws.aws import client
 from lambda_aws.observability import MetricUnit, logger, metrics, tracer
 from lambda_aws.settings import LambdaSettings
+from rustyflower.adapters.aws.contract import PayloadError, token_request
+from rustyflower.adapters.aws.deployment import ENV_TOKENS_TABLE
+from rustyflower.adapters.aws.tokens import TokenStore
 
 
 def store_from_env(environ: Any = None, dynamodb: Any = None) -> TokenStore:

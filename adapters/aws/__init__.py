@@ -1,8 +1,8 @@
 """AWS Step Functions runtime: compile flows to ASL, continue snapshots as executions."""
 
-from adapters.aws.compiler import compile_flow, compile_to_json, machine_comment
-from adapters.aws.errors import CompileError, DigestMismatchError, ResumeError
-from adapters.aws.resume import (
+from rustyflower.adapters.aws.compiler import compile_flow, compile_to_json, machine_comment
+from rustyflower.adapters.aws.errors import CompileError, DigestMismatchError, ResumeError
+from rustyflower.adapters.aws.resume import (
     check_digest,
     deployed_digest,
     execution_input,

@@ -28,9 +28,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from adapters.aws.errors import CompileError
-from adapters.aws.jsonpaths import NotComposable, compose, move_rule, move_template
-from adapters.aws.names import (
+from rustyflower.adapters.aws.errors import CompileError
+from rustyflower.adapters.aws.jsonpaths import NotComposable, compose, move_rule, move_template
+from rustyflower.adapters.aws.names import (
     ROUTE_DONE,
     ROUTE_START,
     asl_name,
@@ -41,8 +41,8 @@ from adapters.aws.names import (
     resume_route,
     state_name,
 )
-from core.errors import ExpressionError
-from core.model import (
+from rustyflower.core.errors import ExpressionError
+from rustyflower.core.model import (
     ALL_ERRORS,
     RUNTIME,
     Branch,
@@ -61,8 +61,8 @@ from core.model import (
     WaitState,
     matches,
 )
-from core.snapshot.canonical import definition_digest
-from core.timeutil import format_timestamp, parse_timestamp
+from rustyflower.core.snapshot.canonical import definition_digest
+from rustyflower.core.timeutil import format_timestamp, parse_timestamp
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 LAMBDA_WAIT_FOR_TOKEN = "arn:aws:states:::lambda:invoke.waitForTaskToken"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from core.model import FlowDefinition, version_key
+from rustyflower.core.model import FlowDefinition, version_key
 
 # --- environment variables the site reads too ------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import RustyFlowerError
+from rustyflower.core.errors import RustyFlowerError
 
 
 class AwsAdapterError(RustyFlowerError):

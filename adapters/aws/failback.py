@@ -59,16 +59,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.aws.compiler import SUB_FLOW_FAILED, UNRAISABLE
-from adapters.aws.contract import (
+from rustyflower.adapters.aws.compiler import SUB_FLOW_FAILED, UNRAISABLE
+from rustyflower.adapters.aws.contract import (
     ActivityCall,
     PayloadError,
     activity_call,
     render_scope,
     token_request,
 )
-from adapters.aws.resume import deployed_digest, execution_name
-from core.engine import (
+from rustyflower.adapters.aws.resume import deployed_digest, execution_name
+from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
     ChildFinished,
@@ -81,10 +81,10 @@ from core.engine import (
     advance,
     start,
 )
-from core.engine.state import Pending
-from core.errors import RustyFlowerError, StaleEventError
-from core.model import FlowDefinition
-from core.snapshot.canonical import canonical_json
+from rustyflower.core.engine.state import Pending
+from rustyflower.core.errors import RustyFlowerError, StaleEventError
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.snapshot.canonical import canonical_json
 
 TIMEOUT = "States.Timeout"
 STOP_ERROR = "RF.FailedBack"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.expressions import Segment, format_segments, parse_path
+from rustyflower.core.expressions import Segment, format_segments, parse_path
 
 CONTEXT_ITEM_VALUE = "$$.Map.Item.Value"
 

@@ -26,16 +26,22 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapters.aws.compiler import RESUME_FORMAT, resume_roles, retriers_of
-from adapters.aws.errors import DigestMismatchError, ResumeError
-from adapters.aws.names import ROUTE_DONE, ROUTE_START, branch_copy, delay_route, iterator_copy
-from adapters.aws.names import resume_route as resume_route_name
-from core.engine import Snapshot, Token
-from core.engine.commands import AwaitEvent, RunActivity, StartChildFlow, StartTimer
-from core.engine.machine import jitter_fraction, retry_delay
-from core.engine.state import Frame, Pending
-from core.engine.structure import child_scope, structure_of
-from core.model import (
+from rustyflower.adapters.aws.compiler import RESUME_FORMAT, resume_roles, retriers_of
+from rustyflower.adapters.aws.errors import DigestMismatchError, ResumeError
+from rustyflower.adapters.aws.names import (
+    ROUTE_DONE,
+    ROUTE_START,
+    branch_copy,
+    delay_route,
+    iterator_copy,
+)
+from rustyflower.adapters.aws.names import resume_route as resume_route_name
+from rustyflower.core.engine import Snapshot, Token
+from rustyflower.core.engine.commands import AwaitEvent, RunActivity, StartChildFlow, StartTimer
+from rustyflower.core.engine.machine import jitter_fraction, retry_delay
+from rustyflower.core.engine.state import Frame, Pending
+from rustyflower.core.engine.structure import child_scope, structure_of
+from rustyflower.core.model import (
     MapState,
     ParallelState,
     SubFlowState,
@@ -43,8 +49,8 @@ from core.model import (
     WaitForEventState,
     WaitState,
 )
-from core.snapshot.canonical import canonical_json
-from core.timeutil import format_timestamp, parse_timestamp
+from rustyflower.core.snapshot.canonical import canonical_json
+from rustyflower.core.timeutil import format_timestamp, parse_timestamp
 
 MAX_EXECUTION_NAME = 80
 MAX_EXECUTION_INPUT = 256 * 1024

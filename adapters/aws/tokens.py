@@ -28,11 +28,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.aws.client_errors import ClientError, error_code
-from adapters.aws.contract import TokenRequest
-from adapters.aws.deployment import TOKENS_PARTITION_KEY, TOKENS_SORT_KEY, TOKENS_TTL_ATTRIBUTE
-from core.errors import NoWaiterError
-from core.timeutil import parse_timestamp
+from rustyflower.adapters.aws.client_errors import ClientError, error_code
+from rustyflower.adapters.aws.contract import TokenRequest
+from rustyflower.adapters.aws.deployment import (
+    TOKENS_PARTITION_KEY,
+    TOKENS_SORT_KEY,
+    TOKENS_TTL_ATTRIBUTE,
+)
+from rustyflower.core.errors import NoWaiterError
+from rustyflower.core.timeutil import parse_timestamp
 
 logger = logging.getLogger("rustyflower.aws.tokens")
 

@@ -1,6 +1,6 @@
 """Azure: the Blob snapshot store and the client of the RustyFlower Function App."""
 
-from adapters.azure.blob_store import (
+from rustyflower.adapters.azure.blob_store import (
     BlobSnapshotStore,
     BlobStoreAuthError,
     BlobStoreConfigError,
@@ -12,7 +12,7 @@ from adapters.azure.blob_store import (
     SnapshotInfo,
     SnapshotNotFoundError,
 )
-from adapters.azure.durable_client import (
+from rustyflower.adapters.azure.durable_client import (
     DurableClient,
     FunctionAppAuthError,
     FunctionAppError,

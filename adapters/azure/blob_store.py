@@ -41,9 +41,9 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobProperties, ContainerClient, ContentSettings
 
-from adapters.azure._secrets import parse_connection_string, redact
-from core.errors import RustyFlowerError
-from core.snapshot import peek_header
+from rustyflower.adapters.azure._secrets import parse_connection_string, redact
+from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.snapshot import peek_header
 
 __all__ = [
     "AZURITE_CONNECTION_STRING",

@@ -39,9 +39,9 @@ from urllib.parse import quote
 
 import requests
 
-from adapters.azure._secrets import redact
-from adapters.azure.ids import durable_instance_id
-from core.errors import RustyFlowerError
+from rustyflower.adapters.azure._secrets import redact
+from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.core.errors import RustyFlowerError
 
 __all__ = [
     "FINISHED_STATUSES",

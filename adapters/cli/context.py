@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import redis
 import typer
 
-from adapters.redis.connection import (
+from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
     URL_VARIABLE,
     RedisUnavailableError,
@@ -24,15 +24,15 @@ from adapters.redis.connection import (
     redact,
     resolve_url,
 )
-from adapters.redis.keys import Keyspace
-from adapters.redis.scheduler import ScheduleStore
-from adapters.redis.store import RedisStore
-from core.errors import DefinitionError, EpochConflictError, RustyFlowerError
-from core.snapshot import SnapshotKeys
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.scheduler import ScheduleStore
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.core.errors import DefinitionError, EpochConflictError, RustyFlowerError
+from rustyflower.core.snapshot import SnapshotKeys
 
 if TYPE_CHECKING:
-    from adapters.redis.conductor import Conductor
-    from adapters.redis.limits import Limits
+    from rustyflower.adapters.redis.conductor import Conductor
+    from rustyflower.adapters.redis.limits import Limits
 
 PREFIX_VARIABLE = "RUSTYFLOWER_PREFIX"
 DATA_DIR_VARIABLE = "RUSTYFLOWER_DATA_DIR"
@@ -130,13 +130,13 @@ class Connection:
     @property
     def conductor(self) -> Conductor:
         if self._conductor is None:
-            from adapters.redis.conductor import Conductor  # noqa: PLC0415
+            from rustyflower.adapters.redis.conductor import Conductor  # noqa: PLC0415
 
             self._conductor = Conductor(self.store)
         return self._conductor
 
     def limits(self) -> Limits:
-        from adapters.redis.limits import Limits  # noqa: PLC0415
+        from rustyflower.adapters.redis.limits import Limits  # noqa: PLC0415
 
         return Limits(self.client, self.keyspace)
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from adapters.cli.context import (
+from rustyflower.adapters.cli.context import (
     EXIT_FLOW_FAILED,
     CliEnvironmentError,
     Connection,
@@ -27,11 +27,20 @@ from adapters.cli.context import (
     RedisUrlOption,
     snapshot_keys,
 )
-from adapters.cli.loading import CliInputError, read_definition
-from adapters.cli.options import JsonOption
-from adapters.cli.render import emit_json, err, error_lines, escape, fit, out, show, table
-from adapters.continuity.cloud import CloudContinuity
-from adapters.continuity.shared import (
+from rustyflower.adapters.cli.loading import CliInputError, read_definition
+from rustyflower.adapters.cli.options import JsonOption
+from rustyflower.adapters.cli.render import (
+    emit_json,
+    err,
+    error_lines,
+    escape,
+    fit,
+    out,
+    show,
+    table,
+)
+from rustyflower.adapters.continuity.cloud import CloudContinuity
+from rustyflower.adapters.continuity.shared import (
     CLOUDS,
     Action,
     Cloud,
@@ -43,10 +52,10 @@ from adapters.continuity.shared import (
     sub_flow_calls,
     sub_flow_definitions,
 )
-from adapters.redis.conductor import Conductor
-from adapters.redis.connection import DEFAULT_DATA_DIR
-from core.model import FlowDefinition
-from core.snapshot import SnapshotKeys
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.connection import DEFAULT_DATA_DIR
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.snapshot import SnapshotKeys
 
 __all__ = ["export_app", "failback", "failover", "install", "signal_elsewhere"]
 
@@ -182,8 +191,8 @@ def export_asl(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Compile a flow to Amazon States Language (the machine failover --to aws continues)."""
-    from adapters.aws import compile_to_json  # noqa: PLC0415
-    from adapters.aws.resume import deployed_digest  # noqa: PLC0415
+    from rustyflower.adapters.aws import compile_to_json  # noqa: PLC0415
+    from rustyflower.adapters.aws.resume import deployed_digest  # noqa: PLC0415
 
     if (flow is None) == (file is None):
         raise CliInputError("give a registered FLOW or --file flow.yaml (one of them)")
@@ -197,7 +206,7 @@ def export_asl(
             raise CliInputError("--version picks a registered version; not with --file")
         definition = read_definition(file)
         if activities:
-            from adapters.cli.loading import load_registry  # noqa: PLC0415
+            from rustyflower.adapters.cli.loading import load_registry  # noqa: PLC0415
 
             definition = load_registry(activities).apply_defaults(definition)
     else:
@@ -231,7 +240,7 @@ def _flow_arns(
     connection: Connection | None,
 ) -> dict[str, str]:
     """``--flow-arn`` pairs, completed from the machine prefix for the calls they miss."""
-    from adapters.aws.deployment import state_machine_name  # noqa: PLC0415
+    from rustyflower.adapters.aws.deployment import state_machine_name  # noqa: PLC0415
 
     arns = dict(_pairs(given, "--flow-arn"))
     if not machine_prefix:
@@ -447,11 +456,11 @@ def _continuity(
     options given (``aws`` or ``azure``); a setting it cannot use exits 3."""
     try:
         if cloud == "aws":
-            from adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
+            from rustyflower.adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
 
             settings = AwsSettings.from_env(os.environ, **aws)
             return AwsContinuity(conductor, settings, keys=keys)
-        from adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
+        from rustyflower.adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
 
         return AzureContinuity(conductor, AzureSettings.from_env(os.environ, **azure), keys=keys)
     except ContinuityConfigError as error:
@@ -599,7 +608,7 @@ def _table(outcomes: Sequence[Outcome]) -> None:
 def signal_elsewhere(connection: Connection, instance_id: str, event: str, data: Any) -> bool:
     """``rustyflower signal`` for an instance living in a cloud: deliver it there (True);
     False when the instance is local (the caller signals it here)."""
-    from adapters.continuity.shared import deliver_signal  # noqa: PLC0415
+    from rustyflower.adapters.continuity.shared import deliver_signal  # noqa: PLC0415
 
     try:
         delivered: Delivery | None = deliver_signal(connection.store, instance_id, event, data)

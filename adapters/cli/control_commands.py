@@ -15,29 +15,29 @@ from typing import Annotated
 
 import typer
 
-from adapters.cli.context import (
+from rustyflower.adapters.cli.context import (
     Connection,
     DataDirOption,
     PrefixOption,
     RedisUrlOption,
 )
-from adapters.cli.loading import (
+from rustyflower.adapters.cli.loading import (
     CliInputError,
     parse_json_argument,
 )
-from adapters.cli.options import (
+from rustyflower.adapters.cli.options import (
     InstanceArgument,
     command,
 )
-from adapters.cli.render import (
+from rustyflower.adapters.cli.render import (
     err,
     escape,
     out,
 )
-from adapters.redis.connection import (
+from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
 )
-from core.engine import (
+from rustyflower.core.engine import (
     Snapshot,
 )
 
@@ -69,7 +69,7 @@ def signal_instance(
     """Deliver an external event to an instance that waits for it."""
     payload = parse_json_argument(data, "--data")
     connection = Connection(redis_url, prefix, data_dir)
-    from adapters.cli.continuity_commands import signal_elsewhere  # noqa: PLC0415
+    from rustyflower.adapters.cli.continuity_commands import signal_elsewhere  # noqa: PLC0415
 
     if signal_elsewhere(connection, instance_id, event, payload):  # it lives in AWS or Azure
         return

@@ -15,31 +15,31 @@ from typing import Annotated
 import typer
 import yaml
 
-from adapters.cli.context import (
+from rustyflower.adapters.cli.context import (
     Connection,
     DataDirOption,
     PrefixOption,
     RedisUrlOption,
 )
-from adapters.cli.loading import (
+from rustyflower.adapters.cli.loading import (
     CliInputError,
     load_registry,
     read_definition,
 )
-from adapters.cli.options import (
+from rustyflower.adapters.cli.options import (
     ActivitiesOption,
     JsonOption,
 )
-from adapters.cli.render import (
+from rustyflower.adapters.cli.render import (
     emit_json,
     escape,
     flows_table,
     out,
 )
-from adapters.redis.connection import (
+from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
 )
-from core.model import FlowDefinition
+from rustyflower.core.model import FlowDefinition
 
 flows_app = typer.Typer(help="Register flow definitions and read them back.", no_args_is_help=True)
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from adapters.cli.context import (
+from rustyflower.adapters.cli.context import (
     EXIT_FLOW_FAILED,
     Connection,
     DataDirOption,
@@ -23,17 +23,17 @@ from adapters.cli.context import (
     RedisUrlOption,
     TimedOutError,
 )
-from adapters.cli.loading import (
+from rustyflower.adapters.cli.loading import (
     CliInputError,
     parse_json_argument,
 )
-from adapters.cli.options import (
+from rustyflower.adapters.cli.options import (
     STATUSES,
     InstanceArgument,
     JsonOption,
     command,
 )
-from adapters.cli.render import (
+from rustyflower.adapters.cli.render import (
     compact,
     emit_json,
     err,
@@ -46,12 +46,12 @@ from adapters.cli.render import (
     short_time,
     status_text,
 )
-from adapters.redis.connection import (
+from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
 )
-from adapters.redis.keys import PRIORITIES
-from adapters.redis.store import InstanceInfo, Placement
-from core.engine import (
+from rustyflower.adapters.redis.keys import PRIORITIES
+from rustyflower.adapters.redis.store import InstanceInfo, Placement
+from rustyflower.core.engine import (
     AwaitEvent,
     RunActivity,
     Snapshot,

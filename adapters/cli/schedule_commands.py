@@ -12,29 +12,29 @@ from typing import Annotated, Any
 
 import typer
 
-from adapters.cli.context import (
+from rustyflower.adapters.cli.context import (
     Connection,
     DataDirOption,
     PrefixOption,
     RedisUrlOption,
 )
-from adapters.cli.loading import (
+from rustyflower.adapters.cli.loading import (
     parse_json_argument,
 )
-from adapters.cli.options import (
+from rustyflower.adapters.cli.options import (
     JsonOption,
 )
-from adapters.cli.render import (
+from rustyflower.adapters.cli.render import (
     emit_json,
     escape,
     out,
     schedules_table,
     short_time,
 )
-from adapters.redis.connection import (
+from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
 )
-from adapters.redis.scheduler import ScheduleSpec, ScheduleView
+from rustyflower.adapters.redis.scheduler import ScheduleSpec, ScheduleView
 
 schedule_app = typer.Typer(help="Start flows on cron schedules.", no_args_is_help=True)
 

@@ -17,34 +17,34 @@ from typing import Annotated
 
 import typer
 
-from adapters.cli.context import (
+from rustyflower.adapters.cli.context import (
     CliEnvironmentError,
     Connection,
     DataDirOption,
     PrefixOption,
     RedisUrlOption,
 )
-from adapters.cli.loading import (
+from rustyflower.adapters.cli.loading import (
     load_registry,
 )
-from adapters.cli.options import (
+from rustyflower.adapters.cli.options import (
     ActivitiesOption,
     command,
 )
-from adapters.cli.render import (
+from rustyflower.adapters.cli.render import (
     err,
     escape,
     out,
 )
-from adapters.redis.connection import (
+from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
     URL_VARIABLE,
     EmbeddedValkey,
     RedisUnavailableError,
     redact,
 )
-from adapters.redis.scheduler import Scheduler
-from core.activities import ActivityRegistry
+from rustyflower.adapters.redis.scheduler import Scheduler
+from rustyflower.core.activities import ActivityRegistry
 
 log = logging.getLogger("rustyflower.cli")
 
@@ -138,7 +138,7 @@ def _serve(
     grace_period: float = 30.0,
 ) -> None:
     """Run a worker (and the scheduler) until SIGTERM/SIGINT, then stop gracefully."""
-    from adapters.redis.worker import Worker, WorkerOptions  # noqa: PLC0415
+    from rustyflower.adapters.redis.worker import Worker, WorkerOptions  # noqa: PLC0415
 
     options = WorkerOptions(
         concurrency=concurrency, visibility_timeout=visibility_timeout, grace_period=grace_period

@@ -6,7 +6,7 @@ SDKs, so import them only when needed (``deliver_signal`` does so itself).
 docs/failover.md is the runbook.
 """
 
-from adapters.continuity.shared import (
+from rustyflower.adapters.continuity.shared import (
     CLOUDS,
     LOCAL,
     Cloud,

@@ -37,7 +37,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
     NoRegionError,
 )
 
-from adapters.aws.deployment import (
+from rustyflower.adapters.aws.deployment import (
     DEFAULT_TOKEN_TTL,
     ENV_SNAPSHOT_BUCKET,
     ENV_STATE_MACHINE_PREFIX,
@@ -45,14 +45,19 @@ from adapters.aws.deployment import (
     base_snapshot_key,
     state_machine_name,
 )
-from adapters.aws.deployment import execution_arn as execution_arn_of
-from adapters.aws.errors import DigestMismatchError, ResumeError
-from adapters.aws.failback import failback_execution
-from adapters.aws.resume import check_digest, deployed_digest, execution_input, execution_name
-from adapters.aws.tokens import SignalError, TokenStore
-from adapters.aws.tokens import signal as send_signal
-from adapters.continuity.cloud import CloudContinuity, Continued
-from adapters.continuity.shared import (
+from rustyflower.adapters.aws.deployment import execution_arn as execution_arn_of
+from rustyflower.adapters.aws.errors import DigestMismatchError, ResumeError
+from rustyflower.adapters.aws.failback import failback_execution
+from rustyflower.adapters.aws.resume import (
+    check_digest,
+    deployed_digest,
+    execution_input,
+    execution_name,
+)
+from rustyflower.adapters.aws.tokens import SignalError, TokenStore
+from rustyflower.adapters.aws.tokens import signal as send_signal
+from rustyflower.adapters.continuity.cloud import CloudContinuity, Continued
+from rustyflower.adapters.continuity.shared import (
     ContinuityConfigError,
     ContinuityError,
     Delivery,
@@ -64,12 +69,12 @@ from adapters.continuity.shared import (
     record_ledger,
     resume_from_cloud,
 )
-from adapters.redis.conductor import Conductor, utc_now
-from core.engine import Snapshot
-from core.model import FlowDefinition
-from core.settings import setting_text
-from core.snapshot import SnapshotKeys
-from core.snapshot.document import decode_snapshot
+from rustyflower.adapters.redis.conductor import Conductor, utc_now
+from rustyflower.core.engine import Snapshot
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.settings import setting_text
+from rustyflower.core.snapshot import SnapshotKeys
+from rustyflower.core.snapshot.document import decode_snapshot
 
 __all__ = [
     "ENV_CONTINUE_FUNCTION",

@@ -29,16 +29,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from adapters.azure.blob_store import DEFAULT_CONTAINER, BlobSnapshotStore, SnapshotNotFoundError
-from adapters.azure.durable_client import (
+from rustyflower.adapters.azure.blob_store import (
+    DEFAULT_CONTAINER,
+    BlobSnapshotStore,
+    SnapshotNotFoundError,
+)
+from rustyflower.adapters.azure.durable_client import (
     DurableClient,
     InstanceConflictError,
     InstanceNotFoundError,
     InstanceStatus,
     SnapshotRejectedError,
 )
-from adapters.continuity.cloud import CloudContinuity, Continued
-from adapters.continuity.shared import (
+from rustyflower.adapters.continuity.cloud import CloudContinuity, Continued
+from rustyflower.adapters.continuity.shared import (
     ContinuityConfigError,
     ContinuityError,
     Delivery,
@@ -50,12 +54,12 @@ from adapters.continuity.shared import (
     resume_from_cloud,
     sub_flow_definitions,
 )
-from adapters.redis.conductor import Conductor
-from core.engine import Snapshot
-from core.errors import RustyFlowerError
-from core.settings import setting_text
-from core.snapshot import SnapshotKeys
-from core.snapshot.document import decode_snapshot
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.core.engine import Snapshot
+from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.settings import setting_text
+from rustyflower.core.snapshot import SnapshotKeys
+from rustyflower.core.snapshot.document import decode_snapshot
 
 __all__ = [
     "ENV_CONTAINER",

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from adapters.continuity.shared import (
+from rustyflower.adapters.continuity.shared import (
     Cloud,
     ContinuityConfigError,
     ContinuityError,
@@ -27,11 +27,11 @@ from adapters.continuity.shared import (
     ledger,
     ledger_children,
 )
-from adapters.redis.conductor import Conductor
-from adapters.redis.store import InstanceInfo, RedisStore
-from core.engine import Snapshot
-from core.errors import RustyFlowerError
-from core.snapshot import SnapshotKeys
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.store import InstanceInfo, RedisStore
+from rustyflower.core.engine import Snapshot
+from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.snapshot import SnapshotKeys
 
 
 @dataclass(frozen=True)

@@ -35,14 +35,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from adapters.redis.conductor import Conductor
-from adapters.redis.store import RedisStore, UnknownFlowError
-from core.engine import ChildFinished, Snapshot, StartChildFlow
-from core.errors import RustyFlowerError
-from core.model import Branch, FlowDefinition, SubFlowState, iter_states
-from core.snapshot import SnapshotKeys
-from core.snapshot.document import decode_snapshot, encode_snapshot
-from core.timeutil import format_timestamp
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.store import RedisStore, UnknownFlowError
+from rustyflower.core.engine import ChildFinished, Snapshot, StartChildFlow
+from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.model import Branch, FlowDefinition, SubFlowState, iter_states
+from rustyflower.core.snapshot import SnapshotKeys
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.timeutil import format_timestamp
 
 __all__ = [
     "CLOUDS",
@@ -460,11 +460,11 @@ def deliver_signal(
         return None
     settings_source = os.environ if environ is None else environ
     if owner == "azure":
-        from adapters.continuity.azure import AzureSettings, signal_azure  # noqa: PLC0415
+        from rustyflower.adapters.continuity.azure import AzureSettings, signal_azure  # noqa: PLC0415
 
         return signal_azure(instance_id, event, data, AzureSettings.from_env(settings_source))
     if owner == "aws":
-        from adapters.continuity.aws import AwsSettings, signal_aws  # noqa: PLC0415
+        from rustyflower.adapters.continuity.aws import AwsSettings, signal_aws  # noqa: PLC0415
 
         return signal_aws(instance_id, event, data, AwsSettings.from_env(settings_source))
     raise OwnershipError(f"instance {instance_id!r} is owned by {owner!r}, which is not reachable")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.activities import ActivityRegistry, perform
-from core.engine import (
+from rustyflower.core.activities import ActivityRegistry, perform
+from rustyflower.core.engine import (
     AwaitEvent,
     CancelWork,
     ChildFinished,
@@ -35,9 +35,9 @@ from core.engine import (
     advance,
     start,
 )
-from core.errors import StaleEventError
-from core.model import FlowDefinition
-from core.timeutil import parse_timestamp
+from rustyflower.core.errors import StaleEventError
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.timeutil import parse_timestamp
 
 TransitionListener = Callable[[Snapshot, Event | None, tuple[Command, ...]], None]
 

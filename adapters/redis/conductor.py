@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.redis.store import (
+from rustyflower.adapters.redis.store import (
     InstanceInfo,
     Placement,
     PreparedCommit,
@@ -17,7 +17,7 @@ from adapters.redis.store import (
     UnknownInstanceError,
     WorkAck,
 )
-from core.engine import (
+from rustyflower.core.engine import (
     CancelRequested,
     Event,
     EventReceived,
@@ -31,14 +31,14 @@ from core.engine import (
     outstanding,
     start,
 )
-from core.engine.state import Transition as TransitionValue
-from core.errors import (
+from rustyflower.core.engine.state import Transition as TransitionValue
+from rustyflower.core.errors import (
     EpochConflictError,
     EventRejectedError,
     RustyFlowerError,
     StaleEventError,
 )
-from core.snapshot.document import decode_snapshot
+from rustyflower.core.snapshot.document import decode_snapshot
 
 Clock = Callable[[], datetime]
 

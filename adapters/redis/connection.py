@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import redis
 
-from core.errors import RustyFlowerError
+from rustyflower.core.errors import RustyFlowerError
 
 URL_VARIABLE = "RUSTYFLOWER_REDIS_URL"
 DEFAULT_DATA_DIR = Path(".rustyflower")

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from adapters.redis import scripts
-from adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis import scripts
+from rustyflower.adapters.redis.keys import Keyspace
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _PER_SECOND = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from core.engine import COMMAND_ADAPTER, RunActivity, StartChildFlow
+from rustyflower.core.engine import COMMAND_ADAPTER, RunActivity, StartChildFlow
 
 Kind = Literal["activity", "start_child", "notify_parent", "cancel_child"]
 

@@ -88,13 +88,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import redis
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-from adapters.redis import scripts
-from adapters.redis.conductor import Conductor, utc_now
-from adapters.redis.keys import Keyspace
-from adapters.redis.store import RedisStore, UnknownFlowError, UnknownInstanceError
-from core.errors import RustyFlowerError
-from core.model import FlowDefinition
-from core.timeutil import format_timestamp, parse_timestamp, require_aware
+from rustyflower.adapters.redis import scripts
+from rustyflower.adapters.redis.conductor import Conductor, utc_now
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.store import RedisStore, UnknownFlowError, UnknownInstanceError
+from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.timeutil import format_timestamp, parse_timestamp, require_aware
 
 log = logging.getLogger("rustyflower.scheduler")
 

@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 import redis
 
-from adapters.redis import scripts
-from adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
-from adapters.redis.messages import WorkMessage, timer_member
-from core.engine import (
+from rustyflower.adapters.redis import scripts
+from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
+from rustyflower.adapters.redis.messages import WorkMessage, timer_member
+from rustyflower.core.engine import (
     CancelWork,
     FinishFlow,
     RunActivity,
@@ -23,11 +23,11 @@ from core.engine import (
     Transition,
     child_instance_id,
 )
-from core.errors import RustyFlowerError
-from core.model import FlowDefinition, load_definition
-from core.snapshot import SnapshotKeys
-from core.snapshot.document import decode_snapshot, encode_snapshot
-from core.timeutil import parse_timestamp
+from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.model import FlowDefinition, load_definition
+from rustyflower.core.snapshot import SnapshotKeys
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.timeutil import parse_timestamp
 
 FULL_HISTORY_LIMIT = 10_000
 """The store keeps this many history entries per instance (the snapshot keeps fewer)."""

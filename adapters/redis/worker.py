@@ -22,20 +22,20 @@ from typing import Any
 
 import redis
 
-from adapters.redis import scripts
-from adapters.redis.conductor import Conductor, FencedError, PendingEvent, Rejected
-from adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
-from adapters.redis.limits import Limits
-from adapters.redis.messages import WorkMessage, split_timer_member
-from adapters.redis.store import (
+from rustyflower.adapters.redis import scripts
+from rustyflower.adapters.redis.conductor import Conductor, FencedError, PendingEvent, Rejected
+from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
+from rustyflower.adapters.redis.limits import Limits
+from rustyflower.adapters.redis.messages import WorkMessage, split_timer_member
+from rustyflower.adapters.redis.store import (
     Placement,
     RedisStore,
     UnknownFlowError,
     UnknownInstanceError,
     WorkAck,
 )
-from core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
-from core.engine import (
+from rustyflower.core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
+from rustyflower.core.engine import (
     ActivityFailed,
     CancelRequested,
     ChildFinished,
@@ -45,7 +45,7 @@ from core.engine import (
     StartChildFlow,
     TimerFired,
 )
-from core.errors import RustyFlowerError
+from rustyflower.core.errors import RustyFlowerError
 
 log = logging.getLogger("rustyflower.worker")
 

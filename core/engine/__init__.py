@@ -1,6 +1,6 @@
 """The pure engine: start and advance flow instances; no I/O, no clock."""
 
-from core.engine.commands import (
+from rustyflower.core.engine.commands import (
     COMMAND_ADAPTER,
     AwaitEvent,
     CancelWork,
@@ -10,7 +10,7 @@ from core.engine.commands import (
     StartChildFlow,
     StartTimer,
 )
-from core.engine.events import (
+from rustyflower.core.engine.events import (
     EVENT_ADAPTER,
     ActivityCompleted,
     ActivityFailed,
@@ -23,8 +23,14 @@ from core.engine.events import (
     RetryFailedRequested,
     TimerFired,
 )
-from core.engine.machine import advance, child_instance_id, outstanding, retry_delay, start
-from core.engine.state import (
+from rustyflower.core.engine.machine import (
+    advance,
+    child_instance_id,
+    outstanding,
+    retry_delay,
+    start,
+)
+from rustyflower.core.engine.state import (
     FINISHED,
     HistoryEntry,
     InstanceState,

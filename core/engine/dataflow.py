@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.engine.structure import FlowStructure
-from core.errors import PathNotFoundError
-from core.expressions import parse_path, parse_reference_path, place
+from rustyflower.core.engine.structure import FlowStructure
+from rustyflower.core.errors import PathNotFoundError
+from rustyflower.core.expressions import parse_path, parse_reference_path, place
 
 RUNTIME = "States.Runtime"
 PARAMETER_PATH_FAILURE = "States.ParameterPathFailure"

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.engine.commands import (
+from rustyflower.core.engine.commands import (
     AwaitEvent,
     CancelWork,
     Command,
@@ -21,7 +21,7 @@ from core.engine.commands import (
     StartChildFlow,
     StartTimer,
 )
-from core.engine.dataflow import (
+from rustyflower.core.engine.dataflow import (
     RESULT_PATH_MATCH_FAILURE,
     RUNTIME,
     StateError,
@@ -30,7 +30,7 @@ from core.engine.dataflow import (
     select,
     state_output,
 )
-from core.engine.events import (
+from rustyflower.core.engine.events import (
     ActivityCompleted,
     ActivityFailed,
     CancelRequested,
@@ -42,7 +42,7 @@ from core.engine.events import (
     RetryFailedRequested,
     TimerFired,
 )
-from core.engine.state import (
+from rustyflower.core.engine.state import (
     DEFAULT_HISTORY_LIMIT,
     Frame,
     HistoryEntry,
@@ -54,8 +54,8 @@ from core.engine.state import (
     Token,
     Transition,
 )
-from core.engine.structure import child_scope, split_scope, structure_of
-from core.errors import (
+from rustyflower.core.engine.structure import child_scope, split_scope, structure_of
+from rustyflower.core.errors import (
     InstanceFinishedError,
     InvalidControlError,
     NoWaiterError,
@@ -63,7 +63,7 @@ from core.errors import (
     StaleEventError,
     UnknownCallError,
 )
-from core.model import (
+from rustyflower.core.model import (
     TIMEOUT,
     ChoiceState,
     FailState,
@@ -79,8 +79,8 @@ from core.model import (
     WaitState,
     matches,
 )
-from core.snapshot.canonical import definition_digest
-from core.timeutil import format_timestamp, parse_timestamp, require_aware
+from rustyflower.core.snapshot.canonical import definition_digest
+from rustyflower.core.timeutil import format_timestamp, parse_timestamp, require_aware
 
 MAX_STEPS_PER_TRANSITION = 100_000
 """Pass/Choice states run without waiting; past this many in one transition it is a loop."""

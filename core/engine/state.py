@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import StrictBool, StrictInt, StrictStr, TypeAdapter
 
-from core.engine.commands import Command
-from core.model import FlowDefinition
+from rustyflower.core.engine.commands import Command
+from rustyflower.core.model import FlowDefinition
 
 Status = Literal["running", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})

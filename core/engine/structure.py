@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from core.expressions import Template, compile_template
-from core.model import Branch, FlowDefinition, MapState, ParallelState
+from rustyflower.core.expressions import Template, compile_template
+from rustyflower.core.model import Branch, FlowDefinition, MapState, ParallelState
 
 _CACHE_SIZE = 64
 

@@ -4,7 +4,7 @@ Everything here is parsed, never evaluated as code, and has the meaning the Amaz
 States Language (JSONPath mode) gives it, so flows behave the same on every runtime.
 """
 
-from core.expressions.conditions import (
+from rustyflower.core.expressions.conditions import (
     OPERATORS,
     AllOf,
     AnyOf,
@@ -14,7 +14,7 @@ from core.expressions.conditions import (
     condition_from_asl,
     is_rfc3339_timestamp,
 )
-from core.expressions.paths import (
+from rustyflower.core.expressions.paths import (
     WILDCARD,
     Path,
     Segment,
@@ -23,7 +23,7 @@ from core.expressions.paths import (
     parse_reference_path,
     place,
 )
-from core.expressions.templates import Template, compile_template
+from rustyflower.core.expressions.templates import Template, compile_template
 
 __all__ = [
     "OPERATORS",

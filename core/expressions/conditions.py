@@ -54,8 +54,8 @@ from pydantic import (
 )
 from pydantic.types import Strict
 
-from core.errors import ExpressionError
-from core.expressions.paths import Path, parse_path
+from rustyflower.core.errors import ExpressionError
+from rustyflower.core.expressions.paths import Path, parse_path
 
 __all__ = [
     "OPERATORS",

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from core.errors import ExpressionError, PathNotFoundError
+from rustyflower.core.errors import ExpressionError, PathNotFoundError
 
 __all__ = [
     "WILDCARD",

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from core.errors import ExpressionError
-from core.expressions.paths import Segment, format_segments, parse_path
+from rustyflower.core.errors import ExpressionError
+from rustyflower.core.expressions.paths import Segment, format_segments, parse_path
 
 __all__ = ["Template", "compile_template"]
 

@@ -1,12 +1,12 @@
 """The portable flow model: definitions, state kinds, retry and catch policies."""
 
-from core.model.definition import (
+from rustyflower.core.model.definition import (
     FlowDefinition,
     parse_definition,
     validate_definition,
     version_key,
 )
-from core.model.errors_handling import (
+from rustyflower.core.model.errors_handling import (
     ALL_ERRORS,
     RUNTIME,
     TASK_FAILED,
@@ -15,8 +15,8 @@ from core.model.errors_handling import (
     Retry,
     matches,
 )
-from core.model.schedule import Schedule
-from core.model.states import (
+from rustyflower.core.model.schedule import Schedule
+from rustyflower.core.model.states import (
     Branch,
     ChoiceBranch,
     ChoiceState,
@@ -62,6 +62,6 @@ __all__ = [
     "version_key",
 ]
 
-from core.model.formats import definition_schema, dump_definition, load_definition
+from rustyflower.core.model.formats import definition_schema, dump_definition, load_definition
 
 __all__ += ["definition_schema", "dump_definition", "load_definition"]

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
-from core.expressions import compile_template, parse_path, parse_reference_path
+from rustyflower.core.expressions import compile_template, parse_path, parse_reference_path
 
 MODEL_CONFIG = ConfigDict(
     extra="forbid",

@@ -8,12 +8,12 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from core.errors import DefinitionError, Problem
-from core.model.common import FLOW_NAME_PATTERN, Version
-from core.model.errors_handling import Catch, Retry
-from core.model.graph import flow_problems, state_location
-from core.model.schedule import Schedule
-from core.model.states import STATE_TYPES, Branch
+from rustyflower.core.errors import DefinitionError, Problem
+from rustyflower.core.model.common import FLOW_NAME_PATTERN, Version
+from rustyflower.core.model.errors_handling import Catch, Retry
+from rustyflower.core.model.graph import flow_problems, state_location
+from rustyflower.core.model.schedule import Schedule
+from rustyflower.core.model.states import STATE_TYPES, Branch
 
 
 def version_key(version: str) -> tuple[tuple[int, int, str], ...]:

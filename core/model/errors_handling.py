@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from core.model.common import MODEL_CONFIG, ErrorName, ReferencePath, StateName
+from rustyflower.core.model.common import MODEL_CONFIG, ErrorName, ReferencePath, StateName
 
 ALL_ERRORS = "States.ALL"
 TIMEOUT = "States.Timeout"

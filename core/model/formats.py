@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import yaml
 
-from core.errors import DefinitionError, Problem
-from core.model.definition import FlowDefinition, parse_definition
+from rustyflower.core.errors import DefinitionError, Problem
+from rustyflower.core.model.definition import FlowDefinition, parse_definition
 
 Format = Literal["yaml", "json"]
 

@@ -10,9 +10,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from core.errors import Problem
-from core.model.common import STATE_NAME_PATTERN
-from core.model.states import STATE_TYPES, transitions_of
+from rustyflower.core.errors import Problem
+from rustyflower.core.model.common import STATE_NAME_PATTERN
+from rustyflower.core.model.states import STATE_TYPES, transitions_of
 
 _NAME = re.compile(STATE_NAME_PATTERN)
 _TERMINAL_TYPES = {"succeed", "fail"}

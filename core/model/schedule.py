@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BaseModel, Field, JsonValue, field_validator
 
-from core.model.common import MODEL_CONFIG
+from rustyflower.core.model.common import MODEL_CONFIG
 
 
 class Schedule(BaseModel):

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, JsonValue, model_validator
 
-from core.expressions import Condition
-from core.model.common import (
+from rustyflower.core.expressions import Condition
+from rustyflower.core.model.common import (
     MODEL_CONFIG,
     ErrorName,
     PathText,
@@ -17,8 +17,8 @@ from core.model.common import (
     Template,
     Version,
 )
-from core.model.errors_handling import Catch, Retry
-from core.timeutil import parse_timestamp
+from rustyflower.core.model.errors_handling import Catch, Retry
+from rustyflower.core.timeutil import parse_timestamp
 
 
 class _StateBase(BaseModel):

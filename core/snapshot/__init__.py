@@ -1,7 +1,7 @@
 """Snapshots: a flow instance as a portable, signed, optionally encrypted value."""
 
-from core.snapshot.canonical import canonical_json, definition_digest
-from core.snapshot.codec import (
+from rustyflower.core.snapshot.canonical import canonical_json, definition_digest
+from rustyflower.core.snapshot.codec import (
     CURRENT_FORMAT,
     HEADER_FIELDS,
     SNAPSHOT_KIND,
@@ -9,14 +9,19 @@ from core.snapshot.codec import (
     peek_header,
     seal,
 )
-from core.snapshot.keys import (
+from rustyflower.core.snapshot.keys import (
     EncryptionKey,
     SigningKey,
     SnapshotKeys,
     generate_encryption_key,
     generate_signing_key,
 )
-from core.snapshot.migrations import MIGRATIONS, migrate, register_migration, supported_formats
+from rustyflower.core.snapshot.migrations import (
+    MIGRATIONS,
+    migrate,
+    register_migration,
+    supported_formats,
+)
 
 __all__ = [
     "CURRENT_FORMAT",

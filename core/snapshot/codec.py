@@ -36,7 +36,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from core.errors import (
+from rustyflower.core.errors import (
     DecryptionError,
     DigestMismatchError,
     MalformedSnapshotError,
@@ -44,9 +44,14 @@ from core.errors import (
     SignatureMissingError,
     UnknownKeyError,
 )
-from core.snapshot.canonical import canonical_json, canonical_text, digest_of, encode_utf8
-from core.snapshot.keys import SnapshotKeys
-from core.snapshot.migrations import CURRENT_FORMAT, check_format, migrate
+from rustyflower.core.snapshot.canonical import (
+    canonical_json,
+    canonical_text,
+    digest_of,
+    encode_utf8,
+)
+from rustyflower.core.snapshot.keys import SnapshotKeys
+from rustyflower.core.snapshot.migrations import CURRENT_FORMAT, check_format, migrate
 
 __all__ = [
     "CURRENT_FORMAT",

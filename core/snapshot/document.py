@@ -8,11 +8,11 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from core.engine.state import STATE_ADAPTER, Snapshot, Status
-from core.errors import DefinitionError, MalformedSnapshotError
-from core.model import FlowDefinition, parse_definition
-from core.snapshot.codec import CURRENT_FORMAT, SNAPSHOT_KIND, open_snapshot, seal
-from core.snapshot.keys import SnapshotKeys
+from rustyflower.core.engine.state import STATE_ADAPTER, Snapshot, Status
+from rustyflower.core.errors import DefinitionError, MalformedSnapshotError
+from rustyflower.core.model import FlowDefinition, parse_definition
+from rustyflower.core.snapshot.codec import CURRENT_FORMAT, SNAPSHOT_KIND, open_snapshot, seal
+from rustyflower.core.snapshot.keys import SnapshotKeys
 
 _DEFINITIONS: OrderedDict[str, FlowDefinition] = OrderedDict()
 _DEFINITION_CACHE_SIZE = 128

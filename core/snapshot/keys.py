@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
-from core.settings import setting_switch
+from rustyflower.core.settings import setting_switch
 
 MIN_SIGNING_SECRET_BYTES = 32
 ENCRYPTION_KEY_BYTES = 32  # AES-256

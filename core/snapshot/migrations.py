@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.errors import UnsupportedFormatError
+from rustyflower.core.errors import UnsupportedFormatError
 
 CURRENT_FORMAT = 1
 """The format this release writes. Kept here, with the steps that lead to it."""

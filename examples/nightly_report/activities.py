@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.activities import ActivityRegistry
+from rustyflower.core.activities import ActivityRegistry
 
 registry = ActivityRegistry()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.activities import ActivityRegistry
+from rustyflower.core.activities import ActivityRegistry
 
 registry = ActivityRegistry()
 

@@ -80,19 +80,25 @@ from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.backend import execution_worker
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-import adapters.aws.tokens
 import lambda_aws.activity
 import lambda_aws.aws
 import lambda_aws.tokens
+import rustyflower.adapters.aws.tokens
 import tests.harness.virtual_runtime as virtual_runtime
-from adapters.aws import compile_flow, deployment, execution_input, execution_name, fresh_input
-from adapters.aws.compiler import machine_comment
-from adapters.aws.contract import PayloadError, activity_call
-from core.engine import EventReceived, Snapshot
-from core.errors import NoWaiterError
-from core.model import FlowDefinition
-from core.timeutil import parse_timestamp
 from lambda_aws import settings as names
+from rustyflower.adapters.aws import (
+    compile_flow,
+    deployment,
+    execution_input,
+    execution_name,
+    fresh_input,
+)
+from rustyflower.adapters.aws.compiler import machine_comment
+from rustyflower.adapters.aws.contract import PayloadError, activity_call
+from rustyflower.core.engine import EventReceived, Snapshot
+from rustyflower.core.errors import NoWaiterError
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.timeutil import parse_timestamp
 from tests.aws import test_lambda_kit as kit
 from tests.aws.test_compiler_kit import _any_error_name, _sfn_parameters, _sfn_response
 from tests.aws.test_lambda_kit import (
@@ -350,7 +356,7 @@ class EventSender:
     def idle(self) -> bool:
         return not self.sends and len(self.used) == len(self.events)
 
-    def step(self, store: adapters.aws.tokens.TokenStore, stepfunctions: Any) -> None:
+    def step(self, store: rustyflower.adapters.aws.tokens.TokenStore, stepfunctions: Any) -> None:
         if self.idle:
             return
         for event in sorted({e for i, (e, _, _) in enumerate(self.events) if i not in self.used}):
@@ -364,7 +370,7 @@ class EventSender:
             if send.due > now:
                 break
             try:
-                delivered = adapters.aws.tokens.signal(
+                delivered = rustyflower.adapters.aws.tokens.signal(
                     self.instance_id,
                     send.event,
                     send.data,
@@ -380,7 +386,7 @@ class EventSender:
             self.sends.remove(send)
             self.sent.append(f"{send.event} -> {delivered.wait_id}")
 
-    def _schedule(self, waiter: adapters.aws.tokens.Waiter) -> None:
+    def _schedule(self, waiter: rustyflower.adapters.aws.tokens.Waiter) -> None:
         for index, (event, data, after) in enumerate(self.events):
             if index in self.used or event != waiter.event:
                 continue
@@ -521,7 +527,7 @@ class MotoWorld:
         self.stepfunctions = stepfunctions
         self.dynamodb = dynamodb
         self.router = router
-        self.store = adapters.aws.tokens.TokenStore(TOKENS_TABLE, dynamodb, 3600)
+        self.store = rustyflower.adapters.aws.tokens.TokenStore(TOKENS_TABLE, dynamodb, 3600)
         self._deployed: dict[str, str] = {}
         self._deploy_lock = threading.Lock()
 
@@ -592,7 +598,7 @@ class MotoWorld:
 
     def wait_for_waiter(
         self, instance_id: str, event: str, timeout: float = 15.0
-    ) -> adapters.aws.tokens.Waiter:
+    ) -> rustyflower.adapters.aws.tokens.Waiter:
         return first_waiter(self.store, instance_id, event, timeout)
 
     def stop_all(self, timeout: float = 15.0) -> None:

@@ -11,12 +11,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from adapters.aws import CompileError, compile_flow, compile_to_json, machine_comment
-from adapters.aws.compiler import iter_states
-from adapters.aws.names import MAX_STATE_NAME
-from adapters.aws.resume import deployed_digest
-from core.model import FlowDefinition, load_definition, parse_definition
-from core.snapshot.canonical import definition_digest
+from rustyflower.adapters.aws import CompileError, compile_flow, compile_to_json, machine_comment
+from rustyflower.adapters.aws.compiler import iter_states
+from rustyflower.adapters.aws.names import MAX_STATE_NAME
+from rustyflower.adapters.aws.resume import deployed_digest
+from rustyflower.core.model import FlowDefinition, load_definition, parse_definition
+from rustyflower.core.snapshot.canonical import definition_digest
 from tests.aws.test_compiler_kit import (
     ACTIVITY_ARN,
     MOTO_CONFIG,

@@ -38,10 +38,10 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from statelint.config import Config
 from statelint.linter import Linter
 
-from adapters.aws import compile_flow, deployment
-from adapters.aws.contract import activity_call, token_request
-from core.activities import ActivityContext, ActivityRegistry
-from core.model import FlowDefinition
+from rustyflower.adapters.aws import compile_flow, deployment
+from rustyflower.adapters.aws.contract import activity_call, token_request
+from rustyflower.core.activities import ActivityContext, ActivityRegistry
+from rustyflower.core.model import FlowDefinition
 from tests.conformance.activities import registry as conformance_registry
 
 REGION = "us-east-1"

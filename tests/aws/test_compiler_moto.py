@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from adapters.aws import fresh_input
-from core.model import FlowDefinition, parse_definition
+from rustyflower.adapters.aws import fresh_input
+from rustyflower.core.model import FlowDefinition, parse_definition
 from tests.aws.moto_bugs import MOTO_BUGS
 from tests.aws.test_compiler_kit import MotoMachines, moto_machines
 from tests.conformance.corpus import Case, load_cases

@@ -41,14 +41,14 @@ from typing import Any
 
 import pytest
 
-import adapters.aws.tokens
-from adapters.aws import execution_input, execution_name, fresh_input
-from core.engine import AwaitEvent
-from core.errors import NoWaiterError
-from core.snapshot.document import encode_snapshot
-from core.timeutil import parse_timestamp
+import rustyflower.adapters.aws.tokens
 from lambda_aws.continuation import ContinueRequest, continue_snapshot
 from lambda_aws.settings import LambdaSettings
+from rustyflower.adapters.aws import execution_input, execution_name, fresh_input
+from rustyflower.core.engine import AwaitEvent
+from rustyflower.core.errors import NoWaiterError
+from rustyflower.core.snapshot.document import encode_snapshot
+from rustyflower.core.timeutil import parse_timestamp
 from tests.aws.moto_bugs import MOTO_BUGS
 from tests.aws.moto_harness import (
     FUNCTION_ENV,
@@ -234,8 +234,8 @@ DECISION = {"approved": True, "by": "signal"}
 APPROVED = {"result": "approved", "by": "signal", "order": 42, "status": "pending"}
 
 
-def _signal(world: MotoWorld, instance_id: str) -> adapters.aws.tokens.Delivered:
-    return adapters.aws.tokens.signal(
+def _signal(world: MotoWorld, instance_id: str) -> rustyflower.adapters.aws.tokens.Delivered:
+    return rustyflower.adapters.aws.tokens.signal(
         instance_id,
         "approval",
         DECISION,
@@ -289,7 +289,7 @@ def test_a_continued_event_wait_is_answered_through_the_signal_path(world: MotoW
 
 def test_rustyflower_signal_reaches_a_wait_in_aws(world: MotoWorld) -> None:
     """What ``rustyflower signal`` runs for an instance living in AWS (``signal_aws``)."""
-    from adapters.continuity.aws import AwsSettings, signal_aws  # noqa: PLC0415
+    from rustyflower.adapters.continuity.aws import AwsSettings, signal_aws  # noqa: PLC0415
 
     assert APPROVAL.flow is not None
     machine = world.deploy(APPROVAL.flow)

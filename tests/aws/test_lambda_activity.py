@@ -12,13 +12,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from adapters.aws import execution_name, fresh_input
-from core.activities import ActivityRegistry, current_call
-from core.model import parse_definition
 from lambda_aws import activity, settings
 from lambda_aws.activity import ActivityRunner, handler
 from lambda_aws.errors import NamedError
 from lambda_aws.observability import logger, metrics
+from rustyflower.adapters.aws import execution_name, fresh_input
+from rustyflower.core.activities import ActivityRegistry, current_call
+from rustyflower.core.model import parse_definition
 from tests.aws.test_lambda_kit import (
     IDEMPOTENCY_TABLE,
     REGION,
@@ -217,7 +217,7 @@ def test_the_activities_module_is_checked() -> None:
     with pytest.raises(TypeError, match="is not an ActivityRegistry"):
         activity.load_registry("json")
     assert activity.load_registry("lambda_aws.activities") is activity.load_registry(
-        "core.activities"
+        "rustyflower.core.activities"
     )
 
 

@@ -12,18 +12,18 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from adapters.aws import deployment, execution_name
-from adapters.aws.deployment import base_snapshot_key
-from core.engine import Snapshot, start
-from core.model import parse_definition
-from core.snapshot.document import decode_snapshot, encode_snapshot
-from core.snapshot.keys import SnapshotKeys, generate_signing_key
 from lambda_aws import continuation
 from lambda_aws import settings as names
 from lambda_aws.aws import key_environment
 from lambda_aws.continuation import handle, handler
 from lambda_aws.errors import NamedError
 from lambda_aws.keyring import snapshot_keys
+from rustyflower.adapters.aws import deployment, execution_name
+from rustyflower.adapters.aws.deployment import base_snapshot_key
+from rustyflower.core.engine import Snapshot, start
+from rustyflower.core.model import parse_definition
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.snapshot.keys import SnapshotKeys, generate_signing_key
 from tests.aws.test_lambda_kit import (
     BUCKET,
     FUNCTION_ENV,

@@ -18,16 +18,16 @@ from unittest import mock
 import pytest
 
 import tests.harness.virtual_runtime as virtual_runtime
-from adapters.aws import execution_name, fresh_input
-from adapters.aws import failback as reader
-from adapters.aws.failback import FailbackError, failback_execution, position_of
-from adapters.aws.tokens import signal
-from core.engine import EventReceived, Snapshot, advance, start
-from core.model import parse_definition
-from core.snapshot.document import decode_snapshot, encode_snapshot
 from lambda_aws import failback
 from lambda_aws.continuation import handle as continue_handle
 from lambda_aws.errors import NamedError
+from rustyflower.adapters.aws import execution_name, fresh_input
+from rustyflower.adapters.aws import failback as reader
+from rustyflower.adapters.aws.failback import FailbackError, failback_execution, position_of
+from rustyflower.adapters.aws.tokens import signal
+from rustyflower.core.engine import EventReceived, Snapshot, advance, start
+from rustyflower.core.model import parse_definition
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from tests.aws.test_lambda_kit import (
     KEYS,
     FakeContext,

@@ -33,15 +33,15 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_sfn,
 )
 
-import adapters.aws.tokens
 import lambda_aws.activity
 import lambda_aws.aws
 import lambda_aws.keyring
 import lambda_aws.tokens
-from adapters.aws import compile_flow, deployment
-from core.model import FlowDefinition
-from core.snapshot.keys import SnapshotKeys, generate_signing_key
+import rustyflower.adapters.aws.tokens
 from lambda_aws import settings as names
+from rustyflower.adapters.aws import compile_flow, deployment
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.snapshot.keys import SnapshotKeys, generate_signing_key
 
 # moto's executor needs these fixes to run compiled machines (see test_compiler_kit)
 from tests.aws.test_compiler_kit import _any_error_name, _sfn_parameters, _sfn_response
@@ -217,22 +217,22 @@ class LambdaWorld:
 
     def wait_for_waiter(
         self, instance_id: str, event: str, *, timeout: float = 30.0
-    ) -> adapters.aws.tokens.Waiter:
+    ) -> rustyflower.adapters.aws.tokens.Waiter:
         return first_waiter(self.token_store(), instance_id, event, timeout)
 
     def stop_all(self, timeout: float = 10.0) -> None:
         stop_executions(self.stepfunctions, self.dynamodb, timeout=timeout)
 
-    def token_store(self) -> adapters.aws.tokens.TokenStore:
-        return adapters.aws.tokens.TokenStore(TOKENS_TABLE, self.dynamodb, 3600)
+    def token_store(self) -> rustyflower.adapters.aws.tokens.TokenStore:
+        return rustyflower.adapters.aws.tokens.TokenStore(TOKENS_TABLE, self.dynamodb, 3600)
 
     def settings(self) -> names.LambdaSettings:
         return names.LambdaSettings.from_env(FUNCTION_ENV)
 
 
 def first_waiter(
-    store: adapters.aws.tokens.TokenStore, instance_id: str, event: str, timeout: float
-) -> adapters.aws.tokens.Waiter:
+    store: rustyflower.adapters.aws.tokens.TokenStore, instance_id: str, event: str, timeout: float
+) -> rustyflower.adapters.aws.tokens.Waiter:
     """The oldest stored waiter of ``event``, once the token function has stored one."""
     deadline = time.monotonic() + timeout
     while True:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core.model import load_definition
 from lambda_aws import asl, package
 from lambda_aws import settings as names
+from rustyflower.core.model import load_definition
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,10 +30,16 @@ def test_the_function_zip_holds_the_handlers_and_nothing_else(tmp_path: Path) ->
     for handler in names.HANDLERS.values():
         module = handler.rpartition(".")[0]
         assert module.replace(".", "/") + ".py" in entries
-    assert {"core/__init__.py", "adapters/__init__.py", "adapters/aws/contract.py"} <= entries
+    assert {
+        "rustyflower/__init__.py",
+        "rustyflower/core/__init__.py",
+        "rustyflower/adapters/__init__.py",
+        "rustyflower/adapters/aws/contract.py",
+    } <= entries
     tops = {entry.split("/")[0] for entry in entries}
-    assert tops == {"core", "adapters", "lambda_aws"}
-    assert not [e for e in entries if e.startswith(("adapters/redis", "adapters/azure"))]
+    assert tops == {"rustyflower", "lambda_aws"}
+    others = ("rustyflower/adapters/redis", "rustyflower/adapters/azure", "rustyflower/client")
+    assert not [e for e in entries if e.startswith(others)]
     assert not [e for e in entries if "__pycache__" in e or e.endswith(".pyc")]
 
 
@@ -81,14 +87,15 @@ def test_the_layer_is_pip_for_the_lambda_platform_under_python(tmp_path: Path) -
 
 def third_party_imports() -> set[str]:
     found: set[str] = set()
-    for folder in ("core", "adapters/aws", "lambda_aws"):
-        for path in (REPO / folder).rglob("*.py"):
+    for folder in ("core", "adapters/aws", "lambda_aws", "adapters/public/__init__.py"):
+        paths = [REPO / folder] if folder.endswith(".py") else (REPO / folder).rglob("*.py")
+        for path in paths:
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):
                     found |= {alias.name.split(".")[0] for alias in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                     found.add(node.module.split(".")[0])
-    ours = {"core", "adapters", "lambda_aws"}
+    ours = {"rustyflower", "lambda_aws"}
     return {name for name in found - ours if name not in sys.stdlib_module_names}
 
 

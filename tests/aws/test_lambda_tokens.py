@@ -13,11 +13,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
-from adapters.aws import deployment, execution_name, fresh_input
-from adapters.aws.contract import token_request
-from adapters.aws.tokens import SignalError, TokenStore, rank_key, signal, waiter_key
-from core.errors import NoWaiterError
 from lambda_aws.tokens import handler, register
+from rustyflower.adapters.aws import deployment, execution_name, fresh_input
+from rustyflower.adapters.aws.contract import token_request
+from rustyflower.adapters.aws.tokens import SignalError, TokenStore, rank_key, signal, waiter_key
+from rustyflower.core.errors import NoWaiterError
 from tests.aws.test_lambda_kit import (
     REGION,
     TOKENS_TABLE,

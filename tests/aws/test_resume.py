@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.aws import (
+from rustyflower.adapters.aws import (
     DigestMismatchError,
     ResumeError,
     check_digest,
@@ -19,15 +19,15 @@ from adapters.aws import (
     execution_name,
     fresh_input,
 )
-from adapters.aws.contract import (
+from rustyflower.adapters.aws.contract import (
     PayloadError,
     activity_call,
     render_scope,
     scope_value,
     token_request,
 )
-from adapters.aws.resume import digest_from_comment
-from core.engine import (
+from rustyflower.adapters.aws.resume import digest_from_comment
+from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
     HoldRequested,
@@ -37,7 +37,7 @@ from core.engine import (
     advance,
     start,
 )
-from core.model import FlowDefinition, parse_definition
+from rustyflower.core.model import FlowDefinition, parse_definition
 from tests.aws.test_compiler_kit import ACTIVITY_ARN, TOKEN_ARN
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from adapters.aws import execution_input, execution_name
-from core.engine import RunActivity, Snapshot, start
-from core.model import FlowDefinition, parse_definition
-from core.timeutil import parse_timestamp
+from rustyflower.adapters.aws import execution_input, execution_name
+from rustyflower.core.engine import RunActivity, Snapshot, start
+from rustyflower.core.model import FlowDefinition, parse_definition
+from rustyflower.core.timeutil import parse_timestamp
 from tests.aws.test_compiler_kit import MotoMachines, moto_machines
 from tests.aws.test_resume_shapes import snapshots_at_every_transition
 from tests.conformance.corpus import Case, load_cases

@@ -19,10 +19,10 @@ from unittest import mock
 import pytest
 
 import tests.harness.virtual_runtime as virtual_runtime
-from adapters.aws import execution_input
-from adapters.aws.names import ROUTE_DONE, ROUTE_START
-from core.engine import Snapshot
-from core.timeutil import parse_timestamp
+from rustyflower.adapters.aws import execution_input
+from rustyflower.adapters.aws.names import ROUTE_DONE, ROUTE_START
+from rustyflower.core.engine import Snapshot
+from rustyflower.core.timeutil import parse_timestamp
 from tests.aws.test_compiler_kit import compile_for
 from tests.conformance.corpus import Case, load_cases
 from tests.conformance.test_conformance import world_for

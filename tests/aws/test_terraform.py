@@ -19,10 +19,10 @@ from typing import Any
 import hcl2
 import pytest
 
-from adapters.aws import deployment
-from adapters.aws.compiler import RESUME_FORMAT
 from lambda_aws import settings as names
 from lambda_aws.asl import compile_for_terraform
+from rustyflower.adapters.aws import deployment
+from rustyflower.adapters.aws.compiler import RESUME_FORMAT
 from tests.conformance.corpus import load_cases
 from tests.tooling import assert_checkov_passes, justified_checkov_skips
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import azure.functions as func
 
-from adapters.azure.ids import durable_instance_id
-from core.engine import Snapshot, advance, start
-from core.errors import NoWaiterError, StaleEventError
-from core.snapshot import SnapshotKeys, generate_signing_key
-from core.snapshot.document import encode_snapshot
 from functions_azure.function_app import app
 from functions_azure.settings import ACTIVITY
+from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.core.engine import Snapshot, advance, start
+from rustyflower.core.errors import NoWaiterError, StaleEventError
+from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
+from rustyflower.core.snapshot.document import encode_snapshot
 from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient, Instance, functions_of
 from tests.conformance.activities import VIRTUAL_DURATIONS, registry
 from tests.conformance.corpus import Case, EventSpec

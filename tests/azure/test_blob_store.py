@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from azure.storage.blob import ContainerClient
 
-from adapters.azure.blob_store import (
+from rustyflower.adapters.azure.blob_store import (
     BlobSnapshotStore,
     BlobStoreAuthError,
     BlobStoreConfigError,
@@ -25,11 +25,11 @@ from adapters.azure.blob_store import (
     latest_blob_name,
     seq_blob_name,
 )
-from core.engine import Snapshot, start
-from core.errors import SignatureInvalidError, SignatureMissingError
-from core.model import parse_definition
-from core.snapshot import SigningKey, SnapshotKeys
-from core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.engine import Snapshot, start
+from rustyflower.core.errors import SignatureInvalidError, SignatureMissingError
+from rustyflower.core.model import parse_definition
+from rustyflower.core.snapshot import SigningKey, SnapshotKeys
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from tests.azure import azurite as azurite_module
 from tests.azure.azurite import (  # noqa: F401 - pytest fixtures used by name
     azurite_connection_string_fixture,

@@ -35,8 +35,10 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import azure.functions as func
 import pytest
 
-from adapters.azure import ids as app_ids
-from adapters.azure.durable_client import (
+from functions_azure import http_api
+from functions_azure.flows import FlowBundle
+from rustyflower.adapters.azure import ids as app_ids
+from rustyflower.adapters.azure.durable_client import (
     DurableClient,
     FunctionAppAuthError,
     FunctionAppError,
@@ -48,12 +50,10 @@ from adapters.azure.durable_client import (
     WaitTimeoutError,
     durable_instance_id,
 )
-from core.engine import start
-from core.model import parse_definition
-from core.snapshot import SigningKey, SnapshotKeys
-from core.snapshot.document import decode_snapshot, encode_snapshot
-from functions_azure import http_api
-from functions_azure.flows import FlowBundle
+from rustyflower.core.engine import start
+from rustyflower.core.model import parse_definition
+from rustyflower.core.snapshot import SigningKey, SnapshotKeys
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from tests.azure.azurite import free_port
 
 FUNCTION_KEY = "fn-key-0123456789abcdef"

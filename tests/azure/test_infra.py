@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from adapters.azure import durable_client
-from core.snapshot import keys as snapshot_keys
 from functions_azure import settings as app
+from rustyflower.adapters.azure import durable_client
+from rustyflower.core.snapshot import keys as snapshot_keys
 from tests.azure.azurite import REPO
 from tests.tooling import assert_checkov_passes, justified_checkov_skips
 

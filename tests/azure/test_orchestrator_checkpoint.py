@@ -10,10 +10,6 @@ from typing import Any
 
 import pytest
 
-from core.engine import start
-from core.model import parse_definition
-from core.settings import SettingsError
-from core.snapshot.document import decode_snapshot
 from functions_azure.checkpoint import (
     DiscardingSink,
     checkpoint_request,
@@ -23,6 +19,10 @@ from functions_azure.checkpoint import (
 from functions_azure.function_app import app
 from functions_azure.payloads import snapshot_text
 from functions_azure.settings import AppSettings
+from rustyflower.core.engine import start
+from rustyflower.core.model import parse_definition
+from rustyflower.core.settings import SettingsError
+from rustyflower.core.snapshot.document import decode_snapshot
 from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient
 from tests.azure.support import (
     KEYS,
@@ -165,12 +165,13 @@ def test_the_build_assembles_a_deployable_app_folder(tmp_path: Any) -> None:
     )
     for name in ("function_app.py", "host.json", "requirements.txt"):
         assert (out / name).is_file()
-    assert (out / "core" / "engine" / "machine.py").is_file()
-    assert (out / "adapters" / "__init__.py").is_file()
+    assert (out / "rustyflower" / "core" / "engine" / "machine.py").is_file()
+    assert (out / "rustyflower" / "adapters" / "azure" / "blob_store.py").is_file()
+    assert not (out / "rustyflower" / "adapters" / "redis").exists()
     assert (out / "tests" / "conformance" / "activities.py").is_file()
     probe = (
-        "import function_app, core, functions_azure;"
-        "print(core.__file__); print(len(function_app.app.get_functions()))"
+        "import function_app, rustyflower.core, functions_azure;"
+        "print(rustyflower.core.__file__); print(len(function_app.app.get_functions()))"
     )
     found = subprocess.run(
         [sys.executable, "-c", probe], cwd=out, capture_output=True, text=True, check=True

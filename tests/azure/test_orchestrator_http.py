@@ -15,13 +15,18 @@ from typing import Any
 
 import pytest
 
-from adapters.azure.ids import durable_instance_id, is_durable_id
-from core.engine import EventReceived, advance, outstanding, start
-from core.model import parse_definition
-from core.snapshot import SnapshotKeys, codec, generate_encryption_key, generate_signing_key
-from core.snapshot.canonical import canonical_json
-from core.snapshot.document import decode_snapshot, encode_snapshot, to_document
 from functions_azure.function_app import app
+from rustyflower.adapters.azure.ids import durable_instance_id, is_durable_id
+from rustyflower.core.engine import EventReceived, advance, outstanding, start
+from rustyflower.core.model import parse_definition
+from rustyflower.core.snapshot import (
+    SnapshotKeys,
+    codec,
+    generate_encryption_key,
+    generate_signing_key,
+)
+from rustyflower.core.snapshot.canonical import canonical_json
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot, to_document
 from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient
 from tests.azure.support import (
     KEYS,

@@ -13,7 +13,11 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
-from core.engine import (
+from functions_azure import orchestration
+from functions_azure.function_app import app
+from functions_azure.orchestration import CONTROL_CANCEL, CONTROL_HOLD, CONTROL_RELEASE
+from functions_azure.payloads import OrchestrationInput, snapshot_text
+from rustyflower.core.engine import (
     ActivityCompleted,
     EventReceived,
     ParentLink,
@@ -22,13 +26,9 @@ from core.engine import (
     advance,
     start,
 )
-from core.errors import NoWaiterError
-from core.model import FlowDefinition, parse_definition
-from core.snapshot.document import encode_snapshot
-from functions_azure import orchestration
-from functions_azure.function_app import app
-from functions_azure.orchestration import CONTROL_CANCEL, CONTROL_HOLD, CONTROL_RELEASE
-from functions_azure.payloads import OrchestrationInput, snapshot_text
+from rustyflower.core.errors import NoWaiterError
+from rustyflower.core.model import FlowDefinition, parse_definition
+from rustyflower.core.snapshot.document import encode_snapshot
 from tests.azure.durable_host import (
     EPOCH,
     TIMER_CREATED,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from core.activities import ActivityRegistry
+from rustyflower.core.activities import ActivityRegistry
 
 registry = ActivityRegistry()
 

@@ -23,10 +23,10 @@ import pytest
 import redis
 from typer.testing import CliRunner, Result
 
-from adapters.cli.main import app
-from adapters.redis.keys import Keyspace
-from adapters.redis.store import RedisStore
-from adapters.redis.worker import Worker, WorkerOptions
+from rustyflower.adapters.cli.main import app
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.adapters.redis.worker import Worker, WorkerOptions
 from tests.cli import activities
 from tests.redis.conftest import server  # noqa: F401 - the valkey + redis-server fixture
 from tests.redis.servers import ServerProcess, valkey_binary

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.keys import Keyspace
 from tests.cli.conftest import ACTIVITIES, FLOWS, REPO, RUSTYFLOWER, Cli
 from tests.redis.servers import ServerProcess, free_port, valkey_binary
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.activities import ActivityRegistry, current_call
+from rustyflower.core.activities import ActivityRegistry, current_call
 
 registry = ActivityRegistry()
 

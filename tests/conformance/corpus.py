@@ -15,9 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
-from core.errors import DefinitionError
-from core.model import FlowDefinition, SubFlowState, parse_definition
-from core.model.states import Branch, MapState, ParallelState
+from rustyflower.core.errors import DefinitionError
+from rustyflower.core.model import FlowDefinition, SubFlowState, parse_definition
+from rustyflower.core.model.states import Branch, MapState, ParallelState
 
 FLOWS_DIR = Path(__file__).parent / "flows"
 

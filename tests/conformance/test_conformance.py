@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from core.activities import iter_tasks
-from core.model.states import STATE_TYPES, Branch, MapState, ParallelState
-from core.snapshot import SnapshotKeys, generate_signing_key
-from core.snapshot.document import encode_snapshot
+from rustyflower.core.activities import iter_tasks
+from rustyflower.core.model.states import STATE_TYPES, Branch, MapState, ParallelState
+from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
+from rustyflower.core.snapshot.document import encode_snapshot
 from tests.conformance.activities import VIRTUAL_DURATIONS, registry
 from tests.conformance.corpus import Case, load_cases, load_corpus
 from tests.harness.virtual_runtime import FlowLibrary, RunResult, ScriptedEvent, World, run_flow

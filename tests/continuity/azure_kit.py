@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from adapters.azure.ids import durable_instance_id
 from functions_azure.function_app import app
+from rustyflower.adapters.azure.ids import durable_instance_id
 from tests.azure.durable_host import DurableHost, FakeDurableClient, Instance
 from tests.azure.support import call_http, http_request
 from tests.azure.test_client import FUNCTION_KEY, match

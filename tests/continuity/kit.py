@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from adapters.cli.main import app
-from adapters.redis.conductor import Conductor
-from adapters.redis.store import RedisStore
-from core.engine import Snapshot
-from core.model import parse_definition
-from core.snapshot import SnapshotKeys
+from rustyflower.adapters.cli.main import app
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.core.engine import Snapshot
+from rustyflower.core.model import parse_definition
+from rustyflower.core.snapshot import SnapshotKeys
 from tests.conformance.activities import registry as conformance_registry
 from tests.redis.activities import running_worker
 from tests.redis.conftest import Runtime

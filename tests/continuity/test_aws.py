@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from adapters.aws import compile_to_json, deployed_digest, execution_name
-from adapters.aws.deployment import base_snapshot_key, state_machine_name
-from adapters.continuity.aws import AwsClients, AwsContinuity, AwsSettings
-from adapters.redis.conductor import FencedError
-from core.engine import EventReceived
-from core.model import parse_definition
-from core.snapshot.document import encode_snapshot
 from lambda_aws import continuation
 from lambda_aws.errors import NamedError
+from rustyflower.adapters.aws import compile_to_json, deployed_digest, execution_name
+from rustyflower.adapters.aws.deployment import base_snapshot_key, state_machine_name
+from rustyflower.adapters.continuity.aws import AwsClients, AwsContinuity, AwsSettings
+from rustyflower.adapters.redis.conductor import FencedError
+from rustyflower.core.engine import EventReceived
+from rustyflower.core.model import parse_definition
+from rustyflower.core.snapshot.document import encode_snapshot
 from tests.aws.test_lambda_kit import (
     ACTIVITY_FUNCTION,
     KEYS,

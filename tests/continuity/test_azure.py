@@ -15,14 +15,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.azure.blob_store import BlobSnapshotStore
-from adapters.continuity.azure import AzureContinuity, AzureSettings
-from adapters.continuity.shared import ContinuityError
-from adapters.redis.conductor import Conductor, FencedError
-from adapters.redis.store import RedisStore
-from core.engine import EventReceived, StartChildFlow
-from core.model import parse_definition
-from core.snapshot import SnapshotKeys, generate_signing_key
+from rustyflower.adapters.azure.blob_store import BlobSnapshotStore
+from rustyflower.adapters.continuity.azure import AzureContinuity, AzureSettings
+from rustyflower.adapters.continuity.shared import ContinuityError
+from rustyflower.adapters.redis.conductor import Conductor, FencedError
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.core.engine import EventReceived, StartChildFlow
+from rustyflower.core.model import parse_definition
+from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 from tests.azure.azurite import (  # noqa: F401 - pytest fixtures used by name
     azurite_connection_string_fixture,
     azurite_fixture,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.model import parse_definition
+from rustyflower.core.model import parse_definition
 from tests.conformance.activities import VIRTUAL_DURATIONS, registry
 from tests.harness.virtual_runtime import HarnessError, ScriptedEvent, World, run_flow
 

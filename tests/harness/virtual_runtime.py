@@ -60,8 +60,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from core.activities import ActivityContext, ActivityRegistry
-from core.engine import (
+from rustyflower.core.activities import ActivityContext, ActivityRegistry
+from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
     AwaitEvent,
@@ -81,11 +81,11 @@ from core.engine import (
     outstanding,
     start,
 )
-from core.errors import EventRejectedError, NoWaiterError, StaleEventError
-from core.model import FlowDefinition, version_key
-from core.snapshot import SnapshotKeys, generate_signing_key
-from core.snapshot.document import decode_snapshot, encode_snapshot
-from core.timeutil import parse_timestamp
+from rustyflower.core.errors import EventRejectedError, NoWaiterError, StaleEventError
+from rustyflower.core.model import FlowDefinition, version_key
+from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.timeutil import parse_timestamp
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 """Where every virtual clock starts."""

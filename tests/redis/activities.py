@@ -25,12 +25,12 @@ from typing import Any
 
 import redis
 
-from adapters.redis.keys import Keyspace
-from adapters.redis.store import RedisStore
-from adapters.redis.worker import Worker, WorkerOptions
-from core.activities import ActivityRegistry, current_call
-from core.engine import FINISHED
-from core.snapshot import SnapshotKeys
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.adapters.redis.worker import Worker, WorkerOptions
+from rustyflower.core.activities import ActivityRegistry, current_call
+from rustyflower.core.engine import FINISHED
+from rustyflower.core.snapshot import SnapshotKeys
 
 registry = ActivityRegistry()
 

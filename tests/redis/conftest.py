@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from adapters.redis.conductor import Conductor
-from adapters.redis.keys import Keyspace
-from adapters.redis.store import RedisStore
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.store import RedisStore
 from tests.redis.servers import ServerProcess, redis_binary, valkey_binary
 from tests.tooling import missing_tool
 

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import redis
 
-from adapters.redis.conductor import Conductor
-from adapters.redis.keys import Keyspace
-from adapters.redis.store import RedisStore
-from core.builder import Flow, Retry
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.core.builder import Flow, Retry
 from tests.redis import activities
 from tests.redis.activities import check_instance, executions, wait_finished, wait_until
 from tests.redis.servers import ServerProcess, redis_binary, valkey_binary

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from core.activities import ActivityRegistry
-from core.model import load_definition
 from examples.nightly_report.activities import registry as nightly_activities
 from examples.order.activities import registry as order_activities
 from examples.polling.activities import registry as polling_activities
+from rustyflower.core.activities import ActivityRegistry
+from rustyflower.core.model import load_definition
 from tests.redis.activities import check_instance, running_worker, wait_finished, wait_until
 from tests.redis.conftest import Runtime
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from adapters.redis.conductor import Conductor
-from adapters.redis.connection import RedisUnavailableError, connect
-from adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
-from adapters.redis.store import RedisStore, UnknownFlowError
-from core.builder import Catch, Flow
-from core.errors import EpochConflictError, SignatureInvalidError, SignatureMissingError
-from core.snapshot import SnapshotKeys, generate_signing_key
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.connection import RedisUnavailableError, connect
+from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
+from rustyflower.adapters.redis.store import RedisStore, UnknownFlowError
+from rustyflower.core.builder import Catch, Flow
+from rustyflower.core.errors import EpochConflictError, SignatureInvalidError, SignatureMissingError
+from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 from tests.redis import activities
 from tests.redis.activities import (
     check_instance,

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from adapters.redis.keys import PRIORITIES
-from adapters.redis.limits import Limits
-from adapters.redis.store import Placement
-from core.builder import Catch, Flow, Retry, Steps, var, when
+from rustyflower.adapters.redis.keys import PRIORITIES
+from rustyflower.adapters.redis.limits import Limits
+from rustyflower.adapters.redis.store import Placement
+from rustyflower.core.builder import Catch, Flow, Retry, Steps, var, when
 from tests.redis import activities
 from tests.redis.activities import (
     check_instance,

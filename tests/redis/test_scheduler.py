@@ -15,9 +15,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from adapters.redis.conductor import Conductor
-from adapters.redis.keys import Keyspace
-from adapters.redis.scheduler import (
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.scheduler import (
     InvalidScheduleError,
     ScheduleExistsError,
     Scheduler,
@@ -27,9 +27,9 @@ from adapters.redis.scheduler import (
     fire_times,
     scheduled_instance_id,
 )
-from adapters.redis.store import RedisStore
-from core.builder import Flow, Schedule
-from core.errors import RustyFlowerError
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.core.builder import Flow, Schedule
+from rustyflower.core.errors import RustyFlowerError
 from tests.redis.conftest import Runtime
 from tests.redis.servers import free_port
 

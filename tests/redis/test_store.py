@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters.redis.conductor import Conductor, PendingEvent
-from adapters.redis.store import Placement, UnknownFlowError, VersionConflictError
-from core.builder import Flow, Steps
-from core.engine import ActivityCompleted, advance, start
+from rustyflower.adapters.redis.conductor import Conductor, PendingEvent
+from rustyflower.adapters.redis.store import Placement, UnknownFlowError, VersionConflictError
+from rustyflower.core.builder import Flow, Steps
+from rustyflower.core.engine import ActivityCompleted, advance, start
 from tests.redis.conftest import Runtime
 
 pytestmark = pytest.mark.emulator

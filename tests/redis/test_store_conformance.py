@@ -18,13 +18,13 @@ import pytest
 import redis
 
 import tests.harness.virtual_runtime as virtual_runtime
-from adapters.redis.conductor import Conductor
-from adapters.redis.keys import Keyspace
-from adapters.redis.store import RedisStore
-from core.activities import ActivityRegistry
-from core.engine import FINISHED, Snapshot
-from core.snapshot import SnapshotKeys
-from core.snapshot.document import encode_snapshot
+from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.core.activities import ActivityRegistry
+from rustyflower.core.engine import FINISHED, Snapshot
+from rustyflower.core.snapshot import SnapshotKeys
+from rustyflower.core.snapshot.document import encode_snapshot
 from tests.conformance import activities as conformance
 from tests.conformance.corpus import Case, Expect
 from tests.conformance.test_conformance import (

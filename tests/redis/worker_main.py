@@ -16,9 +16,9 @@ import sys
 
 import redis
 
-from adapters.redis.keys import Keyspace
-from adapters.redis.store import RedisStore
-from adapters.redis.worker import Worker, WorkerOptions
+from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.store import RedisStore
+from rustyflower.adapters.redis.worker import Worker, WorkerOptions
 from tests.redis import activities
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from core.engine import Command, Event, FinishFlow, Snapshot, Transition, advance
-from core.errors import EventRejectedError
-from core.model import FlowDefinition, parse_definition
-from core.snapshot.document import encode_snapshot
+from rustyflower.core.engine import Command, Event, FinishFlow, Snapshot, Transition, advance
+from rustyflower.core.errors import EventRejectedError
+from rustyflower.core.model import FlowDefinition, parse_definition
+from rustyflower.core.snapshot.document import encode_snapshot
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 

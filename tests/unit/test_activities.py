@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.activities import (
+from rustyflower.core.activities import (
     Activity,
     ActivityContext,
     ActivityRegistry,
@@ -17,10 +17,10 @@ from core.activities import (
     describe_failure,
     iter_tasks,
 )
-from core.activities import activity as default_activity
-from core.activities import registry as default_registry
-from core.errors import UnknownActivityError
-from core.model import MapState, ParallelState, Retry, TaskState, parse_definition
+from rustyflower.core.activities import activity as default_activity
+from rustyflower.core.activities import registry as default_registry
+from rustyflower.core.errors import UnknownActivityError
+from rustyflower.core.model import MapState, ParallelState, Retry, TaskState, parse_definition
 
 CONTEXT = ActivityContext(
     instance_id="i", call_id="A~1", idempotency_key="i:A:1:1", attempt=1, activity="probe"

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from core.errors import PathNotFoundError
-from core.expressions import (
+from rustyflower.core.errors import PathNotFoundError
+from rustyflower.core.expressions import (
     OPERATORS,
     AllOf,
     AnyOf,
@@ -24,7 +24,7 @@ from core.expressions import (
     condition_from_asl,
     is_rfc3339_timestamp,
 )
-from core.expressions import conditions as conditions_module
+from rustyflower.core.expressions import conditions as conditions_module
 
 ADAPTER: TypeAdapter[Any] = TypeAdapter(Condition)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.engine import (
+from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
     AwaitEvent,
@@ -31,7 +31,7 @@ from core.engine import (
     outstanding,
     start,
 )
-from core.errors import (
+from rustyflower.core.errors import (
     EventRejectedError,
     InstanceFinishedError,
     InvalidControlError,
@@ -39,8 +39,8 @@ from core.errors import (
     StaleEventError,
     UnknownCallError,
 )
-from core.model import FlowDefinition
-from core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from tests.unit.engine_kit import NOW, at, finish, flow
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.engine import (
+from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
     AwaitEvent,
@@ -21,9 +21,9 @@ from core.engine import (
     outstanding,
     start,
 )
-from core.errors import StaleEventError
-from core.model import FlowDefinition
-from core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.errors import StaleEventError
+from rustyflower.core.model import FlowDefinition
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from tests.unit.engine_kit import NOW, at, finish, flow, rejected
 
 

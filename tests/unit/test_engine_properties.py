@@ -55,7 +55,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.engine import (
+from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
     AwaitEvent,
@@ -76,7 +76,7 @@ from core.engine import (
     outstanding,
     start,
 )
-from core.errors import (
+from rustyflower.core.errors import (
     EventRejectedError,
     InstanceFinishedError,
     InvalidControlError,
@@ -84,10 +84,10 @@ from core.errors import (
     StaleEventError,
     UnknownCallError,
 )
-from core.model import FlowDefinition, parse_definition
-from core.snapshot import EncryptionKey, SigningKey, SnapshotKeys
-from core.snapshot.document import decode_snapshot, encode_snapshot, to_document
-from core.timeutil import parse_timestamp
+from rustyflower.core.model import FlowDefinition, parse_definition
+from rustyflower.core.snapshot import EncryptionKey, SigningKey, SnapshotKeys
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot, to_document
+from rustyflower.core.timeutil import parse_timestamp
 
 # --- settings -----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.engine import (
+from rustyflower.core.engine import (
     ActivityCompleted,
     AwaitEvent,
     CancelWork,
@@ -23,13 +23,13 @@ from core.engine import (
     outstanding,
     start,
 )
-from core.errors import (
+from rustyflower.core.errors import (
     InstanceFinishedError,
     NoWaiterError,
     StaleEventError,
     UnknownCallError,
 )
-from core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from tests.unit.engine_kit import NOW, at, finish, flow, of, one, rejected
 
 

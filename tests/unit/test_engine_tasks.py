@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.engine import (
+from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
     AwaitEvent,
@@ -22,11 +22,11 @@ from core.engine import (
     retry_delay,
     start,
 )
-from core.engine.machine import jitter_fraction
-from core.errors import StaleEventError
-from core.model import FlowDefinition, Retry
-from core.snapshot.document import encode_snapshot
-from core.timeutil import parse_timestamp
+from rustyflower.core.engine.machine import jitter_fraction
+from rustyflower.core.errors import StaleEventError
+from rustyflower.core.model import FlowDefinition, Retry
+from rustyflower.core.snapshot.document import encode_snapshot
+from rustyflower.core.timeutil import parse_timestamp
 from tests.unit.engine_kit import NOW, at, finish, flow, of, one, rejected
 
 

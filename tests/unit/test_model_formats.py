@@ -10,9 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from core.errors import DefinitionError
-from core.model import FlowDefinition, parse_definition
-from core.model.formats import definition_schema, detect_format, dump_definition, load_definition
+from rustyflower.core.errors import DefinitionError
+from rustyflower.core.model import FlowDefinition, parse_definition
+from rustyflower.core.model.formats import (
+    definition_schema,
+    detect_format,
+    dump_definition,
+    load_definition,
+)
 
 try:
     import jsonschema  # type: ignore[import-untyped]

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from core.errors import DefinitionError, Problem
-from core.model import parse_definition, validate_definition
-from core.model.formats import load_definition
+from rustyflower.core.errors import DefinitionError, Problem
+from rustyflower.core.model import parse_definition, validate_definition
+from rustyflower.core.model.formats import load_definition
 
 
 def flow(states: dict[str, Any], start: str = "A", **extra: Any) -> dict[str, Any]:

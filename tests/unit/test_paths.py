@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import ExpressionError, PathNotFoundError
-from core.expressions import (
+from rustyflower.core.errors import ExpressionError, PathNotFoundError
+from rustyflower.core.expressions import (
     WILDCARD,
     Path,
     format_segments,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import (
+from rustyflower.core.errors import (
     DecryptionError,
     DigestMismatchError,
     MalformedSnapshotError,
@@ -23,7 +23,7 @@ from core.errors import (
     UnknownKeyError,
     UnsupportedFormatError,
 )
-from core.snapshot import (
+from rustyflower.core.snapshot import (
     CURRENT_FORMAT,
     MIGRATIONS,
     SNAPSHOT_KIND,
@@ -533,7 +533,7 @@ def test_registry_starts_empty_and_current_format_is_supported() -> None:
 def test_migration_from_a_synthetic_format_0_runs_after_signature_verification(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("core.snapshot.migrations.MIGRATIONS", {})
+    monkeypatch.setattr("rustyflower.core.snapshot.migrations.MIGRATIONS", {})
     calls: list[dict[str, Any]] = []
 
     @register_migration(0)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.engine import (
+from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
     HoldRequested,
@@ -19,7 +19,7 @@ from core.engine import (
     advance,
     start,
 )
-from core.errors import (
+from rustyflower.core.errors import (
     DigestMismatchError,
     MalformedSnapshotError,
     SignatureInvalidError,
@@ -28,8 +28,8 @@ from core.errors import (
     UnknownKeyError,
     UnsupportedFormatError,
 )
-from core.model import FlowDefinition, parse_definition
-from core.snapshot import (
+from rustyflower.core.model import FlowDefinition, parse_definition
+from rustyflower.core.snapshot import (
     CURRENT_FORMAT,
     EncryptionKey,
     SigningKey,
@@ -37,7 +37,12 @@ from core.snapshot import (
     definition_digest,
     seal,
 )
-from core.snapshot.document import decode_snapshot, encode_snapshot, from_document, to_document
+from rustyflower.core.snapshot.document import (
+    decode_snapshot,
+    encode_snapshot,
+    from_document,
+    to_document,
+)
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 SIGN = SigningKey("k1", b"s" * 32)

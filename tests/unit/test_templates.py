@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from core.errors import ExpressionError, PathNotFoundError
-from core.expressions import Template, compile_template
+from rustyflower.core.errors import ExpressionError, PathNotFoundError
+from rustyflower.core.expressions import Template, compile_template
 
 DOC: dict[str, Any] = {
     "order": {"id": "o-1", "items": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1}]},
