@@ -454,7 +454,7 @@ def test_register_refuses_a_schedule_the_scheduler_would_refuse_and_registers_no
     # the flow model and the scheduler apply one set of schedule rules: a definition whose
     # schedule cannot be synced fails validation, before anything is registered
     for schedule, problem in (
-        ("{name: every second, cron: '* * * * * *'}", "not a 5-field cron expression"),
+        ("{name: every-second, cron: '* * * * * *'}", "not a 5-field cron expression"),
         ("{name: has space, cron: '0 2 * * *'}", "schedule name 'nightly:has space'"),
     ):
         flow = tmp_path / "nightly.yaml"
