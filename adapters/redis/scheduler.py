@@ -39,7 +39,6 @@ Time comes only from the injected clock (aware datetimes); ``tick`` never sleeps
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import logging
 import threading
@@ -144,7 +143,7 @@ class Scheduler:
 
     # --- ticking -----------------------------------------------------------------------------
 
-    def tick(self) -> builtins.list[str]:
+    def tick(self) -> list[str]:
         """Take or renew the lease; if leading, start every due run. Returns the started ids.
 
         Redis errors propagate (``run`` backs off); a broken schedule is logged and skipped.
@@ -215,7 +214,7 @@ class Scheduler:
 
     def _tick_schedule(
         self, stored: StoredSchedule, raw_state: bytes | str | None, now: datetime
-    ) -> builtins.list[str]:
+    ) -> list[str]:
         spec = stored.spec
         if spec.paused:
             return []
@@ -239,9 +238,7 @@ class Scheduler:
             log.debug("schedule %s changed meanwhile; the next tick goes on from there", spec.name)
         return started
 
-    def _due(
-        self, spec: ScheduleSpec, state: ScheduleState, now: datetime
-    ) -> builtins.list[datetime]:
+    def _due(self, spec: ScheduleSpec, state: ScheduleState, now: datetime) -> list[datetime]:
         """The fires to act on now (catch-up applied); advances ``state.cursor``."""
         due = due_fires(
             spec,
@@ -273,7 +270,7 @@ class Scheduler:
         return due.fires
 
     def _fire(
-        self, spec: ScheduleSpec, fire: datetime, state: ScheduleState, started: builtins.list[str]
+        self, spec: ScheduleSpec, fire: datetime, state: ScheduleState, started: list[str]
     ) -> None:
         """Act on one due fire under the overlap policy."""
         if self._adopt(spec, fire, state):
@@ -310,7 +307,7 @@ class Scheduler:
         return True
 
     def _start(
-        self, spec: ScheduleSpec, fire: datetime, state: ScheduleState, started: builtins.list[str]
+        self, spec: ScheduleSpec, fire: datetime, state: ScheduleState, started: list[str]
     ) -> None:
         if self._adopt(spec, fire, state):
             return
