@@ -51,6 +51,13 @@ class PathNotFoundError(RustyFlowerError):
         super().__init__(f"path {path!r} selected nothing" + (f": {detail}" if detail else ""))
 
 
+# --- schedules ------------------------------------------------------------------------
+
+
+class InvalidScheduleError(RustyFlowerError, ValueError):
+    """A schedule is not valid: its name, cron expression, time zone or options."""
+
+
 # --- activities ---------------------------------------------------------------------------
 
 

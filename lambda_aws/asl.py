@@ -12,7 +12,8 @@ every given flow (sub-flows included) with ``adapters.aws.compile_flow`` and wri
 
 ``--activities`` applies the activities' default retry and timeout to the definitions
 first, as the on-premises registry does, so that the machines' digests are the ones the
-site's snapshots carry.
+site's snapshots carry. A definition or schedule that cannot be compiled is reported in
+one line (exit status 2), and then nothing is written.
 """
 
 from __future__ import annotations
@@ -20,26 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from croniter import croniter
 
 from lambda_aws.settings import ASL_ACTIVITY_ARN, ASL_STATE_MACHINE_PREFIX, ASL_TOKEN_ARN
 from rustyflower.adapters.aws import compile_to_json
 from rustyflower.adapters.aws.deployment import flow_arns, state_machine_name
 from rustyflower.core.activities import load_registry
+from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.model import FlowDefinition, load_definition
-from rustyflower.core.model.schedule import Schedule
-
-MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
+from rustyflower.core.schedules import DeclaredSchedule, cron_expression, declared_schedules
 
 
 def placeholder_flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
@@ -60,50 +55,64 @@ def compile_for_terraform(definition: FlowDefinition, flows: Iterable[FlowDefini
     )
 
 
-def _dow(field: str) -> str:
-    """cron's day of week (0-7, Sunday 0 or 7) -> EventBridge's (1-7, Sunday 1)."""
-
-    def number(text: str) -> str:
-        return str(int(text) % 7 + 1) if text.isdigit() else text
-
-    parts = []
-    for item in field.split(","):
-        body, slash, step = item.partition("/")
-        if "-" in body:
-            low, _, high = body.partition("-")
-            if high == "7":
-                # a range up to Sunday (7) ends on Saturday (7) and wraps to Sunday (1)
-                parts.extend([f"{number(low)}-7{slash}{step}", "1"])
-                continue
-            body = f"{number(low)}-{number(high)}"
-        else:
-            body = number(body)
-        parts.append(body + slash + step)
-    return ",".join(parts)
+_EVENTBRIDGE_DAY_OF_MONTH = re.compile(r"L|\d{1,2}W|(?:\*|\d{1,2}(?:-\d{1,2})?)(?:/\d{1,2})?")
 
 
 def aws_schedule_expression(cron: str) -> str:
-    """A 5-field cron expression -> EventBridge Scheduler's ``cron(m h dom mon dow year)``."""
-    fields = MACROS.get(cron.strip().lower(), cron).split()
-    if len(fields) != 5:
-        raise ValueError(f"{cron!r} is not a 5-field cron expression")
-    minute, hour, dom, month, dow = fields
-    if dom != "*" and dow != "*":
+    """A schedule's cron expression -> EventBridge Scheduler's ``cron(m h dom mon dow year)``.
+
+    The expression is read by the rules every runtime uses (``core.schedules``), so it is
+    refused here exactly when the site's scheduler refuses it; beyond that, ValueError
+    names what EventBridge cannot express (EventBridge User Guide, "Cron expressions
+    reference": one of the two day fields must be ``?``; the day of month takes
+    ``, - * ? / L W``; the day of week counts 1-7 from Sunday and takes ``, - * ? L #``,
+    with at most one ``#``).
+    """
+    expression = cron_expression(cron)
+    minute, hour, day_of_month, month, _ = expression.split(" ")
+    fields, nth = croniter.expand(expression)[:2]
+    any_day, any_weekday = fields[2] == ["*"], fields[4] == ["*"]
+    if not any_day and not any_weekday:
         raise ValueError(
             f"{cron!r}: EventBridge cannot restrict both the day of month and the day of week"
         )
-    if dow == "*":
-        dow = "?"
-    else:
-        dom, dow = "?", _dow(dow)
-    return f"cron({minute} {hour} {dom} {month} {dow} *)"
+    if any_weekday:
+        if any_day:
+            day_of_month = "*"  # also for croniter's '?'
+        elif not all(_EVENTBRIDGE_DAY_OF_MONTH.fullmatch(item) for item in day_of_month.split(",")):
+            raise ValueError(f"{cron!r}: EventBridge cannot express the day of month")
+        return f"cron({minute} {hour} {day_of_month} {month.upper()} ? *)"
+    weekdays = _eventbridge_weekdays(cron, fields[4], nth)
+    return f"cron({minute} {hour} ? {month.upper()} {weekdays} *)"
 
 
-def schedule_entry(schedule: Schedule) -> dict[str, str]:
+def _eventbridge_weekdays(cron: str, days: list[int], nth: dict[int, set[int | str]]) -> str:
+    """croniter's expanded days of week (0-6 from Sunday) in EventBridge's 1-7 from Sunday."""
+    if nth:
+        day, occurrences = next(iter(nth.items()))
+        if len(nth) > 1 or len(occurrences) > 1 or days != [day]:
+            raise ValueError(
+                f"{cron!r}: EventBridge takes one nth weekday (#) or last weekday (L) in the "
+                "day of week, and nothing beside it"
+            )
+        (occurrence,) = occurrences
+        weekday = day % 7 + 1
+        return f"{weekday}L" if occurrence == "l" else f"{weekday}#{occurrence}"
+    runs: list[list[int]] = []
+    for weekday in sorted({day % 7 + 1 for day in days}):
+        if runs and runs[-1][-1] == weekday - 1:
+            runs[-1].append(weekday)
+        else:
+            runs.append([weekday])
+    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+
+
+def schedule_entry(schedule: DeclaredSchedule) -> dict[str, str]:
+    """One schedule of the ``flows`` variable: EventBridge's expression, zone and input."""
     return {
-        "expression": aws_schedule_expression(schedule.cron),
-        "timezone": schedule.timezone,
-        "input_json": json.dumps(schedule.input, separators=(",", ":")),
+        "expression": aws_schedule_expression(schedule.spec.cron),
+        "timezone": schedule.spec.timezone,
+        "input_json": json.dumps(schedule.spec.input, separators=(",", ":")),
     }
 
 
@@ -113,9 +122,10 @@ def flows_variable(
     """The ``flows`` variable of infra/terraform/aws for these definitions."""
     flows: dict[str, Any] = {}
     for definition, asl_file in zip(definitions, asl_files, strict=True):
+        # keyed as the site names them: a run's instance id is "<flow>:<key>@<fire time>"
         schedules = {
-            schedule.name or str(index): schedule_entry(schedule)
-            for index, schedule in enumerate(definition.schedules)
+            schedule.key: schedule_entry(schedule)
+            for schedule in declared_schedules(definition)
             if schedule.enabled
         }
         flows[f"{definition.name}@{definition.version}"] = {
@@ -132,26 +142,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tfvars", type=Path, help="write the flows variable here (JSON)")
     parser.add_argument("--activities", help="apply this ActivityRegistry's defaults first")
     arguments = parser.parse_args(argv)
-    definitions = [load_definition(path.read_text(), str(path)) for path in arguments.files]
-    if arguments.activities:
-        registry = load_registry(arguments.activities)
+    try:
+        _compile(arguments.files, arguments.out, arguments.tfvars, arguments.activities)
+    except (RustyFlowerError, ValueError, OSError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+def _compile(files: Sequence[Path], out: Path, tfvars: Path | None, activities: str | None) -> None:
+    """Compile everything first and write only then: a flow that fails leaves no half output."""
+    definitions = [load_definition(path.read_text(), str(path)) for path in files]
+    if activities:
+        registry = load_registry(activities)
         definitions = [registry.apply_defaults(definition) for definition in definitions]
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    files: list[str] = []
-    base = arguments.tfvars.parent if arguments.tfvars is not None else Path.cwd()
+    base = tfvars.parent if tfvars is not None else Path.cwd()
+    outputs: list[tuple[Path, str]] = []
     for definition in definitions:
         others = [d for d in definitions if d is not definition]
         name = state_machine_name(definition.name, definition.version)
-        target = arguments.out / f"{name}.asl.json"
-        target.write_text(compile_for_terraform(definition, others) + "\n")
+        outputs.append((out / f"{name}.asl.json", compile_for_terraform(definition, others)))
+    if tfvars is not None:
         # relative to the Terraform root (where the tfvars file goes), as main.tf reads it
-        files.append(os.path.relpath(target.resolve(), base.resolve()))
+        asl_files = [os.path.relpath(target.resolve(), base.resolve()) for target, _ in outputs]
+        document = {"flows": flows_variable(definitions, asl_files)}
+        outputs.append((tfvars, json.dumps(document, indent=2)))
+    for target, text in outputs:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text + "\n")
         print(target)
-    if arguments.tfvars is not None:
-        document = {"flows": flows_variable(definitions, files)}
-        arguments.tfvars.parent.mkdir(parents=True, exist_ok=True)
-        arguments.tfvars.write_text(json.dumps(document, indent=2) + "\n")
-        print(arguments.tfvars)
 
 
 if __name__ == "__main__":

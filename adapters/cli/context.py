@@ -25,7 +25,7 @@ from rustyflower.adapters.redis.connection import (
     resolve_url,
 )
 from rustyflower.adapters.redis.keys import Keyspace
-from rustyflower.adapters.redis.scheduler import ScheduleStore
+from rustyflower.adapters.redis.schedule_store import ScheduleStore
 from rustyflower.adapters.redis.store import RedisStore
 from rustyflower.core.errors import DefinitionError, EpochConflictError, RustyFlowerError
 from rustyflower.core.snapshot import SnapshotKeys

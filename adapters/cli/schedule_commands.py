@@ -34,7 +34,8 @@ from rustyflower.adapters.cli.render import (
 from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
 )
-from rustyflower.adapters.redis.scheduler import ScheduleSpec, ScheduleView
+from rustyflower.adapters.redis.schedule_store import ScheduleView
+from rustyflower.core.schedules import ScheduleSpec
 
 schedule_app = typer.Typer(help="Start flows on cron schedules.", no_args_is_help=True)
 

@@ -14,6 +14,7 @@ from rustyflower.core.model.errors_handling import Catch, Retry
 from rustyflower.core.model.graph import flow_problems, state_location
 from rustyflower.core.model.schedule import Schedule
 from rustyflower.core.model.states import STATE_TYPES, Branch
+from rustyflower.core.schedules.spec import declared_schedule_problems
 
 
 def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
@@ -35,8 +36,14 @@ class FlowDefinition(Branch):
     schedules: list[Schedule] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _valid_graph(self) -> FlowDefinition:
+    def _valid_as_a_whole(self) -> FlowDefinition:
         problems = flow_problems(self.document())
+        # the names its schedules get include the flow's name: checked here, with the
+        # rules every runtime names them by, so the definition can always be registered
+        problems += [
+            Problem("flow", f"schedules[{index}].name: {message}")
+            for index, message in declared_schedule_problems(self)
+        ]
         if problems:
             # Not a ValueError on purpose: it passes through pydantic with every problem intact.
             raise DefinitionError(problems)

@@ -1,14 +1,19 @@
-"""Schedule metadata: when a flow starts by itself (the runners carry it out)."""
+"""Schedule metadata: when a flow starts by itself (the runners carry it out).
+
+Its fields are checked by the rules every runtime applies (``core.schedules``): the cron
+language, the time zone, the policies and JSON input. The names its schedules get are
+checked with the whole definition (``FlowDefinition``), as they include the flow's name.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
-from croniter import croniter
 from pydantic import BaseModel, Field, JsonValue, field_validator
 
 from rustyflower.core.model.common import MODEL_CONFIG
+from rustyflower.core.schedules.cron import cron_expression, time_zone
+from rustyflower.core.schedules.spec import CatchUp, Overlap, check_input
 
 
 class Schedule(BaseModel):
@@ -20,24 +25,23 @@ class Schedule(BaseModel):
     cron: str
     timezone: str = "UTC"
     input: JsonValue = None
-    overlap: Literal["skip", "allow", "buffer_one"] = "skip"
-    catch_up: Literal["none", "latest", "all"] = "latest"
+    overlap: Overlap = "skip"
+    catch_up: CatchUp = "latest"
     enabled: bool = True
 
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        if not croniter.is_valid(value):
-            raise ValueError(
-                f"{value!r} is not a valid cron expression (5 fields: m h dom mon dow)"
-            )
+        cron_expression(value)  # InvalidScheduleError is a ValueError: pydantic reports it
         return value
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {value!r}") from error
+        time_zone(value)
         return value
+
+    @field_validator("input")
+    @classmethod
+    def _plain_json(cls, value: Any) -> Any:
+        return check_input(value)

@@ -147,6 +147,8 @@ def test_sub_flows_point_at_the_prefixed_machine_names() -> None:
     assert arns["child@1.9"] == names.ASL_STATE_MACHINE_PREFIX + "child-v1-9"
 
 
+# EventBridge User Guide, "Cron expressions reference": six fields, one of the two day fields
+# is "?", the day of week counts 1-7 from Sunday (SUN-SAT) and takes ", - * ? L #".
 @pytest.mark.parametrize(
     ("cron", "expression"),
     [
@@ -154,9 +156,15 @@ def test_sub_flows_point_at_the_prefixed_machine_names() -> None:
         ("*/15 * * * *", "cron(*/15 * * * ? *)"),
         ("0 9 * * 1-5", "cron(0 9 ? * 2-6 *)"),
         ("0 9 * * 0", "cron(0 9 ? * 1 *)"),
-        ("0 9 * * 5-7", "cron(0 9 ? * 6-7,1 *)"),
-        ("0 9 * * MON,FRI", "cron(0 9 ? * MON,FRI *)"),
+        ("0 9 * * 7", "cron(0 9 ? * 1 *)"),
+        ("0 9 * * 5-7", "cron(0 9 ? * 1,6-7 *)"),
+        ("0 9 * * MON,FRI", "cron(0 9 ? * 2,6 *)"),
+        ("0 9 * * sat-sun", "cron(0 9 ? * 1,7 *)"),
+        ("0 9 * * 0-7", "cron(0 9 * * ? *)"),
         ("30 6 1 * *", "cron(30 6 1 * ? *)"),
+        ("0 6 L * *", "cron(0 6 L * ? *)"),
+        ("0 6 15W * *", "cron(0 6 15W * ? *)"),
+        ("0 6 1 jan-mar *", "cron(0 6 1 JAN-MAR ? *)"),
         ("@daily", "cron(0 0 * * ? *)"),
         ("@weekly", "cron(0 0 ? * 1 *)"),
     ],
@@ -165,11 +173,36 @@ def test_cron_becomes_eventbridge_syntax(cron: str, expression: str) -> None:
     assert asl.aws_schedule_expression(cron) == expression
 
 
-def test_cron_eventbridge_cannot_express_is_refused() -> None:
-    with pytest.raises(ValueError, match="both the day of month and the day of week"):
-        asl.aws_schedule_expression("0 0 1 * 1")
-    with pytest.raises(ValueError, match="5-field"):
-        asl.aws_schedule_expression("0 0 * *")
+@pytest.mark.parametrize(
+    ("cron", "expression"),
+    [
+        ("0 9 * * 5#2", "cron(0 9 ? * 6#2 *)"),  # the second Friday, not Thursday
+        ("0 9 * * fri#2", "cron(0 9 ? * 6#2 *)"),
+        ("0 9 * * 7#1", "cron(0 9 ? * 1#1 *)"),
+        ("0 9 * * L5", "cron(0 9 ? * 6L *)"),  # the last Friday: EventBridge writes 6L
+        ("0 9 ? * *", "cron(0 9 * * ? *)"),  # croniter's '?' is '*': never '?' twice
+        ("0 9 * * */2", "cron(0 9 ? * 1,3,5,7 *)"),  # no step in EventBridge's day of week
+    ],
+)
+def test_cron_is_translated_by_its_meaning_not_its_text(cron: str, expression: str) -> None:
+    assert asl.aws_schedule_expression(cron) == expression
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("0 0 1 * 1", "both the day of month and the day of week"),
+        ("0 0 * * fri#2,mon#1", "one nth weekday"),
+        ("0 0 * *", "not a 5-field cron expression"),
+        # what the site's scheduler refuses is refused here too, by the same rules
+        ("0 0 9 * * *", "not a 5-field cron expression"),
+        ("0 0 30 2 *", "never fires"),
+        ("R 2 * * *", "random (R) and hashed (H)"),
+    ],
+)
+def test_cron_eventbridge_cannot_express_is_refused(cron: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        asl.aws_schedule_expression(cron)
 
 
 def test_the_command_writes_asl_files_and_the_flows_variable(tmp_path: Path) -> None:
@@ -196,3 +229,20 @@ def test_the_command_writes_asl_files_and_the_flows_variable(tmp_path: Path) -> 
             "input_json": '{"region":"eu"}',
         }
     }
+
+
+def test_a_schedule_eventbridge_cannot_run_stops_the_command_before_it_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flow = tmp_path / "monthly.yaml"
+    flow.write_text(
+        "name: monthly\nschedules: [{cron: '0 0 1 * 1'}]\n"
+        "start_at: Done\nstates: {Done: {type: succeed}}\n"
+    )
+    out, tfvars = tmp_path / "asl", tmp_path / "terraform" / "flows.auto.tfvars.json"
+    with pytest.raises(SystemExit) as exited:
+        asl.main([str(flow), "--out", str(out), "--tfvars", str(tfvars)])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "cannot restrict both the day of month" in error
+    assert not out.exists() and not tfvars.exists()

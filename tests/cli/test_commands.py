@@ -448,6 +448,28 @@ def test_schedule_add_list_pause_resume_remove(registered: Cli) -> None:
     assert gone.exit_code == 2 and "unknown schedule 'morning'" in single_error(gone.stderr)
 
 
+def test_register_refuses_a_schedule_the_scheduler_would_refuse_and_registers_nothing(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # the flow model and the scheduler apply one set of schedule rules: a definition whose
+    # schedule cannot be synced fails validation, before anything is registered
+    for schedule, problem in (
+        ("{name: every-second, cron: '* * * * * *'}", "not a 5-field cron expression"),
+        ("{name: has space, cron: '0 2 * * *'}", "schedule name 'nightly:has space'"),
+    ):
+        flow = tmp_path / "nightly.yaml"
+        flow.write_text(
+            "name: nightly\nstart_at: Greet\n"
+            f"schedules: [{schedule}]\n"
+            "states: {Greet: {type: task, activity: greet, end: true}}\n"
+        )
+        result = cli("flows", "register", flow, ok=False)
+        assert result.exit_code == 2, result.stdout
+        assert problem in result.stderr and "Traceback" not in result.stderr
+        assert cli.json("flows", "list") == []
+        assert cli.json("schedule", "list") == []
+
+
 def test_register_syncs_the_schedules_a_flow_declares(cli: Cli) -> None:
     result = cli("flows", "register", FLOWS / "nightly.yaml", "--activities", ACTIVITIES)
     assert "registered nightly@1 (schedules: nightly:nightly-greet)" in result.stdout

@@ -1,4 +1,8 @@
-"""The cron scheduler against real servers: fire times, catch-up, overlap, leadership."""
+"""The cron scheduler against real servers: the store, firing, catch-up, overlap, leadership.
+
+The pure rules and arithmetic (cron, daylight saving time, catch-up) are tested without a
+server in tests/unit/test_schedule_*.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice, pairwise
 
 import pytest
 import redis
@@ -17,19 +20,16 @@ from redis.retry import Retry
 
 from rustyflower.adapters.redis.conductor import Conductor
 from rustyflower.adapters.redis.keys import Keyspace
-from rustyflower.adapters.redis.scheduler import (
-    InvalidScheduleError,
+from rustyflower.adapters.redis.schedule_store import (
     ScheduleExistsError,
-    Scheduler,
-    ScheduleSpec,
     ScheduleStore,
     UnknownScheduleError,
-    fire_times,
-    scheduled_instance_id,
 )
+from rustyflower.adapters.redis.scheduler import Scheduler
 from rustyflower.adapters.redis.store import RedisStore
 from rustyflower.core.builder import Flow, Schedule
 from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.schedules import ScheduleSpec
 from tests.redis.conftest import Runtime
 from tests.redis.servers import free_port
 
@@ -106,88 +106,6 @@ def bench(runtime: Runtime) -> Iterator[Bench]:
 
 def running(runtime: Runtime) -> list[str]:
     return sorted(info.instance_id for info in runtime.store.list_instances(status="running"))
-
-
-# --- validation and fire times (no server needed) -------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"cron": "not cron"}, "not a 5-field cron expression"),
-        ({"cron": "0 9 * *"}, "not a 5-field cron expression"),
-        ({"cron": "0 0 9 * * *"}, "not a 5-field cron expression"),
-        ({"cron": "61 * * * *"}, "not a valid cron expression"),
-        ({"cron": "0 0 30 2 *"}, "never fires"),
-        ({"timezone": "Mars/Base"}, "unknown time zone 'Mars/Base'"),
-        ({"timezone": "../etc/passwd"}, "unknown time zone"),
-        ({"name": "has space"}, "schedule name 'has space' is not valid"),
-        ({"name": "x" * 121}, "is not valid: 1 to 120"),
-        ({"name": ""}, "is not valid"),
-        ({"flow": ""}, "flow name is missing"),
-        ({"overlap": "queue"}, "overlap is one of skip, allow, buffer_one"),
-        ({"catch_up": "some"}, "catch_up is one of none, latest, all"),
-        ({"input": {"when": object()}}, "input must be JSON"),
-        ({"input": float("nan")}, "input must be JSON"),
-    ],
-)
-def test_invalid_specs_raise_clear_value_errors(changes: dict, message: str) -> None:
-    fields = {"name": "ok", "flow": "f", "version": None, "cron": "0 9 * * 1-5", **changes}
-    with pytest.raises(InvalidScheduleError, match=message) as raised:
-        ScheduleSpec(**fields)
-    assert isinstance(raised.value, ValueError)
-    assert isinstance(raised.value, RustyFlowerError)
-
-
-def test_valid_specs_accept_ranges_names_and_macros() -> None:
-    ScheduleSpec("report:nightly@eu-1.x", "f", "2", "0 9 * * mon-fri", "America/New_York")
-    daily = ScheduleSpec("d", "f", None, "@daily", "Asia/Tokyo")
-    assert next(daily.fires_after(at("2024-01-01T00:00:00Z"))) == at("2024-01-01T15:00:00Z")
-
-
-def test_a_daily_berlin_schedule_follows_daylight_saving_time() -> None:
-    def fires(after: str, count: int) -> list[str]:
-        return [z(f) for f in islice(fire_times("0 9 * * *", "Europe/Berlin", at(after)), count)]
-
-    assert fires("2024-01-15T00:00:00Z", 1) == ["2024-01-15T08:00:00Z"]  # winter: UTC+1
-    assert fires("2024-07-15T00:00:00Z", 1) == ["2024-07-15T07:00:00Z"]  # summer: UTC+2
-    # spring forward on Sunday 2024-03-31, fall back on Sunday 2024-10-27
-    assert fires("2024-03-30T00:00:00Z", 2) == ["2024-03-30T08:00:00Z", "2024-03-31T07:00:00Z"]
-    assert fires("2024-10-26T00:00:00Z", 2) == ["2024-10-26T07:00:00Z", "2024-10-27T08:00:00Z"]
-
-
-def test_wall_times_skipped_or_repeated_by_dst_fire_once_or_keep_the_rhythm() -> None:
-    def fires(cron: str, after: str, count: int) -> list[str]:
-        return [z(f) for f in islice(fire_times(cron, "Europe/Berlin", at(after)), count)]
-
-    # 02:30 does not exist on 2024-03-31: it fires once, shifted to 03:30 summer time
-    assert fires("30 2 * * *", "2024-03-30T12:00:00Z", 2) == [
-        "2024-03-31T01:30:00Z",
-        "2024-04-01T00:30:00Z",
-    ]
-    # 02:30 happens twice on 2024-10-27: a fixed-hour schedule fires at the first one only
-    assert fires("30 2 * * *", "2024-10-26T12:00:00Z", 2) == [
-        "2024-10-27T00:30:00Z",
-        "2024-10-28T01:30:00Z",
-    ]
-    # an interval schedule keeps firing every 30 real minutes through both changes
-    spring = fires("*/30 * * * *", "2024-03-30T23:45:00Z", 5)
-    autumn = fires("*/30 * * * *", "2024-10-26T23:45:00Z", 7)
-    for series in (spring, autumn):
-        steps = {at(b) - at(a) for a, b in pairwise(series)}
-        assert steps == {timedelta(minutes=30)}, series
-    assert autumn[0] == "2024-10-27T00:00:00Z" and autumn[-1] == "2024-10-27T03:00:00Z"
-    # starting inside the repeated hour loses nothing and repeats nothing
-    assert fires("*/30 * * * *", "2024-10-27T00:10:00Z", 3) == [
-        "2024-10-27T00:30:00Z",
-        "2024-10-27T01:00:00Z",
-        "2024-10-27T01:30:00Z",
-    ]
-
-
-def test_instance_ids_are_deterministic() -> None:
-    fire = datetime(2024, 3, 31, 9, 0, tzinfo=UTC)
-    assert scheduled_instance_id("report:nightly", fire) == "report:nightly@2024-03-31T09:00:00Z"
 
 
 # --- the store --------------------------------------------------------------------------------

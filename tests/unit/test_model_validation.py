@@ -610,8 +610,45 @@ def test_missing_required_field() -> None:
 
 def test_bad_cron() -> None:
     assert_only(
+        flow({"A": TASK_END}, schedules=[{"cron": "61 * * * *"}]),
+        ("flow", "schedules[0].cron: '61 * * * *' is not a valid cron expression"),
+    )
+    assert_only(
         flow({"A": TASK_END}, schedules=[{"cron": "not cron"}]),
-        ("flow", "schedules[0].cron: 'not cron' is not a valid cron expression"),
+        ("flow", "schedules[0].cron: 'not cron' is not a 5-field cron expression"),
+    )
+
+
+# A declared schedule is checked by the rules the runners apply (core.schedules): what
+# validates here registers, and runs under the same name on premises and in the cloud.
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ({"cron": "0 0 9 * * *"}, "schedules[0].cron: '0 0 9 * * *' is not a 5-field cron"),
+        ({"cron": "0 0 30 2 *"}, "schedules[0].cron: cron expression '0 0 30 2 *' never fires"),
+        ({"cron": "R 2 * * *"}, "schedules[0].cron: 'R 2 * * *' is not a valid cron expression"),
+        ({"cron": "@daily", "input": {"x": float("nan")}}, "schedules[0].input: the input must"),
+        ({"cron": "@daily", "name": "has space"}, "schedule name 'f:has space' is not valid"),
+    ],
+)
+def test_a_declared_schedule_the_runners_would_refuse_is_a_problem(
+    schedule: dict[str, Any], message: str
+) -> None:
+    assert_only(flow({"A": TASK_END}, schedules=[schedule]), ("flow", message))
+
+
+def test_a_schedule_name_too_long_with_its_flow_name_is_a_problem() -> None:
+    long = flow({"A": TASK_END}, name="F" * 80, schedules=[{"cron": "@daily", "name": "n" * 39}])
+    assert validate_definition(long) == []  # 'F...F:n...n' has 120 characters: the limit
+    long["schedules"][0]["name"] += "n"
+    assert_only(long, ("flow", "schedules[0].name: schedule name 'FFF"))
+
+
+def test_a_schedule_name_given_twice_is_a_problem_at_the_second() -> None:
+    schedules = [{"cron": "@daily", "name": "1"}, {"cron": "@hourly"}, {"cron": "@daily"}]
+    assert_only(
+        flow({"A": TASK_END}, schedules=schedules),
+        ("flow", "schedules[1].name: flow 'f' declares schedule 'f:1' twice"),
     )
 
 
