@@ -10,7 +10,7 @@
 
 ``Client`` methods take an instance id; an ``InstanceHandle`` (from ``start``,
 ``start_many``, ``instance``, ``instances``) has the same methods without it. Everything
-here is synchronous and thread-safe. Run workers with ``rustyflower.worker`` or the
+here is synchronous. Run workers with ``rustyflower.worker`` or the
 ``rustyflower worker`` command.
 """
 

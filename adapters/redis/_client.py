@@ -113,8 +113,9 @@ class InstanceStatus:
 class Client:
     """Register flows, start instances and operate them on a Redis runner.
 
-    Make one with ``Client.connect()``; it is safe to share between threads. Close it
-    (or use it in a ``with`` block) to release its connections.
+    Make one with ``Client.connect()`` and keep it: it holds a connection pool and a
+    cache of definitions and snapshots. Close it (or use it in a ``with`` block) to
+    release its connections.
     """
 
     def __init__(self, store: RedisStore, url: str) -> None:
@@ -144,7 +145,11 @@ class Client:
         environ = os.environ
         try:
             chosen_prefix = prefix or setting_text(environ, PREFIX_VARIABLE) or DEFAULT_PREFIX
-            chosen_shards = shards or setting_whole_number(environ, SHARDS_VARIABLE, 1, 1)
+            chosen_shards = (
+                shards
+                if shards is not None
+                else setting_whole_number(environ, SHARDS_VARIABLE, 1, 1)
+            )
             keyspace = Keyspace(prefix=chosen_prefix, shards=chosen_shards)
             snapshot_keys = keys if keys is not None else SnapshotKeys.from_env(environ)
         except (SettingsError, ValueError) as error:
@@ -331,9 +336,10 @@ class Client:
     def snapshot(self, instance_id: str) -> bytes:
         """The instance as a portable snapshot, signed (and encrypted) as ``keys`` say.
 
-        The stored bytes are verified first; with a signing key configured they are
-        sealed again with this client's keys, so what you get is signed even when the
-        worker that wrote them had no key.
+        The stored bytes are verified with this client's keys first, so a snapshot they
+        would refuse is never handed out; with a signing key configured they are sealed
+        again with it (a store written under an older key gives a snapshot signed with
+        the active one).
         """
         with self._talking():
             stored = self._store.raw_snapshot(instance_id)

@@ -26,6 +26,7 @@ from rustyflower import (
     Retry,
     RustyFlowerError,
     SignatureMissingError,
+    SnapshotError,
     SnapshotKeys,
     current_call,
     decode_snapshot,
@@ -259,6 +260,19 @@ def test_snapshot_is_signed_with_the_clients_keys(server: ServerProcess, prefix:
     assert (snapshot.instance_id, snapshot.state.input) == ("signed-1", {"n": 1})
     with pytest.raises(SignatureMissingError):  # the same bytes must not pass as unsigned
         decode_snapshot(data.replace(b'"signature"', b'"signatur_"'), keys)
+
+
+def test_snapshot_is_sealed_again_with_the_active_key(server: ServerProcess, prefix: str) -> None:
+    old, new = generate_signing_key("old"), generate_signing_key("new")
+    with Client.connect(server.url, prefix=prefix, keys=SnapshotKeys.from_keys([old])) as before:
+        before.register(approval())
+        before.start("approval", {}, id="rotated-1")
+    rotated = SnapshotKeys.from_keys([new, old])  # `new` signs, both verify
+    with Client.connect(server.url, prefix=prefix, keys=rotated) as after:
+        data = after.instance("rotated-1").snapshot()
+    assert decode_snapshot(data, SnapshotKeys.from_keys([new])).instance_id == "rotated-1"
+    with pytest.raises(SnapshotError, match="'new'"):  # no longer the old key's signature
+        decode_snapshot(data, SnapshotKeys.from_keys([old]))
 
 
 # --- connecting -------------------------------------------------------------------------------

@@ -77,16 +77,28 @@ def test_the_face_has_no_public_module_by_accident() -> None:
     assert {"client", "worker"} <= public <= PUBLIC_MODULES
 
 
-def test_importing_rustyflower_imports_no_io_library() -> None:
+def loaded_by(module: str) -> set[str]:
+    """The top-level modules a fresh interpreter has loaded after importing ``module``."""
     probe = (
-        "import json, sys, rustyflower\n"
+        f"import json, sys, {module}\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
     )
-    loaded = set(json.loads(done.stdout))
+    return set(json.loads(done.stdout))
+
+
+def test_importing_rustyflower_imports_no_io_library() -> None:
+    loaded = loaded_by("rustyflower")
     assert not loaded & set(IO_LIBRARIES), sorted(loaded & set(IO_LIBRARIES))
+
+
+def test_the_client_and_the_worker_need_no_cloud_library() -> None:
+    loaded = loaded_by("rustyflower.client, rustyflower.worker")
+    clouds = {"boto3", "botocore", "aws_lambda_powertools", "azure"}
+    assert "redis" in loaded
+    assert not loaded & clouds, sorted(loaded & clouds)
 
 
 def test_the_init_imports_only_core_and_the_standard_library() -> None:
