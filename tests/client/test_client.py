@@ -31,6 +31,7 @@ from rustyflower import (
     current_call,
     decode_snapshot,
     generate_signing_key,
+    read_definition,
 )
 from rustyflower.adapters.redis.keys import Keyspace
 from rustyflower.adapters.redis.store import RedisStore
@@ -47,6 +48,8 @@ from rustyflower.worker import Worker
 from tests.redis.servers import ServerProcess, valkey_binary
 
 pytestmark = pytest.mark.emulator
+
+REPO = Path(__file__).resolve().parents[2]
 
 activities = ActivityRegistry()
 
@@ -245,6 +248,20 @@ def test_versions_and_unknown_names(client: Client) -> None:
         client.instance("no-such-id")
     with pytest.raises(ValueError, match="priority 'urgent'"):
         client.start("doubling", {}, priority="urgent")  # type: ignore[arg-type]
+
+
+def test_register_syncs_the_schedules_a_flow_declares(
+    server: ServerProcess, client: Client, prefix: str
+) -> None:
+    """As `rustyflower flows register` does: the nightly report declares a cron schedule."""
+    definition = read_definition(REPO / "examples" / "nightly_report" / "flow.yaml")
+    client.register(definition)
+    probe = redis.Redis.from_url(server.url)
+    stored = probe.hgetall(Keyspace(prefix=prefix).schedules())
+    probe.close()
+    ((name, spec),) = stored.items()
+    assert name.decode().startswith("nightly_report:")
+    assert definition.schedules[0].cron in spec.decode()
 
 
 # --- snapshots --------------------------------------------------------------------------------
