@@ -44,11 +44,12 @@ from typing import Any
 
 import redis
 
-from rustyflower.adapters.redis.conductor import Conductor
+# The flows are built, registered and started through the public face. Keyspace is the
+# one internal import, for instrumentation only: the probes read the store's keys (status
+# indexes, streams, an instance's hash) directly, as the Celery side reads its result keys.
+from rustyflower import Flow, FlowDefinition, SnapshotKeys
 from rustyflower.adapters.redis.keys import Keyspace
-from rustyflower.adapters.redis.store import RedisStore
-from rustyflower.core.builder import Flow
-from rustyflower.core.model import FlowDefinition
+from rustyflower.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "rfbench"
@@ -271,20 +272,18 @@ class RustyFlowerBench:
         self.server = server
         self.concurrency = concurrency
         self.poll_s = poll_s
-        self.client = redis.Redis.from_url(server.url)
+        self.client = redis.Redis.from_url(server.url)  # the probes' own connection
         self.keys = Keyspace(prefix=PREFIX)
-        self.store = RedisStore(self.client, self.keys)
-        self.conductor = Conductor(self.store)
+        self.rf = Client.connect(server.url, prefix=PREFIX, keys=SnapshotKeys.none())
         self.worker: subprocess.Popen[str] | None = None
         self.last_start_loop_s = 0.0
-        self.store.ensure_groups()
         for definition in (
             chain_flow("chain10", CHAIN_STEPS),
             chain_flow("single", 1),
             waiting_flow("waiter", task_first=False),
             waiting_flow("prepared-waiter", task_first=True),
         ):
-            self.store.register(definition)
+            self.rf.register(definition)
 
     @property
     def label(self) -> str:
@@ -335,16 +334,15 @@ class RustyFlowerBench:
     def batch(self, flow: str, count: int, bulk: bool = False) -> tuple[float, list[str]]:
         """Start ``count`` instances; seconds from the first start to the last completion.
 
-        ``bulk`` uses the bulk start API (``Conductor.start_many``, one round trip per
-        chunk); otherwise ``Conductor.start`` one after another.
+        ``bulk`` uses the bulk start API (``Client.start_many``, one round trip per
+        chunk); otherwise ``Client.start`` one after another.
         """
         base = self.finished_count()
         began = time.perf_counter()
         if bulk:
-            started = self.conductor.start_many(flow, [0] * count, version="1")
-            ids = [snapshot.instance_id for snapshot in started]
+            ids = [handle.id for handle in self.rf.start_many(flow, [0] * count, version="1")]
         else:
-            ids = [self.conductor.start(flow, 0, version="1").instance_id for _ in range(count)]
+            ids = [self.rf.start(flow, 0, version="1").id for _ in range(count)]
         self.last_start_loop_s = time.perf_counter() - began
         while self.finished_count() < base + count:
             self.still_running(began)
@@ -355,13 +353,13 @@ class RustyFlowerBench:
         if self.failed_count():
             raise RuntimeError("some RustyFlower instances failed; the figures are void")
         for instance_id in (ids[0], ids[-1]):
-            snapshot = self.store.load(instance_id, fresh=True)
-            if snapshot.status != "succeeded" or snapshot.state.output != expected:
-                raise RuntimeError(f"{instance_id}: {snapshot.status} {snapshot.state.output!r}")
+            status = self.rf.status(instance_id)
+            if status.status != "succeeded" or status.output != expected:
+                raise RuntimeError(f"{instance_id}: {status.status} {status.output!r}")
 
     def one_latency(self) -> float:
         began = time.perf_counter()
-        instance_id = self.conductor.start("chain10", 0, version="1").instance_id
+        instance_id = self.rf.start("chain10", 0, version="1").id
         key = self.keys.instance(instance_id)
         while self.client.hget(key, "status") not in (b"succeeded", b"failed", b"cancelled"):
             self.still_running(began)
@@ -429,7 +427,7 @@ class RustyFlowerBench:
             running = self.keys.status_index(0, "running")
             began = time.perf_counter()
             for index in range(RSS_INSTANCES):
-                self.conductor.start(flow, index, version="1")
+                self.rf.start(flow, index, version="1")
                 if index and index % 2_500 == 0:
                     progress(f"  {flow}: {index:,} started")
             while int(self.client.scard(running)) < RSS_INSTANCES or not self.streams_drained():
@@ -452,6 +450,7 @@ class RustyFlowerBench:
 
     def close(self) -> None:
         self.stop_worker()
+        self.rf.close()
         self.client.close()
 
 

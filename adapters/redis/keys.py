@@ -41,6 +41,11 @@ class Keyspace:
     def history(self, instance_id: str) -> str:
         return f"{self.tag(self.shard_of(instance_id))}:h:{instance_id}"
 
+    def finished_channel(self, instance_id: str) -> str:
+        """The pub/sub channel on which the commit that finishes the instance announces
+        its status (scripts.COMMIT derives it from the instance key: keep them in step)."""
+        return f"{self.instance(instance_id)}:finished"
+
     # --- per shard ------------------------------------------------------------------------
 
     def stream(self, shard: int, priority: Priority) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 # Apply one transition: compare-and-set on seq, fence on epoch, then every side effect
 # (indexes, history, new work, timers, the ack of the message that caused it) at once.
 # A transition is therefore applied exactly once, and never without its follow-up work.
+# A commit that leaves the instance finished announces it on Keyspace.finished_channel, so
+# a client waiting for the result blocks on a subscription instead of polling.
 COMMIT = """
 local stored = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
 if ARGV[1] == '' then
@@ -43,6 +45,7 @@ while i <= #ARGV do
     return redis.error_reply('rustyflower: unknown commit op ' .. tostring(op))
   end
 end
+if ARGV[5] ~= 'running' then redis.call('PUBLISH', KEYS[1] .. ':finished', ARGV[5]) end
 return 1
 """
 

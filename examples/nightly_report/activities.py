@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rustyflower.core.activities import ActivityRegistry
+from rustyflower import ActivityRegistry
 
 registry = ActivityRegistry()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rustyflower.core.activities import ActivityRegistry
+from rustyflower import ActivityRegistry
 
 registry = ActivityRegistry()
 
