@@ -31,7 +31,7 @@ from rustyflower.adapters.redis.connection import (
     resolve_url,
 )
 from rustyflower.adapters.redis.keys import Keyspace, Priority
-from rustyflower.adapters.redis.scheduler import ScheduleStore
+from rustyflower.adapters.redis.schedule_store import ScheduleStore
 from rustyflower.adapters.redis.store import InstanceInfo, Placement, RedisStore
 from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.engine import HistoryEntry, Snapshot, Status

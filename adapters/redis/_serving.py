@@ -16,7 +16,8 @@ from typing import Self
 
 from rustyflower.adapters.redis._client import Client
 from rustyflower.adapters.redis.connection import DEFAULT_DATA_DIR, EmbeddedValkey
-from rustyflower.adapters.redis.scheduler import Scheduler, ScheduleStore
+from rustyflower.adapters.redis.schedule_store import ScheduleStore
+from rustyflower.adapters.redis.scheduler import Scheduler
 from rustyflower.adapters.redis.worker import Worker as _RedisWorker
 from rustyflower.adapters.redis.worker import WorkerOptions
 from rustyflower.core.activities import ActivityRegistry
