@@ -51,6 +51,17 @@ class PathNotFoundError(RustyFlowerError):
         super().__init__(f"path {path!r} selected nothing" + (f": {detail}" if detail else ""))
 
 
+# --- stores -------------------------------------------------------------------------------
+
+
+class UnknownFlowError(RustyFlowerError, LookupError):
+    """No flow of that name (or version) is registered."""
+
+
+class UnknownInstanceError(RustyFlowerError, LookupError):
+    """No instance with that id is in the store."""
+
+
 # --- activities ---------------------------------------------------------------------------
 
 

@@ -90,3 +90,8 @@ class Keyspace:
 
     def workers(self) -> str:
         return f"{self.prefix}:workers"
+
+    def ledger(self, instance_id: str) -> str:
+        """Where continuity records an instance's failover (a hash; not in the instance's
+        slot: it is never written with a transition)."""
+        return f"{self.prefix}:continuity:{instance_id}"
