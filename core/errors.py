@@ -51,17 +51,6 @@ class PathNotFoundError(RustyFlowerError):
         super().__init__(f"path {path!r} selected nothing" + (f": {detail}" if detail else ""))
 
 
-# --- stores -------------------------------------------------------------------------------
-
-
-class UnknownFlowError(RustyFlowerError, LookupError):
-    """No flow of that name (or version) is registered."""
-
-
-class UnknownInstanceError(RustyFlowerError, LookupError):
-    """No instance with that id is in the store."""
-
-
 # --- activities ---------------------------------------------------------------------------
 
 
@@ -139,3 +128,14 @@ class DecryptionError(SnapshotError):
 
 class EpochConflictError(SnapshotError):
     """An instance is owned by a newer epoch than the snapshot being applied."""
+
+
+# --- stores -------------------------------------------------------------------------------
+
+
+class UnknownFlowError(RustyFlowerError, LookupError):
+    """No flow of that name (or version) is registered."""
+
+
+class UnknownInstanceError(RustyFlowerError, LookupError):
+    """No instance with that id is in the store."""
