@@ -34,6 +34,7 @@ __all__ = [
     "CommitResult",
     "InstanceInfo",
     "InstanceStore",
+    "Priority",
     "ResumePlan",
     "plan_resume",
 ]
@@ -42,6 +43,9 @@ LOCAL = "local"
 """The owner name of the site's own runner."""
 DISCARDED_KIND = "NewerStateDiscarded"
 """The history entry a resume that rolled back newer state leaves behind."""
+
+Priority = Literal["high", "normal", "low"]
+"""The queue priority an instance's work is dispatched with (fixed when it starts)."""
 
 CommitResult = Literal["ok", "conflict", "fenced", "exists"]
 """``ok``; ``conflict``: the stored seq was not the expected one; ``fenced``: the stored
@@ -59,7 +63,7 @@ class InstanceInfo:
     held: bool
     seq: int
     epoch: int
-    priority: str
+    priority: Priority
     updated_at: str
     created_at: str
     owner: str

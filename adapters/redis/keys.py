@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Literal
 
-Priority = Literal["high", "normal", "low"]
+from rustyflower.core.instance_store import Priority
+
+__all__ = ["CONSUMER_GROUP", "PRIORITIES", "Keyspace", "Priority"]
+
 PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 CONSUMER_GROUP = "workers"
 

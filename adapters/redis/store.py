@@ -248,7 +248,7 @@ class RedisStore:
             held=text[3] == "1",
             seq=int(text[4]),
             epoch=int(text[5] or 0),
-            priority=text[6] or "normal",
+            priority=text[6] if text[6] in PRIORITIES else "normal",
             updated_at=text[7],
             created_at=text[8],
             owner=text[9] or LOCAL,

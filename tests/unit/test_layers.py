@@ -153,19 +153,23 @@ class Edge:
     imported: str
     line: int
     lazy: bool
-    """Made inside a function (or under ``if TYPE_CHECKING``): not run on import."""
+    """Made inside a function: it runs when the function is first called, not on import."""
 
 
 def _statements(tree: ast.Module) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
-    """Every import node with whether it runs only later (in a function, or for typing)."""
+    """Every import that runs, with whether it runs only later (inside a function).
+
+    Imports under ``if TYPE_CHECKING:`` never run: they are no edge of either graph.
+    """
 
     def walk(node: ast.AST, lazy: bool) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Import | ast.ImportFrom):
                 yield child, lazy
-            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) or (
-                isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
-            ):
+            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for branch in child.orelse:  # the else branch runs
+                    yield from walk(ast.Module(body=[branch], type_ignores=[]), lazy)
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
                 yield from walk(child, True)
             else:
                 yield from walk(child, lazy)
@@ -244,11 +248,11 @@ def cycles(edges: Iterable[Edge]) -> list[list[str]]:
 
 def describe(component: list[str], edges: Iterable[Edge]) -> str:
     inside = set(component)
-    lines = [
+    lines = {
         f"  {edge.importer} -> {edge.imported} (line {edge.line}{', lazy' if edge.lazy else ''})"
         for edge in edges
         if edge.importer in inside and edge.imported in inside
-    ]
+    }
     return "import cycle among " + ", ".join(component) + ":\n" + "\n".join(sorted(lines))
 
 
@@ -266,7 +270,11 @@ def test_the_cycle_check_sees_loops_closed_by_lazy_imports(tmp_path: Path) -> No
     (tmp_path / "shared.py").write_text(
         "def deliver():\n    from pkg.aws import signal\n    return signal\n"
     )
-    (tmp_path / "aws.py").write_text("from pkg.shared import deliver\n")
+    (tmp_path / "aws.py").write_text(
+        "from typing import TYPE_CHECKING\nfrom pkg.shared import deliver\n"
+        "if TYPE_CHECKING:\n    from pkg import typed\n"
+    )
+    (tmp_path / "typed.py").write_text("import pkg.aws\n")
     (tmp_path / "__init__.py").write_text("")
     modules = {f"pkg.{path.stem}": path for path in tmp_path.glob("*.py")}
     modules["pkg"] = modules.pop("pkg.__init__")
