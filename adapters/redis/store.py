@@ -478,18 +478,16 @@ class RedisStore:
         )
         resumed = plan.snapshot
         previous = self.load(resumed.instance_id, fresh=True) if stored is not None else None
-        notes = []
+        notes: list[dict[str, Any]] = []
         if plan.discarded is not None:
             at = format_timestamp(now or datetime.now(UTC))
             notes.append(
                 {"seq": resumed.seq, "at": at, "kind": DISCARDED_KIND, "detail": plan.discarded}
             )
-        if placement is None and stored is not None:
-            placement = self.placement(resumed.instance_id)
         result = self.commit(
             previous,
             Transition(resumed, tuple(outstanding(resumed))),
-            placement or Placement(),
+            placement,
             extra_fields={"owner": LOCAL},
             notes=notes,
         )
