@@ -135,3 +135,14 @@ class DecryptionError(SnapshotError):
 
 class EpochConflictError(SnapshotError):
     """An instance is owned by a newer epoch than the snapshot being applied."""
+
+
+# --- stores -------------------------------------------------------------------------------
+
+
+class UnknownFlowError(RustyFlowerError, LookupError):
+    """No flow of that name (or version) is registered."""
+
+
+class UnknownInstanceError(RustyFlowerError, LookupError):
+    """No instance with that id is in the store."""

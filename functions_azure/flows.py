@@ -5,9 +5,10 @@ start. The orchestrator must not read files or settings while it replays, so the
 gathers them once into a *bundle* (the definitions the instance can reach, transitively)
 and puts it in the orchestration input; a parent hands the same bundle to its children.
 
-The starter takes sub-flows from the request (``"flows": [...]``, definition documents)
-and from the app (``RUSTYFLOWER_FLOWS_PATH``: a YAML/JSON file or a folder of them shipped
-with the app). A definition given by both must be the same (same digest).
+The starter takes sub-flows from the app (``RUSTYFLOWER_FLOWS_PATH``: a YAML/JSON file or
+a folder of them shipped with the app) and from the request (the handover envelope's
+``flows``, covered by its signature: ``core.snapshot.handover``). The app's win: a flow
+version it ships is never replaced by the request's.
 """
 
 from __future__ import annotations

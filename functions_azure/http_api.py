@@ -1,11 +1,14 @@
 """The HTTP endpoints' logic, over any Durable client (the real one, or a test fake).
 
 * ``POST /api/instances``: continue a snapshot in Azure. The body is the snapshot's bytes
-  as written by ``encode_snapshot``, or JSON ``{"snapshot": base64, "flows": [definition,
-  ...], "children": [base64, ...]}``. The snapshot is verified with the app's keys; any
-  bad snapshot is a 400 naming the problem. The orchestration's instance id is the flow's
-  (see ``ids``); when that orchestration already exists (running, pending or completed)
-  no second one is started: the answer is the existing one's check-status response.
+  as written by ``encode_snapshot``, or the site's handover envelope
+  (``core.snapshot.handover``: the snapshot, its children in flight, the sub-flow
+  definitions it may start, and the envelope's signature over them). Everything is
+  verified with the app's keys; any bad snapshot or unsigned definition is a 400 naming
+  the problem, and the sub-flows the app ships win over the request's. The
+  orchestration's instance id is the flow's (see ``ids``); when that orchestration already
+  exists (running, pending or completed) no second one is started: the answer is the
+  existing one's check-status response.
 * ``GET /api/instances/{instance_id}``: Durable status and the flow's custom status.
 * ``POST /api/instances/{instance_id}/events/{event_name}``: raise an event (JSON body).
 * ``POST /api/instances/{instance_id}/terminate[?reason=..][&seq=N]``: terminate; with
@@ -14,8 +17,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -26,11 +27,9 @@ from functions_azure.flows import BundleError, FlowBundle
 from functions_azure.payloads import Options, OrchestrationInput, snapshot_text
 from functions_azure.settings import ORCHESTRATOR, AppSettings
 from rustyflower.adapters.azure.ids import durable_instance_id
-from rustyflower.core.engine import Snapshot
 from rustyflower.core.errors import DefinitionError, SnapshotError
 from rustyflower.core.settings import SettingsError
-from rustyflower.core.snapshot.codec import SNAPSHOT_KIND
-from rustyflower.core.snapshot.document import decode_snapshot
+from rustyflower.core.snapshot.handover import HandoverError, HandoverRequest, decode_handover
 from rustyflower.core.snapshot.keys import SnapshotKeys
 
 EXISTING = frozenset({"Running", "Pending", "Completed", "ContinuedAsNew", "Suspended"})
@@ -92,79 +91,38 @@ def runtime_status(status: Any) -> str | None:
 # --- POST /api/instances --------------------------------------------------------------------
 
 
-def _snapshot_bytes(value: Any, where: str) -> bytes:
-    """A snapshot given as base64 text or as the snapshot's JSON object."""
-    if isinstance(value, dict):
-        return json.dumps(value).encode("utf-8")
-    if not isinstance(value, str):
-        raise RequestError(400, "MalformedSnapshotError", f"{where} must be base64 text")
+def parse_start_request(body: bytes, keys: SnapshotKeys) -> HandoverRequest:
+    """The verified handover (``core.snapshot.handover``) of a start request; raises
+    RequestError naming the problem."""
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(
-            400, "MalformedSnapshotError", f"{where} is not valid standard base64"
-        ) from None
-
-
-def _decode(data: bytes, keys: SnapshotKeys, where: str) -> Snapshot:
-    try:
-        return decode_snapshot(data, keys)
+        return decode_handover(body, keys)
     except SnapshotError as error:
-        prefix = "" if where == "snapshot" else f"{where}: "
-        raise RequestError(400, type(error).__name__, prefix + str(error)) from None
-
-
-def parse_start_request(
-    body: bytes, keys: SnapshotKeys
-) -> tuple[Snapshot, list[Any], list[Snapshot]]:
-    """(snapshot, sub-flow documents, child snapshots) of a start request; raises RequestError."""
-    if not body.strip():
-        raise RequestError(400, "MalformedSnapshotError", "the request body is empty")
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        document = None  # not JSON: the codec names the problem
-    if (
-        isinstance(document, dict)
-        and "snapshot" in document
-        and document.get("kind") != SNAPSHOT_KIND
-    ):
-        flows = document.get("flows") or []
-        children = document.get("children") or []
-        if not isinstance(flows, list):
-            raise RequestError(400, "BadRequest", "flows must be a list of flow definitions")
-        if not isinstance(children, list):
-            raise RequestError(400, "BadRequest", "children must be a list of snapshots")
-        snapshot = _decode(_snapshot_bytes(document["snapshot"], "snapshot"), keys, "snapshot")
-        decoded = [
-            _decode(_snapshot_bytes(child, f"children[{i}]"), keys, f"children[{i}]")
-            for i, child in enumerate(children)
-        ]
-        return snapshot, flows, decoded
-    return _decode(body, keys, "snapshot"), [], []
+        raise RequestError(400, type(error).__name__, str(error)) from None
+    except HandoverError as error:
+        raise RequestError(400, "BadRequest", str(error)) from None
+    except DefinitionError as error:
+        raise RequestError(400, "DefinitionError", str(error)) from None
 
 
 def orchestration_input(
-    snapshot: Snapshot,
-    flow_documents: list[Any],
-    children: list[Snapshot],
-    app_flows: FlowBundle,
-    settings: AppSettings,
+    request: HandoverRequest, app_flows: FlowBundle, settings: AppSettings
 ) -> OrchestrationInput:
-    """The first generation's input; raises RequestError for missing or bad sub-flows."""
+    """The first generation's input; raises RequestError for missing or bad sub-flows.
+
+    The sub-flows the app ships win: a definition in the request of a flow version the
+    app ships is not used (the request may add versions and flows the app does not have;
+    ``decode_handover`` made sure the site signed them).
+    """
+    snapshot = request.snapshot
     try:
-        pool = FlowBundle.from_documents(flow_documents).merged(app_flows)
+        pool = FlowBundle(app_flows.definitions())
+        for travelling in request.flows:
+            if pool.find(travelling.name, travelling.version) is None:
+                pool.add(travelling)
         pool.add(snapshot.definition)
         bundle = pool.reachable_from(snapshot.definition)
         by_id: dict[str, str] = {}
-        for child in children:
-            if not child.instance_id.startswith(snapshot.instance_id + "/"):
-                raise RequestError(
-                    400,
-                    "BadRequest",
-                    f"child snapshot {child.instance_id!r} is not a child flow of "
-                    f"{snapshot.instance_id!r}",
-                )
+        for child in request.children:
             pool.add(child.definition)
             bundle = bundle.merged(pool.reachable_from(child.definition))
             by_id[child.instance_id] = snapshot_text(child)
@@ -198,11 +156,11 @@ async def continue_snapshot(
         # the app is misconfigured (keys, settings, its own flow files): not the caller's fault
         return json_response(500, {"error": "Configuration", "message": str(error)})
     try:
-        snapshot, flows, children = parse_start_request(req.get_body(), keys)
-        payload = orchestration_input(snapshot, flows, children, shipped, settings)
+        request = parse_start_request(req.get_body(), keys)
+        payload = orchestration_input(request, shipped, settings)
     except RequestError as error:
         return error_response(error)
-    durable_id = durable_instance_id(snapshot.instance_id)
+    durable_id = durable_instance_id(request.snapshot.instance_id)
     existing = runtime_status(await client.get_status(durable_id))
     if existing in EXISTING:
         return _check_status(client, req, durable_id, started=False)

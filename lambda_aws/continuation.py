@@ -2,17 +2,19 @@
 
 Called through its Function URL (``POST`` with the snapshot as the body, IAM-signed), an
 API Gateway proxy, or ``lambda:Invoke`` directly. The body (or the direct event) is either
-the snapshot itself (its canonical JSON, as ``encode_snapshot`` writes it) or
-``{"snapshot": <base64 or object>, "children": [<base64 or object>, ...]}`` where the
-children are snapshots of sub-flows in flight (``execution_input`` continues them).
+the snapshot itself (its canonical JSON, as ``encode_snapshot`` writes it) or the handover
+envelope the site writes (``core.snapshot.handover``: the snapshot, the snapshots of its
+child flows in flight, which ``execution_input`` continues, and the envelope's signature).
 
 Steps: verify the snapshot with the function's keys (an unsigned one is refused when
-signatures are required); find the machine compiled from its definition
-(``RUSTYFLOWER_STATE_MACHINE_PREFIX`` + ``<flow>-v<version>``) and refuse a snapshot whose
-definition digest is not the one in the machine's ``Comment``; store the snapshot in the
-snapshot bucket (``continued/<execution name>/s<seq>.snapshot``, the failback reader's
-starting point); start the execution under ``execution_name(instance, epoch)``. The same
-instance and epoch twice is one execution: the second call answers with the first.
+signatures are required; children or definitions next to it must be covered by the
+envelope's signature, and a child must be the instance's); find the machine compiled from
+its definition (``RUSTYFLOWER_STATE_MACHINE_PREFIX`` + ``<flow>-v<version>``) and refuse a
+snapshot whose definition digest is not the one in the machine's ``Comment``; store the
+snapshot in the snapshot bucket (``continued/<execution name>/s<seq>.snapshot``, the
+failback reader's starting point); start the execution under ``execution_name(instance,
+epoch)``. The same instance and epoch twice is one execution: the second call answers with
+the first.
 
 Answers (HTTP status / direct invoke): 201 ``started`` or 200 ``existing`` with
 ``executionArn``; 400 for a bad snapshot (``error`` names it: ``SignatureMissingError``,
@@ -28,7 +30,6 @@ import binascii
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,10 +48,8 @@ from rustyflower.adapters.aws.resume import (
     execution_input,
     execution_name,
 )
-from rustyflower.core.engine import Snapshot
-from rustyflower.core.errors import SnapshotError
-from rustyflower.core.snapshot.codec import SNAPSHOT_KIND
-from rustyflower.core.snapshot.document import decode_snapshot
+from rustyflower.core.errors import DefinitionError, SnapshotError
+from rustyflower.core.snapshot.handover import HandoverError, HandoverRequest, decode_handover
 from rustyflower.core.snapshot.keys import SnapshotKeys
 
 MALFORMED = "MalformedSnapshotError"
@@ -67,14 +66,6 @@ class RequestError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "message": self.message}
-
-
-@dataclass(frozen=True)
-class ContinueRequest:
-    snapshot: Snapshot
-    raw: bytes
-    """The snapshot as received (signed), stored for the failback reader."""
-    children: dict[str, Snapshot] = field(default_factory=dict)
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -97,65 +88,29 @@ def http_body(event: Mapping[str, Any]) -> bytes:
     return body.encode("utf-8")
 
 
-def _snapshot_bytes(value: Any, where: str) -> bytes:
-    """A snapshot given as base64 text or as the snapshot's JSON object."""
-    if isinstance(value, dict):
-        return json.dumps(value).encode("utf-8")
-    if not isinstance(value, str):
-        raise RequestError(400, MALFORMED, f"{where} must be base64 text or a snapshot object")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(400, MALFORMED, f"{where} is not valid standard base64") from None
+def parse_request(document: Any, keys: SnapshotKeys) -> HandoverRequest:
+    """The verified handover (``core.snapshot.handover``) of a request body or direct event.
 
-
-def _decode(data: bytes, keys: SnapshotKeys, where: str) -> Snapshot:
-    try:
-        return decode_snapshot(data, keys)
-    except SnapshotError as error:
-        prefix = "" if where == "snapshot" else f"{where}: "
-        raise RequestError(400, type(error).__name__, prefix + str(error)) from None
-
-
-def parse_request(document: Any, keys: SnapshotKeys) -> ContinueRequest:
-    """The verified snapshot (and children) of a request body or direct event."""
-    if isinstance(document, bytes):
-        if not document.strip():
-            raise RequestError(400, MALFORMED, "the request body is empty")
-        try:
-            parsed = json.loads(document)
-        except (ValueError, UnicodeDecodeError):
-            parsed = None  # not JSON: the codec names the problem
-        if not (isinstance(parsed, dict) and _is_wrapper(parsed)):
-            return ContinueRequest(_decode(document, keys, "snapshot"), document)
-        document = parsed
-    if not isinstance(document, dict):
+    Sub-flow definitions in it are verified like the rest but not used: a flow's
+    sub-flows are state machines of their own, deployed with it.
+    """
+    if not isinstance(document, bytes | Mapping):
         raise RequestError(400, MALFORMED, "the request is not a snapshot or a JSON object")
-    if not _is_wrapper(document):
-        raw = json.dumps(document).encode("utf-8")
-        return ContinueRequest(_decode(raw, keys, "snapshot"), raw)
-    children_value = document.get("children") or []
-    if not isinstance(children_value, list):
-        raise RequestError(400, "BadRequest", "children must be a list of snapshots")
-    raw = _snapshot_bytes(document["snapshot"], "snapshot")
-    snapshot = _decode(raw, keys, "snapshot")
-    children: dict[str, Snapshot] = {}
-    for index, value in enumerate(children_value):
-        where = f"children[{index}]"
-        child = _decode(_snapshot_bytes(value, where), keys, where)
-        children[child.instance_id] = child
-    return ContinueRequest(snapshot, raw, children)
-
-
-def _is_wrapper(document: Mapping[str, Any]) -> bool:
-    return "snapshot" in document and document.get("kind") != SNAPSHOT_KIND
+    try:
+        return decode_handover(document, keys)
+    except SnapshotError as error:
+        raise RequestError(400, type(error).__name__, str(error)) from None
+    except HandoverError as error:
+        raise RequestError(400, "BadRequest", str(error)) from None
+    except DefinitionError as error:
+        raise RequestError(400, "DefinitionError", str(error)) from None
 
 
 # --- continuing -----------------------------------------------------------------------------
 
 
 def continue_snapshot(
-    request: ContinueRequest,
+    request: HandoverRequest,
     *,
     settings: LambdaSettings,
     stepfunctions: Any,
@@ -186,7 +141,9 @@ def continue_snapshot(
         raise RequestError(409, "DigestMismatchError", str(error)) from None
     try:
         document = execution_input(
-            snapshot, now=now or datetime.now(UTC), children=request.children
+            snapshot,
+            now=now or datetime.now(UTC),
+            children={child.instance_id: child for child in request.children},
         )
     except ResumeError as error:
         raise RequestError(422, "ResumeError", str(error)) from None

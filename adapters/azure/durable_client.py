@@ -6,7 +6,7 @@ Two sets of HTTP endpoints are used:
   *function key* (``x-functions-key`` header)::
 
       POST /api/instances                              body: signed snapshot bytes, or
-                                                       {"snapshot", "flows", "children"}
+                                                       the signed handover envelope
       GET  /api/instances/{instance_id}
       POST /api/instances/{instance_id}/events/{event_name}   body: JSON event data
       POST /api/instances/{instance_id}/terminate[?reason=..][&seq=N]
@@ -29,10 +29,9 @@ appear in messages or ``repr``.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -247,29 +246,16 @@ class DurableClient:
 
     # --- operations --------------------------------------------------------------------
 
-    def continue_snapshot(
-        self,
-        data: bytes,
-        *,
-        flows: Sequence[Mapping[str, Any]] = (),
-        children: Sequence[bytes] = (),
-    ) -> StartedInstance:
+    def continue_snapshot(self, request: bytes) -> StartedInstance:
         """Hand a signed snapshot to the starter; the instance continues in Azure.
 
-        ``flows`` are definition documents of sub-flows the snapshot may start (when the
-        app does not ship them), ``children`` the signed snapshots of its child flows
-        that were running too. Idempotent per instance id: when the orchestration is
-        already there the starter answers with it (``started`` is then False).
+        ``request`` is a sealed snapshot, or the handover envelope
+        (``core.snapshot.handover.encode_handover``) that adds the sub-flow definitions
+        it may start and its child flows in flight, signed by the site. Idempotent per
+        instance id: when the orchestration is already there the starter answers with it
+        (``started`` is then False).
         """
-        body = bytes(data)
-        if flows or children:
-            body = json.dumps(
-                {
-                    "snapshot": base64.b64encode(body).decode("ascii"),
-                    "flows": [dict(flow) for flow in flows],
-                    "children": [base64.b64encode(bytes(c)).decode("ascii") for c in children],
-                }
-            ).encode("utf-8")
+        body = bytes(request)
         response = self._request(
             "POST",
             APP_PATH,

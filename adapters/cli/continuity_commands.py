@@ -39,21 +39,14 @@ from rustyflower.adapters.cli.render import (
     show,
     table,
 )
+from rustyflower.adapters.continuity.batch import run_batch, select_instances
 from rustyflower.adapters.continuity.cloud import CloudContinuity
-from rustyflower.adapters.continuity.shared import (
-    CLOUDS,
-    Action,
-    Cloud,
-    ContinuityConfigError,
-    Delivery,
-    Outcome,
-    run_batch,
-    select_instances,
-    sub_flow_calls,
-    sub_flow_definitions,
-)
-from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.adapters.continuity.errors import ContinuityConfigError
+from rustyflower.adapters.continuity.outcomes import CLOUDS, Action, Cloud, Delivery, Outcome
+from rustyflower.adapters.continuity.signals import deliver_signal
+from rustyflower.adapters.continuity.subflows import sub_flow_calls, sub_flow_definitions
 from rustyflower.adapters.redis.connection import DEFAULT_DATA_DIR
+from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.snapshot import SnapshotKeys
 
@@ -322,10 +315,9 @@ def failover(
     if not files and bool(ids) == every:
         raise CliInputError("give instance ids or --all (or --snapshot FILE)")
     connection = None if files else Connection(redis_url, prefix, data_dir)
-    conductor = connection.conductor if connection is not None else None
     runner = _continuity(
         cloud,
-        conductor,
+        connection.store if connection is not None else None,
         snapshot_keys(),
         aws={
             "region": region,
@@ -422,7 +414,7 @@ def failback(
     connection = Connection(redis_url, prefix, data_dir)
     runner = _continuity(
         cloud,
-        connection.conductor,
+        connection.store,
         None,
         aws={
             "region": region,
@@ -446,7 +438,7 @@ def failback(
 
 def _continuity(
     cloud: Cloud,
-    conductor: Conductor | None,
+    store: InstanceStore | None,
     keys: SnapshotKeys | None,
     *,
     aws: dict[str, Any],
@@ -459,10 +451,10 @@ def _continuity(
             from rustyflower.adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
 
             settings = AwsSettings.from_env(os.environ, **aws)
-            return AwsContinuity(conductor, settings, keys=keys)
+            return AwsContinuity(store, settings, keys=keys)
         from rustyflower.adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
 
-        return AzureContinuity(conductor, AzureSettings.from_env(os.environ, **azure), keys=keys)
+        return AzureContinuity(store, AzureSettings.from_env(os.environ, **azure), keys=keys)
     except ContinuityConfigError as error:
         raise CliEnvironmentError(str(error)) from None
 
@@ -608,8 +600,6 @@ def _table(outcomes: Sequence[Outcome]) -> None:
 def signal_elsewhere(connection: Connection, instance_id: str, event: str, data: Any) -> bool:
     """``rustyflower signal`` for an instance living in a cloud: deliver it there (True);
     False when the instance is local (the caller signals it here)."""
-    from rustyflower.adapters.continuity.shared import deliver_signal  # noqa: PLC0415
-
     try:
         delivered: Delivery | None = deliver_signal(connection.store, instance_id, event, data)
     except ContinuityConfigError as error:

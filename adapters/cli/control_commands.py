@@ -40,6 +40,7 @@ from rustyflower.adapters.redis.connection import (
 from rustyflower.core.engine import (
     Snapshot,
 )
+from rustyflower.core.instance_store import DISCARDED_KIND
 
 ReasonOption = Annotated[str | None, typer.Option(help="Why (kept in the history).")]
 
@@ -169,11 +170,25 @@ def resume(
             help="Raise the epoch: the instance's previous owner may no longer advance it.",
         ),
     ] = False,
+    discard_newer_state: Annotated[
+        bool,
+        typer.Option(
+            "--discard-newer-state",
+            help=(
+                "DANGER, with --take-ownership: accept a snapshot older than what this "
+                "store holds. The newer state is lost and the steps after the snapshot run "
+                "again; the rollback is recorded in the instance's history."
+            ),
+        ),
+    ] = False,
     redis_url: RedisUrlOption = None,
     prefix: PrefixOption = "rf",
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
-    """Continue a snapshot here; refused when this store has the instance at a newer epoch."""
+    """Continue a snapshot here; refused when this store has the instance at a newer epoch
+    or further along (also with --take-ownership: see --discard-newer-state)."""
+    if discard_newer_state and not take_ownership:
+        raise CliInputError("--discard-newer-state needs --take-ownership (a new epoch)")
     if str(file) == "-":
         data = sys.stdin.buffer.read()
     else:
@@ -181,7 +196,21 @@ def resume(
             data = file.read_bytes()
         except OSError as error:
             raise CliInputError(f"{file}: cannot read: {error.strerror}") from None
-    resumed = Connection(redis_url, prefix, data_dir).conductor.resume(
-        data, take_ownership=take_ownership
+    connection = Connection(redis_url, prefix, data_dir)
+    resumed = connection.conductor.resume(
+        data, take_ownership=take_ownership, discard_newer_state=discard_newer_state
     )
+    if discard_newer_state:
+        last = connection.store.history(resumed.instance_id)[-1:]
+        if last and last[0].get("kind") == DISCARDED_KIND and last[0].get("seq") == resumed.seq:
+            detail = last[0].get("detail") or {}
+            err.print(
+                escape(
+                    f"warning: discarded the newer state of {resumed.instance_id} (seq "
+                    f"{detail.get('discarded_seq')}, epoch {detail.get('discarded_epoch')}, "
+                    f"{detail.get('discarded_status')}); it continues from the snapshot's seq "
+                    f"{detail.get('resumed_seq')} (recorded in its history)"
+                ),
+                soft_wrap=True,
+            )
     _control_done(f"resumed (epoch {resumed.epoch})", resumed)

@@ -20,13 +20,11 @@ them).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
@@ -56,21 +54,18 @@ from rustyflower.adapters.aws.resume import (
 )
 from rustyflower.adapters.aws.tokens import SignalError, TokenStore
 from rustyflower.adapters.aws.tokens import signal as send_signal
-from rustyflower.adapters.continuity.cloud import CloudContinuity, Continued
-from rustyflower.adapters.continuity.shared import (
-    ContinuityConfigError,
-    ContinuityError,
-    Delivery,
+from rustyflower.adapters.continuity import ledger
+from rustyflower.adapters.continuity.cloud import Clock, CloudContinuity, Continued, utc_now
+from rustyflower.adapters.continuity.errors import ContinuityConfigError, ContinuityError
+from rustyflower.adapters.continuity.handover import (
     Handover,
-    Outcome,
     give_back,
-    ledger,
     notify_parent,
-    record_ledger,
     resume_from_cloud,
 )
-from rustyflower.adapters.redis.conductor import Conductor, utc_now
+from rustyflower.adapters.continuity.outcomes import Delivery, Outcome
 from rustyflower.core.engine import Snapshot
+from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.settings import setting_text
 from rustyflower.core.snapshot import SnapshotKeys
@@ -92,6 +87,7 @@ REFUSALS = frozenset(
     {
         "BadRequest",
         "DecryptionError",
+        "DefinitionError",
         "DigestMismatchError",
         "FlowNotDeployed",
         "MalformedSnapshotError",
@@ -218,14 +214,14 @@ class AwsContinuity(CloudContinuity):
 
     def __init__(
         self,
-        conductor: Conductor | None,
+        store: InstanceStore | None,
         settings: AwsSettings,
         clients: AwsClients | None = None,
         *,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         keys: SnapshotKeys | None = None,
     ) -> None:
-        super().__init__(conductor, keys)
+        super().__init__(store, keys, now=clock)
         self.settings = settings
         self.clients = clients or AwsClients(settings.region)
         self.clock = clock
@@ -293,14 +289,10 @@ class AwsContinuity(CloudContinuity):
 
     def _via_function(self, handed: Handover) -> tuple[str, str, str]:
         function = self.settings.continue_function
-        payload = {
-            "snapshot": base64.b64encode(handed.data).decode("ascii"),
-            "children": [base64.b64encode(data).decode("ascii") for data in handed.children_data],
-        }
         response = self.clients("lambda").invoke(
             FunctionName=function,
             InvocationType="RequestResponse",
-            Payload=json.dumps(payload).encode("utf-8"),
+            Payload=handed.request(self.keys),
         )
         body = response["Payload"].read() if "Payload" in response else b""
         try:
@@ -327,7 +319,7 @@ class AwsContinuity(CloudContinuity):
         snapshot = handed.snapshot
         arn = continued.where
         children = [child.instance_id for child in handed.children]
-        record_ledger(
+        ledger.record(
             self.store,
             snapshot.instance_id,
             {
@@ -344,7 +336,7 @@ class AwsContinuity(CloudContinuity):
             except ContinuityConfigError:
                 continue
             name = execution_name(child.instance_id, snapshot.epoch)  # the parent's epoch
-            record_ledger(
+            ledger.record(
                 self.store,
                 child.instance_id,
                 {
@@ -374,19 +366,19 @@ class AwsContinuity(CloudContinuity):
         store = self.store
         info = self._owned(instance_id)
         local = replace(store.load(instance_id, fresh=True), epoch=info.epoch)
-        arn = ledger(store, instance_id).get("execution_arn") or execution_arn_of(
+        arn = ledger.read(store, instance_id).get("execution_arn") or execution_arn_of(
             self.settings.machine_for(local.definition), execution_name(instance_id, info.epoch)
         )
         described = self._describe(arn)
         if described is None:  # the failover never started it: take the local snapshot back
-            back = give_back(self.conductor, local)
+            back = give_back(store, local)
             return self._outcome(back, "reclaimed", arn, "no execution")
         base = self._base(described, local)
         snapshot = failback_execution(
             self.clients("stepfunctions"), arn, base=base, definition=local.definition, stop=True
         )
-        back = resume_from_cloud(self.conductor, snapshot, "aws")
-        notify_parent(self.conductor, back)
+        back = resume_from_cloud(store, snapshot, "aws")
+        notify_parent(store, back, self.now())
         return self._outcome(back, "resumed", arn, str(described.get("status")))
 
     def _base(self, described: Mapping[str, Any], local: Snapshot) -> Snapshot | None:

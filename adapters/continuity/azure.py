@@ -41,22 +41,21 @@ from rustyflower.adapters.azure.durable_client import (
     InstanceStatus,
     SnapshotRejectedError,
 )
-from rustyflower.adapters.continuity.cloud import CloudContinuity, Continued
-from rustyflower.adapters.continuity.shared import (
-    ContinuityConfigError,
-    ContinuityError,
-    Delivery,
+from rustyflower.adapters.continuity import ledger
+from rustyflower.adapters.continuity.cloud import Clock, CloudContinuity, Continued, utc_now
+from rustyflower.adapters.continuity.errors import ContinuityConfigError, ContinuityError
+from rustyflower.adapters.continuity.handover import (
     Handover,
-    Outcome,
+    apply_event,
     give_back,
     notify_parent,
-    record_ledger,
     resume_from_cloud,
-    sub_flow_definitions,
 )
-from rustyflower.adapters.redis.conductor import Conductor
-from rustyflower.core.engine import Snapshot
+from rustyflower.adapters.continuity.outcomes import Delivery, Outcome
+from rustyflower.adapters.continuity.subflows import sub_flow_definitions
+from rustyflower.core.engine import ReleaseRequested, Snapshot
 from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.settings import setting_text
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot
@@ -145,16 +144,17 @@ class AzureContinuity(CloudContinuity):
 
     def __init__(
         self,
-        conductor: Conductor | None,
+        store: InstanceStore | None,
         settings: AzureSettings,
         *,
         client: DurableClient | None = None,
         snapshots: BlobSnapshotStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        now: Clock = utc_now,
         keys: SnapshotKeys | None = None,
     ) -> None:
-        super().__init__(conductor, keys)
+        super().__init__(store, keys, now=now)
         self.settings = settings
         self.client = client or settings.client()
         self.snapshots = snapshots if snapshots is not None else settings.snapshots()
@@ -166,19 +166,15 @@ class AzureContinuity(CloudContinuity):
     def _continue(self, handed: Handover) -> Continued:
         """The orchestration is the instance: a repeated failover finds it (``existing``)."""
         roots = [handed.snapshot.definition, *(child.definition for child in handed.children)]
-        known = sub_flow_definitions(self.store, roots) if self._conductor is not None else []
-        started = self.client.continue_snapshot(
-            handed.data,
-            flows=[definition.document() for definition in known],
-            children=handed.children_data,
-        )
+        known = sub_flow_definitions(self.store, roots) if self.has_store else []
+        started = self.client.continue_snapshot(handed.request(self.keys, known))
         result = "existing" if started.started is False else "started"
         return Continued(started.instance_id, result, "running")
 
     def _record(self, handed: Handover, continued: Continued) -> None:
         snapshot = handed.snapshot
         children = [child.instance_id for child in handed.children]
-        record_ledger(
+        ledger.record(
             self.store,
             snapshot.instance_id,
             {
@@ -191,7 +187,7 @@ class AzureContinuity(CloudContinuity):
             },
         )
         for child in handed.children:
-            record_ledger(
+            ledger.record(
                 self.store,
                 child.instance_id,
                 {"cloud": "azure", "epoch": str(child.epoch), "parent": snapshot.instance_id},
@@ -208,17 +204,17 @@ class AzureContinuity(CloudContinuity):
             status = self.client.status(instance_id)
         except InstanceNotFoundError:  # the failover never started it: take it back
             local = replace(store.load(instance_id, fresh=True), epoch=info.epoch)
-            back = give_back(self.conductor, local)
+            back = give_back(store, local)
             return self._outcome(back, "reclaimed", "no orchestration")
         held_here = False
         if status.finished or not root:
             snapshot = self._ended_snapshot(instance_id, status)
         else:
             snapshot, held_here = self._terminate_at_safe_point(instance_id, status)
-        back = resume_from_cloud(self.conductor, snapshot, "azure")
+        back = resume_from_cloud(store, snapshot, "azure")
         if held_here and back.state.held:
-            back = self.conductor.release(instance_id).snapshot
-        notify_parent(self.conductor, back)
+            back = apply_event(store, instance_id, ReleaseRequested(), self.now())
+        notify_parent(store, back, self.now())
         return self._outcome(back, "resumed", status.runtime_status)
 
     def _terminate_at_safe_point(

@@ -10,28 +10,34 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import ClassVar
 
-from rustyflower.adapters.continuity.shared import (
-    Cloud,
+from rustyflower.adapters.continuity import ledger
+from rustyflower.adapters.continuity.errors import (
     ContinuityConfigError,
     ContinuityError,
-    Handover,
-    Outcome,
     OwnershipError,
-    forget_ledger,
+)
+from rustyflower.adapters.continuity.handover import (
+    Handover,
     give_back,
     hand_over,
     hand_over_file,
-    ledger,
-    ledger_children,
 )
-from rustyflower.adapters.redis.conductor import Conductor
-from rustyflower.adapters.redis.store import InstanceInfo, RedisStore
+from rustyflower.adapters.continuity.outcomes import Cloud, Outcome
 from rustyflower.core.engine import Snapshot
 from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.instance_store import InstanceInfo, InstanceStore
 from rustyflower.core.snapshot import SnapshotKeys
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -56,19 +62,24 @@ class CloudContinuity(ABC):
     child_errors: ClassVar[tuple[type[Exception], ...]] = ()
     """Errors besides RustyFlower's that one child's failback reports instead of raising."""
 
-    def __init__(self, conductor: Conductor | None, keys: SnapshotKeys | None) -> None:
-        self._conductor = conductor
-        self.keys = keys if keys is not None else self.conductor.store.snapshot_keys
+    def __init__(
+        self, store: InstanceStore | None, keys: SnapshotKeys | None, *, now: Clock = utc_now
+    ) -> None:
+        self._store = store
+        self.keys = keys if keys is not None else self.store.snapshot_keys
+        self.now = now
+        """The time events applied here are stamped with (a parent told of its child)."""
 
     @property
-    def conductor(self) -> Conductor:
-        if self._conductor is None:
+    def has_store(self) -> bool:
+        return self._store is not None
+
+    @property
+    def store(self) -> InstanceStore:
+        """The site's store, through the port (``--snapshot`` failovers have none)."""
+        if self._store is None:
             raise ContinuityConfigError("this step needs the local store (--redis-url)")
-        return self._conductor
-
-    @property
-    def store(self) -> RedisStore:
-        return self.conductor.store
+        return self._store
 
     # --- what each cloud provides ---------------------------------------------------------
 
@@ -97,7 +108,7 @@ class CloudContinuity(ABC):
     def failover(self, instance_id: str) -> Outcome:
         """Continue a local instance in the cloud (idempotent per epoch)."""
         with self._guard(f"failing over {instance_id!r}"):
-            handed = hand_over(self.conductor, instance_id, self.cloud, preflight=self._preflight)
+            handed = hand_over(self.store, instance_id, self.cloud, preflight=self._preflight)
             return self._send(handed, give_back_on_refusal=handed.fenced, record=True)
 
     def failover_file(self, data: bytes, source: str) -> Outcome:
@@ -114,7 +125,7 @@ class CloudContinuity(ABC):
         except self.refusals as refused:
             message = str(refused)
             if give_back_on_refusal:
-                back = give_back(self.conductor, snapshot)
+                back = give_back(self.store, snapshot)
                 message += f" (the instance stays on-premises, epoch {back.epoch})"
             raise ContinuityError(message) from None
         if record:
@@ -138,12 +149,12 @@ class CloudContinuity(ABC):
     def failback(self, instance_id: str) -> Outcome:
         """Bring the instance back and resume it here, then each child that went with it."""
         with self._guard(f"failing back {instance_id!r}"):
-            record = ledger(self.store, instance_id)
+            record = ledger.read(self.store, instance_id)
             outcome = self._failback_one(instance_id, root=True)
-            children = {child: self._child_back(child) for child in ledger_children(record)}
+            children = {child: self._child_back(child) for child in ledger.children(record)}
             if children:
                 outcome.detail["children"] = children
-            forget_ledger(self.store, instance_id)
+            ledger.forget(self.store, instance_id)
             return outcome
 
     def _child_back(self, child_id: str) -> str:
@@ -152,7 +163,7 @@ class CloudContinuity(ABC):
             if self.store.info(child_id).owner != self.cloud:
                 return f"not in {self.cloud_name}"
             outcome = self._failback_one(child_id, root=False)
-            forget_ledger(self.store, child_id)
+            ledger.forget(self.store, child_id)
         except reported as error:
             return f"failed: {error}"
         return f"{outcome.result} ({outcome.status}, epoch {outcome.epoch})"

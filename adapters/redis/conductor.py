@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,12 +28,9 @@ from rustyflower.core.engine import (
     Snapshot,
     Transition,
     advance,
-    outstanding,
     start,
 )
-from rustyflower.core.engine.state import Transition as TransitionValue
 from rustyflower.core.errors import (
-    EpochConflictError,
     EventRejectedError,
     RustyFlowerError,
     StaleEventError,
@@ -302,44 +299,28 @@ class Conductor:
         return self.store.raw_snapshot(instance_id)
 
     def resume(
-        self, data: bytes, *, take_ownership: bool = False, placement: Placement | None = None
+        self,
+        data: bytes,
+        *,
+        take_ownership: bool = False,
+        discard_newer_state: bool = False,
+        placement: Placement | None = None,
     ) -> Snapshot:
         """Continue a snapshot here: store it and dispatch its outstanding work.
 
         An instance already here under a newer epoch, or at the same epoch but further
-        along, is refused. ``take_ownership`` raises the epoch so the previous owner is
-        fenced off.
+        along, is refused (``core.instance_store.plan_resume``), also with
+        ``take_ownership`` (which raises the epoch so the previous owner is fenced off);
+        only ``discard_newer_state`` rolls newer state back, recorded in the history.
         """
         snapshot = decode_snapshot(data, self.store.snapshot_keys)
-        if take_ownership:
-            snapshot = replace(snapshot, epoch=snapshot.epoch + 1)
-        previous: Snapshot | None = None
-        try:
-            info = self.store.info(snapshot.instance_id)
-        except UnknownInstanceError:
-            info = None
-        if info is not None:
-            if info.epoch > snapshot.epoch:
-                raise EpochConflictError(
-                    f"instance {snapshot.instance_id!r} is owned by epoch {info.epoch} here; "
-                    f"this snapshot is epoch {snapshot.epoch} and may not advance it"
-                )
-            if info.epoch == snapshot.epoch and info.seq >= snapshot.seq:
-                raise EpochConflictError(
-                    f"instance {snapshot.instance_id!r} is already here at seq {info.seq} "
-                    f"(the snapshot is seq {snapshot.seq}); nothing to resume"
-                )
-            previous = self.store.load(snapshot.instance_id, fresh=True)
-        transition = TransitionValue(snapshot, tuple(outstanding(snapshot)))
-        placement = placement or (
-            self.store.placement(snapshot.instance_id) if info is not None else Placement()
+        return self.store.resume(
+            snapshot,
+            take_ownership=take_ownership,
+            discard_newer_state=discard_newer_state,
+            now=self.clock(),
+            placement=placement,
         )
-        result = self.store.commit(previous, transition, placement, extra_fields={"owner": "local"})
-        if result != "ok":
-            raise EpochConflictError(
-                f"instance {snapshot.instance_id!r} changed while resuming ({result}); retry"
-            )
-        return snapshot
 
 
 def is_stale(outcome: Outcome) -> bool:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Literal
 
-Priority = Literal["high", "normal", "low"]
+from rustyflower.core.instance_store import Priority
+
+__all__ = ["CONSUMER_GROUP", "PRIORITIES", "Keyspace", "Priority"]
+
 PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 CONSUMER_GROUP = "workers"
 
@@ -95,3 +97,8 @@ class Keyspace:
 
     def workers(self) -> str:
         return f"{self.prefix}:workers"
+
+    def ledger(self, instance_id: str) -> str:
+        """Where continuity records an instance's failover (a hash; not in the instance's
+        slot: it is never written with a transition)."""
+        return f"{self.prefix}:continuity:{instance_id}"

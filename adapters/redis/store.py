@@ -1,12 +1,17 @@
-"""Instances and definitions in Redis; every transition applied by one compare-and-set."""
+"""Instances and definitions in Redis; every transition applied by one compare-and-set.
+
+``RedisStore`` is the Redis runner's implementation of the instance store port
+(``core.instance_store.InstanceStore``), which is all continuity sees of it.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
 
@@ -23,46 +28,46 @@ from rustyflower.core.engine import (
     Transition,
     child_instance_id,
 )
-from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.engine.machine import outstanding
+from rustyflower.core.errors import (
+    EpochConflictError,
+    RustyFlowerError,
+    UnknownFlowError,
+    UnknownInstanceError,
+)
+from rustyflower.core.instance_store import (
+    DISCARDED_KIND,
+    LOCAL,
+    CommitResult,
+    InstanceInfo,
+    plan_resume,
+)
 from rustyflower.core.model import FlowDefinition, load_definition
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
-from rustyflower.core.timeutil import parse_timestamp
+from rustyflower.core.timeutil import format_timestamp, parse_timestamp
+
+__all__ = [
+    "FULL_HISTORY_LIMIT",
+    "CommitResult",
+    "InstanceInfo",
+    "Placement",
+    "PreparedCommit",
+    "RedisStore",
+    "UnknownFlowError",
+    "UnknownInstanceError",
+    "VersionConflictError",
+    "WorkAck",
+]
 
 FULL_HISTORY_LIMIT = 10_000
 """The store keeps this many history entries per instance (the snapshot keeps fewer)."""
 
-CommitResult = Literal["ok", "conflict", "fenced", "exists"]
 _RESULTS: dict[int, CommitResult] = {1: "ok", 0: "conflict", -1: "fenced", -2: "exists"}
-
-
-class UnknownFlowError(RustyFlowerError, LookupError):
-    """No flow of that name (or version) is registered."""
-
-
-class UnknownInstanceError(RustyFlowerError, LookupError):
-    """No instance with that id is in the store."""
 
 
 class VersionConflictError(RustyFlowerError):
     """A flow version is registered already with different content."""
-
-
-@dataclass(frozen=True)
-class InstanceInfo:
-    """What the store knows of an instance without decoding its snapshot."""
-
-    instance_id: str
-    flow: str
-    version: str
-    status: str
-    held: bool
-    seq: int
-    epoch: int
-    priority: Priority
-    updated_at: str
-    created_at: str
-    owner: str
 
 
 @dataclass(frozen=True)
@@ -243,23 +248,30 @@ class RedisStore:
             held=text[3] == "1",
             seq=int(text[4]),
             epoch=int(text[5] or 0),
-            priority=text[6] or "normal",  # type: ignore[arg-type]
+            priority=text[6] if text[6] in PRIORITIES else "normal",
             updated_at=text[7],
             created_at=text[8],
-            owner=text[9] or "local",
+            owner=text[9] or LOCAL,
         )
 
     def commit(
         self,
         previous: Snapshot | None,
         transition: Transition,
-        placement: Placement,
+        placement: Placement | None = None,
         *,
         ack: WorkAck | None = None,
         fired_timer: str | None = None,
         extra_fields: dict[str, str] | None = None,
+        notes: Sequence[Mapping[str, Any]] = (),
     ) -> CommitResult:
-        """Apply ``transition`` if the stored seq is still ``previous``'s (None: create)."""
+        """Apply ``transition`` if the stored seq is still ``previous``'s (None: create).
+
+        ``placement`` None: the instance's own (the default one for a new instance).
+        ``notes`` are history entries of the store's own, written with the transition's.
+        """
+        if placement is None:
+            placement = Placement() if previous is None else self.placement(previous.instance_id)
         prepared = self.prepare(
             previous,
             transition,
@@ -267,6 +279,7 @@ class RedisStore:
             ack=ack,
             fired_timer=fired_timer,
             extra_fields=extra_fields,
+            notes=notes,
         )
         return self.settle(prepared, self._commit(keys=prepared.keys, args=prepared.args))
 
@@ -306,6 +319,7 @@ class RedisStore:
         ack: WorkAck | None = None,
         fired_timer: str | None = None,
         extra_fields: dict[str, str] | None = None,
+        notes: Sequence[Mapping[str, Any]] = (),
     ) -> PreparedCommit:
         """The keys and arguments of the commit script for one transition."""
         snapshot = transition.snapshot
@@ -336,6 +350,7 @@ class RedisStore:
             for e in snapshot.state.history
             if e.seq > (previous.seq if previous is not None else 0)
         ]
+        history += [json.dumps(note, separators=(",", ":"), default=str) for note in notes]
         args: list[str | bytes | int] = [
             "" if previous is None else str(previous.seq),
             str(snapshot.seq),
@@ -435,6 +450,71 @@ class RedisStore:
             raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
         self.forget(instance_id)
         return result == 1
+
+    def resume(
+        self,
+        snapshot: Snapshot,
+        *,
+        take_ownership: bool = False,
+        discard_newer_state: bool = False,
+        now: datetime | None = None,
+        placement: Placement | None = None,
+    ) -> Snapshot:
+        """Continue ``snapshot`` here (owner local) and dispatch its outstanding work.
+
+        ``core.instance_store.plan_resume`` decides: an older snapshot than the stored
+        one is refused (``EpochConflictError``) unless ``discard_newer_state``, whose
+        rollback is written to the history in the same commit.
+        """
+        try:
+            stored: InstanceInfo | None = self.info(snapshot.instance_id)
+        except UnknownInstanceError:
+            stored = None
+        plan = plan_resume(
+            snapshot,
+            stored,
+            take_ownership=take_ownership,
+            discard_newer_state=discard_newer_state,
+        )
+        resumed = plan.snapshot
+        previous = self.load(resumed.instance_id, fresh=True) if stored is not None else None
+        notes: list[dict[str, Any]] = []
+        if plan.discarded is not None:
+            at = format_timestamp(now or datetime.now(UTC))
+            notes.append(
+                {"seq": resumed.seq, "at": at, "kind": DISCARDED_KIND, "detail": plan.discarded}
+            )
+        result = self.commit(
+            previous,
+            Transition(resumed, tuple(outstanding(resumed))),
+            placement,
+            extra_fields={"owner": LOCAL},
+            notes=notes,
+        )
+        if result != "ok":
+            raise EpochConflictError(
+                f"instance {resumed.instance_id!r} changed while resuming ({result}); retry"
+            )
+        return resumed
+
+    # --- the continuity ledger ------------------------------------------------------------
+
+    def record_ledger(self, instance_id: str, fields: Mapping[str, str]) -> None:
+        """Replace the record of where the instance went (failover, for failback)."""
+        key = self.keys.ledger(instance_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        if fields:
+            values: dict[Any, Any] = dict(fields)  # redis-py's mapping type is invariant
+            pipe.hset(key, mapping=values)
+        pipe.execute()
+
+    def ledger(self, instance_id: str) -> dict[str, str]:
+        raw = self.client.hgetall(self.keys.ledger(instance_id))
+        return {_text(name): _text(value) for name, value in raw.items()}
+
+    def forget_ledger(self, instance_id: str) -> None:
+        self.client.delete(self.keys.ledger(instance_id))
 
     def placement(self, instance_id: str) -> Placement:
         priority, key = self.client.hmget(self.keys.instance(instance_id), ["priority", "ckey"])

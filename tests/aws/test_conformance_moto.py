@@ -42,12 +42,13 @@ from typing import Any
 import pytest
 
 import rustyflower.adapters.aws.tokens
-from lambda_aws.continuation import ContinueRequest, continue_snapshot
+from lambda_aws.continuation import continue_snapshot
 from lambda_aws.settings import LambdaSettings
 from rustyflower.adapters.aws import execution_input, execution_name, fresh_input
 from rustyflower.core.engine import AwaitEvent
 from rustyflower.core.errors import NoWaiterError
 from rustyflower.core.snapshot.document import encode_snapshot
+from rustyflower.core.snapshot.handover import HandoverRequest
 from rustyflower.core.timeutil import parse_timestamp
 from tests.aws.moto_bugs import MOTO_BUGS
 from tests.aws.moto_harness import (
@@ -365,7 +366,7 @@ def test_the_continue_function_starts_one_execution_per_epoch(world: MotoWorld) 
     assert FAILOVER.flow is not None
     machine = world.deploy(FAILOVER.flow)
     snapshot = _running_snapshot("failover.continue")
-    request = ContinueRequest(snapshot, encode_snapshot(snapshot, KEYS))
+    request = HandoverRequest(snapshot, encode_snapshot(snapshot, KEYS))
     settings = LambdaSettings.from_env(FUNCTION_ENV)
     now = parse_timestamp(snapshot.updated_at)
     status, first = continue_snapshot(

@@ -20,9 +20,10 @@ from lambda_aws.errors import NamedError
 from lambda_aws.keyring import snapshot_keys
 from rustyflower.adapters.aws import deployment, execution_name
 from rustyflower.adapters.aws.deployment import base_snapshot_key
-from rustyflower.core.engine import Snapshot, start
+from rustyflower.core.engine import ParentLink, Snapshot, start
 from rustyflower.core.model import parse_definition
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.snapshot.handover import encode_handover
 from rustyflower.core.snapshot.keys import SnapshotKeys, generate_signing_key
 from tests.aws.test_lambda_kit import (
     BUCKET,
@@ -147,6 +148,33 @@ def test_an_unsigned_snapshot_is_refused_when_signatures_are_required(world: Any
     assert response["statusCode"] == 400
     assert body_of(response)["error"] == "SignatureMissingError"
     assert executions(world) == []
+
+
+def child_of(parent_id: str, keys: SnapshotKeys = KEYS) -> bytes:
+    link = ParentLink(parent_id, "Call~1")
+    child = start(ORDER, {"a": 1}, f"{parent_id}/Call~1", NOW, parent=link).snapshot
+    return sealed(child, keys)
+
+
+def test_children_must_be_signed_with_the_envelope_and_be_the_instances(world: Any) -> None:
+    """Issue 10, item 4, on AWS: what travels next to a genuine snapshot is refused unless
+    the site's envelope signature covers it (a child added by a caller, or an older child
+    snapshot put back, would be continued by the execution)."""
+    data = sealed(snapshot_of())
+    added = {
+        "snapshot": base64.b64encode(data).decode(),
+        "children": [base64.b64encode(child_of("order-7")).decode()],
+    }
+    response = call(world, http_event(json.dumps(added)))
+    assert response["statusCode"] == 400
+    assert body_of(response)["error"] == "SignatureMissingError"
+    stranger = encode_handover(data, KEYS, children=[child_of("someone-else")])
+    response = call(world, http_event(stranger))
+    assert (response["statusCode"], body_of(response)["error"]) == (400, "BadRequest")
+    assert "not a child flow" in body_of(response)["message"]
+    assert executions(world) == []
+    signed = encode_handover(data, KEYS, children=[child_of("order-7")])
+    assert call(world, http_event(signed))["statusCode"] == 201
 
 
 def test_malformed_and_tampered_snapshots_are_400_with_their_error(world: Any) -> None:

@@ -10,7 +10,6 @@ hand over the scripted events the outside world has already scheduled, and let t
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +23,10 @@ from functions_azure.settings import ACTIVITY
 from rustyflower.adapters.azure.ids import durable_instance_id
 from rustyflower.core.engine import Snapshot, advance, start
 from rustyflower.core.errors import NoWaiterError, StaleEventError
+from rustyflower.core.model import parse_definition
 from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 from rustyflower.core.snapshot.document import encode_snapshot
+from rustyflower.core.snapshot.handover import encode_handover
 from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient, Instance, functions_of
 from tests.conformance.activities import VIRTUAL_DURATIONS, registry
 from tests.conformance.corpus import Case, EventSpec
@@ -112,14 +113,10 @@ def start_body(
     children: Sequence[bytes] = (),
     keys: SnapshotKeys = KEYS,
 ) -> bytes:
+    """The site's handover envelope (``core.snapshot.handover``), signed with ``keys``."""
     data = snapshot if isinstance(snapshot, bytes) else encode_snapshot(snapshot, keys)
-    return json.dumps(
-        {
-            "snapshot": base64.b64encode(data).decode("ascii"),
-            "flows": list(flows),
-            "children": [base64.b64encode(child).decode("ascii") for child in children],
-        }
-    ).encode("utf-8")
+    definitions = [parse_definition(flow) for flow in flows]
+    return encode_handover(data, keys, children=children, flows=definitions)
 
 
 def post_snapshot(client: FakeDurableClient, body: bytes) -> func.HttpResponse:

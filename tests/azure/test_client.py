@@ -54,6 +54,7 @@ from rustyflower.core.engine import start
 from rustyflower.core.model import parse_definition
 from rustyflower.core.snapshot import SigningKey, SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.snapshot.handover import encode_handover
 from tests.azure.azurite import free_port
 
 FUNCTION_KEY = "fn-key-0123456789abcdef"
@@ -425,12 +426,16 @@ def test_a_bad_snapshot_is_refused_with_the_apps_reason(
 def test_child_snapshots_travel_with_their_parent(host: FakeFunctionsHost) -> None:
     client = DurableClient(host.url, function_key=FUNCTION_KEY)
     child = snapshot_bytes("p-1/call-1", seq=2)
-    started = client.continue_snapshot(snapshot_bytes("p-1"), children=[child])
+    started = client.continue_snapshot(
+        encode_handover(snapshot_bytes("p-1"), SIGNING, children=[child])
+    )
     assert started.instance_id == "p-1"
     assert list(host.instance("p-1").input["children"]) == ["p-1/call-1"]
     stranger = snapshot_bytes("q-9/call-1")
     with pytest.raises(SnapshotRejectedError, match="not a child flow"):
-        client.continue_snapshot(snapshot_bytes("p-2"), children=[stranger])
+        client.continue_snapshot(
+            encode_handover(snapshot_bytes("p-2"), SIGNING, children=[stranger])
+        )
 
 
 def test_raise_event_reaches_the_instance_and_finishes_it(
@@ -558,7 +563,7 @@ def test_durable_ids_are_valid_stable_and_kept_when_accepted(flow_id: str) -> No
 def test_json_envelope_is_base64_of_the_signed_bytes(host: FakeFunctionsHost) -> None:
     data = snapshot_bytes("order-11")
     client = DurableClient(host.url, function_key=FUNCTION_KEY)
-    client.continue_snapshot(data, flows=[FLOW.document()])
+    client.continue_snapshot(encode_handover(data, SIGNING, flows=[FLOW]))
     sent = decode_snapshot(host.instance("order-11").input["snapshot"])
     assert sent.instance_id == "order-11"
     assert base64.b64decode(base64.b64encode(data)) == data

@@ -194,6 +194,79 @@ def test_sub_flows_can_ship_with_the_app(tmp_path: Any, monkeypatch: pytest.Monk
     assert client.host.instances["parent-2"].output["status"] == "succeeded"
 
 
+def unsigned_envelope(snapshot: Any, flows: list[Any]) -> bytes:
+    """A caller's own envelope: a genuine signed snapshot next to definitions it chose."""
+    data = encode_snapshot(snapshot, KEYS)
+    return json.dumps(
+        {"snapshot": base64.b64encode(data).decode("ascii"), "flows": flows, "children": []}
+    ).encode("utf-8")
+
+
+def leaf_version(version: str, result: str) -> Any:
+    return parse_definition(
+        {
+            "name": "leaf",
+            "version": version,
+            "start_at": "Done",
+            "states": {"Done": {"type": "pass", "result": result, "end": True}},
+        }
+    )
+
+
+def test_unsigned_sub_flows_next_to_a_signed_snapshot_are_refused(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10, item 4: ``leaf@999`` added to a genuine snapshot must not run instead of
+    the shipped ``leaf`` (an unversioned call takes the highest version)."""
+    (tmp_path / "leaf.json").write_text(json.dumps(leaf_version("1", "shipped").document()))
+    monkeypatch.setenv("RUSTYFLOWER_FLOWS_PATH", str(tmp_path))
+    client = new_client()
+    snapshot = start(CALLS_CHILD, {}, "parent-9", EPOCH).snapshot
+    injected = leaf_version("999", "injected").document()
+    refused = post_snapshot(client, unsigned_envelope(snapshot, [injected]))
+    assert refused.status_code == 400
+    assert body_json(refused)["error"] == "SignatureMissingError"
+    assert "sub-flow" in body_json(refused)["message"]
+    assert client.started == []
+
+    # the site's own envelope signs what it sends: its definitions are taken
+    signed = post_snapshot(client, start_body(snapshot, [leaf_version("2", "site").document()]))
+    assert signed.status_code == 202
+    client.host.run()
+    assert client.host.instances["parent-9"].output["status"] == "succeeded"
+    child = client.host.instances[durable_instance_id("parent-9/Call~1")]
+    assert child.output["output"] == "site"
+
+
+def test_a_signed_list_of_sub_flows_cannot_be_extended_or_swapped() -> None:
+    snapshot = start(CALLS_CHILD, {}, "parent-10", EPOCH).snapshot
+    genuine = json.loads(start_body(snapshot, [leaf_version("2", "site").document()]))
+    extended = {**genuine, "flows": [*genuine["flows"], leaf_version("999", "x").document()]}
+    swapped = {**genuine, "flows": [leaf_version("2", "swapped").document()]}
+    other = start(CALLS_CHILD, {}, "parent-11", EPOCH).snapshot
+    moved = {**genuine, "snapshot": json.loads(start_body(other))["snapshot"]}
+    for forged in (extended, swapped, moved):
+        client = new_client()
+        response = post_snapshot(client, json.dumps(forged).encode())
+        assert response.status_code == 400, forged
+        assert body_json(response)["error"] == "SignatureInvalidError"
+        assert client.started == []
+
+
+def test_shipped_sub_flows_win_over_travelling_ones(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "leaf.json").write_text(json.dumps(leaf_version("1", "shipped").document()))
+    monkeypatch.setenv("RUSTYFLOWER_FLOWS_PATH", str(tmp_path))
+    client = new_client()
+    snapshot = start(CALLS_CHILD, {}, "parent-12", EPOCH).snapshot
+    response = post_snapshot(client, start_body(snapshot, [leaf_version("1", "site").document()]))
+    assert response.status_code == 202
+    client.host.run()
+    child = client.host.instances[durable_instance_id("parent-12/Call~1")]
+    assert child.output["output"] == "shipped"
+
+
 def test_encrypted_snapshots_are_opened_and_checkpoints_sealed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -252,7 +325,7 @@ def bad_snapshots() -> list[Any]:
             encode_snapshot(snapshot, other_key), "UnknownKeyError", "'elsewhere'", id="unknown_key"
         ),
         pytest.param(
-            start_body(snapshot, flows=[{"name": "broken"}]), "DefinitionError", "", id="bad_flow"
+            unsigned_envelope(snapshot, [{"name": "broken"}]), "DefinitionError", "", id="bad_flow"
         ),
     ]
 

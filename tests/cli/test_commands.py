@@ -346,6 +346,45 @@ def test_resume_is_refused_for_an_older_epoch(registered: Cli, tmp_path: Path) -
     assert missing.exit_code == 2 and "cannot read" in single_error(missing.stderr)
 
 
+def kinds(cli: Cli, instance_id: str) -> list[str]:
+    return [entry["kind"] for entry in cli.json("history", instance_id)]
+
+
+def test_take_ownership_never_rolls_back_newer_state(working: Cli, tmp_path: Path) -> None:
+    """Issue 10, item 2: an older snapshot (even of a finished instance) is refused by
+    ``resume --take-ownership``; only ``--discard-newer-state`` rolls back, on the record."""
+    instance_id = working("start", "approval", "--input", '{"name": "Flo"}').stdout.strip()
+    working.wait_status(instance_id, "running")
+    old = tmp_path / "old.snap"
+    working("snapshot", instance_id, "-o", old)
+    working("signal", instance_id, "approval", "--data", "true")
+    finished = working.wait_status(instance_id, "succeeded")
+
+    refused = working("resume", old, "--take-ownership", ok=False)
+    assert refused.exit_code == 2
+    message = single_error(refused.stderr)
+    assert f"seq {finished['seq']}" in message and "--discard-newer-state" in message
+    after = working.json("status", instance_id)
+    assert (after["status"], after["seq"], after["epoch"]) == ("succeeded", finished["seq"], 0)
+    assert kinds(working, instance_id).count("FlowSucceeded") == 1
+
+    plain = working("resume", old, "--discard-newer-state", ok=False)
+    assert plain.exit_code == 2 and "--take-ownership" in single_error(plain.stderr)
+
+    rolled = working("resume", old, "--take-ownership", "--discard-newer-state")
+    assert "resumed (epoch 1)" in rolled.stdout
+    assert "discarded" in rolled.stderr
+    status = working.json("status", instance_id)
+    assert (status["status"], status["epoch"]) == ("running", 1)
+    assert status["seq"] > finished["seq"]  # the store's seq never goes back
+    history = working.json("history", instance_id)
+    entry = history[-1]
+    assert entry["kind"] == "NewerStateDiscarded"
+    assert entry["detail"]["discarded_seq"] == finished["seq"]
+    assert entry["detail"]["discarded_status"] == "succeeded"
+    assert entry["detail"]["resumed_seq"] == 1
+
+
 # --- limits ---------------------------------------------------------------------------------------
 
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from rustyflower.adapters.azure.blob_store import BlobSnapshotStore
+from rustyflower.adapters.continuity import ContinuityError
 from rustyflower.adapters.continuity.azure import AzureContinuity, AzureSettings
-from rustyflower.adapters.continuity.shared import ContinuityError
 from rustyflower.adapters.redis.conductor import Conductor, FencedError
 from rustyflower.adapters.redis.store import RedisStore
 from rustyflower.core.engine import EventReceived, StartChildFlow
@@ -183,16 +183,16 @@ def test_a_refused_snapshot_gives_the_instance_back(
     waiting_site(site, "order-5")
     stranger = generate_signing_key("stranger")
     keys = SnapshotKeys.from_keys([stranger, SIGNING_KEY], [])  # signs with the stranger
-    conductor = Conductor(RedisStore(site.store.client, site.store.keys, keys))
+    store = RedisStore(site.store.client, site.store.keys, keys)
     settings = AzureSettings(function_url=function_app.url, function_key=FUNCTION_KEY)
     with pytest.raises(ContinuityError) as refused:
-        AzureContinuity(conductor, settings).failover("order-5")
+        AzureContinuity(store, settings).failover("order-5")
     assert "UnknownKeyError" in str(refused.value)
     assert "stays on-premises, epoch 2" in str(refused.value)
     info = site.store.info("order-5")
     assert (info.owner, info.epoch) == ("local", 2)
     assert function_app.client.started == []
-    assert conductor.cancel("order-5").snapshot.status == "cancelled"  # the site's to control
+    assert Conductor(store).cancel("order-5").snapshot.status == "cancelled"  # the site's
 
 
 PARENT = parse_definition(

@@ -244,6 +244,38 @@ def test_resume_of_an_older_epoch_is_refused(rt: Runtime) -> None:
     assert rt.store.info(instance).status == "succeeded"
 
 
+def queued(rt: Runtime) -> int:
+    return sum(int(rt.client.xlen(rt.keys.stream(0, p))) for p in PRIORITIES)
+
+
+def test_take_ownership_refuses_an_older_seq_even_of_a_finished_instance(rt: Runtime) -> None:
+    """Issue 10, item 2: the staleness check is made before the epoch is raised, so an
+    older snapshot never rolls back newer state (its activity would run twice)."""
+    rt.store.register(Flow("once").task("Charge", "add").build())
+    instance = rt.conductor.start("once", {"a": 1, "b": 2}).instance_id
+    old = rt.conductor.export(instance)  # seq 1: the activity is dispatched
+    with worker(rt):
+        finished = final(rt, instance)
+    assert finished.status == "succeeded"
+    before = (rt.store.info(instance), queued(rt), rt.store.history(instance))
+    with pytest.raises(EpochConflictError, match=f"seq {finished.seq}"):
+        rt.conductor.resume(old, take_ownership=True)
+    assert (rt.store.info(instance), queued(rt), rt.store.history(instance)) == before
+    # the same point, a new owner: still allowed (failback and give-back rely on it)
+    rt.conductor.resume(rt.conductor.export(instance), take_ownership=True)
+    assert rt.store.info(instance).epoch == 1
+
+    rolled = rt.conductor.resume(old, take_ownership=True, discard_newer_state=True)
+    info = rt.store.info(instance)
+    assert (info.status, info.epoch, info.seq) == ("running", 2, finished.seq + 1)
+    assert rolled.seq == info.seq and rolled.positions == ["Charge"]
+    note = rt.store.history(instance)[-1]
+    assert note["kind"] == "NewerStateDiscarded" and note["seq"] == info.seq
+    assert note["detail"]["discarded_status"] == "succeeded"
+    with pytest.raises(ValueError, match="take_ownership"):
+        rt.conductor.resume(old, discard_newer_state=True)
+
+
 # --- Redis unreachable -------------------------------------------------------------------------
 
 
