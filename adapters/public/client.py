@@ -16,8 +16,12 @@ here is synchronous. Run workers with ``rustyflower.worker`` or the
 
 from __future__ import annotations
 
+from typing import Any
+
+from rustyflower.adapters.continuity.outcomes import LOCAL
+from rustyflower.adapters.continuity.signals import deliver_signal
+from rustyflower.adapters.redis._client import Client as _RedisClient
 from rustyflower.adapters.redis._client import (
-    Client,
     InstanceFailedError,
     InstanceHandle,
     InstanceStatus,
@@ -31,6 +35,17 @@ from rustyflower.adapters.redis.store import (
     VersionConflictError,
 )
 from rustyflower.core.engine import HistoryEntry
+
+
+class Client(_RedisClient):
+    __doc__ = _RedisClient.__doc__
+
+    def _signal_elsewhere(self, instance_id: str, event: str, data: Any) -> bool:
+        # an instance that failed over is signalled in its cloud, as `rustyflower signal` does
+        if self._store.info(instance_id).owner == LOCAL:
+            return False
+        return deliver_signal(self._store, instance_id, event, data) is not None
+
 
 __all__ = [
     "Client",

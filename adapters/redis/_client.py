@@ -308,12 +308,16 @@ class Client:
         Raises ``NoWaiterError`` when nothing waits for ``event``.
         """
         with self._talking():
-            if self._store.info(instance_id).owner != "local":
-                from rustyflower.adapters.continuity.shared import deliver_signal  # noqa: PLC0415
-
-                if deliver_signal(self._store, instance_id, event, data) is not None:
-                    return
+            if self._signal_elsewhere(instance_id, event, data):
+                return
             self._conductor.signal(instance_id, event, data)
+
+    def _signal_elsewhere(self, instance_id: str, event: str, data: Any) -> bool:
+        """Deliver to an instance that lives in a cloud; False when it is here.
+
+        The runner knows no cloud: the public client composes the lifeboat's routing in.
+        """
+        return False
 
     def hold(self, instance_id: str, reason: str | None = None) -> None:
         """Pause an instance: nothing new is dispatched until ``release``."""
