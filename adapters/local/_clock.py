@@ -228,11 +228,6 @@ class RealClock:
             self._receive(self._returned.get(timeout=delay if within_reach else None))
         return True
 
-    @property
-    def running(self) -> int:
-        """Calls running now, abandoned ones included (they hold their thread)."""
-        return len(self._running)
-
     def _live(self) -> bool:
         """Some call whose result is still wanted is running or waiting for a thread."""
         return bool(self._running - self._abandoned) or bool(self._queued)
