@@ -246,3 +246,22 @@ def test_the_installed_command_takes_virtual_time(project: Path) -> None:
     )
     assert finished.returncode == 0, finished.stderr
     assert json.loads(finished.stdout)["status"] == "succeeded"
+
+
+def test_a_parent_waits_while_its_sub_flow_waits_for_an_event(project: Path) -> None:
+    """As on a runner: the child waits for its event, and the parent for the child."""
+    child = write_flow(
+        project,
+        "child",
+        {"Go": {"type": "wait_for_event", "event": "go", "next": "G"}, "G": task("greet")},
+        "Go",
+    )
+    parent = write_flow(
+        project, "parent", {"Call": {"type": "sub_flow", "flow": "child", "end": True}}, "Call"
+    )
+    waiting = run(project, parent, "--subflow", str(child), "--virtual-time")
+    assert waiting.exit_code == 0, waiting.output
+    assert "waiting at Call" in waiting.stdout
+    answered = run(project, parent, "--subflow", str(child), "--event", "go={}", "--json")
+    assert answered.exit_code == 0, answered.output
+    assert json.loads(answered.stdout)["output"] == {"greeting": "hello world"}
