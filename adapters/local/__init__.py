@@ -26,7 +26,6 @@ from rustyflower.adapters.local._runtime import (
     VirtualRuntime,
     at_transitions,
     every_transition,
-    read_flow,
     round_trip,
     run_flow,
 )
@@ -61,7 +60,6 @@ __all__ = [
     "World",
     "at_transitions",
     "every_transition",
-    "read_flow",
     "round_trip",
     "run_flow",
 ]

@@ -52,11 +52,9 @@ under the same ``child_instance_id`` is the child that already ran.
 from __future__ import annotations
 
 import heapq
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 from rustyflower.adapters.local._clock import EPOCH, Clock, VirtualClock
@@ -82,7 +80,7 @@ from rustyflower.core.engine import (
     start,
 )
 from rustyflower.core.errors import EventRejectedError, NoWaiterError, StaleEventError
-from rustyflower.core.model import FlowDefinition, load_definition
+from rustyflower.core.model import FlowDefinition
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from rustyflower.core.timeutil import parse_timestamp
@@ -319,12 +317,6 @@ class VirtualRuntime(LocalRuntime):
         super().__init__(world, VirtualClock(now), **options)
 
 
-def read_flow(path: str | os.PathLike[str]) -> FlowDefinition:
-    """A flow definition file (.yaml, .yml or .json), validated."""
-    source = os.fspath(path)
-    return load_definition(Path(source).read_text(encoding="utf-8"), source=source)
-
-
 def _with_activity_defaults(world: World, definition: FlowDefinition) -> FlowDefinition:
     """The definition with its activities' default retry and timeout, as a runner
     registers it (``rustyflower flows register``); unchanged when no activity has any."""
@@ -341,7 +333,7 @@ def _cut_policy(cut: Cut) -> Callable[[int], bool] | None:
 
 
 def run_flow(
-    definition: FlowDefinition | str | os.PathLike[str],
+    definition: FlowDefinition,
     input: Any,
     world: World,
     *,
@@ -357,15 +349,13 @@ def run_flow(
 ) -> RunResult:
     """Run one instance to its end (or until nothing more will happen to it).
 
-    ``definition`` is a definition or the path of a definition file. ``clock`` is a
-    :class:`VirtualClock` starting at ``now`` (default :data:`EPOCH`) unless given;
+    ``clock`` is a :class:`VirtualClock` starting at ``now`` (default :data:`EPOCH`)
+    unless given;
     ``cut(k)`` says whether to cut after transition ``k`` (``"every"``: after every one);
     ``failover`` makes each cut continue on a brand-new runtime; ``transfer`` is what a
     cut does with the snapshot (default :func:`round_trip`); ``on_transition`` is told
     of every transition of this instance (not of its children).
     """
-    if not isinstance(definition, FlowDefinition):
-        definition = read_flow(definition)
     definition = _with_activity_defaults(world, definition)
     if clock is None:
         clock = VirtualClock(EPOCH if now is None else now)

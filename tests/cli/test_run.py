@@ -22,7 +22,7 @@ from tests.cli.conftest import RUSTYFLOWER
 
 ACTIVITIES = """
 import time
-from rustyflower.core.activities import ActivityRegistry
+from rustyflower import ActivityRegistry
 
 registry = ActivityRegistry()
 

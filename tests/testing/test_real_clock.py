@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from rustyflower.core.activities import ActivityRegistry, current_call
+from rustyflower import ActivityRegistry, current_call
 from rustyflower.core.model import parse_definition
 from rustyflower.testing import (
     CallCrashedError,

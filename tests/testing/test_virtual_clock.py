@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 
-from rustyflower.core.activities import ActivityRegistry
-from rustyflower.core.engine import Snapshot
+from rustyflower import ActivityRegistry, Snapshot, SnapshotKeys, read_definition
 from rustyflower.core.model import parse_definition
-from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.testing import (
     HarnessError,
     ScriptedEvent,
@@ -167,7 +165,8 @@ def test_a_definition_file_and_a_cut_policy(tmp_path: Path) -> None:
         seen.append(snapshot.seq)
         return round_trip(snapshot, keys)
 
-    result = run_flow(path, {"x": 1}, world(), cut=at_transitions(2), transfer=transfer)
+    definition = read_definition(path)
+    result = run_flow(definition, {"x": 1}, world(), cut=at_transitions(2), transfer=transfer)
     assert (result.status, result.output, result.elapsed_seconds) == ("succeeded", {"x": 1}, 60)
     assert (seen, result.cuts) == ([2], 1)
 
