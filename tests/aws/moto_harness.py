@@ -21,7 +21,7 @@ a couple of minutes) from a driver thread: it starts them, sends their events on
 and collects their outcomes.
 
 Continuations (:func:`cut_launch`): the snapshot after transition ``k`` comes from the
-virtual runtime (``tests/harness``), run so that the cut's virtual instant *is* the real
+virtual runtime (``rustyflower.testing``), run so that the cut's virtual instant *is* the real
 start time of the execution: every absolute time in the snapshot (a wait's end, a
 retry's due time, the flow's deadline, when an event is sent) is then as far in the
 future, in real time, as it was in virtual time, and the execution input is built with
