@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +22,14 @@ from rustyflower.adapters.cli.loading import (
     read_definition,
 )
 from rustyflower.adapters.cli.render import Timeline, err, error_lines, fail, out, print_result
-from rustyflower.adapters.local.runner import LocalRunner
+from rustyflower.adapters.local import (
+    FlowLibrary,
+    RealClock,
+    ScriptedEvent,
+    VirtualClock,
+    World,
+    run_flow,
+)
 from rustyflower.core.errors import DefinitionError, RustyFlowerError
 from rustyflower.core.model import definition_schema
 from rustyflower.core.snapshot import SnapshotKeys, generate_encryption_key, generate_signing_key
@@ -147,21 +156,48 @@ def run(
         Path | None, typer.Option(help="Write the final (or waiting) snapshot here.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    virtual_time: Annotated[
+        bool,
+        typer.Option(
+            "--virtual-time",
+            help="Skip the waiting: time jumps to the next timer or event "
+            "(activities still run, as fast as they run).",
+        ),
+    ] = False,
 ) -> None:
     """Run a flow in this process (no server) and print its timeline."""
     definition = read_definition(file)
     flow_input = parse_json_argument(input, "--input")
     registry = load_activities(activities)
-    flows = {}
-    for path in subflow or []:
-        child = read_definition(path)
-        flows[child.key] = child
-        flows.setdefault(child.name, child)
+    children = [read_definition(path) for path in subflow or []]
+    for flow in (definition, *children):
+        for name in registry.missing(flow):
+            registry.get(name)  # raises UnknownActivityError with close matches
+    try:
+        flows = FlowLibrary(children)
+    except ValueError as error:
+        raise CliInputError(f"--subflow: {error}") from None
+    scripted = [
+        ScriptedEvent(name, data)
+        for name, values in parse_events(event or []).items()
+        for data in values
+    ]
+    # on the real clock a flow may poll for ever, as it would on a runner; on a virtual
+    # one an endless loop would never yield, so the world's event limit stops it
+    world = World(registry, flows=flows, events=scripted)
+    if not virtual_time:
+        world.max_events = None
+    clock = VirtualClock(datetime.now(UTC)) if virtual_time else RealClock()
     timeline = Timeline(quiet=as_json)
-    runner = LocalRunner(
-        registry, flows=flows, events=parse_events(event or []), on_transition=timeline
+    outcome = run_flow(
+        definition,
+        flow_input,
+        world,
+        instance_id=uuid.uuid4().hex,
+        clock=clock,
+        on_transition=timeline,
     )
-    snapshot = runner.run(definition, flow_input)
+    snapshot = outcome.snapshot
     if snapshot_out is not None:
         snapshot_out.write_bytes(encode_snapshot(snapshot))
     state = snapshot.state

@@ -4,7 +4,7 @@ This is the public face: what ``__all__`` lists here, plus the modules
 
 * ``rustyflower.client``: the Redis runner from Python (``Client``, ``InstanceHandle``);
 * ``rustyflower.worker``: run a worker, and the zero-config embedded server, in-process;
-* ``rustyflower.testing``: the test kit (once it lands);
+* ``rustyflower.testing``: the test kit (the in-process runtime on a virtual clock);
 
 and the ``rustyflower`` command. Everything else (``rustyflower.core``,
 ``rustyflower.adapters`` and any ``_name`` module) is internal: it changes between

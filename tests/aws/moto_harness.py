@@ -21,7 +21,7 @@ a couple of minutes) from a driver thread: it starts them, sends their events on
 and collects their outcomes.
 
 Continuations (:func:`cut_launch`): the snapshot after transition ``k`` comes from the
-virtual runtime (``tests/harness``), run so that the cut's virtual instant *is* the real
+virtual runtime (``rustyflower.testing``), run so that the cut's virtual instant *is* the real
 start time of the execution: every absolute time in the snapshot (a wait's end, a
 retry's due time, the flow's deadline, when an event is sent) is then as far in the
 future, in real time, as it was in virtual time, and the execution input is built with
@@ -84,7 +84,6 @@ import lambda_aws.activity
 import lambda_aws.aws
 import lambda_aws.tokens
 import rustyflower.adapters.aws.tokens
-import tests.harness.virtual_runtime as virtual_runtime
 from lambda_aws import settings as names
 from rustyflower.adapters.aws import (
     compile_flow,
@@ -99,6 +98,7 @@ from rustyflower.core.engine import EventReceived, Snapshot
 from rustyflower.core.errors import NoWaiterError
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.timeutil import parse_timestamp
+from rustyflower.testing import EPOCH, World, round_trip, run_flow
 from tests.aws import test_lambda_kit as kit
 from tests.aws.test_compiler_kit import _any_error_name, _sfn_parameters, _sfn_response
 from tests.aws.test_lambda_kit import (
@@ -119,7 +119,6 @@ from tests.aws.test_lambda_kit import (
 from tests.conformance.activities import VIRTUAL_DURATIONS
 from tests.conformance.corpus import Case
 from tests.conformance.test_conformance import json_equal, world_for
-from tests.harness.virtual_runtime import EPOCH, World, run_flow
 
 FUNCTION_ENV: dict[str, str] = {
     **{
@@ -400,9 +399,6 @@ class EventSender:
 
 # --- snapshots from the virtual runtime -------------------------------------------------------
 
-_VIRTUAL = threading.Lock()
-"""The virtual runs below patch ``virtual_runtime._reseal``: one at a time."""
-
 
 @dataclass(frozen=True)
 class CutState:
@@ -426,22 +422,28 @@ def cut_states(
     world: World = world_for(case)
     found: list[CutState] = []
     children: dict[str, list[Snapshot]] = {}
-    reseal = virtual_runtime._reseal
 
     def record(snapshot: Snapshot, keys: Any) -> Snapshot:
         if snapshot.instance_id != instance_id:
             children.setdefault(snapshot.instance_id, []).append(snapshot)
         elif not snapshot.finished and only in (None, snapshot.seq):
             found.append(_capture(world, snapshot, children))
-        return reseal(snapshot, keys)
+        return round_trip(snapshot, keys)
 
     # cutting (without failover) changes nothing in a run; the children's snapshots are
     # needed at every transition, the instance's own at the chosen one only
     cut: Any = "every"
     if only is not None and not case.subflows:
         cut = only.__eq__
-    with _VIRTUAL, mock.patch.object(virtual_runtime, "_reseal", record):
-        run_flow(case.flow, case.input, world, instance_id=instance_id, now=start, cut=cut)
+    run_flow(
+        case.flow,
+        case.input,
+        world,
+        instance_id=instance_id,
+        now=start,
+        cut=cut,
+        transfer=record,
+    )
     return found
 
 

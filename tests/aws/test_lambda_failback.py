@@ -17,7 +17,6 @@ from unittest import mock
 
 import pytest
 
-import tests.harness.virtual_runtime as virtual_runtime
 from lambda_aws import failback
 from lambda_aws.continuation import handle as continue_handle
 from lambda_aws.errors import NamedError
@@ -28,6 +27,7 @@ from rustyflower.adapters.aws.tokens import signal
 from rustyflower.core.engine import EventReceived, Snapshot, advance, start
 from rustyflower.core.model import parse_definition
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.testing import round_trip, run_flow
 from tests.aws.test_lambda_kit import (
     KEYS,
     FakeContext,
@@ -198,17 +198,20 @@ def test_a_continued_execution_reads_back_as_the_uninterrupted_run(case_id: str)
 
 def _cut_snapshots(case: Case) -> list[Snapshot]:
     seen: list[Snapshot] = []
-    reseal = virtual_runtime._reseal
 
     def record(snapshot: Snapshot, keys: Any) -> Snapshot:
         seen.append(snapshot)
-        return reseal(snapshot, keys)
+        return round_trip(snapshot, keys)
 
     assert case.flow is not None
-    with mock.patch.object(virtual_runtime, "_reseal", record):
-        virtual_runtime.run_flow(
-            case.flow, case.input, world_for(case), instance_id=case.name, cut="every"
-        )
+    run_flow(
+        case.flow,
+        case.input,
+        world_for(case),
+        instance_id=case.name,
+        cut="every",
+        transfer=record,
+    )
     # the root instance's snapshots (its children are cut too, and continue with it)
     return [s for s in seen if s.instance_id == case.name and not s.finished]
 

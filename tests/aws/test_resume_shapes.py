@@ -14,15 +14,14 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
-from unittest import mock
 
 import pytest
 
-import tests.harness.virtual_runtime as virtual_runtime
 from rustyflower.adapters.aws import execution_input
 from rustyflower.adapters.aws.names import ROUTE_DONE, ROUTE_START
 from rustyflower.core.engine import Snapshot
 from rustyflower.core.timeutil import parse_timestamp
+from rustyflower.testing import round_trip, run_flow
 from tests.aws.test_compiler_kit import compile_for
 from tests.conformance.corpus import Case, load_cases
 from tests.conformance.test_conformance import world_for
@@ -34,21 +33,20 @@ NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
 def snapshots_at_every_transition(case: Case) -> list[Snapshot]:
     """The snapshots a run of ``case`` is cut at (its own and its children's)."""
     seen: list[Snapshot] = []
-    reseal = virtual_runtime._reseal
 
     def record(snapshot: Snapshot, keys: Any) -> Snapshot:
         seen.append(snapshot)
-        return reseal(snapshot, keys)
+        return round_trip(snapshot, keys)
 
     assert case.flow is not None
-    with mock.patch.object(virtual_runtime, "_reseal", record):
-        virtual_runtime.run_flow(
-            case.flow,
-            case.input,
-            world_for(case),
-            instance_id=f"{case.file}.{case.name}",
-            cut="every",
-        )
+    run_flow(
+        case.flow,
+        case.input,
+        world_for(case),
+        instance_id=f"{case.file}.{case.name}",
+        cut="every",
+        transfer=record,
+    )
     return seen
 
 

@@ -27,10 +27,10 @@ from rustyflower.core.model import parse_definition
 from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 from rustyflower.core.snapshot.document import encode_snapshot
 from rustyflower.core.snapshot.handover import encode_handover
+from rustyflower.testing import FlowLibrary, ScriptedEvent, VirtualRuntime, World
 from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient, Instance, functions_of
 from tests.conformance.activities import VIRTUAL_DURATIONS, registry
 from tests.conformance.corpus import Case, EventSpec
-from tests.harness.virtual_runtime import FlowLibrary, ScriptedEvent, VirtualRuntime, World
 
 SIGNING_KEY = generate_signing_key("azure-tests")
 KEYS = SnapshotKeys.signing_only(SIGNING_KEY)

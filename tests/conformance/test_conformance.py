@@ -24,9 +24,9 @@ from rustyflower.core.activities import iter_tasks
 from rustyflower.core.model.states import STATE_TYPES, Branch, MapState, ParallelState
 from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 from rustyflower.core.snapshot.document import encode_snapshot
+from rustyflower.testing import FlowLibrary, RunResult, ScriptedEvent, World, run_flow
 from tests.conformance.activities import VIRTUAL_DURATIONS, registry
 from tests.conformance.corpus import Case, load_cases, load_corpus
-from tests.harness.virtual_runtime import FlowLibrary, RunResult, ScriptedEvent, World, run_flow
 
 KEYS = SnapshotKeys.signing_only(generate_signing_key("conformance"))
 CASES = load_cases()

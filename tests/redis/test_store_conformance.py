@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import redis
 
-import tests.harness.virtual_runtime as virtual_runtime
 from rustyflower.adapters.redis.conductor import Conductor
 from rustyflower.adapters.redis.keys import Keyspace
 from rustyflower.adapters.redis.store import RedisStore
@@ -25,6 +24,7 @@ from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.engine import FINISHED, Snapshot
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import encode_snapshot
+from rustyflower.testing import RunResult
 from tests.conformance import activities as conformance
 from tests.conformance.corpus import Case, Expect
 from tests.conformance.test_conformance import (
@@ -37,7 +37,6 @@ from tests.conformance.test_conformance import (
     run_case,
     work_done,
 )
-from tests.harness.virtual_runtime import RunResult
 from tests.redis.activities import check_instance, running_worker, wait_until
 from tests.redis.conftest import Runtime
 
@@ -48,7 +47,7 @@ pytestmark = pytest.mark.emulator
 
 
 class StoreRoundTrip:
-    """Takes the place of the harness's encode/decode at a cut: the snapshot goes through Redis."""
+    """The cut's transfer: instead of an encode/decode, the snapshot goes through Redis."""
 
     def __init__(self, runtime: Runtime, keys: SnapshotKeys) -> None:
         self.runtime = runtime
@@ -90,16 +89,13 @@ def cut_params() -> list[Any]:
 
 
 @pytest.mark.parametrize("case", cut_params())
-def test_cut_resume_through_the_store(
-    case: Case, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cut_resume_through_the_store(case: Case, runtime: Runtime) -> None:
     reference = baseline(case.id)
     cut_points = list(range(1, reference.transitions))
     trip = StoreRoundTrip(runtime, KEYS)
-    monkeypatch.setattr(virtual_runtime, "_reseal", trip)
     failures = []
     for k in cut_points:
-        result = run_case(case, cut=lambda seq, k=k: seq == k, failover=True)
+        result = run_case(case, cut=lambda seq, k=k: seq == k, failover=True, transfer=trip)
         found = problems(case, result, elapsed=False)
         if result.failovers < 1:
             found.append("no failover happened")

