@@ -63,6 +63,7 @@ from rustyflower.core.errors import (
     StaleEventError,
     UnknownCallError,
 )
+from rustyflower.core.ids import check_instance_id
 from rustyflower.core.model import (
     TIMEOUT,
     ChoiceState,
@@ -104,8 +105,7 @@ def start(
 ) -> Transition:
     """Create instance ``instance_id`` of ``definition`` and run it until it must wait."""
     require_aware(now)
-    if not instance_id or len(instance_id) > 256:
-        raise ValueError("an instance id is 1 to 256 characters")
+    check_instance_id(instance_id)
     at = format_timestamp(now)
     state = InstanceState(input=input, started_at=at, history_limit=history_limit, parent=parent)
     initial = Snapshot(

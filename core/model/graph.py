@@ -84,7 +84,10 @@ def graph_problems(
         location = state_location(prefix, str(name))
         if not _NAME.match(str(name)):
             problems.append(
-                Problem(location, "a state name is 1-80 characters without / [ ] ~ : #")
+                Problem(
+                    location,
+                    "a state name is 1-80 characters without / [ ] ~ : # or control characters",
+                )
             )
         if not isinstance(state, Mapping):
             continue
