@@ -85,6 +85,9 @@ from rustyflower.core.timeutil import format_timestamp, parse_timestamp, require
 
 MAX_STEPS_PER_TRANSITION = 100_000
 """Pass/Choice states run without waiting; past this many in one transition it is a loop."""
+MAX_MAP_ITEMS = 10_000
+"""Items one map state takes: all of them are placed in one snapshot, and a map of a million
+items used to run for minutes before the step limit ended it as a supposed endless loop."""
 
 NO_CHOICE_MATCHED = "States.NoChoiceMatched"
 SUB_FLOW_CANCELLED = "SubFlowCancelled"
@@ -575,6 +578,12 @@ class _Run:
         items = select(state.items_path, value, "items_path")
         if not isinstance(items, list):
             raise StateError(RUNTIME, f"items_path {state.items_path!r} must select an array")
+        if len(items) > MAX_MAP_ITEMS:
+            raise StateError(
+                RUNTIME,
+                f"items_path {state.items_path!r} selected {len(items)} items; a map takes at "
+                f"most {MAX_MAP_ITEMS} (split them over several maps, or a sub-flow per batch)",
+            )
         self.record("MapStarted", token.position, {"items": len(items)})
         if not items:
             self.complete(token, [])
