@@ -20,8 +20,8 @@ HELP_ORDER = (serve_commands.__name__, instance_commands.__name__, control_comma
 
 def install(app: typer.Typer) -> None:
     """Add the runner commands to the ``rustyflower`` app."""
-    for name, function in sorted(COMMANDS, key=lambda c: HELP_ORDER.index(c[1].__module__)):
-        app.command(name)(function)
+    for name, function, cls in sorted(COMMANDS, key=lambda c: HELP_ORDER.index(c[1].__module__)):
+        app.command(name, cls=cls)(function)
     app.add_typer(flows_app, name="flows")
     app.add_typer(schedule_app, name="schedule")
     app.add_typer(limits_app, name="limits")
