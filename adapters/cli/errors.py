@@ -20,6 +20,8 @@ EXIT_BAD_INPUT = 2
 """A file, argument or option cannot be used; typer's usage errors exit 2 as well."""
 EXIT_ENVIRONMENT = 3
 """Redis unusable (URL, reachability, credentials), bad settings, ``start --wait --timeout``."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C while ``start --wait`` follows an instance (which carries on), as shells count it."""
 
 
 class CliInputError(RustyFlowerError):

@@ -16,7 +16,12 @@ from typing import Annotated, Any
 import typer
 
 from rustyflower.adapters.cli.context import Connection, connection_of
-from rustyflower.adapters.cli.errors import EXIT_FLOW_FAILED, CliInputError, TimedOutError
+from rustyflower.adapters.cli.errors import (
+    EXIT_FLOW_FAILED,
+    EXIT_INTERRUPTED,
+    CliInputError,
+    TimedOutError,
+)
 from rustyflower.adapters.cli.loading import parse_json_argument, read_json_lines
 from rustyflower.adapters.cli.options import (
     STATUSES,
@@ -158,7 +163,7 @@ def start(
         final = _follow(connection, snapshot, timeout, quiet=as_json)
     except KeyboardInterrupt:
         err.print(f"stopped waiting; instance {escape(snapshot.instance_id)} carries on")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     summary = instance_summary(connection.store.info(final.instance_id), final)
     if as_json:
         emit_json(summary)

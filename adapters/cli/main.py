@@ -41,7 +41,7 @@ from rustyflower.adapters.cli.loading import (
     read_definition,
 )
 from rustyflower.adapters.cli.options import ActivitiesOption, Command, Group
-from rustyflower.adapters.cli.render import Timeline, err, error_lines, fail, out, print_result
+from rustyflower.adapters.cli.render import Timeline, err, error_lines, out, print_result
 from rustyflower.adapters.local.runner import LocalRunner
 from rustyflower.adapters.redis.connection import DEFAULT_DATA_DIR
 from rustyflower.core.errors import DefinitionError
@@ -49,7 +49,7 @@ from rustyflower.core.model import definition_schema
 from rustyflower.core.snapshot import generate_encryption_key, generate_signing_key
 from rustyflower.core.snapshot.document import decode_snapshot
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_FLOW_FAILED", "EXIT_OK", "app", "fail"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_FLOW_FAILED", "EXIT_OK", "app", "main"]
 
 
 class RustyFlowerGroup(Group):
