@@ -1,8 +1,9 @@
 """Flow instance ids as Durable instance ids.
 
 A Durable instance id is 1 to 100 characters, must not start with ``@`` and must not hold
-``/ \\ # ?`` or control characters. A flow instance id is 1 to 256 characters of anything,
-and a child flow's id is ``parent/call-id`` (with ``/``). So:
+``/ \\ # ?`` or control characters. A flow instance id is 1 to 256 characters without
+control characters (``core.ids``), and a child flow's id is ``parent/call-id`` (with
+``/``). So:
 
 * an id Durable accepts is used as it is: the orchestration of instance ``order-42`` is
   the Durable instance ``order-42``, which makes a repeated failover idempotent;

@@ -1,9 +1,14 @@
 """What the runner commands connect to: Redis URL, key prefix, snapshot keys.
 
-Every command that talks to a Redis takes the same options (``--redis-url``,
-``--prefix``, ``--data-dir``) and builds its client, store and conductor here, once.
-This module also decides how errors read and which exit code they give, so every
-command reports the same fault the same way.
+The connection options are read in one place and the client is built once per run:
+
+* ``rustyflower --redis-url URL --prefix P --data-dir D COMMAND ...`` (the group's
+  callback, ``main.main_options``) puts a ``Connection`` in the click context;
+* every command that talks to a Redis is a ``ConnectedCommand``: it accepts the same
+  options after its name as well (``rustyflower status ID --redis-url URL``, the
+  placement users have always typed), and those override the group's;
+* the command asks ``connection_of(ctx)`` for the client, store or conductor, which are
+  built on first use, so a command that fails on its arguments never touches the network.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import redis
 import typer
+import typer.main
 
+from rustyflower.adapters.cli.errors import CliEnvironmentError, CliInputError
+from rustyflower.adapters.cli.options import Command
 from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
     URL_VARIABLE,
-    RedisUnavailableError,
     connect,
     redact,
     resolve_url,
@@ -27,7 +34,6 @@ from rustyflower.adapters.redis.connection import (
 from rustyflower.adapters.redis.keys import Keyspace
 from rustyflower.adapters.redis.schedule_store import ScheduleStore
 from rustyflower.adapters.redis.store import RedisStore
-from rustyflower.core.errors import DefinitionError, EpochConflictError, RustyFlowerError
 from rustyflower.core.snapshot import SnapshotKeys
 
 if TYPE_CHECKING:
@@ -37,58 +43,39 @@ if TYPE_CHECKING:
 PREFIX_VARIABLE = "RUSTYFLOWER_PREFIX"
 DATA_DIR_VARIABLE = "RUSTYFLOWER_DATA_DIR"
 SHARDS_VARIABLE = "RUSTYFLOWER_SHARDS"
+DEFAULT_PREFIX = "rf"
 
-EXIT_OK = 0
-EXIT_FLOW_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_ENVIRONMENT = 3
-"""Redis unreachable or gone, bad environment settings, or ``start --wait --timeout``."""
+PANEL = "Connection"
+_URL_HELP = (
+    f"redis://, rediss:// (TLS) or unix:// URL (env: {URL_VARIABLE}; default: the server "
+    "of `rustyflower dev` in --data-dir)."
+)
+_PREFIX_HELP = "Key prefix in Redis."
+_DATA_DIR_HELP = "Where `rustyflower dev` keeps its data and server.url."
 
-_PANEL = "Connection"
-
+# The group's options: they read the environment and carry the defaults.
 RedisUrlOption = Annotated[
     str | None,
-    typer.Option(
-        "--redis-url",
-        help=(
-            f"redis://, rediss:// (TLS) or unix:// URL [env: {URL_VARIABLE}; default: the "
-            "server of `rustyflower dev` in --data-dir]"
-        ),
-        show_default=False,
-        rich_help_panel=_PANEL,
-    ),
+    typer.Option("--redis-url", help=_URL_HELP, show_default=False, rich_help_panel=PANEL),
 ]
 PrefixOption = Annotated[
     str,
-    typer.Option(
-        "--prefix", envvar=PREFIX_VARIABLE, help="Key prefix in Redis.", rich_help_panel=_PANEL
-    ),
+    typer.Option("--prefix", envvar=PREFIX_VARIABLE, help=_PREFIX_HELP, rich_help_panel=PANEL),
 ]
 DataDirOption = Annotated[
     Path,
     typer.Option(
-        "--data-dir",
-        envvar=DATA_DIR_VARIABLE,
-        help="Where `rustyflower dev` keeps its data and server.url.",
-        rich_help_panel=_PANEL,
+        "--data-dir", envvar=DATA_DIR_VARIABLE, help=_DATA_DIR_HELP, rich_help_panel=PANEL
     ),
 ]
 
 
-class CliEnvironmentError(RustyFlowerError):
-    """The environment (settings, a server) is not usable; exit 3."""
-
-
-class TimedOutError(RustyFlowerError):
-    """``start --wait --timeout`` ran out before the instance finished; exit 3."""
-
-
 @dataclass
 class Connection:
-    """Lazily built client, store and conductor for one command."""
+    """Lazily built client, store and conductor for one run of the command."""
 
     redis_url: str | None = None
-    prefix: str = "rf"
+    prefix: str = DEFAULT_PREFIX
     data_dir: Path = DEFAULT_DATA_DIR
     _url: str | None = field(default=None, init=False)
     _client: redis.Redis | None = field(default=None, init=False, repr=False)
@@ -100,6 +87,11 @@ class Connection:
         if self._url is None:
             self._url = resolve_url(self.redis_url, self.data_dir)
         return self._url
+
+    @property
+    def where(self) -> str | None:
+        """The redacted URL once it is known (for messages about the server)."""
+        return redact(self._url) if self._url is not None else None
 
     @property
     def keyspace(self) -> Keyspace:
@@ -116,8 +108,6 @@ class Connection:
         if self._client is None:
             keyspace = self.keyspace  # a bad prefix fails before any network I/O
             del keyspace
-            global _current_url  # noqa: PLW0603 - for "went away" messages in error handling
-            _current_url = self.url
             self._client = connect(self.url)
         return self._client
 
@@ -155,28 +145,89 @@ def snapshot_keys() -> SnapshotKeys:
         raise CliEnvironmentError(str(error)) from None
 
 
-_current_url: str | None = None
+def connection_of(ctx: typer.Context) -> Connection:
+    """The run's connection: made by the group's callback, completed by the command's options."""
+    found = ctx.find_object(Connection)
+    if found is None:  # a command invoked without the `rustyflower` group (embedding)
+        found = Connection(
+            prefix=os.environ.get(PREFIX_VARIABLE) or DEFAULT_PREFIX,
+            data_dir=Path(os.environ.get(DATA_DIR_VARIABLE) or DEFAULT_DATA_DIR),
+        )
+        ctx.find_root().obj = found
+        ctx.obj = found
+    return found
 
 
-def describe_error(error: BaseException) -> tuple[int, list[str]] | None:
-    """The exit code and message lines for an error a command let through; None: a bug."""
-    if isinstance(error, DefinitionError):
-        source = error.source or "flow"
-        return EXIT_BAD_INPUT, [f"{source}: {problem}" for problem in error.problems]
-    if isinstance(error, RedisUnavailableError | CliEnvironmentError | TimedOutError):
-        return EXIT_ENVIRONMENT, [str(error)]
-    if isinstance(error, EpochConflictError):
-        return EXIT_BAD_INPUT, [f"refused: {error}"]
-    if isinstance(error, RustyFlowerError):
-        return EXIT_BAD_INPUT, [str(error)]
-    if isinstance(error, redis.AuthenticationError):
-        return EXIT_ENVIRONMENT, [f"Redis at {_where()} refused the credentials: {error}"]
-    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
-        return EXIT_ENVIRONMENT, [f"Redis at {_where()} went away ({error})"]
-    if isinstance(error, redis.ResponseError):
-        return EXIT_ENVIRONMENT, [f"Redis at {_where()} answered: {error}"]
-    return None
+# --- the options after a command's name ------------------------------------------------------
 
 
-def _where() -> str:
-    return redact(_current_url) if _current_url else "(unknown)"
+def _placed_after_the_command(
+    redis_url: Annotated[
+        str | None,
+        typer.Option("--redis-url", help=_URL_HELP, show_default=False, rich_help_panel=PANEL),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--prefix",
+            help=f"{_PREFIX_HELP} (env: {PREFIX_VARIABLE}; default: {DEFAULT_PREFIX})",
+            show_default=False,
+            rich_help_panel=PANEL,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help=f"{_DATA_DIR_HELP} (env: {DATA_DIR_VARIABLE}; default: {DEFAULT_DATA_DIR})",
+            show_default=False,
+            rich_help_panel=PANEL,
+        ),
+    ] = None,
+) -> None:
+    """Only its signature matters: typer turns it into the options below."""
+
+
+def _command_options() -> dict[str, Any]:
+    template = typer.Typer(add_completion=False)
+    template.command()(_placed_after_the_command)
+    return {param.name: param for param in typer.main.get_command(template).params}
+
+
+_COMMAND_OPTIONS = _command_options()
+
+
+class ConnectedCommand(Command):
+    """A command that takes the connection options after its name as well as before it.
+
+    Given there, they override the group's (``rustyflower --prefix a status ID --prefix b``
+    reads prefix b). The command function never sees them: it asks ``connection_of(ctx)``.
+    """
+
+    connection_options: tuple[str, ...] = ("redis_url", "prefix", "data_dir")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_COMMAND_OPTIONS[name] for name in self.connection_options)
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
+        given = {name: ctx.params.pop(name, None) for name in self.connection_options}
+        settings = connection_of(ctx)
+        if given.get("redis_url") is not None:
+            settings.redis_url = given["redis_url"]
+        if given.get("prefix") is not None:
+            settings.prefix = given["prefix"]
+        if given.get("data_dir") is not None:
+            settings.data_dir = Path(given["data_dir"])
+        return super().invoke(ctx)
+
+
+class ServerCommand(ConnectedCommand):
+    """``dev``: it starts its own server, so it takes no --redis-url."""
+
+    connection_options = ("prefix", "data_dir")
+
+    def invoke(self, ctx: Any) -> Any:
+        if connection_of(ctx).redis_url is not None:
+            raise CliInputError("dev starts its own server: give it no --redis-url")
+        return super().invoke(ctx)

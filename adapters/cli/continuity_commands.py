@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,23 +19,21 @@ from typing import Annotated, Any
 import typer
 
 from rustyflower.adapters.cli.context import (
-    EXIT_FLOW_FAILED,
-    CliEnvironmentError,
+    ConnectedCommand,
     Connection,
-    DataDirOption,
-    PrefixOption,
-    RedisUrlOption,
+    connection_of,
     snapshot_keys,
 )
-from rustyflower.adapters.cli.loading import CliInputError, read_definition
-from rustyflower.adapters.cli.options import JsonOption
+from rustyflower.adapters.cli.errors import EXIT_FLOW_FAILED, CliEnvironmentError, CliInputError
+from rustyflower.adapters.cli.files import STDIO, check_writable, read_input_file, write_output
+from rustyflower.adapters.cli.loading import load_registry, read_definition
+from rustyflower.adapters.cli.options import Group, JsonOption
 from rustyflower.adapters.cli.render import (
     emit_json,
     err,
     error_lines,
     escape,
     fit,
-    out,
     show,
     table,
 )
@@ -45,7 +43,6 @@ from rustyflower.adapters.continuity.errors import ContinuityConfigError
 from rustyflower.adapters.continuity.outcomes import CLOUDS, Action, Cloud, Delivery, Outcome
 from rustyflower.adapters.continuity.signals import deliver_signal
 from rustyflower.adapters.continuity.subflows import sub_flow_calls, sub_flow_definitions
-from rustyflower.adapters.redis.connection import DEFAULT_DATA_DIR
 from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.snapshot import SnapshotKeys
@@ -122,17 +119,25 @@ FunctionKeyOption = Annotated[
 def install(app: typer.Typer) -> None:
     """Add ``export``, ``failover`` and ``failback`` to the ``rustyflower`` app."""
     app.add_typer(export_app, name="export")
-    app.command("failover")(failover)
-    app.command("failback")(failback)
+    app.command("failover", cls=ConnectedCommand)(failover)
+    app.command("failback", cls=ConnectedCommand)(failback)
 
 
 # --- export asl -------------------------------------------------------------------------------
 
-export_app = typer.Typer(help="Export flows for other runtimes.", no_args_is_help=True)
+export_app = typer.Typer(help="Export flows for other runtimes.", no_args_is_help=True, cls=Group)
+
+COMPILER_FLAGS = {
+    "activity_function_arn": "--activity-function-arn",
+    "token_function_arn": "--token-function-arn",
+    "flow_arns": "--flow-arn (or --state-machine-prefix)",
+}
+"""The compiler's parameters, as the flags of `export asl` that set them."""
 
 
-@export_app.command("asl")
+@export_app.command("asl", cls=ConnectedCommand)
 def export_asl(
+    ctx: typer.Context,
     flow: Annotated[
         str | None,
         typer.Argument(help="A registered flow (or --file).", show_default=False),
@@ -179,12 +184,10 @@ def export_asl(
             show_default=False,
         ),
     ] = None,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Compile a flow to Amazon States Language (the machine failover --to aws continues)."""
     from rustyflower.adapters.aws import compile_to_json  # noqa: PLC0415
+    from rustyflower.adapters.aws.errors import CompileError  # noqa: PLC0415
     from rustyflower.adapters.aws.resume import deployed_digest  # noqa: PLC0415
 
     if (flow is None) == (file is None):
@@ -193,37 +196,42 @@ def export_asl(
         raise CliInputError("-o FILE is required ('-' writes to stdout)")
     if not activity_function_arn:
         raise CliInputError("--activity-function-arn is required")
+    check_writable(output, "-o ")
     connection: Connection | None = None
     if file is not None:
         if version is not None:
             raise CliInputError("--version picks a registered version; not with --file")
         definition = read_definition(file)
         if activities:
-            from rustyflower.adapters.cli.loading import load_registry  # noqa: PLC0415
-
             definition = load_registry(activities).apply_defaults(definition)
     else:
         assert flow is not None
-        connection = Connection(redis_url, prefix, data_dir)
+        connection = connection_of(ctx)
         definition = connection.store.definition(flow, version)
     arns = _flow_arns(definition, flow_arn or [], state_machine_prefix, connection)
-    text = compile_to_json(
-        definition,
-        activity_function_arn=activity_function_arn,
-        token_function_arn=token_function_arn,
-        flow_arns=arns,
-    )
-    if str(output) == "-":
-        sys.stdout.write(text + "\n")
-        return
     try:
-        output.write_text(text + "\n", encoding="utf-8")
-    except OSError as error:
-        raise CliInputError(f"{output}: cannot write: {error.strerror}") from None
+        text = compile_to_json(
+            definition,
+            activity_function_arn=activity_function_arn,
+            token_function_arn=token_function_arn,
+            flow_arns=arns,
+        )
+    except CompileError as error:
+        raise CliInputError(_in_flags(str(error))) from None
+    write_output(output, text + "\n", "-o ")
+    if str(output) == STDIO:
+        return
     err.print(
         f"wrote {escape(str(output))}: {escape(definition.key)} (digest {deployed_digest(text)})",
         soft_wrap=True,
     )
+
+
+def _in_flags(message: str) -> str:
+    """A compiler message with its parameter names replaced by the flags that set them."""
+    for parameter, flag in COMPILER_FLAGS.items():
+        message = re.sub(rf"\b{parameter}\b", flag, message)
+    return message
 
 
 def _flow_arns(
@@ -269,6 +277,7 @@ def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
 
 
 def failover(
+    ctx: typer.Context,
     instance_ids: IdsArgument = None,
     to: Annotated[str, typer.Option("--to", help="aws or azure.", show_default=False)] = "",
     every: AllOption = False,
@@ -297,9 +306,6 @@ def failover(
     region: RegionOption = None,
     function_url: FunctionUrlOption = None,
     function_key: FunctionKeyOption = None,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Continue running instances in AWS or Azure: fence each here, then start it there.
 
@@ -314,7 +320,7 @@ def failover(
         raise CliInputError("--snapshot continues files: give no instance ids and no --all")
     if not files and bool(ids) == every:
         raise CliInputError("give instance ids or --all (or --snapshot FILE)")
-    connection = None if files else Connection(redis_url, prefix, data_dir)
+    connection = None if files else connection_of(ctx)
     runner = _continuity(
         cloud,
         connection.store if connection is not None else None,
@@ -331,7 +337,7 @@ def failover(
     if files:
         targets = [str(path) for path in files]
         step: Callable[[str], Outcome] = lambda source: runner.failover_file(  # noqa: E731
-            _read(Path(source)), source
+            read_input_file(Path(source)), source
         )
     else:
         assert connection is not None
@@ -341,6 +347,7 @@ def failover(
 
 
 def failback(
+    ctx: typer.Context,
     instance_ids: IdsArgument = None,
     from_: Annotated[str, typer.Option("--from", help="aws or azure.", show_default=False)] = "",
     every: AllOption = False,
@@ -397,9 +404,6 @@ def failback(
             rich_help_panel=_AZURE,
         ),
     ] = 60.0,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Bring instances back from AWS or Azure and resume them here (epoch + 1).
 
@@ -411,7 +415,7 @@ def failback(
     ids = instance_ids or []
     if bool(ids) == every:
         raise CliInputError("give instance ids or --all")
-    connection = Connection(redis_url, prefix, data_dir)
+    connection = connection_of(ctx)
     runner = _continuity(
         cloud,
         connection.store,
@@ -471,13 +475,6 @@ def _cloud(value: str, option: str) -> Cloud:
     if not value:
         raise CliInputError(f"{option} is required: aws or azure")
     raise CliInputError(f"{option} {value!r}: use aws or azure")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise CliInputError(f"{path}: cannot read: {error.strerror}") from None
 
 
 def _run(
@@ -597,20 +594,12 @@ def _table(outcomes: Sequence[Outcome]) -> None:
 # --- signal ---------------------------------------------------------------------------------
 
 
-def signal_elsewhere(connection: Connection, instance_id: str, event: str, data: Any) -> bool:
-    """``rustyflower signal`` for an instance living in a cloud: deliver it there (True);
-    False when the instance is local (the caller signals it here)."""
+def signal_elsewhere(
+    connection: Connection, instance_id: str, event: str, data: Any
+) -> Delivery | None:
+    """``rustyflower signal`` for an instance living in a cloud: deliver it there and say
+    where; None when the instance is local (the caller signals it here)."""
     try:
-        delivered: Delivery | None = deliver_signal(connection.store, instance_id, event, data)
+        return deliver_signal(connection.store, instance_id, event, data)
     except ContinuityConfigError as error:
         raise CliEnvironmentError(str(error)) from None
-    if delivered is None:
-        return False
-    out.print(
-        escape(
-            f"delivered {event}: {instance_id} lives in {delivered.cloud}"
-            + (f" ({delivered.detail})" if delivered.detail else "")
-        ),
-        soft_wrap=True,
-    )
-    return True

@@ -1,51 +1,40 @@
-# ruff: noqa: PLR0917 - typer turns each parameter of a command into an option
 """Act on one instance: ``signal``, ``hold``, ``release``, ``cancel``, ``retry``,
 ``snapshot``, ``resume``.
 
 Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
 errors through; the ``rustyflower`` group turns them into one line and an exit code
-(``context.describe_error``).
+(``errors.describe_error``).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from rustyflower.adapters.cli.context import (
-    Connection,
-    DataDirOption,
-    PrefixOption,
-    RedisUrlOption,
+from rustyflower.adapters.cli.context import connection_of
+from rustyflower.adapters.cli.files import (
+    STDIO,
+    check_writable,
+    read_input_file,
+    signed_export,
+    write_output,
 )
-from rustyflower.adapters.cli.loading import (
-    CliInputError,
-    parse_json_argument,
-)
-from rustyflower.adapters.cli.options import (
-    InstanceArgument,
-    command,
-)
-from rustyflower.adapters.cli.render import (
-    err,
-    escape,
-    out,
-)
-from rustyflower.adapters.redis.connection import (
-    DEFAULT_DATA_DIR,
-)
-from rustyflower.core.engine import (
-    Snapshot,
-)
+from rustyflower.adapters.cli.loading import CliInputError, parse_json_argument
+from rustyflower.adapters.cli.options import InstanceArgument, JsonOption, command
+from rustyflower.adapters.cli.render import emit_json, err, escape, out
+from rustyflower.core.engine import Snapshot
 from rustyflower.core.instance_store import DISCARDED_KIND
 
 ReasonOption = Annotated[str | None, typer.Option(help="Why (kept in the history).")]
 
 
-def _control_done(action: str, snapshot: Snapshot) -> None:
+def _control_done(action: str, snapshot: Snapshot, as_json: bool = False) -> None:
+    """One line saying what was done and where the instance stands (``--json``: an object)."""
+    if as_json:
+        emit_json(_control_result(action, snapshot))
+        return
     state = snapshot.status + (" (held)" if snapshot.state.held else "")
     where = ", ".join(snapshot.positions)
     out.print(
@@ -56,76 +45,97 @@ def _control_done(action: str, snapshot: Snapshot) -> None:
     )
 
 
+def _control_result(action: str, snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "action": action,
+        "instance_id": snapshot.instance_id,
+        "status": snapshot.status,
+        "held": snapshot.state.held,
+        "positions": [] if snapshot.finished else snapshot.positions,
+        "seq": snapshot.seq,
+        "epoch": snapshot.epoch,
+    }
+
+
 @command("signal")
 def signal_instance(
+    ctx: typer.Context,
     instance_id: InstanceArgument,
     event: Annotated[str, typer.Argument(help="The event name.", show_default=False)],
     data: Annotated[
         str, typer.Option("--data", "-d", help="JSON payload, or @file.json.")
     ] = "null",
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Deliver an external event to an instance that waits for it."""
     payload = parse_json_argument(data, "--data")
-    connection = Connection(redis_url, prefix, data_dir)
+    connection = connection_of(ctx)
     from rustyflower.adapters.cli.continuity_commands import signal_elsewhere  # noqa: PLC0415
 
-    if signal_elsewhere(connection, instance_id, event, payload):  # it lives in AWS or Azure
+    delivered = signal_elsewhere(connection, instance_id, event, payload)
+    if delivered is not None:  # it lives in AWS or Azure
+        if as_json:
+            emit_json(
+                {
+                    "action": f"delivered {event}",
+                    "instance_id": instance_id,
+                    "cloud": delivered.cloud,
+                    "detail": delivered.detail,
+                }
+            )
+        else:
+            detail = f" ({delivered.detail})" if delivered.detail else ""
+            message = f"delivered {event}: {instance_id} lives in {delivered.cloud}{detail}"
+            out.print(escape(message), soft_wrap=True)
         return
     transition = connection.conductor.signal(instance_id, event, payload)
-    _control_done(f"delivered {event}", transition.snapshot)
+    _control_done(f"delivered {event}", transition.snapshot, as_json)
 
 
 @command("hold")
 def hold(
+    ctx: typer.Context,
     instance_id: InstanceArgument,
     reason: ReasonOption = None,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Pause an instance: nothing new is dispatched until `release`."""
-    conductor = Connection(redis_url, prefix, data_dir).conductor
-    _control_done("held", conductor.hold(instance_id, reason).snapshot)
+    conductor = connection_of(ctx).conductor
+    _control_done("held", conductor.hold(instance_id, reason).snapshot, as_json)
 
 
 @command("release")
 def release(
+    ctx: typer.Context,
     instance_id: InstanceArgument,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Resume a held instance."""
-    conductor = Connection(redis_url, prefix, data_dir).conductor
-    _control_done("released", conductor.release(instance_id).snapshot)
+    conductor = connection_of(ctx).conductor
+    _control_done("released", conductor.release(instance_id).snapshot, as_json)
 
 
 @command("cancel")
 def cancel(
+    ctx: typer.Context,
     instance_id: InstanceArgument,
     reason: ReasonOption = None,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Cancel an instance (its running work's results will be refused)."""
-    conductor = Connection(redis_url, prefix, data_dir).conductor
-    _control_done("cancelled", conductor.cancel(instance_id, reason).snapshot)
+    conductor = connection_of(ctx).conductor
+    _control_done("cancelled", conductor.cancel(instance_id, reason).snapshot, as_json)
 
 
 @command("retry")
 def retry(
+    ctx: typer.Context,
     instance_id: InstanceArgument,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Run a failed instance again from the step where it failed."""
-    conductor = Connection(redis_url, prefix, data_dir).conductor
-    _control_done("retrying", conductor.retry_failed(instance_id).snapshot)
+    conductor = connection_of(ctx).conductor
+    _control_done("retrying", conductor.retry_failed(instance_id).snapshot, as_json)
 
 
 # --- snapshots ------------------------------------------------------------------------------
@@ -133,26 +143,20 @@ def retry(
 
 @command("snapshot")
 def snapshot(
+    ctx: typer.Context,
     instance_id: InstanceArgument,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Write here ('-': stdout).", show_default=False)
     ],
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
-    """Write an instance's stored (signed) snapshot to a file."""
-    connection = Connection(redis_url, prefix, data_dir)
-    data = connection.conductor.export(instance_id)
+    """Write an instance's stored snapshot to a file, signed when signing keys are set."""
+    check_writable(output, "-o ")
+    connection = connection_of(ctx)
+    data = signed_export(connection.conductor.export(instance_id), f"the snapshot of {instance_id}")
     info = connection.store.info(instance_id)
-    if str(output) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+    write_output(output, data, "-o ")
+    if str(output) == STDIO:
         return
-    try:
-        output.write_bytes(data)
-    except OSError as error:
-        raise CliInputError(f"{output}: cannot write: {error.strerror}") from None
     err.print(
         f"wrote {escape(str(output))}: {escape(instance_id)} {info.status}, "
         f"seq {info.seq}, epoch {info.epoch} ({len(data)} bytes)",
@@ -162,6 +166,7 @@ def snapshot(
 
 @command("resume")
 def resume(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A snapshot file ('-': stdin).")],
     take_ownership: Annotated[
         bool,
@@ -181,22 +186,14 @@ def resume(
             ),
         ),
     ] = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Continue a snapshot here; refused when this store has the instance at a newer epoch
     or further along (also with --take-ownership: see --discard-newer-state)."""
     if discard_newer_state and not take_ownership:
         raise CliInputError("--discard-newer-state needs --take-ownership (a new epoch)")
-    if str(file) == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = file.read_bytes()
-        except OSError as error:
-            raise CliInputError(f"{file}: cannot read: {error.strerror}") from None
-    connection = Connection(redis_url, prefix, data_dir)
+    data = read_input_file(file)
+    connection = connection_of(ctx)
     resumed = connection.conductor.resume(
         data, take_ownership=take_ownership, discard_newer_state=discard_newer_state
     )
@@ -213,4 +210,4 @@ def resume(
                 ),
                 soft_wrap=True,
             )
-    _control_done(f"resumed (epoch {resumed.epoch})", resumed)
+    _control_done(f"resumed (epoch {resumed.epoch})", resumed, as_json)

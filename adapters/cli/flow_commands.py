@@ -1,9 +1,8 @@
-# ruff: noqa: PLR0917 - typer turns each parameter of a command into an option
 """``rustyflower flows``: register flow definitions and read them back.
 
 Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
 errors through; the ``rustyflower`` group turns them into one line and an exit code
-(``context.describe_error``).
+(``errors.describe_error``).
 """
 
 from __future__ import annotations
@@ -15,19 +14,15 @@ from typing import Annotated
 import typer
 import yaml
 
-from rustyflower.adapters.cli.context import (
-    Connection,
-    DataDirOption,
-    PrefixOption,
-    RedisUrlOption,
-)
+from rustyflower.adapters.cli.context import ConnectedCommand, Connection, connection_of
+from rustyflower.adapters.cli.errors import CliInputError
 from rustyflower.adapters.cli.loading import (
-    CliInputError,
     load_registry,
     read_definition,
 )
 from rustyflower.adapters.cli.options import (
     ActivitiesOption,
+    Group,
     JsonOption,
 )
 from rustyflower.adapters.cli.render import (
@@ -36,21 +31,18 @@ from rustyflower.adapters.cli.render import (
     flows_table,
     out,
 )
-from rustyflower.adapters.redis.connection import (
-    DEFAULT_DATA_DIR,
-)
 from rustyflower.core.model import FlowDefinition
 
-flows_app = typer.Typer(help="Register flow definitions and read them back.", no_args_is_help=True)
+flows_app = typer.Typer(
+    cls=Group, help="Register flow definitions and read them back.", no_args_is_help=True
+)
 
 
-@flows_app.command("register")
+@flows_app.command("register", cls=ConnectedCommand)
 def flows_register(
+    ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="Flow definitions (.yaml, .yml, .json).")],
     activities: ActivitiesOption = None,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Validate and register flow versions (and sync their schedules).
 
@@ -70,7 +62,7 @@ def flows_register(
                 )
             checked.append(registry.apply_defaults(definition))
         definitions = checked
-    connection = Connection(redis_url, prefix, data_dir)
+    connection = connection_of(ctx)
     for definition in definitions:
         created = connection.store.register(definition)
         state = "registered" if created else "already registered"
@@ -86,34 +78,30 @@ def _sync_schedules(connection: Connection, definition: FlowDefinition) -> list[
     return connection.schedules().sync_flow(definition)
 
 
-@flows_app.command("list")
+@flows_app.command("list", cls=ConnectedCommand)
 def flows_list(
+    ctx: typer.Context,
     as_json: JsonOption = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Registered flows and their versions."""
-    flows = Connection(redis_url, prefix, data_dir).store.flows()
+    flows = connection_of(ctx).store.flows()
     if as_json:
         emit_json(flows)
     else:
         flows_table(flows)
 
 
-@flows_app.command("show")
+@flows_app.command("show", cls=ConnectedCommand)
 def flows_show(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Flow name.", show_default=False)],
     version: Annotated[
         str | None, typer.Option(help="Version (default: latest).", show_default=False)
     ] = None,
     as_json: JsonOption = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """A registered definition, as YAML (or JSON)."""
-    definition = Connection(redis_url, prefix, data_dir).store.definition(name, version)
+    definition = connection_of(ctx).store.definition(name, version)
     if as_json:
         emit_json(definition.document())
     else:

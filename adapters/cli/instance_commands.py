@@ -3,7 +3,7 @@
 
 Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
 errors through; the ``rustyflower`` group turns them into one line and an exit code
-(``context.describe_error``).
+(``errors.describe_error``).
 """
 
 from __future__ import annotations
@@ -15,22 +15,19 @@ from typing import Annotated, Any
 
 import typer
 
-from rustyflower.adapters.cli.context import (
+from rustyflower.adapters.cli.context import Connection, connection_of
+from rustyflower.adapters.cli.errors import (
     EXIT_FLOW_FAILED,
-    Connection,
-    DataDirOption,
-    PrefixOption,
-    RedisUrlOption,
+    EXIT_INTERRUPTED,
+    CliInputError,
     TimedOutError,
 )
-from rustyflower.adapters.cli.loading import (
-    CliInputError,
-    parse_json_argument,
-)
+from rustyflower.adapters.cli.loading import parse_json_argument, read_json_lines
 from rustyflower.adapters.cli.options import (
     STATUSES,
     InstanceArgument,
     JsonOption,
+    check_instance_id_option,
     command,
 )
 from rustyflower.adapters.cli.render import (
@@ -46,9 +43,6 @@ from rustyflower.adapters.cli.render import (
     short_time,
     status_text,
 )
-from rustyflower.adapters.redis.connection import (
-    DEFAULT_DATA_DIR,
-)
 from rustyflower.adapters.redis.keys import PRIORITIES
 from rustyflower.adapters.redis.store import InstanceInfo, Placement
 from rustyflower.core.engine import (
@@ -58,21 +52,6 @@ from rustyflower.core.engine import (
     StartChildFlow,
     StartTimer,
 )
-
-
-def read_json_lines(path: Path) -> list[Any]:
-    """One JSON value per non-empty line; a bad line is reported with its number."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise CliInputError(f"--inputs {path}: cannot read: {error.strerror}") from None
-    values = []
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            values.append(parse_json_argument(line, f"--inputs {path} line {number}"))
-    if not values:
-        raise CliInputError(f"--inputs {path}: no inputs (one JSON value per line)")
-    return values
 
 
 def _start_many(
@@ -94,6 +73,7 @@ def _start_many(
 
 @command("start")
 def start(
+    ctx: typer.Context,
     flow: Annotated[str, typer.Argument(help="Flow name.", show_default=False)],
     version: Annotated[
         str | None, typer.Option(help="Version (default: latest).", show_default=False)
@@ -101,7 +81,11 @@ def start(
     input: Annotated[str, typer.Option("--input", "-i", help="JSON input, or @file.json.")] = "{}",
     instance_id: Annotated[
         str | None,
-        typer.Option("--id", help="Instance id; starting an existing id returns it, runs nothing."),
+        typer.Option(
+            "--id",
+            help="Instance id (README: Instance ids); starting an existing id returns it.",
+            callback=check_instance_id_option,
+        ),
     ] = None,
     priority: Annotated[str, typer.Option(help="high, normal or low.")] = "normal",
     key: Annotated[
@@ -122,9 +106,6 @@ def start(
         typer.Option(min=0.0, help="With --wait: give up after this many seconds (exit 3)."),
     ] = None,
     as_json: JsonOption = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Start an instance and print its id; with --wait, follow it and print its output.
 
@@ -136,7 +117,7 @@ def start(
         if wait or instance_id is not None or input != "{}":
             raise CliInputError("--inputs starts many instances: no --input, --id or --wait")
         _start_many(
-            Connection(redis_url, prefix, data_dir),
+            connection_of(ctx),
             flow,
             version,
             read_json_lines(inputs),
@@ -147,7 +128,7 @@ def start(
     flow_input = parse_json_argument(input, "--input")
     if timeout is not None and not wait:
         raise CliInputError("--timeout only makes sense with --wait")
-    connection = Connection(redis_url, prefix, data_dir)
+    connection = connection_of(ctx)
     existed = instance_id is not None and connection.store.exists(instance_id)
     snapshot = connection.conductor.start(
         flow,
@@ -182,7 +163,7 @@ def start(
         final = _follow(connection, snapshot, timeout, quiet=as_json)
     except KeyboardInterrupt:
         err.print(f"stopped waiting; instance {escape(snapshot.instance_id)} carries on")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     summary = instance_summary(connection.store.info(final.instance_id), final)
     if as_json:
         emit_json(summary)
@@ -298,14 +279,12 @@ def instance_summary(info: InstanceInfo, snapshot: Snapshot | None) -> dict[str,
 
 @command("status")
 def status(
+    ctx: typer.Context,
     instance_id: InstanceArgument,
     as_json: JsonOption = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Where an instance stands: status, positions, what it waits for, output or error."""
-    store = Connection(redis_url, prefix, data_dir).store
+    store = connection_of(ctx).store
     info = store.info(instance_id)
     summary = instance_summary(info, store.load(instance_id, fresh=True))
     if as_json:
@@ -355,6 +334,7 @@ def _status_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 @command("list")
 def list_instances(
+    ctx: typer.Context,
     status: Annotated[
         str | None,
         typer.Option(
@@ -364,14 +344,11 @@ def list_instances(
     flow: Annotated[str | None, typer.Option(help="Only this flow.", show_default=False)] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many (newest first).")] = 50,
     as_json: JsonOption = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Instances, most recently updated first."""
     if status is not None and status not in STATUSES:
         raise CliInputError(f"--status {status!r}: use {', '.join(STATUSES)}")
-    store = Connection(redis_url, prefix, data_dir).store
+    store = connection_of(ctx).store
     held_only = status == "held"
     infos = store.list_instances(
         status="running" if held_only else status,
@@ -395,14 +372,12 @@ def list_instances(
 
 @command("history")
 def history(
+    ctx: typer.Context,
     instance_id: InstanceArgument,
     as_json: JsonOption = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """The timeline of an instance: every transition the store applied."""
-    store = Connection(redis_url, prefix, data_dir).store
+    store = connection_of(ctx).store
     entries = store.history(instance_id)
     if as_json:
         emit_json(entries)

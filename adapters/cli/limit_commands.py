@@ -3,7 +3,7 @@
 
 Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
 errors through; the ``rustyflower`` group turns them into one line and an exit code
-(``context.describe_error``).
+(``errors.describe_error``).
 """
 
 from __future__ import annotations
@@ -12,16 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
-from rustyflower.adapters.cli.context import (
-    Connection,
-    DataDirOption,
-    PrefixOption,
-    RedisUrlOption,
-)
-from rustyflower.adapters.cli.loading import (
-    CliInputError,
-)
+from rustyflower.adapters.cli.context import ConnectedCommand, connection_of
+from rustyflower.adapters.cli.errors import CliInputError
 from rustyflower.adapters.cli.options import (
+    Group,
     JsonOption,
 )
 from rustyflower.adapters.cli.render import (
@@ -30,12 +24,9 @@ from rustyflower.adapters.cli.render import (
     limits_table,
     out,
 )
-from rustyflower.adapters.redis.connection import (
-    DEFAULT_DATA_DIR,
-)
 
 limits_app = typer.Typer(
-    help="Concurrency and rate limits shared by all workers.", no_args_is_help=True
+    cls=Group, help="Concurrency and rate limits shared by all workers.", no_args_is_help=True
 )
 
 
@@ -47,15 +38,13 @@ def _rate_text(per_second: float) -> str:
     return f"{per_second:g}/s"  # pragma: no cover
 
 
-@limits_app.command("show")
+@limits_app.command("show", cls=ConnectedCommand)
 def limits_show(
+    ctx: typer.Context,
     as_json: JsonOption = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """The limits every worker enforces."""
-    settings = Connection(redis_url, prefix, data_dir).limits().settings()
+    settings = connection_of(ctx).limits().settings()
     if as_json:
         emit_json(
             {
@@ -82,8 +71,9 @@ def limits_show(
     limits_table(rows)
 
 
-@limits_app.command("set")
+@limits_app.command("set", cls=ConnectedCommand)
 def limits_set(
+    ctx: typer.Context,
     flow: Annotated[
         str | None, typer.Option(help="With --concurrency.", show_default=False)
     ] = None,
@@ -109,9 +99,6 @@ def limits_set(
         int,
         typer.Option(min=1, help="With --rate: calls that may start together (default 1)."),
     ] = 1,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Set a limit: --flow F --concurrency N, --key-concurrency N, or --activity A --rate R."""
     if (flow is None) != (concurrency is None):
@@ -123,7 +110,7 @@ def limits_set(
             "nothing to set: use --flow NAME --concurrency N, --key-concurrency N "
             "or --activity NAME --rate 10/s"
         )
-    connection = Connection(redis_url, prefix, data_dir)
+    connection = connection_of(ctx)
     limits = connection.limits()
     try:
         if flow is not None and concurrency is not None:
@@ -141,8 +128,9 @@ def limits_set(
         raise CliInputError(f"--rate: {error}") from None
 
 
-@limits_app.command("clear")
+@limits_app.command("clear", cls=ConnectedCommand)
 def limits_clear(
+    ctx: typer.Context,
     flow: Annotated[
         str | None, typer.Option(help="Clear this flow's concurrency.", show_default=False)
     ] = None,
@@ -152,16 +140,13 @@ def limits_clear(
     activity: Annotated[
         str | None, typer.Option(help="Clear this activity's rate.", show_default=False)
     ] = None,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Remove a limit."""
     if flow is None and activity is None and not key_concurrency:
         raise CliInputError(
             "nothing to clear: use --flow NAME, --key-concurrency or --activity NAME"
         )
-    limits = Connection(redis_url, prefix, data_dir).limits()
+    limits = connection_of(ctx).limits()
     if flow is not None:
         limits.set_flow_concurrency(flow, None)
         out.print(f"flow {escape(flow)}: no concurrency limit")

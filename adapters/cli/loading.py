@@ -1,46 +1,144 @@
-"""Read the user's files for the CLI: definitions, JSON arguments, activities modules."""
+"""Read the user's files and arguments for the CLI: definitions, JSON data, activities.
+
+Every problem is a ``CliInputError`` naming the option or file and what is wrong with it
+(exit 2). The limits (README.md, "Limits") hold for every way in: a definition is at
+most ``MAX_DEFINITION_BYTES`` of UTF-8 text, and JSON data (``--input``, ``--data``,
+``--event``, ``--inputs``) nests at most ``MAX_DEPTH`` levels and holds only finite
+numbers: JSON has no NaN or Infinity, and Python's reader would take them and store
+``null`` in their place later.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from rustyflower.adapters.cli.errors import CliInputError
 from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.activities import registry as default_registry
-from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.model import FlowDefinition, load_definition
+from rustyflower.core.model.formats import MAX_DEFINITION_BYTES, MAX_DEPTH
+
+__all__ = [
+    "CliInputError",
+    "load_activities",
+    "load_registry",
+    "parse_events",
+    "parse_json_argument",
+    "read_definition",
+    "read_json_lines",
+    "read_text",
+]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class CliInputError(RustyFlowerError):
-    """A file or argument given on the command line cannot be used."""
+def read_text(path: Path, what: str = "", limit: int | None = None) -> str:
+    """A UTF-8 text file (a leading byte-order mark is dropped); ``what`` prefixes errors."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read() if limit is None else handle.read(limit + 1)
+    except OSError as error:
+        raise CliInputError(f"{what}{path}: cannot read: {error.strerror}") from None
+    if limit is not None and len(data) > limit:
+        raise CliInputError(f"{what}{path}: more than {limit} bytes; at most {limit}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CliInputError(
+            f"{what}{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
+        ) from None
 
 
 def read_definition(path: Path) -> FlowDefinition:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise CliInputError(f"{path}: cannot read: {error.strerror}") from None
+    text = read_text(path, limit=MAX_DEFINITION_BYTES)
     return load_definition(text, source=str(path))
+
+
+class _NotFinite(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _refuse_constant(text: str) -> Any:
+    raise _NotFinite(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: a valid JSON number no double can hold
+        raise _NotFinite(text)
+    return value
+
+
+def parse_json_data(text: str, what: str) -> Any:
+    """JSON text as data a flow can carry, or a ``CliInputError`` saying why not."""
+    if _SURROGATE.search(text):  # bytes that were not UTF-8, passed through by the shell
+        raise CliInputError(f"{what} is not UTF-8 text")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as error:
+        raise CliInputError(
+            f"{what} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+        ) from None
+    except _NotFinite as error:
+        raise CliInputError(
+            f"{what}: {error.text} is not a number JSON can carry (no NaN or Infinity)"
+        ) from None
+    except RecursionError:
+        raise CliInputError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
+    problem = _data_problem(value)
+    if problem is not None:
+        raise CliInputError(f"{what} {problem}")
+    return value
+
+
+def _data_problem(value: Any) -> str | None:
+    """Too deep, or text that is not Unicode (``"\\ud800"`` is valid JSON); None if fine."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return "holds a lone surrogate (\\ud800-\\udfff), which is not text"
+            continue
+        if isinstance(item, dict):
+            children: list[Any] = [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth + 1 > MAX_DEPTH:
+            return f"nests deeper than {MAX_DEPTH} levels"
+        stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 def parse_json_argument(value: str, what: str) -> Any:
     """JSON text, or ``@file.json`` to read it from a file."""
     text = value
     if value.startswith("@"):
-        try:
-            text = Path(value[1:]).read_text(encoding="utf-8")
-        except OSError as error:
-            raise CliInputError(f"{what}: cannot read {value[1:]}: {error.strerror}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CliInputError(
-            f"{what} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
-        ) from None
+        text = read_text(Path(value[1:]), f"{what}: ")
+    return parse_json_data(text, what)
+
+
+def read_json_lines(path: Path, what: str = "--inputs") -> list[Any]:
+    """One JSON value per non-empty line; a bad line is reported with its number."""
+    lines = read_text(path, f"{what} ").splitlines()
+    values = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            values.append(parse_json_data(line, f"{what} {path} line {number}"))
+    if not values:
+        raise CliInputError(f"{what} {path}: no inputs (one JSON value per line)")
+    return values
 
 
 def parse_events(values: list[str]) -> dict[str, list[Any]]:

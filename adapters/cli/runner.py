@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from rustyflower.adapters.cli import control_commands, instance_commands, serve_commands
+from rustyflower.adapters.cli.context import ConnectedCommand
 from rustyflower.adapters.cli.flow_commands import flows_app
 from rustyflower.adapters.cli.limit_commands import limits_app
 from rustyflower.adapters.cli.options import COMMANDS
@@ -20,8 +21,8 @@ HELP_ORDER = (serve_commands.__name__, instance_commands.__name__, control_comma
 
 def install(app: typer.Typer) -> None:
     """Add the runner commands to the ``rustyflower`` app."""
-    for name, function in sorted(COMMANDS, key=lambda c: HELP_ORDER.index(c[1].__module__)):
-        app.command(name)(function)
+    for name, function, cls in sorted(COMMANDS, key=lambda c: HELP_ORDER.index(c[1].__module__)):
+        app.command(name, cls=cls or ConnectedCommand)(function)
     app.add_typer(flows_app, name="flows")
     app.add_typer(schedule_app, name="schedule")
     app.add_typer(limits_app, name="limits")

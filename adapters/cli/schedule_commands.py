@@ -3,7 +3,7 @@
 
 Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
 errors through; the ``rustyflower`` group turns them into one line and an exit code
-(``context.describe_error``).
+(``errors.describe_error``).
 """
 
 from __future__ import annotations
@@ -12,16 +12,12 @@ from typing import Annotated, Any
 
 import typer
 
-from rustyflower.adapters.cli.context import (
-    Connection,
-    DataDirOption,
-    PrefixOption,
-    RedisUrlOption,
-)
+from rustyflower.adapters.cli.context import ConnectedCommand, Connection, connection_of
 from rustyflower.adapters.cli.loading import (
     parse_json_argument,
 )
 from rustyflower.adapters.cli.options import (
+    Group,
     JsonOption,
 )
 from rustyflower.adapters.cli.render import (
@@ -31,17 +27,15 @@ from rustyflower.adapters.cli.render import (
     schedules_table,
     short_time,
 )
-from rustyflower.adapters.redis.connection import (
-    DEFAULT_DATA_DIR,
-)
 from rustyflower.adapters.redis.schedule_store import ScheduleView
 from rustyflower.core.schedules import ScheduleSpec
 
-schedule_app = typer.Typer(help="Start flows on cron schedules.", no_args_is_help=True)
+schedule_app = typer.Typer(cls=Group, help="Start flows on cron schedules.", no_args_is_help=True)
 
 
-@schedule_app.command("add")
+@schedule_app.command("add", cls=ConnectedCommand)
 def schedule_add(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Schedule name.", show_default=False)],
     flow: Annotated[str, typer.Option(help="Flow to start.", show_default=False)],
     cron: Annotated[
@@ -62,9 +56,6 @@ def schedule_add(
     ] = "latest",
     paused: Annotated[bool, typer.Option("--paused", help="Add it paused.")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Replace one of that name.")] = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Add a cron schedule that starts a flow (5-field cron, or @daily, @hourly, ...)."""
     flow_input = parse_json_argument(input, "--input")
@@ -79,7 +70,7 @@ def schedule_add(
         catch_up=catch_up,  # type: ignore[arg-type]
         paused=paused,
     )
-    connection = Connection(redis_url, prefix, data_dir)
+    connection = connection_of(ctx)
     connection.store.definition(flow, version)  # unknown flow or version: exit 2
     schedules = connection.schedules()
     schedules.add(spec, replace=replace)  # ScheduleExistsError: exit 2
@@ -96,15 +87,13 @@ def _schedule_row(view: ScheduleView) -> dict[str, Any]:
     return view.as_dict()
 
 
-@schedule_app.command("list")
+@schedule_app.command("list", cls=ConnectedCommand)
 def schedule_list(
+    ctx: typer.Context,
     as_json: JsonOption = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Schedules, with their next and last fire times."""
-    schedules = Connection(redis_url, prefix, data_dir).schedules()
+    schedules = connection_of(ctx).schedules()
     rows = [_schedule_row(view) for view in schedules.list()]
     rows.sort(key=lambda row: row["name"])
     if as_json:
@@ -122,34 +111,28 @@ def _schedule_action(action: str, name: str, connection: Connection) -> None:
 ScheduleName = Annotated[str, typer.Argument(help="Schedule name.", show_default=False)]
 
 
-@schedule_app.command("pause")
+@schedule_app.command("pause", cls=ConnectedCommand)
 def schedule_pause(
+    ctx: typer.Context,
     name: ScheduleName,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Stop firing a schedule (until `schedule resume`)."""
-    _schedule_action("pause", name, Connection(redis_url, prefix, data_dir))
+    _schedule_action("pause", name, connection_of(ctx))
 
 
-@schedule_app.command("resume")
+@schedule_app.command("resume", cls=ConnectedCommand)
 def schedule_resume(
+    ctx: typer.Context,
     name: ScheduleName,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Fire a paused schedule again."""
-    _schedule_action("resume", name, Connection(redis_url, prefix, data_dir))
+    _schedule_action("resume", name, connection_of(ctx))
 
 
-@schedule_app.command("remove")
+@schedule_app.command("remove", cls=ConnectedCommand)
 def schedule_remove(
+    ctx: typer.Context,
     name: ScheduleName,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Delete a schedule (instances it started are kept)."""
-    _schedule_action("remove", name, Connection(redis_url, prefix, data_dir))
+    _schedule_action("remove", name, connection_of(ctx))

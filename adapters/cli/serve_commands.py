@@ -3,7 +3,7 @@
 
 Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
 errors through; the ``rustyflower`` group turns them into one line and an exit code
-(``context.describe_error``).
+(``errors.describe_error``).
 """
 
 from __future__ import annotations
@@ -18,29 +18,21 @@ from typing import Annotated
 import typer
 
 from rustyflower.adapters.cli.context import (
-    CliEnvironmentError,
+    DEFAULT_PREFIX,
     Connection,
-    DataDirOption,
-    PrefixOption,
-    RedisUrlOption,
+    ServerCommand,
+    connection_of,
 )
-from rustyflower.adapters.cli.loading import (
-    load_registry,
-)
-from rustyflower.adapters.cli.options import (
-    ActivitiesOption,
-    command,
-)
-from rustyflower.adapters.cli.render import (
-    err,
-    escape,
-    out,
-)
+from rustyflower.adapters.cli.errors import CliEnvironmentError
+from rustyflower.adapters.cli.loading import load_registry
+from rustyflower.adapters.cli.options import ActivitiesOption, command
+from rustyflower.adapters.cli.render import err, escape, out
 from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
     URL_VARIABLE,
     EmbeddedValkey,
     RedisUnavailableError,
+    ServerRunningError,
     redact,
 )
 from rustyflower.adapters.redis.scheduler import Scheduler
@@ -49,39 +41,40 @@ from rustyflower.core.activities import ActivityRegistry
 log = logging.getLogger("rustyflower.cli")
 
 
-@command("dev")
+@command("dev", ServerCommand)
 def dev(
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    ctx: typer.Context,
     activities: ActivitiesOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Activities run at once.")] = 4,
     port: Annotated[
         int | None, typer.Option(help="TCP port of the server (default: a free one).")
     ] = None,
-    prefix: PrefixOption = "rf",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Zero configuration: an embedded Valkey (kept in --data-dir), a worker and the scheduler.
 
     Stop with Ctrl-C (or SIGTERM); starting again on the same --data-dir keeps every instance.
+    A server left running by a `dev` that was killed (kill -9) is stopped and replaced.
     """
     _configure_logging(verbose)
     registry = load_registry(activities or [])
-    url_file = data_dir / "server.url"
-    if url_file.is_file():
-        previous = url_file.read_text(encoding="utf-8").strip()
-        if _answers(previous):
-            raise CliEnvironmentError(
-                f"a dev server for {data_dir} is already running at {previous}; stop it first "
-                f"(or delete {url_file} if that server is not ours)"
-            )
+    connection = connection_of(ctx)
+    data_dir = connection.data_dir
     server = EmbeddedValkey(data_dir=data_dir, port=port)
     try:
         url = server.start()
+    except ServerRunningError as error:
+        raise CliEnvironmentError(str(error)) from None
     except (RedisUnavailableError, OSError) as error:
         raise CliEnvironmentError(f"the embedded server did not start: {error}") from None
     try:
-        connection = Connection(url, prefix, data_dir)
-        _banner(url, data_dir, prefix)
+        if server.replaced is not None:
+            log.warning(
+                "stopped the embedded server (pid %d) that a killed `dev` left running",
+                server.replaced,
+            )
+        connection.redis_url = url
+        _banner(url, data_dir, connection.prefix)
         _serve(connection, registry, concurrency=concurrency, scheduler=True, name=None)
     finally:
         server.stop()
@@ -90,6 +83,7 @@ def dev(
 
 @command("worker")
 def worker(
+    ctx: typer.Context,
     activities: ActivitiesOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Activities run at once.")] = 4,
     visibility_timeout: Annotated[
@@ -106,16 +100,13 @@ def worker(
         str | None, typer.Option(help="Worker name (default: host-pid).", show_default=False)
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
-    redis_url: RedisUrlOption = None,
-    prefix: PrefixOption = "rf",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Run activities, timers and (with --scheduler) cron schedules until SIGTERM or Ctrl-C."""
     _configure_logging(verbose)
     registry = load_registry(activities or [])
-    connection = Connection(redis_url, prefix, data_dir)
+    connection = connection_of(ctx)
     connection.client  # noqa: B018 - fail fast (exit 3) when Redis is unreachable
-    log.info("connected to %s (prefix %s)", redact(connection.url), prefix)
+    log.info("connected to %s (prefix %s)", redact(connection.url), connection.prefix)
     _serve(
         connection,
         registry,
@@ -225,7 +216,7 @@ def _banner(url: str, data_dir: Path, prefix: str) -> None:
     options = ""
     if data_dir.resolve() != DEFAULT_DATA_DIR.resolve():
         options += f" --data-dir {data_dir}"
-    if prefix != "rf":
+    if prefix != DEFAULT_PREFIX:
         options += f" --prefix {prefix}"
     out.print(f"[bold green]RustyFlower dev server[/] at [bold]{escape(url)}[/]", soft_wrap=True)
     out.print(f"data (append-only): {escape(str(data_dir.resolve()))}", soft_wrap=True)
@@ -234,16 +225,3 @@ def _banner(url: str, data_dir: Path, prefix: str) -> None:
     out.print(f"  rustyflower start FLOW --wait{escape(options)}", soft_wrap=True)
     out.print(f"or from anywhere: export {URL_VARIABLE}={escape(url)}", soft_wrap=True)
     out.print("stop with Ctrl-C; starting again keeps every instance", soft_wrap=True)
-
-
-def _answers(url: str) -> bool:
-    import redis  # noqa: PLC0415
-
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except (redis.RedisError, ValueError, OSError):
-        return False

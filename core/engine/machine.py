@@ -63,6 +63,7 @@ from rustyflower.core.errors import (
     StaleEventError,
     UnknownCallError,
 )
+from rustyflower.core.ids import check_instance_id
 from rustyflower.core.model import (
     TIMEOUT,
     ChoiceState,
@@ -84,6 +85,9 @@ from rustyflower.core.timeutil import format_timestamp, parse_timestamp, require
 
 MAX_STEPS_PER_TRANSITION = 100_000
 """Pass/Choice states run without waiting; past this many in one transition it is a loop."""
+MAX_MAP_ITEMS = 10_000
+"""Items one map state takes: all of them are placed in one snapshot, and a map of a million
+items used to run for minutes before the step limit ended it as a supposed endless loop."""
 
 NO_CHOICE_MATCHED = "States.NoChoiceMatched"
 SUB_FLOW_CANCELLED = "SubFlowCancelled"
@@ -104,8 +108,7 @@ def start(
 ) -> Transition:
     """Create instance ``instance_id`` of ``definition`` and run it until it must wait."""
     require_aware(now)
-    if not instance_id or len(instance_id) > 256:
-        raise ValueError("an instance id is 1 to 256 characters")
+    check_instance_id(instance_id)
     at = format_timestamp(now)
     state = InstanceState(input=input, started_at=at, history_limit=history_limit, parent=parent)
     initial = Snapshot(
@@ -575,6 +578,12 @@ class _Run:
         items = select(state.items_path, value, "items_path")
         if not isinstance(items, list):
             raise StateError(RUNTIME, f"items_path {state.items_path!r} must select an array")
+        if len(items) > MAX_MAP_ITEMS:
+            raise StateError(
+                RUNTIME,
+                f"items_path {state.items_path!r} selected {len(items)} items; a map takes at "
+                f"most {MAX_MAP_ITEMS} (split them over several maps, or a sub-flow per batch)",
+            )
         self.record("MapStarted", token.position, {"items": len(items)})
         if not items:
             self.complete(token, [])

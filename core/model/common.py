@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
 from rustyflower.core.expressions import compile_template, parse_path, parse_reference_path
+from rustyflower.core.ids import CONTROL_CHARACTERS
 
 MODEL_CONFIG = ConfigDict(
     extra="forbid",
@@ -16,8 +17,9 @@ MODEL_CONFIG = ConfigDict(
     validate_by_alias=True,
 )
 
-STATE_NAME_PATTERN = r"^[^/\[\]~:#\x00-\x1f]{1,80}$"
-"""State names end up in positions, ASL state names and idempotency keys: no separators."""
+STATE_NAME_PATTERN = rf"^[^/\[\]~:#{CONTROL_CHARACTERS}]{{1,80}}$"
+"""State names end up in positions, ASL state names, idempotency keys and child flows'
+instance ids: no separators, none of the characters instance ids exclude (``core.ids``)."""
 
 FLOW_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]{0,79}$"
 

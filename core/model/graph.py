@@ -84,7 +84,10 @@ def graph_problems(
         location = state_location(prefix, str(name))
         if not _NAME.match(str(name)):
             problems.append(
-                Problem(location, "a state name is 1-80 characters without / [ ] ~ : #")
+                Problem(
+                    location,
+                    "a state name is 1-80 characters without / [ ] ~ : # or control characters",
+                )
             )
         if not isinstance(state, Mapping):
             continue
@@ -173,13 +176,18 @@ def _dead_ends(
     mistake is reported once rather than as a loop at every state before it.
     """
     can_finish = {name for name, state in states.items() if _is_terminal(state)} | broken
-    changed = True
-    while changed:
-        changed = False
-        for name, targets in edges.items():
-            if name not in can_finish and any(target in can_finish for target in targets):
-                can_finish.add(name)
-                changed = True
+    # Walk the edges backwards from the states that can finish: linear in states + edges
+    # (a fixed point over all edges was quadratic: 29 s for a 10,000-state chain).
+    sources: dict[str, list[str]] = {}
+    for name, targets in edges.items():
+        for target in targets:
+            sources.setdefault(target, []).append(name)
+    stack = list(can_finish)
+    while stack:
+        for source in sources.get(stack.pop(), []):
+            if source not in can_finish:
+                can_finish.add(source)
+                stack.append(source)
     return [
         Problem(state_location(prefix, name), "no path from here reaches an end (endless loop)")
         for name in states

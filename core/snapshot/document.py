@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from rustyflower.core.engine.state import STATE_ADAPTER, Snapshot, Status
 from rustyflower.core.errors import DefinitionError, MalformedSnapshotError
+from rustyflower.core.ids import instance_id_problem
 from rustyflower.core.model import FlowDefinition, parse_definition
 from rustyflower.core.snapshot.codec import CURRENT_FORMAT, SNAPSHOT_KIND, open_snapshot, seal
 from rustyflower.core.snapshot.keys import SnapshotKeys
@@ -91,6 +92,10 @@ def from_document(document: dict[str, Any]) -> Snapshot:
 
 
 def _check_header(document: dict[str, Any], definition: FlowDefinition) -> None:
+    instance_id = document["instance_id"]
+    problem = instance_id_problem(instance_id) if isinstance(instance_id, str) else "not text"
+    if problem is not None:  # the runtimes rely on the id rule: a crafted file must not pass
+        raise MalformedSnapshotError(f"instance_id: {problem}")
     if document["status"] not in _STATUSES:
         raise MalformedSnapshotError(
             f"status {document['status']!r} is not one of {', '.join(sorted(_STATUSES))}"

@@ -49,7 +49,7 @@ def dev_server(data_dir: Path) -> Iterator[subprocess.Popen[str]]:
     url_file = data_dir / "server.url"
     try:
         deadline = time.monotonic() + 30
-        while not url_file.is_file() or process.poll() is not None:
+        while not serving(data_dir, process.pid):  # a stale server.url may be there already
             if process.poll() is not None:
                 raise AssertionError(f"dev exited early: {process.communicate()}")
             assert time.monotonic() < deadline, "dev did not write its server.url"
@@ -68,6 +68,15 @@ def dev_server(data_dir: Path) -> Iterator[subprocess.Popen[str]]:
         if url_file.is_file():  # the embedded server outlived `dev`: stop it (ours only)
             with contextlib.suppress(redis.RedisError):
                 redis.Redis.from_url(url_file.read_text().strip()).shutdown(nosave=True)
+
+
+def serving(data_dir: Path, owner: int) -> bool:
+    """Whether the `dev` of PID ``owner`` has its server up (it writes server.url last)."""
+    try:
+        recorded = json.loads((data_dir / "server.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return recorded.get("owner") == owner and (data_dir / "server.url").is_file()
 
 
 def test_dev_keeps_every_instance_across_restarts(tmp_path: Path) -> None:
@@ -106,3 +115,42 @@ def test_dev_keeps_every_instance_across_restarts(tmp_path: Path) -> None:
     # with the server stopped, client commands say so
     stopped = rustyflower(data_dir, "list")
     assert stopped.returncode == 3 and "no Redis configured" in stopped.stderr
+
+
+def test_dev_after_kill_9_stops_the_orphaned_server_and_starts_again(tmp_path: Path) -> None:
+    """Before: `kill -9` left the embedded Valkey running, and the next `dev` refused to
+    start ('already running') until someone found and killed the server by hand."""
+    data_dir = tmp_path / ".rustyflower"
+    killed = subprocess.Popen(
+        [RUSTYFLOWER, "dev", "--data-dir", str(data_dir), "--activities", ACTIVITIES],
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url_file = data_dir / "server.url"
+    deadline = time.monotonic() + 30
+    while not url_file.is_file():
+        assert killed.poll() is None and time.monotonic() < deadline, "dev did not start"
+        time.sleep(0.05)
+    orphan = redis.Redis.from_url(url_file.read_text().strip())
+    orphan_pid = int(orphan.info("server")["process_id"])
+    registered = rustyflower(data_dir, "flows", "register", FLOWS / "greet.yaml")
+    assert registered.returncode == 0, registered.stderr
+    killed.kill()  # kill -9: no cleanup, the server runs on
+    killed.wait()
+    assert orphan.ping()
+
+    with dev_server(data_dir):
+        listed = json.loads(rustyflower(data_dir, "flows", "list", "--json").stdout)
+        assert [flow["name"] for flow in listed] == ["greet"]  # the same data
+        assert not running(orphan_pid)  # stopped, not serving beside the new one
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs; an exited process its new parent has not reaped does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

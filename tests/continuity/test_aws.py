@@ -309,4 +309,5 @@ def test_export_asl(site: Site, tmp_path: Path) -> None:
         "export", "asl", "lifeboat", "-o", "-", "--activity-function-arn", "x", ok=False
     )
     assert no_token.exit_code == 2
-    assert "token_function_arn" in no_token.stderr
+    assert "--token-function-arn" in no_token.stderr  # the flag, not the Python parameter
+    assert "token_function_arn" not in no_token.stderr
