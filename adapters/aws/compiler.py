@@ -33,18 +33,23 @@ from rustyflower.adapters.aws.jsonpaths import NotComposable, compose, move_rule
 from rustyflower.adapters.aws.names import (
     ROUTE_DONE,
     ROUTE_START,
-    asl_name,
     branch_copy,
     branch_helper,
     delay_route,
+    helper_of,
     iterator_copy,
     resume_route,
     state_name,
 )
+from rustyflower.core.contract import (
+    RESERVED_PREFIX,
+    ReservedError,
+    RunnerError,
+    error_matches,
+    is_reserved,
+)
 from rustyflower.core.errors import ExpressionError
 from rustyflower.core.model import (
-    ALL_ERRORS,
-    RUNTIME,
     Branch,
     Catch,
     ChoiceState,
@@ -59,7 +64,6 @@ from rustyflower.core.model import (
     TaskState,
     WaitForEventState,
     WaitState,
-    matches,
 )
 from rustyflower.core.snapshot.canonical import definition_digest
 from rustyflower.core.timeutil import format_timestamp, parse_timestamp
@@ -71,10 +75,6 @@ START_EXECUTION_SYNC = "arn:aws:states:::states:startExecution.sync:2"
 RESUME_FORMAT = 1
 """Version of the execution input layout (``rf.format``) and of the resume nodes."""
 
-NO_CHOICE_MATCHED = "States.NoChoiceMatched"
-TIMEOUT = "States.Timeout"
-TASK_FAILED = "States.TaskFailed"
-SUB_FLOW_CANCELLED = "SubFlowCancelled"
 SUB_FLOW_FAILED = "RF.SubFlowFailed"
 """A child failed with an error ASL cannot raise again (a ``States.*`` name, or none)."""
 FINISHED = "RF.Finished"
@@ -83,6 +83,8 @@ RESUME_REJECTED = "RF.ResumeRejected"
 UNRAISABLE = "RF.Unraisable"
 """A resumed state's error that ASL has no way to raise again under its own name."""
 DIGEST_MISMATCH = "RF.DigestMismatch"
+RESERVED_WILDCARD = RESERVED_PREFIX + "*"
+"""A ``StringMatches`` pattern that holds for every reserved (``States.*``) error name."""
 
 INSTANCE_ID = "$$.Execution.Input.rf.instance_id"
 EPOCH = "$$.Execution.Input.rf.epoch"
@@ -218,8 +220,8 @@ def _child_scope(copy: _Copy, owner: str, index: Any, *, dynamic_index: bool) ->
 
 def _error_rule(errors: Sequence[str], variable: str) -> dict[str, Any]:
     """A choice rule that holds when the error named at ``variable`` matches ``errors``."""
-    if ALL_ERRORS in errors:
-        return {"Not": {"Variable": variable, "StringEquals": RUNTIME}}
+    if ReservedError.ALL in errors:
+        return {"Not": {"Variable": variable, "StringEquals": ReservedError.RUNTIME}}
     rules = [{"Variable": variable, "StringEquals": name} for name in errors]
     return rules[0] if len(rules) == 1 else {"Or": rules}
 
@@ -227,11 +229,11 @@ def _error_rule(errors: Sequence[str], variable: str) -> dict[str, Any]:
 def _order_policies(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """ASL wants a States.ALL entry alone and last: keep what can still match after it."""
     for index, entry in enumerate(entries):
-        if ALL_ERRORS in entry["ErrorEquals"]:
+        if ReservedError.ALL in entry["ErrorEquals"]:
             later = [
-                {**other, "ErrorEquals": [RUNTIME]}
+                {**other, "ErrorEquals": [ReservedError.RUNTIME]}
                 for other in entries[index + 1 :]
-                if RUNTIME in other["ErrorEquals"]
+                if ReservedError.RUNTIME in other["ErrorEquals"]
             ]
             return entries[:index] + later[:1] + [entry]
     return entries
@@ -548,7 +550,7 @@ class _Compiler:
             return {}, []
         selected = compose(root, path)
         out = {"Type": "Pass", "InputPath": selected, "ResultPath": ENV_ROOT}
-        return {}, [(asl_name(f"{base}~out"), out)]
+        return {}, [(helper_of(base, "out"), out)]
 
     def result_fields(
         self,
@@ -596,7 +598,7 @@ class _Compiler:
         }
         exit_fields, after = self.exit(copy, base, root, output_path)
         unwrap.update(exit_fields)
-        return fields, [(asl_name(f"{base}~unwrap"), unwrap), *after]
+        return fields, [(helper_of(base, "unwrap"), unwrap), *after]
 
     def catches(
         self,
@@ -617,7 +619,7 @@ class _Compiler:
         for index, (errors, result_path, target) in enumerate(specs):
             goal = self.entry(copy, target)
             if root == RESUME_ROOT:
-                fix_name = asl_name(f"{base}~c{index}")
+                fix_name = helper_of(base, f"c{index}")
                 fix: dict[str, Any] = {"Type": "Pass"}
                 if copy.mode == "plain":
                     fix["OutputPath"] = RESUME_ROOT
@@ -738,15 +740,19 @@ class _Compiler:
                 main["Default"] = self.entry(copy, state.default)
             elif copy.top:
                 handler = next(
-                    (h for h in self.definition.on_error if matches(h.errors, NO_CHOICE_MATCHED)),
+                    (
+                        h
+                        for h in self.definition.on_error
+                        if error_matches(h.errors, ReservedError.NO_CHOICE_MATCHED)
+                    ),
                     None,
                 )
                 if handler is not None:
-                    caught = asl_name(f"{base}~nomatch")
+                    caught = helper_of(base, "nomatch")
                     pass_state: dict[str, Any] = {
                         "Type": "Pass",
                         "Result": {
-                            "Error": NO_CHOICE_MATCHED,
+                            "Error": ReservedError.NO_CHOICE_MATCHED,
                             "Cause": f"no rule of choice {name!r} matched",
                         },
                         "Next": self.entry(copy, handler.next),
@@ -767,7 +773,7 @@ class _Compiler:
             if not reshape:
                 return goal
             if user_state not in targets:
-                out_name = asl_name(f"{base}~to{len(targets)}")
+                out_name = helper_of(base, f"to{len(targets)}")
                 targets[user_state] = out_name
                 extra.append(
                     (
@@ -841,7 +847,7 @@ class _Compiler:
         if state.comment:
             main["Comment"] = state.comment
         if state.error is not None:
-            if state.error.startswith("States."):
+            if is_reserved(state.error):
                 raise CompileError(
                     f"state {name!r}: a fail state cannot raise {state.error!r} in ASL "
                     "(names starting with 'States.' are reserved for Step Functions)"
@@ -951,7 +957,7 @@ class _Compiler:
         main.update(fields)
         first: list[tuple[list[str], str | None, str]] = []
         if state.on_timeout is not None:
-            first.append(([TIMEOUT], None, state.on_timeout))
+            first.append(([ReservedError.TIMEOUT], None, state.on_timeout))
         catch, extra = self.catches(copy, base, root, self.handlers(copy, state), first)
         if catch:
             main["Catch"] = catch
@@ -1164,9 +1170,9 @@ class _Compiler:
         """
 
         def named(role: str) -> str:
-            return asl_name(f"{base}~{role}")
+            return helper_of(base, role)
 
-        child_task["Catch"] = [{"ErrorEquals": [TASK_FAILED], "Next": named("why")}]
+        child_task["Catch"] = [{"ErrorEquals": [ReservedError.TASK_FAILED], "Next": named("why")}]
         if selector is None:
             child_task["End"] = True
         else:
@@ -1201,7 +1207,7 @@ class _Compiler:
             named("why3"): {
                 "Type": "Choice",
                 "Choices": [
-                    {"Variable": error, "StringMatches": "States.*", "Next": reserved},
+                    {"Variable": error, "StringMatches": RESERVED_WILDCARD, "Next": reserved},
                     {"Variable": cause, "IsPresent": True, "Next": named("why4")},
                 ],
                 "Default": named("reraise0"),
@@ -1215,7 +1221,7 @@ class _Compiler:
             named("reraise0"): {"Type": "Fail", "ErrorPath": error},
             named("cancelled"): {
                 "Type": "Fail",
-                "Error": SUB_FLOW_CANCELLED,
+                "Error": RunnerError.SUB_FLOW_CANCELLED,
                 "Cause": "the child flow was cancelled",
             },
             named("failed"): {
@@ -1257,7 +1263,7 @@ class _Compiler:
         if copy.mode == "plain":
             return {"OutputPath": RESUME_ROOT, "Next": goal}, []
         again = {"Type": "Pass", "InputPath": RESUME_ROOT, "ResultPath": ENV_ROOT, "Next": goal}
-        name = asl_name(f"{base}~back")
+        name = helper_of(base, "back")
         return {"Next": name}, [(name, again)]
 
     def delay_entry(self, copy: _Copy, name: str, state: Any) -> StateItems:
@@ -1302,7 +1308,7 @@ class _Compiler:
         first = [
             {
                 "ErrorEquals": list(policy.errors),
-                "Next": asl_name(f"{base}~retry{index}"),
+                "Next": helper_of(base, f"retry{index}"),
                 "ResultPath": ERROR_AT,
             }
             for index, policy in enumerate(policies)
@@ -1311,14 +1317,14 @@ class _Compiler:
         entries = _order_policies(first + native)
         if not policies:
             return entries, extra
-        fresh_name = asl_name(f"{base}~fresh")
+        fresh_name = helper_of(base, "fresh")
         fresh_fields, fresh_extra = self.back_to(copy, fresh_name, self.entry(copy, name))
         extra.append((fresh_name, {"Type": "Pass", **fresh_fields}))
         extra.extend(fresh_extra)
         if again is None:
             again_name = fresh_name
         else:
-            again_name = asl_name(f"{base}~again")
+            again_name = helper_of(base, "again")
             again_state, again_extra = again
             extra.append((again_name, again_state))
             extra.extend(again_extra)
@@ -1326,7 +1332,7 @@ class _Compiler:
         extra.extend(raise_items)
         placed: list[str] = []
         for index, handler in enumerate(handlers):
-            place_name = asl_name(f"{base}~h{index}")
+            place_name = helper_of(base, f"h{index}")
             placed.append(place_name)
             goal = self.entry(copy, handler.next)
             place: dict[str, Any] = {"Type": "Pass", "InputPath": ERROR_AT}
@@ -1339,7 +1345,7 @@ class _Compiler:
                 place["Next"] = goal
                 extra.append((place_name, place))
             else:
-                moved = asl_name(f"{base}~h{index}b")
+                moved = helper_of(base, f"h{index}b")
                 place["Next"] = moved
                 extra.append((place_name, place))
                 extra.append(
@@ -1353,14 +1359,14 @@ class _Compiler:
                         },
                     )
                 )
-        pause = asl_name(f"{base}~pause")
+        pause = helper_of(base, "pause")
         extra.append((pause, {"Type": "Wait", "SecondsPath": "$.rf.step.wait", "Next": again_name}))
         for index, policy in enumerate(policies):
             used = f"$.rf.node.used[{index}]"
-            decide = asl_name(f"{base}~retry{index}")
-            count = asl_name(f"{base}~count{index}")
-            bump = asl_name(f"{base}~bump{index}")
-            used_up = asl_name(f"{base}~usedup{index}")
+            decide = helper_of(base, f"retry{index}")
+            count = helper_of(base, f"count{index}")
+            bump = helper_of(base, f"bump{index}")
+            used_up = helper_of(base, f"usedup{index}")
             extra.append(
                 (
                     decide,
@@ -1425,17 +1431,17 @@ class _Compiler:
         """
 
         def named(role: str) -> str:
-            return asl_name(f"{base}~{role}")
+            return helper_of(base, role)
 
         error = f"{error_at}.Error"
         ways: list[tuple[str, str, dict[str, Any]]] = [
             (
-                "States.Runtime",
+                ReservedError.RUNTIME,
                 "runtime",
                 {"Type": "Pass", "InputPath": f"{error_at}.rf_absent", "End": True},
             ),
             (
-                "States.ParameterPathFailure",
+                ReservedError.PARAMETER_PATH_FAILURE,
                 "parameters",
                 {
                     "Type": "Pass",
@@ -1444,12 +1450,12 @@ class _Compiler:
                 },
             ),
             (
-                "States.ResultPathMatchFailure",
+                ReservedError.RESULT_PATH_MATCH_FAILURE,
                 "resultpath",
                 {"Type": "Pass", "ResultPath": f"{error}.rf_absent", "End": True},
             ),
             (
-                NO_CHOICE_MATCHED,
+                ReservedError.NO_CHOICE_MATCHED,
                 "nochoice",
                 {
                     "Type": "Choice",
@@ -1462,7 +1468,7 @@ class _Compiler:
         if self.token_arn is not None:
             ways.append(
                 (
-                    TIMEOUT,
+                    ReservedError.TIMEOUT,
                     "timeout",
                     {
                         "Type": "Task",
@@ -1484,7 +1490,9 @@ class _Compiler:
             {"Variable": error, "StringEquals": error_name, "Next": named(role)}
             for error_name, role, _ in ways
         ]
-        rules.append({"Variable": error, "StringMatches": "States.*", "Next": named("unraisable")})
+        rules.append(
+            {"Variable": error, "StringMatches": RESERVED_WILDCARD, "Next": named("unraisable")}
+        )
         items: StateItems = [
             (named("raise"), {"Type": "Choice", "Choices": rules, "Default": named("rethrow")}),
             (

@@ -55,6 +55,7 @@ from rustyflower.adapters.continuity.shared import (
     sub_flow_definitions,
 )
 from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.core.contract import RESULT_KIND, ControlEvent
 from rustyflower.core.engine import Snapshot
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.settings import setting_text
@@ -77,8 +78,7 @@ ENV_FUNCTION_KEY = "RUSTYFLOWER_AZURE_FUNCTION_KEY"
 ENV_STORAGE = "RUSTYFLOWER_AZURE_STORAGE"
 """Connection string of the storage account holding the app's checkpoints."""
 ENV_CONTAINER = "RUSTYFLOWER_SNAPSHOT_CONTAINER"
-HOLD_EVENT = "rustyflower.hold"
-RESULT_KIND = "rustyflower.result"
+HOLD_EVENT = ControlEvent.HOLD
 FAILBACK_REASON = "failback to on-premises"
 
 

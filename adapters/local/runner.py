@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rustyflower.core.activities import ActivityRegistry, perform
+from rustyflower.core.contract import ReservedError
 from rustyflower.core.engine import (
     AwaitEvent,
     CancelWork,
@@ -133,7 +134,7 @@ class LocalRunner:
             return ChildFinished(
                 command.call_id,
                 "failed",
-                error="States.TaskFailed",
+                error=ReservedError.TASK_FAILED,
                 cause=f"sub-flow {key!r} is not known to this runner",
             )
         link = ParentLink(parent.instance_id, command.call_id)
@@ -141,7 +142,9 @@ class LocalRunner:
         state = child.state
         if not child.finished:
             cause = f"sub-flow {key!r} stopped at {child.positions} waiting for an event"
-            return ChildFinished(command.call_id, "failed", error="States.TaskFailed", cause=cause)
+            return ChildFinished(
+                command.call_id, "failed", error=ReservedError.TASK_FAILED, cause=cause
+            )
         return ChildFinished(command.call_id, child.status, state.output, state.error, state.cause)
 
 
