@@ -17,6 +17,7 @@ from rustyflower.core.contract.controls import CONTROL_EVENTS, RESULT_KIND, Cont
 from rustyflower.core.contract.errors import (
     RESERVED_PREFIX,
     RUNNER_ERRORS,
+    UNCATCHABLE_BY_WILDCARDS,
     ReservedError,
     RunnerError,
     error_matches,
@@ -42,6 +43,7 @@ __all__ = [
     "RESULT_KIND",
     "RUNNER_ERRORS",
     "TIMER_PURPOSES",
+    "UNCATCHABLE_BY_WILDCARDS",
     "ControlEvent",
     "Purpose",
     "ReservedError",

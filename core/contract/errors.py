@@ -25,11 +25,14 @@ class ReservedError:
     ALL: Final = "States.ALL"
     """In a retrier's or catcher's ``errors``: every error but States.Runtime."""
     TASK_FAILED: Final = "States.TaskFailed"
+    """A task failed; in ``errors``: every error but States.Timeout and States.Runtime."""
     TIMEOUT: Final = "States.Timeout"
     RUNTIME: Final = "States.Runtime"
     PARAMETER_PATH_FAILURE: Final = "States.ParameterPathFailure"
     RESULT_PATH_MATCH_FAILURE: Final = "States.ResultPathMatchFailure"
     NO_CHOICE_MATCHED: Final = "States.NoChoiceMatched"
+    DATA_LIMIT_EXCEEDED: Final = "States.DataLimitExceeded"
+    """Never raised by the engine; like States.Runtime, no wildcard catches it."""
     CANCELLED: Final = "States.Cancelled"
     """The engine's: the error of an instance that was cancelled."""
     FAILED: Final = "States.Failed"
@@ -58,6 +61,12 @@ RUNNER_ERRORS: Final = frozenset(
 )
 
 
+UNCATCHABLE_BY_WILDCARDS: Final = frozenset(
+    {ReservedError.RUNTIME, ReservedError.DATA_LIMIT_EXCEEDED}
+)
+"""Errors that ``States.ALL`` and ``States.TaskFailed`` do not match (named, they do)."""
+
+
 def is_reserved(error: str) -> bool:
     """Whether ``error`` is a ``States.*`` name (which a ``fail`` state of ASL cannot raise)."""
     return error.startswith(RESERVED_PREFIX)
@@ -66,10 +75,18 @@ def is_reserved(error: str) -> bool:
 def error_matches(error_names: Iterable[str], error: str) -> bool:
     """Whether a retrier or catcher whose ``errors`` are ``error_names`` applies to ``error``.
 
-    ASL matching: a name matches itself; ``States.ALL`` matches every error except
-    ``States.Runtime``.
+    As Step Functions matches ``ErrorEquals`` (Developer Guide, "Handling errors in Step
+    Functions workflows", "Error names"): a name matches itself; ``States.ALL`` matches
+    any error; in a retry or catch ``States.TaskFailed`` "acts as a wildcard that matches
+    any known error name except for States.Timeout". Neither wildcard matches
+    ``States.Runtime`` or ``States.DataLimitExceeded``: a retry or catch on a wildcard
+    never handles those.
     """
     names = set(error_names)
     if error in names:
         return True
-    return ReservedError.ALL in names and error != ReservedError.RUNTIME
+    if error in UNCATCHABLE_BY_WILDCARDS:
+        return False
+    if ReservedError.ALL in names:
+        return True
+    return ReservedError.TASK_FAILED in names and error != ReservedError.TIMEOUT

@@ -46,6 +46,8 @@ FAST_CASES = [
     "runtime_errors::missing_output_path",
     "runtime_errors::ordinary_error_is_caught",
     "approval::approved_at_once",
+    "task_failed::caught_by_task_failed",
+    "task_failed::retries_used_up_then_caught",
 ]
 
 

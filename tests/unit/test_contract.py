@@ -176,11 +176,17 @@ def test_an_idempotency_key_names_instance_position_attempt_and_call() -> None:
         ([ReservedError.ALL], "CardDeclined", True),
         ([ReservedError.ALL], ReservedError.TIMEOUT, True),
         ([ReservedError.ALL], ReservedError.RUNTIME, False),
+        ([ReservedError.ALL], ReservedError.DATA_LIMIT_EXCEEDED, False),
+        ([ReservedError.TASK_FAILED], "CardDeclined", True),
         ([ReservedError.TASK_FAILED], ReservedError.TASK_FAILED, True),
+        ([ReservedError.TASK_FAILED], ReservedError.NO_CHOICE_MATCHED, True),
+        ([ReservedError.TASK_FAILED], ReservedError.TIMEOUT, False),
+        ([ReservedError.TASK_FAILED], ReservedError.RUNTIME, False),
+        ([ReservedError.TASK_FAILED, ReservedError.TIMEOUT], ReservedError.TIMEOUT, True),
         ([ReservedError.RUNTIME], ReservedError.RUNTIME, True),
     ],
 )
-def test_errors_match_as_asl_matches_error_equals(
+def test_errors_match_as_step_functions_matches_error_equals(
     errors: list[str], error: str, matched: bool
 ) -> None:
     assert error_matches(errors, error) is matched

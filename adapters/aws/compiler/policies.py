@@ -15,10 +15,25 @@ from rustyflower.core.model import Retry
 
 
 def error_rule(errors: Sequence[str], variable: str) -> dict[str, Any]:
-    """A choice rule that holds when the error named at ``variable`` matches ``errors``."""
+    """A choice rule that holds when the error named at ``variable`` matches ``errors``.
+
+    The same matching as the engine's (core.contract.error_matches): ``States.ALL`` holds
+    for every error but States.Runtime, ``States.TaskFailed`` for every error but
+    States.Timeout and States.Runtime, any other name for itself. (States.DataLimitExceeded,
+    which no wildcard matches either, never reaches this rule: no Catch takes it.)
+    """
     if ReservedError.ALL in errors:
         return {"Not": {"Variable": variable, "StringEquals": ReservedError.RUNTIME}}
-    rules = [{"Variable": variable, "StringEquals": name} for name in errors]
+    rules: list[dict[str, Any]] = [
+        {"Variable": variable, "StringEquals": name}
+        for name in errors
+        if name != ReservedError.TASK_FAILED
+    ]
+    if ReservedError.TASK_FAILED in errors:
+        excluded = [ReservedError.TIMEOUT, ReservedError.RUNTIME]
+        rules.append(
+            {"Not": {"Or": [{"Variable": variable, "StringEquals": name} for name in excluded]}}
+        )
     return rules[0] if len(rules) == 1 else {"Or": rules}
 
 
