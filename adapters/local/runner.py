@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rustyflower.core.activities import ActivityRegistry, perform
-from rustyflower.core.contract import ReservedError
+from rustyflower.core.contract import ReservedError, RunnerError
 from rustyflower.core.engine import (
     AwaitEvent,
     CancelWork,
@@ -134,7 +134,7 @@ class LocalRunner:
             return ChildFinished(
                 command.call_id,
                 "failed",
-                error=ReservedError.TASK_FAILED,
+                error=RunnerError.UNKNOWN_FLOW,
                 cause=f"sub-flow {key!r} is not known to this runner",
             )
         link = ParentLink(parent.instance_id, command.call_id)
