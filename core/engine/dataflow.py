@@ -20,7 +20,11 @@ class StateError(Exception):
 
 
 def select(path: str | None, document: Any, what: str) -> Any:
+    """What ``path`` selects in ``document``; a null ``input_path``/``output_path`` (None)
+    selects the empty object (ASL, "InputPath, Parameters and OutputPath")."""
     if path is None:
+        return {}
+    if path == "$":
         return document
     try:
         return parse_path(path).select(document)

@@ -25,8 +25,11 @@ class _StateBase(BaseModel):
     model_config = MODEL_CONFIG
 
     comment: str | None = None
-    input_path: PathText | None = None
-    output_path: PathText | None = None
+    # ASL: left out, a path is "$" (all of it); null is not "left out": a null InputPath
+    # makes the effective input {}, a null OutputPath makes the output {} (as a null
+    # result_path keeps the input, below)
+    input_path: PathText | None = "$"
+    output_path: PathText | None = "$"
 
 
 class _Transition(BaseModel):

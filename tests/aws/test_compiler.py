@@ -232,6 +232,93 @@ def test_task_result_is_the_lambda_payload(
         assert state(document, "A~unwrap") == {"Type": "Pass", **unwrap, "End": True}
 
 
+# --- null paths (ASL: a null InputPath/OutputPath makes the data {}) ---------------------------
+
+
+def test_null_paths_stay_null_in_asl_and_left_out_ones_stay_left_out() -> None:
+    definition = flow(
+        {
+            "A": {
+                "type": "task",
+                "activity": "a",
+                "input_path": None,
+                "result_path": "$.r",
+                "output_path": None,
+                "next": "B",
+            },
+            "B": {"type": "pass", "input_path": None, "next": "C"},
+            "C": {"type": "succeed", "output_path": None},
+        }
+    )
+    document = compiled(definition)
+    task = state(document, "A")
+    assert task["InputPath"] is None
+    assert state(document, "A~unwrap")["OutputPath"] is None
+    assert state(document, "B")["InputPath"] is None
+    assert state(document, "C")["OutputPath"] is None
+    left_out = state(compiled(flow({"A": {"type": "task", "activity": "a", "end": True}})), "A")
+    assert "InputPath" not in left_out
+    assert left_out["OutputPath"] == "$.value"
+
+
+def test_a_resumed_task_with_a_null_input_path_sends_an_empty_object() -> None:
+    definition = flow(
+        {
+            "A": {"type": "task", "activity": "a", "input_path": None, "next": "B"},
+            "B": {
+                "type": "task",
+                "activity": "b",
+                "input_path": None,
+                "parameters": {"all.$": "$", "at.$": "$.missing", "when.$": "$$.State.Name"},
+                "end": True,
+            },
+        },
+        start_at="A",
+    )
+    document = compiled(definition)
+    assert state(document, "A~resume")["Parameters"]["Payload"]["input"] == {}
+    assert state(document, "B~resume")["Parameters"]["Payload"]["input"] == {
+        "all": {},
+        "at.$": "$.rf.nothing.missing",  # selects nothing: States.ParameterPathFailure
+        "when.$": "$$.State.Name",
+    }
+
+
+def test_in_a_map_iteration_a_null_input_path_reads_an_empty_object() -> None:
+    definition = flow(
+        {
+            "Each": {
+                "type": "map",
+                "iterator": {
+                    "start_at": "Look",
+                    "states": {
+                        "Look": {
+                            "type": "task",
+                            "activity": "a",
+                            "input_path": None,
+                            "parameters": {"all.$": "$", "fixed": 1},
+                            "next": "Nap",
+                        },
+                        "Nap": {"type": "wait", "seconds": 1, "output_path": None, "end": True},
+                    },
+                },
+                "end": True,
+            }
+        }
+    )
+    document = compiled(definition)
+    look = state(document, "Each[*]/Look")
+    assert look["Parameters"]["Payload"]["input"] == {"all": {}, "fixed": 1}
+    assert "Each[*]/Look~in" not in dict(iter_states(document))  # nothing to check first
+    nap_out = state(document, "Each[*]/Nap~out")
+    assert nap_out == {
+        "Type": "Pass",
+        "InputPath": None,
+        "ResultPath": "$.d",
+        "Next": "Each[*]/~end",
+    }
+
+
 def test_retry_maps_every_field() -> None:
     definition = flow(
         {

@@ -26,7 +26,7 @@ from rustyflower.adapters.aws.compiler.layout import (
 )
 from rustyflower.adapters.aws.compiler.policies import order_policies
 from rustyflower.adapters.aws.errors import CompileError
-from rustyflower.adapters.aws.jsonpaths import NotComposable, compose, move_template
+from rustyflower.adapters.aws.jsonpaths import NotComposable, compose, move_template, reach
 from rustyflower.adapters.aws.names import branch_helper, helper_of, state_name
 from rustyflower.core.errors import ExpressionError
 from rustyflower.core.model import (
@@ -112,8 +112,9 @@ class CompilerBase(ABC):
 
     @staticmethod
     def prechecks(copy: Copy, state: Any) -> bool:
-        """In ``env`` mode the input_path of these states is checked by a Pass first."""
-        if copy.mode != "env" or getattr(state, "input_path", None) is None:
+        """In ``env`` mode the input_path of these states is checked by a Pass first (a
+        null one, or ``$``, cannot fail)."""
+        if copy.mode != "env" or getattr(state, "input_path", "$") in (None, "$"):
             return False
         if isinstance(state, ParallelState):
             return any(needs_scope(branch) for branch in state.branches)
@@ -139,25 +140,29 @@ class CompilerBase(ABC):
     # --- data flow helpers --------------------------------------------------------------------
 
     @staticmethod
-    def input_field(key: str, template: Mapping[str, Any] | None, base: str) -> dict[str, Any]:
-        """``key`` holding the effective input: the user's Parameters read under ``base``."""
+    def input_field(
+        key: str, template: Mapping[str, Any] | None, base: str | None
+    ) -> dict[str, Any]:
+        """``key`` holding the effective input: the user's Parameters read under ``base``
+        (None: the empty object a null input_path makes)."""
         if template is None:
-            return {f"{key}.$": base}
+            return {key: {}} if base is None else {f"{key}.$": base}
         return {key: move_template(template, base)}
 
     def exit(
-        self, copy: Copy, base: str, root: str, path: str | None
+        self, copy: Copy, base: str, root: str, *paths: str | None
     ) -> tuple[dict[str, Any], StateItems]:
-        """Leave a state whose data sits at ``root``: select ``path`` into the copy's layout.
+        """Leave a state whose data sits at ``root``: apply ``paths`` (its output_path, or
+        input_path then output_path) and put the result in the copy's layout.
 
         Returns fields for the state itself (an OutputPath) and the states to add after it.
+        A null path makes the data the empty object: ASL's own null OutputPath/InputPath.
         """
+        selected = reach(root, *paths)
         if copy.mode == "plain":
-            selected = compose(root, path)
             return ({"OutputPath": selected} if selected != "$" else {}), []
-        if root == ENV_ROOT and path in (None, "$"):
+        if selected == ENV_ROOT:
             return {}, []
-        selected = compose(root, path)
         out = {"Type": "Pass", "InputPath": selected, "ResultPath": ENV_ROOT}
         return {}, [(helper_of(base, "out"), out)]
 
@@ -198,7 +203,7 @@ class CompilerBase(ABC):
         if target != "$":
             fields["ResultPath"] = target
         if result_path == "$":
-            exit_fields, after = self.exit(copy, base, root, compose("$.value", output_path))
+            exit_fields, after = self.exit(copy, base, root, "$.value", output_path)
             return fields | exit_fields, after
         unwrap: dict[str, Any] = {
             "Type": "Pass",
@@ -272,7 +277,7 @@ class CompilerBase(ABC):
                     state_name(copy.prefix, name, "in"),
                     {
                         "Type": "Pass",
-                        "InputPath": compose(ENV_ROOT, state.input_path),
+                        "InputPath": reach(ENV_ROOT, state.input_path),
                         "ResultPath": None,
                     },
                 )

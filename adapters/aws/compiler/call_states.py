@@ -31,7 +31,7 @@ from rustyflower.adapters.aws.compiler.layout import (
 )
 from rustyflower.adapters.aws.compiler.policies import retry_document
 from rustyflower.adapters.aws.errors import CompileError
-from rustyflower.adapters.aws.jsonpaths import compose
+from rustyflower.adapters.aws.jsonpaths import reach
 from rustyflower.adapters.aws.names import helper_of, state_name
 from rustyflower.core.contract import ReservedError, RunnerError
 from rustyflower.core.model import SubFlowState, TaskState, WaitForEventState
@@ -56,12 +56,11 @@ class CallStates(ErrorRouter):
         main: dict[str, Any] = {"Type": "Task", "Resource": LAMBDA_INVOKE}
         if state.comment:
             main["Comment"] = state.comment
+        input_base: str | None = "$"
         if resumed or copy.mode == "env":
-            input_base = compose(root, state.input_path)
-        else:
-            input_base = "$"
-            if state.input_path is not None:
-                main["InputPath"] = state.input_path
+            input_base = reach(root, state.input_path)
+        elif state.input_path != "$":
+            main["InputPath"] = state.input_path
         payload: dict[str, Any] = {"activity": state.activity, "instance_id.$": INSTANCE_ID}
         payload.update(self.input_field("input", state.parameters, input_base))
         if resumed:
@@ -120,7 +119,7 @@ class CallStates(ErrorRouter):
         main: dict[str, Any] = {"Type": "Task", "Resource": LAMBDA_WAIT_FOR_TOKEN}
         if state.comment:
             main["Comment"] = state.comment
-        if not resumed and copy.mode == "plain" and state.input_path is not None:
+        if not resumed and copy.mode == "plain" and state.input_path != "$":
             main["InputPath"] = state.input_path
         payload: dict[str, Any] = {
             "kind": "event",
@@ -183,12 +182,11 @@ class CallStates(ErrorRouter):
                 "Input.$": "$.child.input",
             }
         else:
-            if copy.mode == "plain":
-                if state.input_path is not None:
-                    main["InputPath"] = state.input_path
-                input_base = "$"
-            else:
-                input_base = compose(ENV_ROOT, state.input_path)
+            input_base: str | None = "$"
+            if copy.mode == "env":
+                input_base = reach(ENV_ROOT, state.input_path)
+            elif state.input_path != "$":
+                main["InputPath"] = state.input_path
             parameters = self.input_field("input", state.parameters, input_base)
             parameters["call"] = {**self.scope_field(copy), "state": name}
             main["Parameters"] = parameters

@@ -17,7 +17,7 @@ from rustyflower.adapters.aws.compiler.layout import (
     needs_scope,
 )
 from rustyflower.adapters.aws.compiler.policies import retry_document
-from rustyflower.adapters.aws.jsonpaths import compose, move_template
+from rustyflower.adapters.aws.jsonpaths import move_template, reach, reach_path
 from rustyflower.adapters.aws.names import branch_copy, branch_helper, iterator_copy, state_name
 from rustyflower.core.model import MapState, ParallelState
 
@@ -33,18 +33,18 @@ class JoinStates(CompilerBase):
             main["Comment"] = state.comment
         env_branches = copy.mode == "env" and any(needs_scope(b) for b in state.branches)
         if copy.mode == "plain":
-            if state.input_path is not None:
+            if state.input_path != "$":
                 main["InputPath"] = state.input_path
             if state.parameters is not None:
                 main["Parameters"] = state.parameters
         elif env_branches:
             parameters = {"rf": {"scope.$": "$.rf.scope"}}
             parameters.update(
-                self.input_field("d", state.parameters, compose(ENV_ROOT, state.input_path))
+                self.input_field("d", state.parameters, reach(ENV_ROOT, state.input_path))
             )
             main["Parameters"] = parameters
         else:
-            main["InputPath"] = compose(ENV_ROOT, state.input_path)
+            main["InputPath"] = reach(ENV_ROOT, state.input_path)
             if state.parameters is not None:
                 main["Parameters"] = state.parameters
         branches = []
@@ -100,15 +100,15 @@ class JoinStates(CompilerBase):
         main: dict[str, Any] = {"Type": "Map"}
         if state.comment:
             main["Comment"] = state.comment
+        selector_base: str | None = "$"
         if copy.mode == "plain":
-            if state.input_path is not None:
+            if state.input_path != "$":
                 main["InputPath"] = state.input_path
             if state.items_path != "$":
                 main["ItemsPath"] = state.items_path
-            selector_base = "$"
         else:
-            main["ItemsPath"] = compose(ENV_ROOT, state.input_path, state.items_path)
-            selector_base = compose(ENV_ROOT, state.input_path)
+            main["ItemsPath"] = reach_path(ENV_ROOT, state.input_path, state.items_path)
+            selector_base = reach(ENV_ROOT, state.input_path)
         scoped = needs_scope(state.iterator)
         if scoped:
             selector: dict[str, Any] = {

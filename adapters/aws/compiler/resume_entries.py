@@ -20,7 +20,7 @@ from rustyflower.adapters.aws.compiler.layout import (
     child_scope,
     resume_roles,
 )
-from rustyflower.adapters.aws.jsonpaths import compose, move_template
+from rustyflower.adapters.aws.jsonpaths import move_template, reach
 from rustyflower.adapters.aws.names import (
     ROUTE_DONE,
     ROUTE_START,
@@ -95,9 +95,7 @@ class ResumeEntries(CallStates):
     def wait_entry(self, copy: Copy, name: str, state: WaitState) -> StateItems:
         base = resume_route(copy.prefix, name)
         main: dict[str, Any] = {"Type": "Wait", "TimestampPath": "$.rf.node.until"}
-        exit_fields, after = self.exit(
-            copy, base, RESUME_ROOT, compose(state.input_path, state.output_path)
-        )
+        exit_fields, after = self.exit(copy, base, RESUME_ROOT, state.input_path, state.output_path)
         main.update(exit_fields)
         return chain([(base, main), *after], self.follow(copy, state))
 
@@ -175,7 +173,7 @@ class ResumeEntries(CallStates):
         else:
             selector["d"] = move_template(
                 state.item_selector,
-                compose(RESUME_ROOT, state.input_path),
+                reach(RESUME_ROOT, state.input_path),
                 item_value="$$.Map.Item.Value.item",
             )
         main["ItemSelector"] = selector

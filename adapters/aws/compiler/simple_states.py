@@ -11,7 +11,7 @@ from typing import Any
 from rustyflower.adapters.aws.compiler.base import CompilerBase
 from rustyflower.adapters.aws.compiler.layout import ENV_ROOT, Copy, StateItems
 from rustyflower.adapters.aws.errors import CompileError
-from rustyflower.adapters.aws.jsonpaths import compose, move_rule
+from rustyflower.adapters.aws.jsonpaths import compose, move_rule, reach, reach_path
 from rustyflower.adapters.aws.names import helper_of, state_name
 from rustyflower.core.contract import ReservedError, error_matches, is_reserved
 from rustyflower.core.model import ChoiceState, FailState, PassState, SucceedState, WaitState
@@ -27,7 +27,7 @@ class SimpleStates(CompilerBase):
         main: dict[str, Any] = {"Type": "Pass"}
         if state.comment:
             main["Comment"] = state.comment
-        input_path = compose(root, state.input_path)
+        input_path = reach(root, state.input_path)
         if input_path != "$":
             main["InputPath"] = input_path
         if state.parameters is not None:
@@ -52,9 +52,9 @@ class SimpleStates(CompilerBase):
             main["Comment"] = state.comment
         extra: StateItems = []
         if copy.mode == "plain":
-            if state.input_path is not None:
+            if state.input_path != "$":
                 main["InputPath"] = state.input_path
-            if state.output_path is not None:
+            if state.output_path != "$":
                 main["OutputPath"] = state.output_path
             main["Choices"] = [
                 {**branch.when.to_asl(), "Next": self.entry(copy, branch.next)}
@@ -88,8 +88,8 @@ class SimpleStates(CompilerBase):
                     main["Default"] = caught
                     extra.append((caught, pass_state))
             return [(base, main), *extra]
-        data = compose(ENV_ROOT, state.input_path)
-        reshape = state.input_path is not None or state.output_path is not None
+        data = reach(ENV_ROOT, state.input_path)
+        reshape = state.input_path != "$" or state.output_path != "$"
         targets: dict[str, str] = {}
 
         def target(user_state: str) -> str:
@@ -104,7 +104,7 @@ class SimpleStates(CompilerBase):
                         out_name,
                         {
                             "Type": "Pass",
-                            "InputPath": compose(data, state.output_path),
+                            "InputPath": reach(data, state.output_path),
                             "ResultPath": ENV_ROOT,
                             "Next": goal,
                         },
@@ -125,14 +125,14 @@ class SimpleStates(CompilerBase):
         main: dict[str, Any] = {"Type": "Wait"}
         if state.comment:
             main["Comment"] = state.comment
+        data: str | None = "$"
         if copy.mode == "plain":
-            if state.input_path is not None:
+            if state.input_path != "$":
                 main["InputPath"] = state.input_path
-            if state.output_path is not None:
+            if state.output_path != "$":
                 main["OutputPath"] = state.output_path
-            data = "$"
         else:
-            data = compose(ENV_ROOT, state.input_path)
+            data = reach(ENV_ROOT, state.input_path)
         if state.seconds is not None:
             main["Seconds"] = state.seconds
         elif state.timestamp is not None:
@@ -140,13 +140,13 @@ class SimpleStates(CompilerBase):
             assert moment is not None  # the model checked it
             main["Timestamp"] = format_timestamp(moment)
         elif state.seconds_path is not None:
-            main["SecondsPath"] = compose(data, state.seconds_path)
+            main["SecondsPath"] = reach_path(data, state.seconds_path)
         else:
-            main["TimestampPath"] = compose(data, state.timestamp_path)
+            main["TimestampPath"] = reach_path(data, state.timestamp_path)
         after: StateItems = []
         if copy.mode == "env":
             exit_fields, after = self.exit(
-                copy, base, ENV_ROOT, compose(state.input_path, state.output_path)
+                copy, base, ENV_ROOT, state.input_path, state.output_path
             )
             main.update(exit_fields)
         return self.assemble(
@@ -156,10 +156,10 @@ class SimpleStates(CompilerBase):
     def succeed(self, copy: Copy, name: str, state: SucceedState) -> StateItems:
         base = state_name(copy.prefix, name)
         main: dict[str, Any] = {}
-        input_path = compose(copy.root, state.input_path)
+        input_path = reach(copy.root, state.input_path)
         if input_path != "$":
             main["InputPath"] = input_path
-        if state.output_path is not None:
+        if state.output_path != "$":
             main["OutputPath"] = state.output_path
         if copy.mode == "env" or copy.end is None:
             return [(base, {"Type": "Succeed", **main})]
