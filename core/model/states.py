@@ -28,8 +28,12 @@ class _StateBase(BaseModel):
     # ASL: left out, a path is "$" (all of it); null is not "left out": a null InputPath
     # makes the effective input {}, a null OutputPath makes the output {} (as a null
     # result_path keeps the input, below)
-    input_path: PathText | None = "$"
-    output_path: PathText | None = "$"
+    input_path: PathText | None = Field(
+        default="$", description="Selects the state's input; null: the empty object {}."
+    )
+    output_path: PathText | None = Field(
+        default="$", description="Selects the state's output; null: the empty object {}."
+    )
 
 
 class _Transition(BaseModel):
