@@ -23,9 +23,9 @@ class ReservedError:
     """
 
     ALL: Final = "States.ALL"
-    """In a retrier's or catcher's ``errors``: every error but States.Runtime."""
+    """In a retrier's or catcher's ``errors``: every error (but the uncatchable ones, below)."""
     TASK_FAILED: Final = "States.TaskFailed"
-    """A task failed; in ``errors``: every error but States.Timeout and States.Runtime."""
+    """A task failed; in ``errors``: every error but States.Timeout (and the uncatchable)."""
     TIMEOUT: Final = "States.Timeout"
     RUNTIME: Final = "States.Runtime"
     PARAMETER_PATH_FAILURE: Final = "States.ParameterPathFailure"
