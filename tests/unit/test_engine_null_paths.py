@@ -149,6 +149,16 @@ def test_null_and_left_out_paths_survive_the_definition_document_and_yaml() -> N
     assert "input_path" not in left_out and "output_path" not in left_out
 
 
+def test_a_path_written_out_as_dollar_stays_in_the_document_so_digests_hold() -> None:
+    # before null and left-out paths were told apart, "$" was not a default: a definition
+    # that wrote it out carried it in its document, and snapshots carry that digest
+    written = {"type": "pass", "input_path": "$", "output_path": "$", "end": True}
+    definition = flow({"A": written})
+    assert definition.document()["states"]["A"] == written
+    reloaded = load_definition(dump_definition(definition, "json"), fmt="json")
+    assert reloaded.document() == definition.document()
+
+
 def test_the_builder_keeps_a_null_input_path() -> None:
     definition = Flow("f").task("A", "work", input_path=None, output_path=None).build()
     state = definition.states["A"]
