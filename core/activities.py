@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from rustyflower.core.contract import ReservedError, RunnerError
 from rustyflower.core.engine.commands import RunActivity
 from rustyflower.core.engine.events import ActivityCompleted, ActivityFailed
 from rustyflower.core.errors import UnknownActivityError
@@ -257,8 +258,8 @@ __all__ = [
 ]
 
 
-UNKNOWN_ACTIVITY = "UnknownActivity"
-INVALID_OUTPUT = "InvalidActivityOutput"
+UNKNOWN_ACTIVITY = RunnerError.UNKNOWN_ACTIVITY
+INVALID_OUTPUT = RunnerError.INVALID_ACTIVITY_OUTPUT
 
 
 def perform(
@@ -300,5 +301,5 @@ def describe_failure(error: BaseException) -> tuple[str, str]:
     (``PaymentDeclined``); the cause is its message.
     """
     if isinstance(error, ActivityTimeoutError):
-        return "States.Timeout", str(error)
+        return ReservedError.TIMEOUT, str(error)
     return type(error).__name__, str(error) or type(error).__name__

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 _CHAINING = {"task", "pass", "wait", "wait_for_event", "parallel", "map", "sub_flow"}
+_NULLABLE_PATHS = frozenset({"input_path", "output_path", "result_path"})
 
 
 def _plain(value: Any) -> Any:
@@ -66,12 +67,13 @@ class Steps:
         if name in self._states:
             self._duplicates.append(name)
         state = {"type": kind}
-        # None means "not given", except for result_path where it means "discard the result"
+        # None means "not given", except for the path fields, where it is ASL's null
+        # (result_path: discard the result; input_path/output_path: the empty object)
         state.update(
             {
                 key: _plain(value)
                 for key, value in fields.items()
-                if value is not None or key == "result_path"
+                if value is not None or key in _NULLABLE_PATHS
             }
         )
         self._states[name] = state

@@ -12,9 +12,10 @@ from functools import cache
 from typing import Any
 
 from rustyflower.core.activities import ActivityRegistry, load_registry, perform
+from rustyflower.core.contract import ReservedError
 from rustyflower.core.engine import COMMAND_ADAPTER, EVENT_ADAPTER, ActivityFailed, RunActivity
 
-BAD_REQUEST = "States.Runtime"
+BAD_REQUEST = ReservedError.RUNTIME
 
 
 @cache

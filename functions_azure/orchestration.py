@@ -45,7 +45,6 @@ from functions_azure.activity import activity_request
 from functions_azure.checkpoint import checkpoint_request
 from functions_azure.flows import FlowBundle
 from functions_azure.payloads import (
-    RESULT_KIND,
     OrchestrationInput,
     flow_result,
     snapshot_from_text,
@@ -53,6 +52,15 @@ from functions_azure.payloads import (
 )
 from functions_azure.settings import ACTIVITY, CHECKPOINT, ORCHESTRATOR, SIGNAL
 from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.core.contract import (
+    CONTROL_EVENTS,
+    RESULT_KIND,
+    ControlEvent,
+    ReservedError,
+    RunnerError,
+    child_instance_id,
+    work_number,
+)
 from rustyflower.core.engine import (
     EVENT_ADAPTER,
     ActivityCompleted,
@@ -74,7 +82,6 @@ from rustyflower.core.engine import (
     StartTimer,
     TimerFired,
     advance,
-    child_instance_id,
     outstanding,
     start,
 )
@@ -83,17 +90,9 @@ from rustyflower.core.model import WaitForEventState, iter_states
 from rustyflower.core.model.states import Branch
 from rustyflower.core.timeutil import parse_timestamp
 
-CONTROL_CANCEL = "rustyflower.cancel"
-CONTROL_HOLD = "rustyflower.hold"
-CONTROL_RELEASE = "rustyflower.release"
-CONTROL_EVENTS = (CONTROL_CANCEL, CONTROL_HOLD, CONTROL_RELEASE)
-"""Reserved event names: raised to an instance, they cancel, hold or release it."""
-
-FUNCTION_FAILED = "States.TaskFailed"
+FUNCTION_FAILED = ReservedError.TASK_FAILED
 """The error name when an activity or child orchestration fails in Durable itself (the
 function crashed or timed out in the host), not by an exception of the activity."""
-UNKNOWN_FLOW = "UnknownFlow"
-"""A sub_flow names a flow that is not in the orchestration's bundle (as the Redis runner)."""
 STATUS_LIST_LIMIT = 50
 
 # history event types (azure.durable_functions.models.history.HistoryEventType values)
@@ -155,7 +154,7 @@ class _Orchestration:
 
     def run(self) -> Generator[Any, Any, dict[str, Any] | None]:
         if not self.snapshot.finished:
-            names = waited_events(self.snapshot.definition) | set(CONTROL_EVENTS)
+            names = waited_events(self.snapshot.definition) | CONTROL_EVENTS
             for name in sorted(names):
                 self.listen(name)
             for command in outstanding(self.snapshot):
@@ -263,7 +262,7 @@ class _Orchestration:
                     ChildFinished(
                         command.call_id,
                         "failed",
-                        error=UNKNOWN_FLOW,
+                        error=RunnerError.UNKNOWN_FLOW,
                         cause=f"sub-flow {command.flow!r} ({wanted}) is not in the flows "
                         "this orchestration was started with",
                     )
@@ -282,7 +281,7 @@ class _Orchestration:
             except ValueError as error:
                 self.ready.append(
                     ChildFinished(
-                        command.call_id, "failed", error="States.Runtime", cause=str(error)
+                        command.call_id, "failed", error=ReservedError.RUNTIME, cause=str(error)
                     )
                 )
                 return
@@ -312,7 +311,7 @@ class _Orchestration:
             )
             request = {
                 "instance_id": child_id,
-                "event": CONTROL_CANCEL,
+                "event": ControlEvent.CANCEL,
                 "data": {"reason": "the parent flow no longer waits for this child"},
             }
             self.track("signal", child_id, self.context.call_activity(SIGNAL, request))
@@ -471,8 +470,7 @@ class _Orchestration:
 
 
 def _issue_number(entry: Any) -> int:
-    tail = str(entry.id).rpartition("~")[2].partition(":")[0]
-    return int(tail) if tail.isdigit() else 0
+    return work_number(str(entry.id)) or 0
 
 
 def _task_ids(task: Any) -> set[Any]:
@@ -498,11 +496,11 @@ def _reason(data: Any) -> str | None:
 
 
 def _external_event(name: str, data: Any) -> Event:
-    if name == CONTROL_CANCEL:
+    if name == ControlEvent.CANCEL:
         return CancelRequested(reason=_reason(data))
-    if name == CONTROL_HOLD:
+    if name == ControlEvent.HOLD:
         return HoldRequested(reason=_reason(data))
-    if name == CONTROL_RELEASE:
+    if name == ControlEvent.RELEASE:
         return ReleaseRequested()
     return EventReceived(name, data)
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rustyflower.core.contract import RESULT_KIND
 from rustyflower.core.engine import Snapshot
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 
 INPUT_KIND = "rustyflower.orchestration"
-RESULT_KIND = "rustyflower.result"
 PAYLOAD_VERSION = 1
 
 

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rustyflower.core.contract import format_work_id, idempotency_key
+
 MAX_SCOPE_DEPTH = 64
 
 
@@ -108,7 +110,7 @@ def activity_call(payload: Mapping[str, Any]) -> ActivityCall:
         instance_id=instance_id,
         position=position,
         attempt=attempt,
-        idempotency_key=f"{instance_id}:{position}:{attempt}:{tag}",
+        idempotency_key=idempotency_key(instance_id, position, attempt, tag),
     )
 
 
@@ -150,7 +152,7 @@ def token_request(payload: Mapping[str, Any]) -> TokenRequest:
         instance_id,
         token,
         event=event,
-        wait_id=f"{position}~{tag}",
+        wait_id=format_work_id(position, tag),
         position=position,
         since=since if isinstance(since, str) else None,
         order=order if isinstance(order, int) and not isinstance(order, bool) else 0,

@@ -67,7 +67,9 @@ from rustyflower.adapters.aws.contract import (
     render_scope,
     token_request,
 )
+from rustyflower.adapters.aws.names import user_state_of
 from rustyflower.adapters.aws.resume import deployed_digest, execution_name
+from rustyflower.core.contract import Purpose, ReservedError, is_reserved
 from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
@@ -86,7 +88,6 @@ from rustyflower.core.errors import RustyFlowerError, StaleEventError
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.snapshot.canonical import canonical_json
 
-TIMEOUT = "States.Timeout"
 STOP_ERROR = "RF.FailedBack"
 STOP_TIMEOUT = 30.0
 """Larger snapshots are answered by their S3 key only (Lambda answers are at most 6 MB)."""
@@ -202,7 +203,7 @@ def position_of(asl_name: str, data: Any = None) -> str | None:
     if asl_name.startswith("RF:") or "#" in asl_name:
         return None
     *copies, last = asl_name.split("/")
-    state = last.partition("~")[0]
+    state = user_state_of(last)
     if not state:
         return None
     parts: list[str] = []
@@ -273,7 +274,7 @@ class _Replay:
             ) from None
         self.applied += 1
         for entry in self.snapshot.state.pending.values():
-            if entry.purpose == "retry" and entry.token not in self.retry_noticed:
+            if entry.purpose == Purpose.RETRY and entry.token not in self.retry_noticed:
                 self.retry_noticed[entry.token] = source.id
 
     def pending_of(self, position: str, purposes: Iterable[str]) -> Pending | None:
@@ -291,7 +292,7 @@ class _Replay:
         entry = self.pending_of(position, purposes)
         if entry is None:
             return False
-        if entry.purpose == "retry":
+        if entry.purpose == Purpose.RETRY:
             self.retry_noticed.pop(position, None)
         self.feed(TimerFired(entry.id), source)
         return True
@@ -302,7 +303,7 @@ class _Replay:
         for owner in _ancestors(position)[:-1]:
             noticed = self.retry_noticed.get(owner)
             if noticed is not None and self.last_start > noticed:
-                self.fire(owner, ("retry",), source)
+                self.fire(owner, (Purpose.RETRY,), source)
 
     def stale(self, position: str) -> bool:
         """Work at ``position`` the engine no longer runs: the flow ended, or the branch
@@ -316,11 +317,11 @@ class _Replay:
             return False
         innermost = owners[-1]
         frames = self.snapshot.state.frames
-        return innermost not in frames or self.pending_of(innermost, ("retry",)) is not None
+        return innermost not in frames or self.pending_of(innermost, (Purpose.RETRY,)) is not None
 
     def flow_timer(self, source: HistoryEvent) -> None:
         for entry in self.snapshot.state.pending.values():
-            if entry.purpose == "flow_timeout":
+            if entry.purpose == Purpose.FLOW_TIMEOUT:
                 self.feed(TimerFired(entry.id), source)
                 return
         if not self.snapshot.finished:
@@ -414,8 +415,8 @@ class _Replay:
         self.owners_restarted(call.position, event)
         token = self.snapshot.state.tokens.get(call.position)
         if token is not None and call.attempt == token.attempt + 1:
-            self.fire(call.position, ("retry",), event)  # the task's own retry
-        entry = self.pending_of(call.position, ("task",))
+            self.fire(call.position, (Purpose.RETRY,), event)  # the task's own retry
+        entry = self.pending_of(call.position, (Purpose.TASK,))
         if entry is None:
             if self.stale(call.position):
                 return
@@ -434,7 +435,7 @@ class _Replay:
 
     def event_scheduled(self, event: HistoryEvent, position: str, name: str | None) -> None:
         self.owners_restarted(position, event)
-        entry = self.pending_of(position, ("event",))
+        entry = self.pending_of(position, (Purpose.EVENT,))
         if entry is None:
             if self.stale(position):
                 return
@@ -445,7 +446,7 @@ class _Replay:
         name = parameters.get("Name")
         for entry in self.snapshot.state.pending.values():
             command = entry.command
-            if entry.purpose == "child" and isinstance(command, StartChildFlow):
+            if entry.purpose == Purpose.CHILD and isinstance(command, StartChildFlow):
                 resumed = execution_name(command.child_instance_id, self.snapshot.epoch)
                 if name == resumed:
                     self.calls[event.id] = _Call("child", entry.token, entry.id)
@@ -455,8 +456,8 @@ class _Replay:
         if position is None:
             raise FailbackError(f"history event {event.id}: cannot place the sub-flow task")
         self.owners_restarted(position, event)
-        self.fire(position, ("retry",), event)  # the sub-flow state's own retry
-        found = self.pending_of(position, ("child",))
+        self.fire(position, (Purpose.RETRY,), event)  # the sub-flow state's own retry
+        found = self.pending_of(position, (Purpose.CHILD,))
         if found is None:
             if self.stale(position):
                 return
@@ -471,9 +472,11 @@ class _Replay:
         del self.calls[scheduled_id]
         details = event.details
         ok = event.type == "TaskSucceeded"
-        error = str(details.get("error") or (TIMEOUT if "TimedOut" in event.type else ""))
+        error = str(
+            details.get("error") or (ReservedError.TIMEOUT if "TimedOut" in event.type else "")
+        )
         if call.kind == "deadline":
-            if not ok and error == TIMEOUT:
+            if not ok and error == ReservedError.TIMEOUT:
                 self.flow_timer(event)
             return
         assert call.work_id is not None
@@ -483,8 +486,8 @@ class _Replay:
             if ok:
                 data = json_document(details.get("output"), f"event {event.id} output")
                 self.feed(EventReceived(call.event or "", data, wait_id=call.work_id), event)
-            elif error == TIMEOUT:
-                if not self.fire(call.position, ("event_timeout",), event) and not self.stale(
+            elif error == ReservedError.TIMEOUT:
+                if not self.fire(call.position, (Purpose.EVENT_TIMEOUT,), event) and not self.stale(
                     call.position
                 ):
                     raise self.diverged(event, f"the wait at {call.position!r} has no timeout")
@@ -501,10 +504,12 @@ class _Replay:
             payload = output.get("Payload") if isinstance(output, Mapping) else output
             self.feed(ActivityCompleted(call.work_id, payload), event)
             return
-        if error == TIMEOUT and self.fire(call.position, ("task_timeout",), event):
+        if error == ReservedError.TIMEOUT and self.fire(
+            call.position, (Purpose.TASK_TIMEOUT,), event
+        ):
             return
         cause = _lambda_cause(details.get("cause"))
-        self.feed(ActivityFailed(call.work_id, error or "States.TaskFailed", cause), event)
+        self.feed(ActivityFailed(call.work_id, error or ReservedError.TASK_FAILED, cause), event)
 
     def child_ended(self, event: HistoryEvent, call: _Call, ok: bool, error: str) -> None:
         assert call.work_id is not None
@@ -515,7 +520,9 @@ class _Replay:
             result = json_document(result, f"event {event.id} child output")
             self.feed(ChildFinished(call.work_id, "succeeded", output=result), event)
             return
-        if error == TIMEOUT and self.fire(call.position, ("child_timeout",), event):
+        if error == ReservedError.TIMEOUT and self.fire(
+            call.position, (Purpose.CHILD_TIMEOUT,), event
+        ):
             return
         cause = details.get("cause")
         described = None
@@ -531,7 +538,9 @@ class _Replay:
             if status == "ABORTED":
                 finished = ChildFinished(call.work_id, "cancelled", error=child_error)
             elif status == "TIMED_OUT":
-                finished = ChildFinished(call.work_id, "failed", error=TIMEOUT, cause=child_cause)
+                finished = ChildFinished(
+                    call.work_id, "failed", error=ReservedError.TIMEOUT, cause=child_cause
+                )
             else:
                 finished = ChildFinished(
                     call.work_id, "failed", error=child_error, cause=child_cause
@@ -545,7 +554,7 @@ class _Replay:
         if position is None:
             return
         self.owners_restarted(position, event)
-        self.fire(position, ("wait", "retry"), event)
+        self.fire(position, (Purpose.WAIT, Purpose.RETRY), event)
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -641,9 +650,9 @@ def _same_error(aws_error: str, engine_error: str | None) -> bool:
     if aws_error == engine_error:
         return True
     if aws_error == SUB_FLOW_FAILED:
-        return engine_error == "States.TaskFailed"
+        return engine_error == ReservedError.TASK_FAILED
     if aws_error == UNRAISABLE:
-        return engine_error is not None and engine_error.startswith("States.")
+        return engine_error is not None and is_reserved(engine_error)
     return False
 
 

@@ -15,21 +15,22 @@ from typing import Any
 from rustyflower.core.expressions import Segment, format_segments, parse_path
 
 CONTEXT_ITEM_VALUE = "$$.Map.Item.Value"
+NOTHING = "$.rf.nothing"
+"""A path that selects nothing where the compiler keeps its ``rf`` object next to the
+data (inside a map iteration, in a continuation): what a path reads of the empty object
+that a null ``input_path`` makes (selecting nothing raises the error ASL raises there)."""
 
 
 class NotComposable(ValueError):
     """A path cannot be moved under a prefix without changing its meaning."""
 
 
-def compose(*paths: str | None) -> str:
-    """Join paths: ``compose("$.d", "$.a", "$.b")`` -> ``"$.d.a.b"``.
-
-    ``None`` and ``"$"`` add nothing.
-    """
+def compose(*paths: str) -> str:
+    """Join paths: ``compose("$.d", "$.a", "$.b")`` -> ``"$.d.a.b"``; ``"$"`` adds nothing."""
     segments: list[Segment] = []
     wildcard = False
     for text in paths:
-        if text is None or text == "$":
+        if text == "$":
             continue
         path = parse_path(text)
         if path.is_context:
@@ -44,8 +45,35 @@ def compose(*paths: str | None) -> str:
     return format_segments(tuple(segments))
 
 
-def move_path(text: str, base: str, item_value: str | None = None) -> str:
-    """A template or rule path read under ``base`` (``$$`` paths stay, but see ``item_value``)."""
+def reach(root: str | None, *paths: str | None) -> str | None:
+    """Where the data is once ``paths`` are applied in turn to the data at ``root``.
+
+    ``None`` stands for the empty object a null ``input_path``/``output_path`` makes
+    (as a path it makes the data ``{}``, as the answer it says the data is ``{}``); a
+    path applied to that empty object selects nothing (:data:`NOTHING`).
+    """
+    at = root
+    for path in paths:
+        if path is None:
+            at = None
+        elif path != "$":
+            at = compose(NOTHING if at is None else at, path)
+    return at
+
+
+def reach_path(root: str | None, *paths: str | None) -> str:
+    """:func:`reach` for a field that must hold a path (``ItemsPath``, ``SecondsPath``):
+    the empty object becomes :data:`NOTHING` (ASL raises States.Runtime there, as the
+    engine does for a value that is not what the field needs)."""
+    at = reach(root, *paths)
+    return NOTHING if at is None else at
+
+
+def move_path(text: str, base: str | None, item_value: str | None = None) -> str | None:
+    """A template or rule path read under ``base`` (``$$`` paths stay, but see ``item_value``).
+
+    ``base`` None: the path reads the empty object (``$`` is that object: None).
+    """
     if text.startswith("$$"):
         if item_value is not None and (
             text == CONTEXT_ITEM_VALUE
@@ -53,16 +81,21 @@ def move_path(text: str, base: str, item_value: str | None = None) -> str:
         ):
             return item_value + text[len(CONTEXT_ITEM_VALUE) :]
         return text
-    return compose(base, text)
+    return reach(base, text)
 
 
-def move_template(template: Any, base: str, item_value: str | None = None) -> Any:
-    """A payload template whose ``key.$`` paths read under ``base``."""
+def move_template(template: Any, base: str | None, item_value: str | None = None) -> Any:
+    """A payload template whose ``key.$`` paths read under ``base`` (None: the empty object,
+    so ``"key.$": "$"`` becomes ``"key": {}``)."""
     if isinstance(template, Mapping):
         moved: dict[str, Any] = {}
         for key, value in template.items():
             if key.endswith(".$") and isinstance(value, str):
-                moved[key] = move_path(value, base, item_value)
+                path = move_path(value, base, item_value)
+                if path is None:
+                    moved[key.removesuffix(".$")] = {}
+                else:
+                    moved[key] = path
             else:
                 moved[key] = move_template(value, base, item_value)
         return moved
@@ -74,8 +107,9 @@ def move_template(template: Any, base: str, item_value: str | None = None) -> An
 _RULE_PATH_KEYS = frozenset({"Variable"})
 
 
-def move_rule(rule: Mapping[str, Any], base: str) -> dict[str, Any]:
-    """An ASL choice rule whose ``Variable`` and ``*Path`` operands read under ``base``."""
+def move_rule(rule: Mapping[str, Any], base: str | None) -> dict[str, Any]:
+    """An ASL choice rule whose ``Variable`` and ``*Path`` operands read under ``base``
+    (None: the empty object a null ``input_path`` makes)."""
     moved: dict[str, Any] = {}
     for key, value in rule.items():
         if key in ("And", "Or"):
@@ -83,7 +117,13 @@ def move_rule(rule: Mapping[str, Any], base: str) -> dict[str, Any]:
         elif key == "Not":
             moved[key] = move_rule(value, base)
         elif key in _RULE_PATH_KEYS or (key.endswith("Path") and isinstance(value, str)):
-            moved[key] = move_path(value, base)
+            path = move_path(value, base)
+            if path is None:
+                raise NotComposable(
+                    f"a choice rule cannot read {value!r} of the empty input a null "
+                    "input_path makes here (inside a map iteration)"
+                )
+            moved[key] = path
         else:
             moved[key] = value
     return moved

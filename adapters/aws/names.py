@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 
 MAX_STATE_NAME = 80
+ROLE_SEPARATOR = "~"
 ROUTE_DONE = "rf:done"
 """Route of a parallel branch or map item that the snapshot already finished."""
 ROUTE_START = "rf:start"
@@ -36,12 +37,22 @@ def asl_name(text: str) -> str:
 
 def state_name(copy: str, state: str, role: str | None = None) -> str:
     """The ASL name of user state ``state`` (or of its helper ``role``) in branch copy ``copy``."""
-    return asl_name(copy + state + (f"~{role}" if role else ""))
+    return asl_name(copy + state + (f"{ROLE_SEPARATOR}{role}" if role else ""))
 
 
 def branch_helper(copy: str, role: str) -> str:
     """A state the compiler adds to branch copy ``copy`` itself (``Fork~r[0]/~route``)."""
-    return asl_name(f"{copy}~{role}")
+    return asl_name(f"{copy}{ROLE_SEPARATOR}{role}")
+
+
+def helper_of(base: str, role: str) -> str:
+    """A state the compiler adds next to compiled state ``base`` (``Charge~resume~retry0``)."""
+    return asl_name(f"{base}{ROLE_SEPARATOR}{role}")
+
+
+def user_state_of(segment: str) -> str:
+    """The user state a compiled name's last segment belongs to (``Charge~out`` -> ``Charge``)."""
+    return segment.partition(ROLE_SEPARATOR)[0]
 
 
 def branch_copy(copy: str, owner: str, index: int, *, resumed: bool) -> str:

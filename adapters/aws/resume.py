@@ -36,6 +36,7 @@ from rustyflower.adapters.aws.names import (
     iterator_copy,
 )
 from rustyflower.adapters.aws.names import resume_route as resume_route_name
+from rustyflower.core.contract import Purpose, idempotency_key, work_number
 from rustyflower.core.engine import Snapshot, Token
 from rustyflower.core.engine.commands import AwaitEvent, RunActivity, StartChildFlow, StartTimer
 from rustyflower.core.engine.machine import jitter_fraction, retry_delay
@@ -180,10 +181,10 @@ def _whole_seconds(text: str) -> str:
 
 
 def _work_number(work_id: str) -> int:
-    tail = work_id.rpartition("~")[2].partition(":")[0]
-    if not tail.isdigit():  # pragma: no cover - the engine writes these
+    number = work_number(work_id)
+    if number is None:  # pragma: no cover - the engine writes these
         raise ResumeError(f"{work_id!r} is not an engine work id")
-    return int(tail)
+    return number
 
 
 class _NodeBuilder:
@@ -207,7 +208,7 @@ class _NodeBuilder:
 
     def flow_deadline(self) -> str | None:
         for entry in self.snapshot.state.pending.values():
-            if entry.purpose == "flow_timeout" and isinstance(entry.command, StartTimer):
+            if entry.purpose == Purpose.FLOW_TIMEOUT and isinstance(entry.command, StartTimer):
                 return entry.command.fire_at
         return None
 
@@ -240,7 +241,7 @@ class _NodeBuilder:
                 return self.parallel(token, state, frame, copy)
             assert isinstance(state, MapState)
             return self.map_items(token, state, frame, copy)
-        retry = self.pending(token, "retry")
+        retry = self.pending(token, Purpose.RETRY)
         if retry is not None:
             assert isinstance(retry.command, StartTimer)
             node = self.base(token, delay_route(copy, token.state))
@@ -258,7 +259,7 @@ class _NodeBuilder:
         if isinstance(state, TaskState):
             return self.task(token, state, copy)
         if isinstance(state, WaitState):
-            timer = self.pending(token, "wait")
+            timer = self.pending(token, Purpose.WAIT)
             if timer is None:
                 raise self.fail(token, "the wait has no timer")
             assert isinstance(timer.command, StartTimer)
@@ -275,12 +276,14 @@ class _NodeBuilder:
         return {"route": route, "data": token.data}
 
     def task(self, token: Token, state: TaskState, copy: str) -> dict[str, Any]:
-        entry = self.pending(token, "task")
+        entry = self.pending(token, Purpose.TASK)
         if entry is None or not isinstance(entry.command, RunActivity):
             raise self.fail(token, "the task has no activity call in flight")
         command = entry.command
         number = _work_number(command.call_id)
-        expected = f"{self.snapshot.instance_id}:{token.position}:{command.attempt}:{number}"
+        expected = idempotency_key(
+            self.snapshot.instance_id, token.position, command.attempt, number
+        )
         if command.idempotency_key != expected:
             raise self.fail(
                 token,
@@ -290,7 +293,7 @@ class _NodeBuilder:
         node = self.base(token, resume_route_name(copy, token.state))
         call: dict[str, Any] = {"attempt": command.attempt, "tag": str(number)}
         if state.timeout_seconds is not None:
-            timer = self.pending(token, "task_timeout")
+            timer = self.pending(token, Purpose.TASK_TIMEOUT)
             if timer is not None and isinstance(timer.command, StartTimer):
                 call["timeout"] = self.seconds_left(timer.command.fire_at)
             else:
@@ -300,7 +303,7 @@ class _NodeBuilder:
         return node
 
     def event_wait(self, token: Token, state: WaitForEventState, copy: str) -> dict[str, Any]:
-        entry = self.pending(token, "event")
+        entry = self.pending(token, Purpose.EVENT)
         if entry is None or not isinstance(entry.command, AwaitEvent):
             raise self.fail(token, "the event wait has no wait id")
         number = _work_number(entry.command.wait_id)
@@ -309,7 +312,7 @@ class _NodeBuilder:
         node["order"] = number
         node["since"] = self.waiting_since(token)
         if state.timeout_seconds is not None:
-            timer = self.pending(token, "event_timeout")
+            timer = self.pending(token, Purpose.EVENT_TIMEOUT)
             if timer is None or not isinstance(timer.command, StartTimer):
                 raise self.fail(token, "the event wait has a timeout but no timer")
             node["timeout"] = self.seconds_left(timer.command.fire_at)
@@ -322,7 +325,7 @@ class _NodeBuilder:
         return self.snapshot.updated_at
 
     def sub_flow(self, token: Token, state: SubFlowState, copy: str) -> dict[str, Any]:
-        entry = self.pending(token, "child")
+        entry = self.pending(token, Purpose.CHILD)
         if entry is None or not isinstance(entry.command, StartChildFlow):
             raise self.fail(token, "the sub-flow has no child in flight")
         command = entry.command

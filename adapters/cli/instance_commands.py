@@ -45,6 +45,7 @@ from rustyflower.adapters.cli.render import (
 )
 from rustyflower.adapters.redis.keys import PRIORITIES
 from rustyflower.adapters.redis.store import InstanceInfo, Placement
+from rustyflower.core.contract import Purpose
 from rustyflower.core.engine import (
     AwaitEvent,
     RunActivity,
@@ -214,7 +215,9 @@ def _where(snapshot: Snapshot, info: InstanceInfo) -> str:
     return text + (f", waiting for {'; '.join(waiting)}" if waiting else "")
 
 
-DEADLINES = frozenset({"flow_timeout", "task_timeout", "event_timeout", "child_timeout"})
+DEADLINES = frozenset(
+    {Purpose.FLOW_TIMEOUT, Purpose.TASK_TIMEOUT, Purpose.EVENT_TIMEOUT, Purpose.CHILD_TIMEOUT}
+)
 
 
 def waiting_for(snapshot: Snapshot) -> list[dict[str, Any]]:

@@ -53,6 +53,7 @@ from rustyflower.adapters.continuity.handover import (
 )
 from rustyflower.adapters.continuity.outcomes import Delivery, Outcome
 from rustyflower.adapters.continuity.subflows import sub_flow_definitions
+from rustyflower.core.contract import RESULT_KIND, ControlEvent
 from rustyflower.core.engine import ReleaseRequested, Snapshot
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.instance_store import InstanceStore
@@ -76,8 +77,7 @@ ENV_FUNCTION_KEY = "RUSTYFLOWER_AZURE_FUNCTION_KEY"
 ENV_STORAGE = "RUSTYFLOWER_AZURE_STORAGE"
 """Connection string of the storage account holding the app's checkpoints."""
 ENV_CONTAINER = "RUSTYFLOWER_SNAPSHOT_CONTAINER"
-HOLD_EVENT = "rustyflower.hold"
-RESULT_KIND = "rustyflower.result"
+HOLD_EVENT = ControlEvent.HOLD
 FAILBACK_REASON = "failback to on-premises"
 
 

@@ -62,6 +62,7 @@ from rustyflower.adapters.local._errors import EndlessFlowError, HarnessError
 from rustyflower.adapters.local._results import ActivityCall, RunResult
 from rustyflower.adapters.local._world import ChildOutcome, Entry, World
 from rustyflower.core.activities import perform
+from rustyflower.core.contract import RunnerError
 from rustyflower.core.engine import (
     AwaitEvent,
     CancelWork,
@@ -95,8 +96,8 @@ TransitionListener = Callable[[Snapshot, Event | None, tuple[Command, ...]], Non
 """Told of every transition of the instance: its snapshot, the event (None at the
 start) and the commands."""
 
-UNKNOWN_FLOW = "UnknownFlow"
-"""The error of a sub-flow call whose flow is not known (as the Redis worker names it)."""
+UNKNOWN_FLOW = RunnerError.UNKNOWN_FLOW
+"""The error of a sub-flow call whose flow is not known (as every runtime names it)."""
 
 
 def every_transition(_seq: int) -> bool:

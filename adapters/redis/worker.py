@@ -35,6 +35,7 @@ from rustyflower.adapters.redis.store import (
     WorkAck,
 )
 from rustyflower.core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
+from rustyflower.core.contract import RunnerError
 from rustyflower.core.engine import (
     ActivityFailed,
     CancelRequested,
@@ -364,7 +365,9 @@ class Worker:
         except UnknownFlowError as error:
             self._apply(
                 message.instance_id,
-                ChildFinished(command.call_id, "failed", error="UnknownFlow", cause=str(error)),
+                ChildFinished(
+                    command.call_id, "failed", error=RunnerError.UNKNOWN_FLOW, cause=str(error)
+                ),
                 ack=ack,
             )
             return

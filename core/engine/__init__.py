@@ -1,5 +1,6 @@
 """The pure engine: start and advance flow instances; no I/O, no clock."""
 
+from rustyflower.core.contract import child_instance_id
 from rustyflower.core.engine.commands import (
     COMMAND_ADAPTER,
     AwaitEvent,
@@ -25,7 +26,6 @@ from rustyflower.core.engine.events import (
 )
 from rustyflower.core.engine.machine import (
     advance,
-    child_instance_id,
     outstanding,
     retry_delay,
     start,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rustyflower.core.contract import ReservedError
 from rustyflower.core.engine.structure import FlowStructure
 from rustyflower.core.errors import PathNotFoundError
 from rustyflower.core.expressions import parse_path, parse_reference_path, place
-
-RUNTIME = "States.Runtime"
-PARAMETER_PATH_FAILURE = "States.ParameterPathFailure"
-RESULT_PATH_MATCH_FAILURE = "States.ResultPathMatchFailure"
 
 
 class StateError(Exception):
@@ -23,12 +20,16 @@ class StateError(Exception):
 
 
 def select(path: str | None, document: Any, what: str) -> Any:
+    """What ``path`` selects in ``document``; a null ``input_path``/``output_path`` (None)
+    selects the empty object (ASL, "InputPath, Parameters and OutputPath")."""
     if path is None:
+        return {}
+    if path == "$":
         return document
     try:
         return parse_path(path).select(document)
     except PathNotFoundError as problem:
-        raise StateError(RUNTIME, f"{what} {path!r}: {problem}") from None
+        raise StateError(ReservedError.RUNTIME, f"{what} {path!r}: {problem}") from None
 
 
 def effective_input(
@@ -45,7 +46,7 @@ def effective_input(
     try:
         return structure.template(parameters).render(value, context)
     except PathNotFoundError as problem:
-        raise StateError(PARAMETER_PATH_FAILURE, f"parameters: {problem}") from None
+        raise StateError(ReservedError.PARAMETER_PATH_FAILURE, f"parameters: {problem}") from None
 
 
 def state_output(structure: FlowStructure, state: Any, data: Any, result: Any) -> Any:
@@ -55,7 +56,9 @@ def state_output(structure: FlowStructure, state: Any, data: Any, result: Any) -
         try:
             result = structure.template(selector).render(result)
         except PathNotFoundError as problem:
-            raise StateError(PARAMETER_PATH_FAILURE, f"result_selector: {problem}") from None
+            raise StateError(
+                ReservedError.PARAMETER_PATH_FAILURE, f"result_selector: {problem}"
+            ) from None
     combined = merge_result(data, getattr(state, "result_path", "$"), result)
     return select(state.output_path, combined, "output_path")
 
@@ -68,4 +71,6 @@ def merge_result(data: Any, result_path: str | None, result: Any) -> Any:
     try:
         return place(data, parse_reference_path(result_path), result)
     except PathNotFoundError as problem:
-        raise StateError(RESULT_PATH_MATCH_FAILURE, f"result_path: {problem}") from None
+        raise StateError(
+            ReservedError.RESULT_PATH_MATCH_FAILURE, f"result_path: {problem}"
+        ) from None

@@ -12,6 +12,17 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from rustyflower.core.contract import (
+    Purpose,
+    ReservedError,
+    RunnerError,
+    child_instance_id,
+    error_matches,
+    format_timer_id,
+    format_work_id,
+    idempotency_key,
+    work_number,
+)
 from rustyflower.core.engine.commands import (
     AwaitEvent,
     CancelWork,
@@ -22,8 +33,6 @@ from rustyflower.core.engine.commands import (
     StartTimer,
 )
 from rustyflower.core.engine.dataflow import (
-    RESULT_PATH_MATCH_FAILURE,
-    RUNTIME,
     StateError,
     effective_input,
     merge_result,
@@ -65,7 +74,6 @@ from rustyflower.core.errors import (
 )
 from rustyflower.core.ids import check_instance_id
 from rustyflower.core.model import (
-    TIMEOUT,
     ChoiceState,
     FailState,
     FlowDefinition,
@@ -78,7 +86,6 @@ from rustyflower.core.model import (
     TaskState,
     WaitForEventState,
     WaitState,
-    matches,
 )
 from rustyflower.core.snapshot.canonical import definition_digest
 from rustyflower.core.timeutil import format_timestamp, parse_timestamp, require_aware
@@ -89,10 +96,7 @@ MAX_MAP_ITEMS = 10_000
 """Items one map state takes: all of them are placed in one snapshot, and a map of a million
 items used to run for minutes before the step limit ended it as a supposed endless loop."""
 
-NO_CHOICE_MATCHED = "States.NoChoiceMatched"
-SUB_FLOW_CANCELLED = "SubFlowCancelled"
-
-_RESETTABLE_TIMERS = frozenset({"task_timeout", "child_timeout"})
+_RESETTABLE_TIMERS = frozenset({Purpose.TASK_TIMEOUT, Purpose.CHILD_TIMEOUT})
 _DIGESTS: dict[int, tuple[FlowDefinition, str]] = {}
 
 
@@ -124,7 +128,7 @@ def start(
     run = _Run(initial, now)
     run.record("FlowStarted")
     if definition.timeout_seconds is not None:
-        run.add_timer("", "flow_timeout", now + timedelta(seconds=definition.timeout_seconds))
+        run.add_timer("", Purpose.FLOW_TIMEOUT, now + timedelta(seconds=definition.timeout_seconds))
     run.enter("", definition.start_at, input)
     run.drain()
     return run.build()
@@ -160,7 +164,7 @@ def _retry_failed(snapshot: Snapshot, now: datetime) -> Transition:
     run.record("FlowRetried", state.failed_position, {"error": state.error})
     definition = snapshot.definition
     if definition.timeout_seconds is not None:
-        run.add_timer("", "flow_timeout", now + timedelta(seconds=definition.timeout_seconds))
+        run.add_timer("", Purpose.FLOW_TIMEOUT, now + timedelta(seconds=definition.timeout_seconds))
     run.enter("", state.failed_position, state.failed_input)
     run.drain()
     return run.build()
@@ -181,11 +185,6 @@ def _digest(definition: FlowDefinition) -> str:
         _DIGESTS.clear()
     _DIGESTS[id(definition)] = (definition, digest)
     return digest
-
-
-def child_instance_id(instance_id: str, call_id: str) -> str:
-    """The id of the child flow a sub_flow call starts: stable, so a re-issue is idempotent."""
-    return f"{instance_id}/{call_id}"
 
 
 def jitter_fraction(instance_id: str, position: str, attempt: int) -> float:
@@ -236,12 +235,12 @@ class _Run:
 
     def apply(self, event: Event) -> None:
         if isinstance(event, ActivityCompleted):
-            entry = self.take(event.call_id, "task")
+            entry = self.take(event.call_id, Purpose.TASK)
             token = self.release(entry.token)
             self.record("TaskSucceeded", token.position)
             self.complete(token, event.output)
         elif isinstance(event, ActivityFailed):
-            entry = self.take(event.call_id, "task")
+            entry = self.take(event.call_id, Purpose.TASK)
             token = self.release(entry.token)
             self.record("TaskFailed", token.position, {"error": event.error, "cause": event.cause})
             self.fail(token, event.error, event.cause)
@@ -253,7 +252,7 @@ class _Run:
             self.child_finished(event)
         elif isinstance(event, CancelRequested):
             self.record("CancelRequested", detail={"reason": event.reason})
-            self.finish("cancelled", error="States.Cancelled", cause=event.reason)
+            self.finish("cancelled", error=ReservedError.CANCELLED, cause=event.reason)
         elif isinstance(event, HoldRequested):
             if self.held:
                 raise InvalidControlError(f"instance {self.instance_id!r} is already held")
@@ -267,7 +266,7 @@ class _Run:
     def take(self, work_id: str, purpose: str | None) -> Pending:
         entry = self.pending.get(work_id)
         if entry is None:
-            number = _work_number(work_id)
+            number = work_number(work_id)
             if number is not None and number <= self.counter:
                 raise StaleEventError(
                     f"{work_id!r} of instance {self.instance_id!r} already finished "
@@ -289,44 +288,48 @@ class _Run:
 
     def timer_fired(self, entry: Pending) -> None:
         purpose = entry.purpose
-        if purpose == "flow_timeout":
+        if purpose == Purpose.FLOW_TIMEOUT:
             root = next((t for t in self.tokens.values() if not t.scope), None)
             if root is not None:
                 self.resume_point = (root.state, root.data)
             self.record("FlowTimedOut")
-            self.finish("failed", error=TIMEOUT, cause="the flow exceeded its timeout_seconds")
+            self.finish(
+                "failed", error=ReservedError.TIMEOUT, cause="the flow exceeded its timeout_seconds"
+            )
             return
         token = self.tokens[entry.token]
-        if purpose == "retry":
+        if purpose == Purpose.RETRY:
             token = self.set_token(token, pending=_without(token.pending, entry.id))
             self.record("RetryStarted", token.position, {"attempt": token.attempt + 1})
             self.ready.append(token.position)
             return
         token = self.release(token.position)
         state = self.state_of(token)
-        if purpose == "wait":
+        if purpose == Purpose.WAIT:
             self.record("WaitFinished", token.position)
             try:
                 value = select(state.input_path, token.data, "input_path")
                 self.next_or_end(token, state, select(state.output_path, value, "output_path"))
             except StateError as problem:
                 self.fail(token, problem.error, problem.cause)
-        elif purpose in ("task_timeout", "child_timeout"):
+        elif purpose in (Purpose.TASK_TIMEOUT, Purpose.CHILD_TIMEOUT):
             self.record("TimedOut", token.position)
-            self.fail(token, TIMEOUT, f"state {token.state!r} exceeded its timeout_seconds")
-        elif purpose == "event_timeout":
+            self.fail(
+                token, ReservedError.TIMEOUT, f"state {token.state!r} exceeded its timeout_seconds"
+            )
+        elif purpose == Purpose.EVENT_TIMEOUT:
             self.record("EventTimedOut", token.position)
             assert isinstance(state, WaitForEventState)
             if state.on_timeout is not None:
                 self.move(token, state.on_timeout, token.data)
             else:
-                self.fail(token, TIMEOUT, f"no event {state.event!r} arrived in time")
+                self.fail(token, ReservedError.TIMEOUT, f"no event {state.event!r} arrived in time")
 
     def event_received(self, event: EventReceived) -> None:
         if event.wait_id is not None:
             entry = self.pending.get(event.wait_id)
             if entry is None:
-                self.take(event.wait_id, "event")  # raises: stale or never issued
+                self.take(event.wait_id, Purpose.EVENT)  # raises: stale or never issued
             if entry is None or not isinstance(entry.command, AwaitEvent):
                 raise UnknownCallError(f"{event.wait_id!r} is not an event wait")
             if not _awaits(entry, event.event):
@@ -348,15 +351,15 @@ class _Run:
         self.complete(token, event.data)
 
     def child_finished(self, event: ChildFinished) -> None:
-        entry = self.take(event.call_id, "child")
+        entry = self.take(event.call_id, Purpose.CHILD)
         token = self.release(entry.token)
         self.record("SubFlowFinished", token.position, {"status": event.status})
         if event.status == "succeeded":
             self.complete(token, event.output)
         elif event.status == "cancelled":
-            self.fail(token, event.error or SUB_FLOW_CANCELLED, event.cause)
+            self.fail(token, event.error or RunnerError.SUB_FLOW_CANCELLED, event.cause)
         else:
-            self.fail(token, event.error or "States.TaskFailed", event.cause)
+            self.fail(token, event.error or ReservedError.TASK_FAILED, event.cause)
 
     def release_hold(self) -> None:
         if not self.held:
@@ -394,7 +397,7 @@ class _Run:
                 self.record("StepLimitExceeded", token.position)
                 self.finish(
                     "failed",
-                    error=RUNTIME,
+                    error=ReservedError.RUNTIME,
                     cause=f"more than {MAX_STEPS_PER_TRANSITION} states ran without waiting: "
                     "an endless loop of pass/choice states?",
                 )
@@ -468,13 +471,17 @@ class _Run:
             input=value,
             position=token.position,
             attempt=attempt,
-            idempotency_key=f"{self.instance_id}:{token.position}:{attempt}:{_work_number(call_id)}",
+            idempotency_key=idempotency_key(
+                self.instance_id, token.position, attempt, self.counter
+            ),
             timeout_seconds=state.timeout_seconds,
         )
-        ids = [self.add(token.position, "task", command, deferrable=True)]
+        ids = [self.add(token.position, Purpose.TASK, command, deferrable=True)]
         if state.timeout_seconds is not None:
             fire_at = self.now + timedelta(seconds=state.timeout_seconds)
-            ids.append(self.add_timer(token.position, "task_timeout", fire_at, deferrable=True))
+            ids.append(
+                self.add_timer(token.position, Purpose.TASK_TIMEOUT, fire_at, deferrable=True)
+            )
         self.set_token(token, attempt=attempt, pending=token.pending + tuple(ids))
         self.record(
             "TaskScheduled", token.position, {"activity": state.activity, "attempt": attempt}
@@ -494,9 +501,11 @@ class _Run:
                     target = branch.next
                     break
         except PathNotFoundError as problem:
-            raise StateError(RUNTIME, f"choice rule: {problem}") from None
+            raise StateError(ReservedError.RUNTIME, f"choice rule: {problem}") from None
         if target is None:
-            raise StateError(NO_CHOICE_MATCHED, f"no rule of choice {token.state!r} matched")
+            raise StateError(
+                ReservedError.NO_CHOICE_MATCHED, f"no rule of choice {token.state!r} matched"
+            )
         self.move(token, target, select(state.output_path, value, "output_path"))
 
     def run_wait(self, token: Token, state: WaitState) -> None:
@@ -505,7 +514,7 @@ class _Run:
         if fire_at <= self.now:
             self.next_or_end(token, state, select(state.output_path, value, "output_path"))
             return
-        timer = self.add_timer(token.position, "wait", fire_at)
+        timer = self.add_timer(token.position, Purpose.WAIT, fire_at)
         self.set_token(token, pending=(*token.pending, timer))
         self.record("WaitStarted", token.position, {"until": format_timestamp(fire_at)})
 
@@ -518,24 +527,27 @@ class _Run:
             seconds = select(state.seconds_path, value, "seconds_path")
             if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
                 raise StateError(
-                    RUNTIME, f"seconds_path must select a whole number >= 0, got {seconds!r}"
+                    ReservedError.RUNTIME,
+                    f"seconds_path must select a whole number >= 0, got {seconds!r}",
                 )
             return self.now + timedelta(seconds=seconds)
         assert state.timestamp_path is not None
         text = select(state.timestamp_path, value, "timestamp_path")
         moment = parse_timestamp(text)
         if moment is None:
-            raise StateError(RUNTIME, f"timestamp_path must select an RFC 3339 time, got {text!r}")
+            raise StateError(
+                ReservedError.RUNTIME, f"timestamp_path must select an RFC 3339 time, got {text!r}"
+            )
         return moment
 
     def await_event(self, token: Token, state: WaitForEventState) -> None:
         select(state.input_path, token.data, "input_path")
         wait_id = self.new_id(token.position)
         command = AwaitEvent(wait_id=wait_id, event=state.event, position=token.position)
-        ids = [self.add(token.position, "event", command, work_id=wait_id)]
+        ids = [self.add(token.position, Purpose.EVENT, command, work_id=wait_id)]
         if state.timeout_seconds is not None:
             fire_at = self.now + timedelta(seconds=state.timeout_seconds)
-            ids.append(self.add_timer(token.position, "event_timeout", fire_at))
+            ids.append(self.add_timer(token.position, Purpose.EVENT_TIMEOUT, fire_at))
         self.set_token(token, pending=token.pending + tuple(ids))
         self.record("EventAwaited", token.position, {"event": state.event})
 
@@ -551,10 +563,12 @@ class _Run:
             child_instance_id=child_instance_id(self.instance_id, call_id),
             position=token.position,
         )
-        ids = [self.add(token.position, "child", command, deferrable=True, work_id=call_id)]
+        ids = [self.add(token.position, Purpose.CHILD, command, deferrable=True, work_id=call_id)]
         if state.timeout_seconds is not None:
             fire_at = self.now + timedelta(seconds=state.timeout_seconds)
-            ids.append(self.add_timer(token.position, "child_timeout", fire_at, deferrable=True))
+            ids.append(
+                self.add_timer(token.position, Purpose.CHILD_TIMEOUT, fire_at, deferrable=True)
+            )
         self.set_token(token, attempt=attempt, pending=token.pending + tuple(ids))
         self.record("SubFlowStarted", token.position, {"flow": state.flow, "attempt": attempt})
 
@@ -577,10 +591,12 @@ class _Run:
         value = select(state.input_path, token.data, "input_path")
         items = select(state.items_path, value, "items_path")
         if not isinstance(items, list):
-            raise StateError(RUNTIME, f"items_path {state.items_path!r} must select an array")
+            raise StateError(
+                ReservedError.RUNTIME, f"items_path {state.items_path!r} must select an array"
+            )
         if len(items) > MAX_MAP_ITEMS:
             raise StateError(
-                RUNTIME,
+                ReservedError.RUNTIME,
                 f"items_path {state.items_path!r} selected {len(items)} items; a map takes at "
                 f"most {MAX_MAP_ITEMS} (split them over several maps, or a sub-flow per batch)",
             )
@@ -622,7 +638,7 @@ class _Run:
                 )
             except PathNotFoundError as problem:
                 raise StateError(
-                    "States.ParameterPathFailure", f"item_selector: {problem}"
+                    ReservedError.PARAMETER_PATH_FAILURE, f"item_selector: {problem}"
                 ) from None
         self.enter(child_scope(frame.owner, index), state.iterator.start_at, item_input)
         return replace(frame, next_item=index + 1, running=frame.running + 1)
@@ -635,7 +651,7 @@ class _Run:
         if state.cause_path is not None:
             cause = _text_or_none(select(state.cause_path, token.data, "cause_path"))
         self.record("FailReached", token.position, {"error": error})
-        self.branch_fail(token, error or "States.Failed", cause)
+        self.branch_fail(token, error or ReservedError.FAILED, cause)
 
     # --- ends of branches and errors --------------------------------------------------
 
@@ -690,14 +706,16 @@ class _Run:
         if not retriers and isinstance(state, TaskState | SubFlowState):
             retriers = list(self.structure.definition.default_retry)
         for index, policy in enumerate(retriers):
-            if not matches(policy.errors, error):
+            if not error_matches(policy.errors, error):
                 continue
             retries = list(token.retries) + [0] * (len(retriers) - len(token.retries))
             if retries[index] < policy.max_attempts:
                 fraction = jitter_fraction(self.instance_id, token.position, token.attempt)
                 delay = retry_delay(policy, retries[index], fraction)
                 retries[index] += 1
-                timer = self.add_timer(token.position, "retry", self.now + timedelta(seconds=delay))
+                timer = self.add_timer(
+                    token.position, Purpose.RETRY, self.now + timedelta(seconds=delay)
+                )
                 self.set_token(token, retries=tuple(retries), pending=(*token.pending, timer))
                 self.record(
                     "RetryScheduled",
@@ -710,13 +728,13 @@ class _Run:
         if not token.scope:
             catchers += self.structure.definition.on_error
         for handler in catchers:
-            if matches(handler.errors, error):
+            if error_matches(handler.errors, error):
                 try:
                     data = merge_result(
                         token.data, handler.result_path, {"Error": error, "Cause": cause}
                     )
                 except StateError as problem:
-                    self.branch_fail(token, RESULT_PATH_MATCH_FAILURE, problem.cause)
+                    self.branch_fail(token, ReservedError.RESULT_PATH_MATCH_FAILURE, problem.cause)
                     return
                 self.record("ErrorCaught", token.position, {"error": error, "next": handler.next})
                 self.move(token, handler.next, data)
@@ -755,7 +773,7 @@ class _Run:
 
     def new_id(self, position: str) -> str:
         self.counter += 1
-        return f"{position}~{self.counter}"
+        return format_work_id(position, self.counter)
 
     def add(
         self,
@@ -776,9 +794,9 @@ class _Run:
     def add_timer(
         self, token_position: str, purpose: str, fire_at: datetime, *, deferrable: bool = False
     ) -> str:
-        timer_id = self.new_id(token_position or "flow") + f":{purpose}"
+        self.counter += 1
         command = StartTimer(
-            timer_id=timer_id,
+            timer_id=format_timer_id(token_position, self.counter, purpose),
             fire_at=format_timestamp(fire_at),
             purpose=purpose,
             position=token_position,
@@ -857,12 +875,7 @@ def _awaits(entry: Pending, event: str) -> bool:
 
 
 def _issue_order(entry: Pending) -> int:
-    return _work_number(entry.id) or 0
-
-
-def _work_number(work_id: str) -> int | None:
-    tail = work_id.rpartition("~")[2].partition(":")[0]
-    return int(tail) if tail.isdigit() else None
+    return work_number(entry.id) or 0
 
 
 def _without(ids: tuple[str, ...], work_id: str) -> tuple[str, ...]:
@@ -872,7 +885,7 @@ def _without(ids: tuple[str, ...], work_id: str) -> tuple[str, ...]:
 def _parse_time(text: str) -> datetime:
     moment = parse_timestamp(text)
     if moment is None:  # the model validated it; this guards hand-built definitions
-        raise StateError(RUNTIME, f"{text!r} is not an RFC 3339 time")
+        raise StateError(ReservedError.RUNTIME, f"{text!r} is not an RFC 3339 time")
     return moment
 
 

@@ -6,15 +6,7 @@ from rustyflower.core.model.definition import (
     validate_definition,
     version_key,
 )
-from rustyflower.core.model.errors_handling import (
-    ALL_ERRORS,
-    RUNTIME,
-    TASK_FAILED,
-    TIMEOUT,
-    Catch,
-    Retry,
-    matches,
-)
+from rustyflower.core.model.errors_handling import Catch, Retry
 from rustyflower.core.model.schedule import Schedule
 from rustyflower.core.model.states import (
     Branch,
@@ -34,10 +26,6 @@ from rustyflower.core.model.states import (
 )
 
 __all__ = [
-    "ALL_ERRORS",
-    "RUNTIME",
-    "TASK_FAILED",
-    "TIMEOUT",
     "Branch",
     "Catch",
     "ChoiceBranch",
@@ -56,7 +44,6 @@ __all__ = [
     "WaitForEventState",
     "WaitState",
     "iter_states",
-    "matches",
     "parse_definition",
     "validate_definition",
     "version_key",

@@ -6,19 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from rustyflower.core.contract import ReservedError
 from rustyflower.core.model.common import MODEL_CONFIG, ErrorName, ReferencePath, StateName
-
-ALL_ERRORS = "States.ALL"
-TIMEOUT = "States.Timeout"
-RUNTIME = "States.Runtime"
-TASK_FAILED = "States.TaskFailed"
-
-
-def matches(error_names: list[str], error: str) -> bool:
-    """ASL matching: ``States.ALL`` catches every error except ``States.Runtime``."""
-    if error in error_names:
-        return True
-    return ALL_ERRORS in error_names and error != RUNTIME
 
 
 class Retry(BaseModel):
@@ -26,7 +15,7 @@ class Retry(BaseModel):
 
     model_config = MODEL_CONFIG
 
-    errors: list[ErrorName] = Field(default_factory=lambda: [ALL_ERRORS], min_length=1)
+    errors: list[ErrorName] = Field(default_factory=lambda: [ReservedError.ALL], min_length=1)
     interval_seconds: int = Field(default=1, ge=1, le=99_999_999)
     max_attempts: int = Field(default=3, ge=0, le=99_999_999)
     backoff_rate: float = Field(default=2.0, ge=1.0, le=1_000.0)
@@ -35,8 +24,8 @@ class Retry(BaseModel):
 
     @model_validator(mode="after")
     def _all_alone(self) -> Retry:
-        if ALL_ERRORS in self.errors and len(self.errors) > 1:
-            raise ValueError(f"{ALL_ERRORS} must appear alone in its errors list")
+        if ReservedError.ALL in self.errors and len(self.errors) > 1:
+            raise ValueError(f"{ReservedError.ALL} must appear alone in its errors list")
         return self
 
 
@@ -45,12 +34,12 @@ class Catch(BaseModel):
 
     model_config = MODEL_CONFIG
 
-    errors: list[ErrorName] = Field(default_factory=lambda: [ALL_ERRORS], min_length=1)
+    errors: list[ErrorName] = Field(default_factory=lambda: [ReservedError.ALL], min_length=1)
     next: StateName
     result_path: ReferencePath | None = "$"
 
     @model_validator(mode="after")
     def _all_alone(self) -> Catch:
-        if ALL_ERRORS in self.errors and len(self.errors) > 1:
-            raise ValueError(f"{ALL_ERRORS} must appear alone in its errors list")
+        if ReservedError.ALL in self.errors and len(self.errors) > 1:
+            raise ValueError(f"{ReservedError.ALL} must appear alone in its errors list")
         return self

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from rustyflower.core.contract import ReservedError
 from rustyflower.core.errors import Problem
 from rustyflower.core.model.common import STATE_NAME_PATTERN
 from rustyflower.core.model.states import STATE_TYPES, transitions_of
@@ -21,9 +22,6 @@ _NO_TRANSITION_TYPES = {"choice", "succeed", "fail"}
 
 def state_location(prefix: str, name: str) -> str:
     return f"{prefix} > state {name!r}" if prefix else f"state {name!r}"
-
-
-ALL_ERRORS = "States.ALL"
 
 
 def flow_problems(flow: Mapping[str, Any]) -> list[Problem]:
@@ -56,9 +54,11 @@ def policy_order_problems(policies: Any, what: str) -> list[str]:
     for index, policy in enumerate(policies[:-1]):
         if not isinstance(policy, Mapping):
             continue
-        errors = policy.get("errors", [ALL_ERRORS])
-        if isinstance(errors, list) and ALL_ERRORS in errors:
-            problems.append(f"{what}[{index}] uses {ALL_ERRORS} but is not the last {what} entry")
+        errors = policy.get("errors", [ReservedError.ALL])
+        if isinstance(errors, list) and ReservedError.ALL in errors:
+            problems.append(
+                f"{what}[{index}] uses {ReservedError.ALL} but is not the last {what} entry"
+            )
     return problems
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, JsonValue, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    JsonValue,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from rustyflower.core.expressions import Condition
 from rustyflower.core.model.common import (
@@ -20,13 +28,37 @@ from rustyflower.core.model.common import (
 from rustyflower.core.model.errors_handling import Catch, Retry
 from rustyflower.core.timeutil import parse_timestamp
 
+_PATHS_KEPT_WHEN_WRITTEN = ("input_path", "output_path")
+
 
 class _StateBase(BaseModel):
     model_config = MODEL_CONFIG
 
     comment: str | None = None
-    input_path: PathText | None = None
-    output_path: PathText | None = None
+    # ASL: left out, a path is "$" (all of it); null is not "left out": a null InputPath
+    # makes the effective input {}, a null OutputPath makes the output {} (as a null
+    # result_path keeps the input, below)
+    input_path: PathText | None = Field(
+        default="$", description="Selects the state's input; null: the empty object {}."
+    )
+    output_path: PathText | None = Field(
+        default="$", description="Selects the state's output; null: the empty object {}."
+    )
+
+    @model_serializer(mode="wrap")
+    def _keep_paths_written_out(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> Any:
+        # The definition document leaves defaults out. Before null and left-out paths were
+        # told apart, "$" was not the default, so a path written out as "$" stayed in the
+        # document; it still does, so that such a definition keeps its digest (and the
+        # snapshots and compiled machines that carry it still match).
+        data = handler(self)
+        if info.exclude_defaults and isinstance(data, dict):
+            for name in _PATHS_KEPT_WHEN_WRITTEN:
+                if name in self.model_fields_set and getattr(self, name) == "$":
+                    data.setdefault(name, "$")
+        return data
 
 
 class _Transition(BaseModel):

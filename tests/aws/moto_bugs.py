@@ -39,3 +39,12 @@ MOTO_BUGS: dict[str, str] = {
         "into a number, and its States.ALL on_error handler catches States.Runtime"
     ),
 }
+
+
+MOTO_ERROR_NAMES: dict[str, str] = {
+    # the error Step Functions raises -> the one moto 5.2 raises in its place (not Step
+    # Functions behaviour; docs/aws.md, "Testing on moto")
+    "States.ParameterPathFailure": "States.Runtime",
+    # moto never raises States.ParameterPathFailure: a Parameters or ResultSelector path
+    # that selects nothing raises States.Runtime there
+}

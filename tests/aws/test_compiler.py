@@ -15,6 +15,7 @@ from rustyflower.adapters.aws import CompileError, compile_flow, compile_to_json
 from rustyflower.adapters.aws.compiler import iter_states
 from rustyflower.adapters.aws.names import MAX_STATE_NAME
 from rustyflower.adapters.aws.resume import deployed_digest
+from rustyflower.core.contract import error_matches
 from rustyflower.core.model import FlowDefinition, load_definition, parse_definition
 from rustyflower.core.snapshot.canonical import definition_digest
 from tests.aws.test_compiler_kit import (
@@ -229,6 +230,93 @@ def test_task_result_is_the_lambda_payload(
     else:
         assert task["Next"] == "A~unwrap"
         assert state(document, "A~unwrap") == {"Type": "Pass", **unwrap, "End": True}
+
+
+# --- null paths (ASL: a null InputPath/OutputPath makes the data {}) ---------------------------
+
+
+def test_null_paths_stay_null_in_asl_and_left_out_ones_stay_left_out() -> None:
+    definition = flow(
+        {
+            "A": {
+                "type": "task",
+                "activity": "a",
+                "input_path": None,
+                "result_path": "$.r",
+                "output_path": None,
+                "next": "B",
+            },
+            "B": {"type": "pass", "input_path": None, "next": "C"},
+            "C": {"type": "succeed", "output_path": None},
+        }
+    )
+    document = compiled(definition)
+    task = state(document, "A")
+    assert task["InputPath"] is None
+    assert state(document, "A~unwrap")["OutputPath"] is None
+    assert state(document, "B")["InputPath"] is None
+    assert state(document, "C")["OutputPath"] is None
+    left_out = state(compiled(flow({"A": {"type": "task", "activity": "a", "end": True}})), "A")
+    assert "InputPath" not in left_out
+    assert left_out["OutputPath"] == "$.value"
+
+
+def test_a_resumed_task_with_a_null_input_path_sends_an_empty_object() -> None:
+    definition = flow(
+        {
+            "A": {"type": "task", "activity": "a", "input_path": None, "next": "B"},
+            "B": {
+                "type": "task",
+                "activity": "b",
+                "input_path": None,
+                "parameters": {"all.$": "$", "at.$": "$.missing", "when.$": "$$.State.Name"},
+                "end": True,
+            },
+        },
+        start_at="A",
+    )
+    document = compiled(definition)
+    assert state(document, "A~resume")["Parameters"]["Payload"]["input"] == {}
+    assert state(document, "B~resume")["Parameters"]["Payload"]["input"] == {
+        "all": {},
+        "at.$": "$.rf.nothing.missing",  # selects nothing: States.ParameterPathFailure
+        "when.$": "$$.State.Name",
+    }
+
+
+def test_in_a_map_iteration_a_null_input_path_reads_an_empty_object() -> None:
+    definition = flow(
+        {
+            "Each": {
+                "type": "map",
+                "iterator": {
+                    "start_at": "Look",
+                    "states": {
+                        "Look": {
+                            "type": "task",
+                            "activity": "a",
+                            "input_path": None,
+                            "parameters": {"all.$": "$", "fixed": 1},
+                            "next": "Nap",
+                        },
+                        "Nap": {"type": "wait", "seconds": 1, "output_path": None, "end": True},
+                    },
+                },
+                "end": True,
+            }
+        }
+    )
+    document = compiled(definition)
+    look = state(document, "Each[*]/Look")
+    assert look["Parameters"]["Payload"]["input"] == {"all": {}, "fixed": 1}
+    assert "Each[*]/Look~in" not in dict(iter_states(document))  # nothing to check first
+    nap_out = state(document, "Each[*]/Nap~out")
+    assert nap_out == {
+        "Type": "Pass",
+        "InputPath": None,
+        "ResultPath": "$.d",
+        "Next": "Each[*]/~end",
+    }
 
 
 def test_retry_maps_every_field() -> None:
@@ -819,6 +907,62 @@ def test_resume_entries_raise_reserved_errors_the_way_step_functions_does() -> N
     assert raising["Default"] == "T~resume~rethrow"
     unraisable = next(rule for rule in raising["Choices"] if "StringMatches" in rule)
     assert state(document, unraisable["Next"])["Error"] == "RF.Unraisable"
+
+
+def _holds(rule: dict[str, Any], error: str) -> bool:
+    """The Choice rules an error router writes (StringEquals, Not, Or), on one error name."""
+    if "Not" in rule:
+        return not _holds(rule["Not"], error)
+    if "Or" in rule:
+        return any(_holds(inner, error) for inner in rule["Or"])
+    assert rule["Variable"] == "$.rf.error.Error", rule
+    return bool(rule["StringEquals"] == error)
+
+
+@pytest.mark.parametrize(
+    ("error", "target"),
+    [
+        ("Other", "T~resume~h0"),
+        ("CardDeclined", "T~resume~h1"),  # States.TaskFailed: every error but a timeout
+        ("States.TaskFailed", "T~resume~h1"),
+        ("States.Timeout", "T~resume~h2"),
+        ("States.Runtime", "T~resume~raise"),
+    ],
+)
+def test_a_used_up_resume_entry_routes_errors_to_catchers_as_the_engine_does(
+    error: str, target: str
+) -> None:
+    catch = [
+        {"errors": ["Other"], "next": "Done"},
+        {"errors": ["States.TaskFailed"], "next": "Done"},
+        {"errors": ["States.Timeout"], "next": "Done"},
+    ]
+    definition = flow(
+        {
+            "T": {
+                "type": "task",
+                "activity": "t",
+                "retry": [{"errors": ["States.TaskFailed"], "max_attempts": 1}],
+                "catch": catch,
+                "next": "Done",
+            },
+            "Done": {"type": "succeed"},
+        }
+    )
+    used_up = state(compiled(definition), "T~resume~usedup0")
+    routed = next(
+        (choice["Next"] for choice in used_up["Choices"] if _holds(choice, error)),
+        used_up["Default"],
+    )
+    engine = next(
+        (
+            f"T~resume~h{index}"
+            for index, h in enumerate(catch)
+            if error_matches(h["errors"], error)
+        ),
+        "T~resume~raise",
+    )
+    assert routed == engine == target
 
 
 def test_a_resumed_join_is_retried_once_by_the_snapshot_counters_then_by_asl() -> None:

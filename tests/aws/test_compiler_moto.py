@@ -46,6 +46,13 @@ FAST_CASES = [
     "runtime_errors::missing_output_path",
     "runtime_errors::ordinary_error_is_caught",
     "approval::approved_at_once",
+    "task_failed::caught_by_task_failed",
+    "task_failed::retries_used_up_then_caught",
+    "null_paths::task_input_is_an_empty_object",
+    "null_paths::parameters_read_the_empty_object",
+    "null_paths::null_output_path_is_an_empty_object",
+    "null_paths::task_in_a_map_iteration",
+    "null_paths::choice_tests_an_empty_object",
 ]
 
 

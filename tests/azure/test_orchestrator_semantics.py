@@ -15,8 +15,8 @@ import pytest
 
 from functions_azure import orchestration
 from functions_azure.function_app import app
-from functions_azure.orchestration import CONTROL_CANCEL, CONTROL_HOLD, CONTROL_RELEASE
 from functions_azure.payloads import OrchestrationInput, snapshot_text
+from rustyflower.core.contract import ControlEvent
 from rustyflower.core.engine import (
     ActivityCompleted,
     EventReceived,
@@ -159,15 +159,15 @@ def test_same_name_waits_take_events_oldest_first() -> None:
 
 def test_control_events_hold_release_and_cancel() -> None:
     host, instance = run_flow(TWO_ASKS, {}, until=1)
-    host.raise_event("pinned-1", CONTROL_HOLD, {"reason": "maintenance"})
+    host.raise_event("pinned-1", ControlEvent.HOLD, {"reason": "maintenance"})
     host.run(until=host.clock + timedelta(seconds=1))
     assert instance.custom_status["held"] is True
-    host.raise_event("pinned-1", CONTROL_HOLD, None)  # already held: refused
-    host.raise_event("pinned-1", CONTROL_RELEASE, None)
+    host.raise_event("pinned-1", ControlEvent.HOLD, None)  # already held: refused
+    host.raise_event("pinned-1", ControlEvent.RELEASE, None)
     host.run(until=host.clock + timedelta(seconds=1))
     assert instance.custom_status["held"] is False
     assert instance.custom_status["refused_events"] == 1
-    host.raise_event("pinned-1", CONTROL_CANCEL, "operator")
+    host.raise_event("pinned-1", ControlEvent.CANCEL, "operator")
     host.run()
     assert instance.output["status"] == "cancelled"
     assert instance.output["error"] == "States.Cancelled"

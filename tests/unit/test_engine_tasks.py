@@ -445,6 +445,54 @@ def test_catch_result_path_on_the_raw_input_not_the_effective_input() -> None:
     }
 
 
+def test_states_task_failed_catches_an_activity_error_of_any_name() -> None:
+    # Developer Guide, "Error names": in a retry or catch, States.TaskFailed "acts as a
+    # wildcard that matches any known error name except for States.Timeout"
+    definition = caught_flow([{"errors": ["States.TaskFailed"], "next": "Failed"}])
+    done = fail_once(definition, "CardDeclined")
+    assert done.snapshot.state.history[-2].detail == {"error": "CardDeclined", "next": "Failed"}
+    assert finish(done).output == {"Error": "CardDeclined", "Cause": "why"}
+
+
+def test_states_task_failed_retries_an_activity_error_of_any_name() -> None:
+    definition = flow({"A": task(retry=[{"errors": ["States.TaskFailed"], "max_attempts": 1}])})
+    delays, last = fail_repeatedly(definition, ["GatewayDown", "GatewayDown"])
+    assert delays == [1.0]
+    assert finish(last).error == "GatewayDown"
+
+
+def test_states_task_failed_does_not_catch_a_timeout() -> None:
+    definition = flow(
+        {
+            "A": task(
+                timeout_seconds=5,
+                catch=[
+                    {"errors": ["States.TaskFailed"], "next": "Failed"},
+                    {"errors": ["States.Timeout"], "next": "Late"},
+                ],
+            ),
+            "Failed": {"type": "succeed"},
+            "Late": {"type": "succeed"},
+        }
+    )
+    started = start(definition, {}, "i", NOW)
+    timer = one(started.commands, StartTimer)
+    done = advance(started.snapshot, TimerFired(timer.timer_id), at(5))
+    assert done.snapshot.state.history[-2].detail == {"error": "States.Timeout", "next": "Late"}
+
+
+def test_states_task_failed_does_not_match_states_runtime() -> None:
+    definition = flow(
+        {
+            "A": task(
+                input_path="$.missing", catch=[{"errors": ["States.TaskFailed"], "next": "B"}]
+            ),
+            "B": {"type": "succeed"},
+        }
+    )
+    assert finish(start(definition, {}, "i", NOW)).error == "States.Runtime"
+
+
 def test_uncaught_error_fails_the_flow() -> None:
     definition = caught_flow([{"errors": ["Declined"], "next": "Declined"}])
     done = fail_once(definition, "Boom")

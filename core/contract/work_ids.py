@@ -1,0 +1,100 @@
+"""The engine's work ids: how pending work is named, and how a name is read back.
+
+Every call, event wait and timer the engine issues has an id made of the position of
+its token, ``~``, and the instance's issue number, which counts up across the instance
+(``Charge~7``, ``Fork[0]/Ship~12``); a timer adds ``:`` and its purpose
+(``Charge~8:task_timeout``; the flow's own deadline stands at position ``flow``). State
+names never contain ``~`` or ``:`` (core.model.common.STATE_NAME_PATTERN), so the id
+parses back unambiguously. A runtime that re-issues work from a snapshot (the compiled
+Step Functions machine does, by payload) builds the same ids with :func:`format_work_id`, with
+a tag of its own in place of the number when the engine did not issue the work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+NUMBER_SEPARATOR: Final = "~"
+PURPOSE_SEPARATOR: Final = ":"
+FLOW_TIMER_POSITION: Final = "flow"
+"""The position in the id of a timer of the flow itself (its deadline)."""
+
+
+class Purpose:
+    """What pending work is for (``Pending.purpose``; a timer's ``StartTimer.purpose``)."""
+
+    TASK: Final = "task"
+    EVENT: Final = "event"
+    CHILD: Final = "child"
+    RETRY: Final = "retry"
+    WAIT: Final = "wait"
+    TASK_TIMEOUT: Final = "task_timeout"
+    CHILD_TIMEOUT: Final = "child_timeout"
+    EVENT_TIMEOUT: Final = "event_timeout"
+    FLOW_TIMEOUT: Final = "flow_timeout"
+
+
+TIMER_PURPOSES: Final = frozenset(
+    {
+        Purpose.RETRY,
+        Purpose.WAIT,
+        Purpose.TASK_TIMEOUT,
+        Purpose.CHILD_TIMEOUT,
+        Purpose.EVENT_TIMEOUT,
+        Purpose.FLOW_TIMEOUT,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkId:
+    """A work id read back: ``position~tag`` or ``position~tag:purpose``."""
+
+    position: str
+    tag: str
+    purpose: str | None = None
+
+    @property
+    def number(self) -> int | None:
+        """The engine's issue number, or None for a tag another runtime made up."""
+        return int(self.tag) if self.tag.isascii() and self.tag.isdigit() else None
+
+
+def format_work_id(position: str, tag: int | str) -> str:
+    """The id of a call or event wait at ``position`` (``tag``: the issue number)."""
+    return f"{position}{NUMBER_SEPARATOR}{tag}"
+
+
+def format_timer_id(position: str, number: int, purpose: str) -> str:
+    """The id of a timer; ``position`` is ``""`` for a timer of the flow itself."""
+    return f"{format_work_id(position or FLOW_TIMER_POSITION, number)}{PURPOSE_SEPARATOR}{purpose}"
+
+
+def parse_work_id(text: str) -> WorkId:
+    """The parts of a work id; ValueError when ``text`` is not one."""
+    position, separator, rest = text.rpartition(NUMBER_SEPARATOR)
+    if not separator or not position or not rest:
+        raise ValueError(f"{text!r} is not a work id (position~number[:purpose])")
+    tag, has_purpose, purpose = rest.partition(PURPOSE_SEPARATOR)
+    if not tag or (has_purpose and not purpose):
+        raise ValueError(f"{text!r} is not a work id (position~number[:purpose])")
+    return WorkId(position, tag, purpose if has_purpose else None)
+
+
+def work_number(text: str) -> int | None:
+    """The issue number in a work id, or None when ``text`` carries none."""
+    try:
+        return parse_work_id(text).number
+    except ValueError:
+        return None
+
+
+def idempotency_key(instance_id: str, position: str, attempt: int, tag: int | str) -> str:
+    """The key an activity call carries: the same call re-issued anywhere has the same key."""
+    return f"{instance_id}:{position}:{attempt}:{tag}"
+
+
+def child_instance_id(instance_id: str, call_id: str) -> str:
+    """The id of the child flow a sub_flow call starts: stable, so a re-issue is idempotent."""
+    return f"{instance_id}/{call_id}"
