@@ -1,13 +1,18 @@
-"""The in-process runner (``rustyflower run``): it reports what the other runtimes report."""
+"""The in-process runtime (``rustyflower run``): it reports what the other runtimes report."""
 
 from __future__ import annotations
 
-from rustyflower.adapters.local.runner import LocalRunner
-from rustyflower.core.activities import ActivityRegistry
+import pytest
+
+from rustyflower import ActivityRegistry
 from rustyflower.core.model import parse_definition
+from rustyflower.testing import Clock, RealClock, VirtualClock, World, run_flow
 
 
-def test_an_unknown_sub_flow_fails_the_call_with_unknown_flow_as_on_every_runtime() -> None:
+@pytest.mark.parametrize("clock", [RealClock, VirtualClock], ids=["real", "virtual"])
+def test_an_unknown_sub_flow_fails_the_call_with_unknown_flow_as_on_every_runtime(
+    clock: type[Clock],
+) -> None:
     # the Redis worker and the Azure orchestrator name it UnknownFlow (core.contract)
     parent = parse_definition(
         {
@@ -24,5 +29,5 @@ def test_an_unknown_sub_flow_fails_the_call_with_unknown_flow_as_on_every_runtim
             },
         }
     )
-    finished = LocalRunner(ActivityRegistry()).run(parent, {}, "p-1")
-    assert (finished.status, finished.state.output) == ("succeeded", "UnknownFlow")
+    finished = run_flow(parent, {}, World(ActivityRegistry()), instance_id="p-1", clock=clock())
+    assert (finished.status, finished.output) == ("succeeded", "UnknownFlow")
