@@ -121,6 +121,16 @@ redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[2])
 return 1
 """
 
+# Drop a timer of an instance this runner does not own (fenced for a cloud) or that is gone.
+# Checked and removed in one step: a failback that re-adds the timer meanwhile keeps it.
+DROP_ORPHAN_TIMER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if not owner or owner == ARGV[2] then return 0 end
+end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+"""
+
 # Take or renew the scheduler's leadership lease.
 LEASE = """
 local holder = redis.call('GET', KEYS[1])

@@ -29,6 +29,9 @@ from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from rustyflower.core.timeutil import parse_timestamp
 
+LOCAL_OWNER = "local"
+"""The owner of an instance this runner may advance (a failover writes the cloud's name)."""
+
 FULL_HISTORY_LIMIT = 10_000
 """The store keeps this many history entries per instance (the snapshot keeps fewer)."""
 
@@ -103,6 +106,7 @@ class RedisStore:
         self.snapshot_keys = snapshot_keys or SnapshotKeys.none()
         self._commit = client.register_script(scripts.COMMIT)
         self._fence = client.register_script(scripts.FENCE)
+        self._drop_orphan_timer = client.register_script(scripts.DROP_ORPHAN_TIMER)
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_size = cache_size
         self._definitions: dict[tuple[str, str], FlowDefinition] = {}
@@ -246,7 +250,7 @@ class RedisStore:
             priority=text[6] or "normal",  # type: ignore[arg-type]
             updated_at=text[7],
             created_at=text[8],
-            owner=text[9] or "local",
+            owner=text[9] or LOCAL_OWNER,
         )
 
     def commit(
@@ -447,6 +451,19 @@ class RedisStore:
     def remove_timer(self, instance_id: str, timer_id: str) -> None:
         shard = self.keys.shard_of(instance_id)
         self.client.zrem(self.keys.timers(shard), timer_member(instance_id, timer_id))
+
+    def drop_orphan_timer(self, instance_id: str, timer_id: str) -> bool:
+        """Remove a timer only while its instance is owned elsewhere or gone; True if removed.
+
+        A fenced commit is no proof by itself: the instance may have failed back (a newer
+        epoch, owner local again) with this very timer re-armed.
+        """
+        shard = self.keys.shard_of(instance_id)
+        removed = self._drop_orphan_timer(
+            keys=[self.keys.instance(instance_id), self.keys.timers(shard)],
+            args=[timer_member(instance_id, timer_id), LOCAL_OWNER],
+        )
+        return bool(int(removed))
 
     def ack(self, ack: WorkAck) -> None:
         stream = self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])

@@ -468,8 +468,8 @@ class Worker:
             try:
                 self._apply(instance_id, TimerFired(timer_id), fired_timer=timer_id)
             except (UnknownInstanceError, FencedError) as error:
-                log.info("dropping timer %s: %s", timer_id, error)
-                self.store.remove_timer(instance_id, timer_id)
+                if self.store.drop_orphan_timer(instance_id, timer_id):
+                    log.info("dropping timer %s: %s", timer_id, error)
 
     def _heartbeat(self) -> None:
         """Long activities keep their messages: re-claiming resets the idle time."""
