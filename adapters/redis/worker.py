@@ -57,7 +57,15 @@ from rustyflower.core.engine import (
     RunActivity,
     StartChildFlow,
 )
-from rustyflower.core.errors import RustyFlowerError, SignatureInvalidError, SignatureMissingError
+from rustyflower.core.errors import (
+    DecryptionError,
+    RustyFlowerError,
+    SignatureInvalidError,
+    SignatureMissingError,
+    SnapshotError,
+    UnknownKeyError,
+    UnsupportedFormatError,
+)
 
 log = logging.getLogger("rustyflower.worker")
 
@@ -72,9 +80,16 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 )
 """Redis errors that pass by themselves: retry the same call, never give up its result."""
 
-UNVERIFIABLE = (SignatureInvalidError, SignatureMissingError)
-"""A snapshot this worker's keys cannot verify: maybe this worker's keys are wrong, so the
-work is left to a worker that can (it is reclaimed), not dead-lettered."""
+UNVERIFIABLE: tuple[type[SnapshotError], ...] = (
+    SignatureInvalidError,
+    SignatureMissingError,
+    UnknownKeyError,
+    DecryptionError,
+    UnsupportedFormatError,
+)
+"""A snapshot this worker cannot read with its keys (or its release): maybe this worker is
+misconfigured, so the work is left to a worker that can (it is reclaimed after the
+visibility timeout), never dead-lettered by this one."""
 
 UnknownActivityPolicy = Literal["route", "fail"]
 WEEK = 7 * 24 * 3600.0
