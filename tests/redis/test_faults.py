@@ -373,7 +373,8 @@ def test_fault_client_kill_of_the_workers_connections(rt: Runtime) -> None:
 
 
 def test_fault_a_worker_with_a_wrong_signing_key_is_refused(rt: Runtime) -> None:
-    """Regression: its commits failed to verify and it dead-lettered the work for good."""
+    """Before, it started anyway: no snapshot verified, so its executor threads died one
+    after the other (and work it had reclaimed was dead-lettered). Now it is refused."""
     right = SnapshotKeys.signing_only(generate_signing_key("site"))
     wrong = SnapshotKeys.signing_only(generate_signing_key("site"))  # same id, other secret
     store = RedisStore(rt.client, rt.keys, right)
