@@ -20,13 +20,11 @@ def fleet_report(client: redis.Redis, keys: Keyspace) -> dict[str, Any]:
     """``{"workers": [...heartbeats...], "waiting": [{"activity", "messages", "workers"}]}``."""
     workers: list[dict[str, Any]] = []
     for key in client.scan_iter(match=keys.worker_health_pattern(), count=500):
-        raw = client.get(key)
-        if raw is None:
-            continue  # expired meanwhile
         try:
-            found = json.loads(raw)
-        except ValueError:
-            continue  # not ours: the key pattern is shared with nothing, but be safe
+            raw = client.get(key)
+            found = json.loads(raw) if raw is not None else None  # None: expired meanwhile
+        except (redis.ResponseError, ValueError):
+            continue  # a key of another prefix that happens to match (prefixes may hold ':')
         if isinstance(found, dict):
             workers.append(found)
     workers.sort(key=lambda worker: str(worker.get("name", "")))

@@ -104,9 +104,6 @@ class Keyspace:
     def rate(self, activity: str) -> str:
         return f"{self.prefix}:rate:{activity}"
 
-    def workers(self) -> str:
-        return f"{self.prefix}:workers"
-
     def routed_activities(self) -> str:
         """Names of the activities that have a stream of routed work (in some shard)."""
         return f"{self.prefix}:routed"
