@@ -129,10 +129,16 @@ class TimeIndexes:
             if self.client.exists(self.keys.indexes_built(shard)):
                 continue
             for status in STATUSES:
-                members = self.client.smembers(self.keys.status_index(shard, status))
-                ids = [_text(m) for m in members]
-                for offset in range(0, len(ids), PAGE):
-                    self._index_existing(shard, ids[offset : offset + PAGE])
+                page: list[str] = []
+                for member in self.client.sscan_iter(
+                    self.keys.status_index(shard, status), count=PAGE
+                ):
+                    page.append(_text(member))
+                    if len(page) >= PAGE:
+                        self._index_existing(shard, page)
+                        page = []
+                if page:
+                    self._index_existing(shard, page)
             self.client.set(self.keys.indexes_built(shard), "1")
         self._built = True
 

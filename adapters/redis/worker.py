@@ -148,6 +148,7 @@ class Worker:
         then start the executor threads and the maintenance thread."""
         verify_signing_keys(self.client, self.keys, self.store.snapshot_keys)
         self.store.ensure_groups()
+        self.store.ensure_indexes()  # once after an upgrade: index the instances already here
         for index in range(self.options.concurrency):
             self._spawn(f"executor-{index}", functools.partial(self._consume, index))
         self._spawn("maintenance", self.maintenance.run)

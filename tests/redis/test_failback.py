@@ -113,7 +113,7 @@ def test_failover_and_failback_while_a_task_is_in_flight(rt: Runtime) -> None:
     flow = (
         Flow("busy")
         .task("Prepare", "echo", result_path="$.prepared")
-        .task("Slow", "sleep_ms", parameters={"ms": 1500, "tag": "slow"}, result_path="$.slow")
+        .task("Slow", "sleep_ms", parameters={"ms": 2500, "tag": "slow"}, result_path="$.slow")
         .task("Finish", "echo")
         .build()
     )
@@ -123,7 +123,7 @@ def test_failover_and_failback_while_a_task_is_in_flight(rt: Runtime) -> None:
     with running_worker(rt.server.url, rt.keys, concurrency=1):
         instance = rt.conductor.start("busy", {"order": 8}).instance_id
         wait_until(lambda: at(rt, instance, "Slow"), 5, what="the slow task to be dispatched")
-        time.sleep(0.3)  # the worker is inside the 1.5 s activity now
+        time.sleep(0.3)  # the worker is inside the 2.5 s activity now
         fail_over_and_back(rt, instance)
         assert len(activities.spans(rt.client, rt.keys.prefix)) == finished_before
         assert output_of(rt, instance) == expected

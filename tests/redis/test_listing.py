@@ -93,8 +93,12 @@ def test_the_walk_of_the_index_is_used_for_large_sets(
     assert listed(runtime, status="succeeded", flow="waits", limit=2) == ids[::2][::-1][:2]
 
 
-def test_instances_from_before_the_index_are_listed(runtime: Runtime) -> None:
+def test_instances_from_before_the_index_are_listed(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rustyflower.adapters.redis.indexes.PAGE", 3)  # several pages
     ids = started_in_order(runtime, 8)
+    runtime.conductor.signal(ids[1], "go")
     shard = 0
     runtime.client.delete(
         runtime.keys.started_index(shard),
@@ -104,6 +108,7 @@ def test_instances_from_before_the_index_are_listed(runtime: Runtime) -> None:
     store = RedisStore(runtime.client, runtime.keys)  # a new process: builds the index once
     assert [info.instance_id for info in store.list_instances(limit=3)] == ids[::-1][:3]
     assert runtime.client.zcard(runtime.keys.started_index(shard)) == 8
+    assert runtime.client.zrange(runtime.keys.finished_index(shard), 0, -1) == [ids[1].encode()]
 
 
 def test_listing_spans_shards(runtime: Runtime) -> None:
