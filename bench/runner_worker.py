@@ -68,14 +68,39 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--prefix", default="rfbench")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--retention", type=float, default=None, help="seconds (retention bench)")
+    parser.add_argument("--retention-interval", type=float, default=None)
+    parser.add_argument("--trim-interval", type=float, default=None)
+    parser.add_argument(
+        "--keep-everything", action="store_true", help="no trimming, no retention (as before)"
+    )
     args = parser.parse_args()
+    # only the options given: `bench.retention_bench --before` runs this file against a
+    # release without them
+    extra = {
+        name: value
+        for name, value in (
+            ("retention_seconds", args.retention),
+            ("retention_interval", args.retention_interval),
+            ("trim_interval", args.trim_interval),
+        )
+        if value is not None
+    }
+    if args.keep_everything:
+        extra |= {"retention_seconds": None, "trim_interval": None}
 
     profile_prefix = os.environ.get(PROFILE_VARIABLE)
     if profile_prefix:
         _profile_executors(profile_prefix)
 
     client = Client.connect(args.url, prefix=args.prefix, keys=SnapshotKeys.none())
-    worker = Worker(client, registry(), concurrency=args.concurrency, name=f"bench-{os.getpid()}")
+    worker = Worker(
+        client,
+        registry(),
+        concurrency=args.concurrency,
+        name=f"bench-{os.getpid()}",
+        **extra,
+    )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,11 @@ from rustyflower.adapters.cli.errors import (
     CliInputError,
     TimedOutError,
 )
-from rustyflower.adapters.cli.loading import parse_json_argument, read_json_lines
+from rustyflower.adapters.cli.loading import (
+    parse_duration,
+    parse_json_argument,
+    read_json_lines,
+)
 from rustyflower.adapters.cli.options import (
     STATUSES,
     InstanceArgument,
@@ -345,10 +350,12 @@ def list_instances(
         ),
     ] = None,
     flow: Annotated[str | None, typer.Option(help="Only this flow.", show_default=False)] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many (newest first).")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, help="At most this many (latest started first).")
+    ] = 50,
     as_json: JsonOption = False,
 ) -> None:
-    """Instances, most recently updated first."""
+    """Instances, newest (latest started) first."""
     if status is not None and status not in STATUSES:
         raise CliInputError(f"--status {status!r}: use {', '.join(STATUSES)}")
     store = connection_of(ctx).store
@@ -356,10 +363,9 @@ def list_instances(
     infos = store.list_instances(
         status="running" if held_only else status,
         flow=flow,
-        limit=limit * 4 if held_only else limit,
+        limit=limit,
+        held=True if held_only else None,
     )
-    if held_only:
-        infos = [info for info in infos if info.held][:limit]
     rows = []
     for info in infos:
         row = instance_summary(info, None)
@@ -371,6 +377,57 @@ def list_instances(
         emit_json(rows)
     else:
         instances_table(rows)
+
+
+@command("purge")
+def purge(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Delete instances that finished longer ago than this: 30d, 12h, 90m, 45s.",
+            show_default=False,
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be deleted.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete finished instances (succeeded, failed, cancelled) and their history.
+
+    Workers do this by themselves after their --retention (default 7d); running and held
+    instances are never touched.
+    """
+    seconds = parse_duration(older_than, "--older-than")
+    cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
+    store = connection_of(ctx).store
+    if dry_run:
+        count = store.count_finished(cutoff)
+    else:
+        count = 0
+        while True:
+            deleted = store.purge_finished(cutoff, limit=PURGE_BATCH)
+            count += deleted
+            if deleted < PURGE_BATCH:
+                break
+    if as_json:
+        emit_json(
+            {
+                "deleted": 0 if dry_run else count,
+                "matched": count,
+                "finished_before": cutoff.isoformat(),
+            }
+        )
+        return
+    verb = "would delete" if dry_run else "deleted"
+    err.print(
+        f"{verb} {count} instance(s) that finished before {short_time(cutoff.isoformat())} UTC"
+    )
+
+
+PURGE_BATCH = 1000
 
 
 @command("history")

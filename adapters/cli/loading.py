@@ -141,6 +141,24 @@ def read_json_lines(path: Path, what: str = "--inputs") -> list[Any]:
     return values
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str, what: str) -> float:
+    """'45s', '90m', '12h', '7d', '2w' (or plain seconds) -> seconds."""
+    text = value.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise CliInputError(
+            f"{what} {value!r} is not a duration; write for example 45s, 90m, 12h or 7d"
+        ) from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise CliInputError(f"{what} {value!r}: a duration is zero or more")
+    return seconds
+
+
 def parse_events(values: list[str]) -> dict[str, list[Any]]:
     events: dict[str, list[Any]] = {}
     for value in values:

@@ -274,3 +274,56 @@ def limits_table(rows: Sequence[Mapping[str, Any]]) -> None:
     for row in rows:
         grid.add_row(escape(row["limit"]), escape(row["target"] or "-"), escape(row["value"]))
     show(grid)
+
+
+def workers_table(report: Mapping[str, Any], now: float) -> None:
+    """The workers' heartbeats (health, activities) and work no live worker can run."""
+    workers = report["workers"]
+    if not workers:
+        err.print("no worker is running (none renewed its heartbeat lately)")
+    else:
+        grid = table(
+            "WORKER", "HEALTH", "SEEN", "UP", "THREADS", "ACTIVITIES", "RUN", "ROUTED AWAY",
+            keep=("WORKER", "HEALTH"),
+        )  # fmt: skip
+        cells = []
+        for worker in workers:
+            threads = worker.get("threads", {})
+            failing = sorted(n for n, t in threads.items() if t.get("failing_since"))
+            health = "[green]healthy[/]" if worker.get("healthy") else "[red]unhealthy[/]"
+            thread_text = f"{len(threads)} ok" if not failing else f"{len(failing)} failing"
+            routed = ", ".join(f"{a} ({n})" for a, n in sorted(worker["routed_away"].items()))
+            cells.append(
+                (
+                    escape(worker["name"]),
+                    health,
+                    f"{max(0.0, now - worker['at']):.0f}s ago",
+                    _duration(now - worker["started_at"]),
+                    escape(thread_text),
+                    escape(", ".join(worker["activities"]) or "(none)"),
+                    str(worker["stats"]["activities"]),
+                    escape(routed or "-"),
+                )
+            )
+        fit(grid, cells)
+        show(grid)
+        for worker in workers:
+            for problem in worker.get("problems", []):
+                err.print(f"[red]{escape(worker['name'])}:[/] {escape(problem)}", soft_wrap=True)
+    for waiting in report["waiting"]:
+        able = waiting["workers"]
+        who = f"run by {', '.join(able)}" if able else "[bold red]no running worker has it[/]"
+        err.print(
+            f"{waiting['messages']} message(s) wait for activity "
+            f"{escape(waiting['activity'])}: {who}",
+            soft_wrap=True,
+        )
+
+
+def _duration(seconds: float) -> str:
+    """'3d', '5h', '12m', '40s': the largest whole unit."""
+    whole = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"

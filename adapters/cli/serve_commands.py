@@ -12,8 +12,10 @@ import logging
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,10 +25,10 @@ from rustyflower.adapters.cli.context import (
     ServerCommand,
     connection_of,
 )
-from rustyflower.adapters.cli.errors import CliEnvironmentError
-from rustyflower.adapters.cli.loading import load_registry
-from rustyflower.adapters.cli.options import ActivitiesOption, command
-from rustyflower.adapters.cli.render import err, escape, out
+from rustyflower.adapters.cli.errors import CliEnvironmentError, CliInputError
+from rustyflower.adapters.cli.loading import load_registry, parse_duration
+from rustyflower.adapters.cli.options import ActivitiesOption, JsonOption, command
+from rustyflower.adapters.cli.render import emit_json, err, escape, out, workers_table
 from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
     URL_VARIABLE,
@@ -35,8 +37,12 @@ from rustyflower.adapters.redis.connection import (
     ServerRunningError,
     redact,
 )
+from rustyflower.adapters.redis.keycheck import SigningKeyMismatchError
 from rustyflower.adapters.redis.scheduler import Scheduler
 from rustyflower.core.activities import ActivityRegistry
+
+if TYPE_CHECKING:
+    from rustyflower.adapters.redis.worker import UnknownActivityPolicy
 
 log = logging.getLogger("rustyflower.cli")
 
@@ -99,9 +105,39 @@ def worker(
     name: Annotated[
         str | None, typer.Option(help="Worker name (default: host-pid).", show_default=False)
     ] = None,
+    failure_limit: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Exit (code 3) when a thread has failed every round for this many seconds.",
+        ),
+    ] = 120.0,
+    retention: Annotated[
+        str,
+        typer.Option(
+            help="Delete finished instances (and their history) this long after they "
+            "finished: 7d, 12h, 90m; 'forever' keeps them."
+        ),
+    ] = "7d",
+    unknown_activity: Annotated[
+        str,
+        typer.Option(
+            help="Work for an activity this worker lacks: 'route' it to workers that have "
+            "it (it waits until one runs), or 'fail' the task with UnknownActivity."
+        ),
+    ] = "route",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Run activities, timers and (with --scheduler) cron schedules until SIGTERM or Ctrl-C."""
+    """Run activities, timers and (with --scheduler) cron schedules until SIGTERM or Ctrl-C.
+
+    Exits 3 when a thread keeps failing past --failure-limit (its supervisor should start
+    it again); `rustyflower workers` shows every worker's health.
+    """
+    if unknown_activity not in ("route", "fail"):
+        raise CliInputError(f"--unknown-activity {unknown_activity!r}: use route or fail")
+    retention_seconds = (
+        None if retention.strip().lower() == "forever" else parse_duration(retention, "--retention")
+    )
     _configure_logging(verbose)
     registry = load_registry(activities or [])
     connection = connection_of(ctx)
@@ -115,7 +151,24 @@ def worker(
         name=name,
         visibility_timeout=visibility_timeout,
         grace_period=grace_period,
+        failure_limit=failure_limit,
+        retention_seconds=retention_seconds,
+        unknown_activity="fail" if unknown_activity == "fail" else "route",
     )
+
+
+@command("workers")
+def workers(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Running workers from their heartbeats: health of their threads, their activities,
+    and work that waits for an activity (routed by a worker that lacks it)."""
+    from rustyflower.adapters.redis.fleet import fleet_report  # noqa: PLC0415
+
+    connection = connection_of(ctx)
+    report = fleet_report(connection.client, connection.keyspace)
+    if as_json:
+        emit_json(report)
+        return
+    workers_table(report, time.time())
 
 
 def _serve(
@@ -127,17 +180,34 @@ def _serve(
     name: str | None,
     visibility_timeout: float = 30.0,
     grace_period: float = 30.0,
+    failure_limit: float = 120.0,
+    retention_seconds: float | None = 7 * 24 * 3600.0,
+    unknown_activity: UnknownActivityPolicy = "route",
 ) -> None:
-    """Run a worker (and the scheduler) until SIGTERM/SIGINT, then stop gracefully."""
+    """Run a worker (and the scheduler) until SIGTERM/SIGINT, then stop gracefully.
+
+    A worker whose threads keep failing past ``failure_limit`` is stopped and reported
+    (CliEnvironmentError: exit 3), so that a supervisor starts a fresh process.
+    """
     from rustyflower.adapters.redis.worker import Worker, WorkerOptions  # noqa: PLC0415
 
     options = WorkerOptions(
-        concurrency=concurrency, visibility_timeout=visibility_timeout, grace_period=grace_period
+        concurrency=concurrency,
+        visibility_timeout=visibility_timeout,
+        grace_period=grace_period,
+        failure_limit=failure_limit,
+        retention_seconds=retention_seconds,
+        unknown_activity=unknown_activity,
     )
     if name:
         options.name = name
     if not registry.names():
-        log.warning("no activities loaded: tasks will fail with UnknownActivity (use --activities)")
+        log.warning(
+            "no activities loaded (use --activities): %s",
+            "tasks fail with UnknownActivity"
+            if unknown_activity == "fail"
+            else "tasks wait for a worker that has their activity",
+        )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -152,16 +222,25 @@ def _serve(
     store = connection.store
     runner = Worker(store, registry, options, conductor=connection.conductor)
     threads: list[threading.Thread] = []
+    problems: list[str] = []
     try:
-        runner.start()
+        try:
+            runner.start()
+        except SigningKeyMismatchError as error:
+            raise CliEnvironmentError(str(error)) from None
         if scheduler:
-            threads.append(_start_scheduler(connection, options.name, stop))
+            threads.append(_start_scheduler(connection, options.name, stop, runner.healthy))
         while not stop.wait(0.5):
-            pass
-        log.info(
-            "stopping: letting running activities finish (up to %ss; Ctrl-C again to stop now)",
-            grace_period,
-        )
+            problems = runner.problems()
+            if problems:
+                log.error("worker %s is unhealthy: %s", options.name, "; ".join(problems))
+                runner.abandon()
+                break
+        else:
+            log.info(
+                "stopping: letting running activities finish (up to %ss; Ctrl-C again to stop now)",
+                grace_period,
+            )
     finally:
         stop.set()
         runner.stop()
@@ -175,13 +254,21 @@ def _serve(
             runner.stats.failures,
             runner.stats.timers,
         )
+    if problems:
+        raise CliEnvironmentError(
+            f"worker {options.name} stopped because it is unhealthy: {'; '.join(problems)}"
+        )
 
 
 def _start_scheduler(
-    connection: Connection, holder: str, stop: threading.Event
+    connection: Connection, holder: str, stop: threading.Event, healthy: Callable[[], bool]
 ) -> threading.Thread:
     scheduler = Scheduler(
-        connection.store, connection.conductor, connection.schedules(), holder=holder
+        connection.store,
+        connection.conductor,
+        connection.schedules(),
+        holder=holder,
+        healthy=healthy,
     )
 
     def run() -> None:

@@ -19,7 +19,7 @@ from rustyflower.adapters.redis.connection import DEFAULT_DATA_DIR, EmbeddedValk
 from rustyflower.adapters.redis.schedule_store import ScheduleStore
 from rustyflower.adapters.redis.scheduler import Scheduler
 from rustyflower.adapters.redis.worker import Worker as _RedisWorker
-from rustyflower.adapters.redis.worker import WorkerOptions
+from rustyflower.adapters.redis.worker_options import WEEK, UnknownActivityPolicy, WorkerOptions
 from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.activities import registry as default_registry
 
@@ -97,13 +97,28 @@ class Worker:
         scheduler: bool = False,
         visibility_timeout: float = 30.0,
         grace_period: float = 30.0,
+        retention_seconds: float | None = WEEK,
+        trim_interval: float | None = 5.0,
+        retention_interval: float = 60.0,
+        failure_limit: float = 120.0,
+        unknown_activity: UnknownActivityPolicy = "route",
     ) -> None:
+        """``retention_seconds``: finished instances are deleted this long after they
+        finished (None keeps them); ``trim_interval``: seconds between trims of
+        acknowledged work (None: never); ``failure_limit``: seconds a thread may fail
+        every round before the worker counts as unhealthy; ``unknown_activity``: work for
+        an activity this worker lacks is "route"d to workers that have it, or "fail"s."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         options = WorkerOptions(
             concurrency=concurrency,
             visibility_timeout=visibility_timeout,
             grace_period=grace_period,
+            retention_seconds=retention_seconds,
+            trim_interval=trim_interval,
+            retention_interval=retention_interval,
+            failure_limit=failure_limit,
+            unknown_activity=unknown_activity,
         )
         if name:
             options.name = name

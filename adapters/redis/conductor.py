@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rustyflower.adapters.redis.store import (
+    LOCAL_OWNER,
     InstanceInfo,
     Placement,
     PreparedCommit,
@@ -178,12 +179,13 @@ class Conductor:
             )
             if result == "ok":
                 return Applied(transition)
-            if result == "fenced":
-                self._discard(instance_id, ack, fired_timer, None)
+            if result == "fenced" and self._owned_elsewhere(instance_id, fresh):
+                self._drop_fenced(instance_id, ack, fired_timer)
                 raise FencedError(
                     f"instance {instance_id!r} was taken over by a newer epoch "
                     "(failed over); this runner no longer advances it"
                 )
+            # a conflict, or fenced by a cached value that predates a failover and failback
             fresh = True
         raise ContentionError(
             f"instance {instance_id!r} changed {self.max_conflicts} times while applying "
@@ -240,6 +242,23 @@ class Conductor:
                 )
             finished.append(outcome)
         return finished
+
+    def _owned_elsewhere(self, instance_id: str, judged_fresh: bool) -> bool:
+        """A fenced answer is final only when the stored instance says another owner has it.
+
+        Judged on a cached snapshot it may only mean the cache predates a failover and a
+        failback (a newer epoch, owner local again): reload and decide again.
+        """
+        if not judged_fresh:
+            return False
+        return self.store.info(instance_id).owner != LOCAL_OWNER
+
+    def _drop_fenced(self, instance_id: str, ack: WorkAck | None, fired_timer: str | None) -> None:
+        """Fenced for another owner: its failback re-dispatches the work, so drop ours."""
+        if ack is not None:
+            self.store.ack(ack)
+        if fired_timer is not None:
+            self.store.drop_orphan_timer(instance_id, fired_timer)
 
     def _discard(
         self,

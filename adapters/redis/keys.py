@@ -56,6 +56,10 @@ class Keyspace:
     def streams(self, shard: int) -> list[str]:
         return [self.stream(shard, priority) for priority in PRIORITIES]
 
+    def activity_stream(self, shard: int, activity: str) -> str:
+        """Work routed to the workers that have ``activity`` (the others lack it)."""
+        return f"{self.tag(shard)}:q:a:{activity}"
+
     def timers(self, shard: int) -> str:
         return f"{self.tag(shard)}:timers"
 
@@ -68,6 +72,18 @@ class Keyspace:
 
     def flow_index(self, shard: int, flow: str) -> str:
         return f"{self.tag(shard)}:flow:{flow}"
+
+    def started_index(self, shard: int) -> str:
+        """Instance ids scored by start time (ms): listings go newest first from here."""
+        return f"{self.tag(shard)}:started"
+
+    def finished_index(self, shard: int) -> str:
+        """Finished instance ids scored by finish time (ms): retention purges from here."""
+        return f"{self.tag(shard)}:finished"
+
+    def indexes_built(self, shard: int) -> str:
+        """Set once the two time indexes also hold the instances written before them."""
+        return f"{self.tag(shard)}:indexes:v1"
 
     # --- global ---------------------------------------------------------------------------
 
@@ -95,10 +111,22 @@ class Keyspace:
     def rate(self, activity: str) -> str:
         return f"{self.prefix}:rate:{activity}"
 
-    def workers(self) -> str:
-        return f"{self.prefix}:workers"
-
     def ledger(self, instance_id: str) -> str:
         """Where continuity records an instance's failover (a hash; not in the instance's
         slot: it is never written with a transition)."""
         return f"{self.prefix}:continuity:{instance_id}"
+
+    def routed_activities(self) -> str:
+        """Names of the activities that have a stream of routed work (in some shard)."""
+        return f"{self.prefix}:routed"
+
+    def key_check(self) -> str:
+        """Signing key id -> proof of its secret, so a worker with a wrong key is refused."""
+        return f"{self.prefix}:keycheck"
+
+    def worker_health(self, name: str) -> str:
+        """One worker's heartbeat: its threads' health, as JSON, expiring unless renewed."""
+        return f"{self.prefix}:worker:{name}"
+
+    def worker_health_pattern(self) -> str:
+        return f"{self.prefix}:worker:*"

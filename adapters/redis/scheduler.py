@@ -43,6 +43,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
@@ -86,7 +87,11 @@ class Scheduler:
         clock: Clock = utc_now,
         misfire_grace: float = DEFAULT_MISFIRE_GRACE,
         max_catch_up: int = MAX_CATCH_UP,
+        healthy: Callable[[], bool] | None = None,
     ) -> None:
+        """``healthy`` tells whether this scheduler's process can work (its worker's threads
+        are not failing); while it says no, the scheduler gives up and does not take the
+        lease, so a scheduler in a healthy process leads."""
         if not holder:
             raise ValueError("a scheduler needs a holder name (unique among schedulers)")
         if lease_seconds <= 0:
@@ -101,6 +106,7 @@ class Scheduler:
         self.clock = clock
         self.misfire_grace = misfire_grace
         self.max_catch_up = max_catch_up
+        self.healthy = healthy
         self.client = schedules.client
         self._lease = self.client.register_script(scripts.LEASE)
         self._release = self.client.register_script(scripts.LEASE_RELEASE)
@@ -148,6 +154,13 @@ class Scheduler:
 
         Redis errors propagate (``run`` backs off); a broken schedule is logged and skipped.
         """
+        if self.healthy is not None and not self.healthy():
+            if self._was_leader or self.is_leader():
+                log.warning(
+                    "scheduler %s: its process is unhealthy; giving up leadership", self.holder
+                )
+                self.release()
+            return []
         if not self.renew():
             return []
         now = require_aware(self.clock()).astimezone(UTC)

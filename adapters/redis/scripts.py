@@ -7,6 +7,8 @@ from __future__ import annotations
 # A transition is therefore applied exactly once, and never without its follow-up work.
 # A commit that leaves the instance finished announces it on Keyspace.finished_channel, so
 # a client waiting for the result blocks on a subscription instead of polling.
+# Ops 's' / 'n' / 'd' add (always / only if absent) or remove the instance in the sorted
+# set KEYS[n]: the start-time and finish-time indexes.
 COMMIT = """
 local stored = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
 if ARGV[1] == '' then
@@ -41,6 +43,15 @@ while i <= #ARGV do
   elseif op == 'a' then
     redis.call('XACK', KEYS[6 + tonumber(ARGV[i + 1])], 'workers', ARGV[i + 2])
     i = i + 3
+  elseif op == 's' then
+    redis.call('ZADD', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[6])
+    i = i + 3
+  elseif op == 'n' then
+    redis.call('ZADD', KEYS[tonumber(ARGV[i + 1])], 'NX', ARGV[i + 2], ARGV[6])
+    i = i + 3
+  elseif op == 'd' then
+    redis.call('ZREM', KEYS[tonumber(ARGV[i + 1])], ARGV[6])
+    i = i + 2
   else
     return redis.error_reply('rustyflower: unknown commit op ' .. tostring(op))
   end
@@ -85,6 +96,18 @@ redis.call('XACK', KEYS[2], 'workers', ARGV[3])
 return 1
 """
 
+# Route a message to the stream of its activity (read only by workers that have it):
+# add it there (its consumer group created first if need be) and acknowledge it here.
+ROUTE = """
+local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP') then
+  return redis.error_reply(made.err)
+end
+redis.call('XADD', KEYS[1], '*', 'm', ARGV[2])
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+
 # A counting semaphore shared by every worker; holders expire unless renewed.
 ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -121,6 +144,65 @@ local stored = redis.call('HGET', KEYS[1], 'epoch')
 if not stored then return -2 end
 if tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[2])
+return 1
+"""
+
+# Drop a timer of an instance this runner does not own (fenced for a cloud) or that is gone.
+# Checked and removed in one step: a failback that re-adds the timer meanwhile keeps it.
+DROP_ORPHAN_TIMER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local owner = redis.call('HGET', KEYS[1], 'owner')
+  if not owner or owner == ARGV[2] then return 0 end
+end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+"""
+
+# Trim a work stream below the oldest entry some consumer group still needs: its oldest
+# pending (delivered, unacknowledged) entry, else the one after its last delivered entry.
+# Nothing unread or unacknowledged by any group is ever trimmed. Returns the entries removed.
+TRIM_ACKNOWLEDGED = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function before(a, b)
+  local ams, aseq = parse(a)
+  local bms, bseq = parse(b)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local floor = nil
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local name, last
+  for i = 1, #group, 2 do
+    if group[i] == 'name' then name = group[i + 1] end
+    if group[i] == 'last-delivered-id' then last = group[i + 1] end
+  end
+  local pending = redis.call('XPENDING', KEYS[1], name)
+  local keep
+  if tonumber(pending[1]) > 0 then
+    keep = pending[2]
+  else
+    local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+    keep = ms .. '-' .. tostring(tonumber(seq) + 1)
+  end
+  if floor == nil or before(keep, floor) then floor = keep end
+end
+if floor == nil then return 0 end
+return redis.call('XTRIM', KEYS[1], 'MINID', floor)
+"""
+
+# Delete a finished instance (snapshot, history, index entries) if it is still what the
+# caller saw: finished with that status, finished no later than ARGV[3] (ms).
+PURGE_FINISHED = """
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[2] then return 0 end
+local finished = redis.call('ZSCORE', KEYS[6], ARGV[1])
+if not finished or tonumber(finished) > tonumber(ARGV[3]) then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 return 1
 """
 

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from rustyflower.adapters.redis import scripts
+from rustyflower.adapters.redis.indexes import TimeIndexes, index_operations
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
 from rustyflower.adapters.redis.messages import WorkMessage, timer_member
 from rustyflower.core.engine import (
@@ -60,6 +61,9 @@ __all__ = [
     "WorkAck",
 ]
 
+LOCAL_OWNER = LOCAL
+"""The owner of an instance this runner may advance (a failover writes the cloud's name)."""
+
 FULL_HISTORY_LIMIT = 10_000
 """The store keeps this many history entries per instance (the snapshot keeps fewer)."""
 
@@ -85,6 +89,9 @@ class WorkAck:
     priority_index: int
     message_id: str
     shard: int
+    stream: str | None = None
+    """The stream, when not the shard's stream of that priority (routed work): such a
+    message is acknowledged right after the commit, not inside it."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ class RedisStore:
         self.snapshot_keys = snapshot_keys or SnapshotKeys.none()
         self._commit = client.register_script(scripts.COMMIT)
         self._fence = client.register_script(scripts.FENCE)
+        self._drop_orphan_timer = client.register_script(scripts.DROP_ORPHAN_TIMER)
+        self._trim = client.register_script(scripts.TRIM_ACKNOWLEDGED)
+        self.indexes = TimeIndexes(client, self.keys)
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_size = cache_size
         self._definitions: dict[tuple[str, str], FlowDefinition] = {}
@@ -232,27 +242,10 @@ class RedisStore:
             self._cache.popitem(last=False)
 
     def info(self, instance_id: str) -> InstanceInfo:
-        fields = (
-            "flow", "version", "status", "held", "seq", "epoch", "priority",
-            "updated_at", "created_at", "owner",
-        )  # fmt: skip
-        values = self.client.hmget(self.keys.instance(instance_id), fields)
-        if values[4] is None:
+        found = _info(instance_id, self.client.hmget(self.keys.instance(instance_id), _INFO_FIELDS))
+        if found is None:
             raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
-        text = [_text(value) if value is not None else "" for value in values]
-        return InstanceInfo(
-            instance_id=instance_id,
-            flow=text[0],
-            version=text[1],
-            status=text[2],
-            held=text[3] == "1",
-            seq=int(text[4]),
-            epoch=int(text[5] or 0),
-            priority=text[6] if text[6] in PRIORITIES else "normal",
-            updated_at=text[7],
-            created_at=text[8],
-            owner=text[9] or LOCAL,
-        )
+        return found
 
     def commit(
         self,
@@ -304,7 +297,7 @@ class RedisStore:
         if result == "ok":
             self._remember(prepared.snapshot)
             ack = prepared.ack
-            if ack is not None and ack.shard != self.keys.shard_of(prepared.snapshot.instance_id):
+            if ack is not None and not self._acked_in_commit(ack, prepared.snapshot):
                 self.ack(ack)
         else:
             self.forget(prepared.snapshot.instance_id)
@@ -334,6 +327,8 @@ class RedisStore:
             self.keys.flow_index(shard, snapshot.definition.name),
             *self.keys.streams(shard),
             self.keys.timers(shard),
+            self.keys.started_index(shard),
+            self.keys.finished_index(shard),
         ]
         history = [
             json.dumps(
@@ -365,7 +360,8 @@ class RedisStore:
             *history,
         ]
         args += self._operations(snapshot, transition, placement, shard)
-        if ack is not None and ack.shard == shard:
+        args += index_operations(previous, snapshot)
+        if ack is not None and self._acked_in_commit(ack, snapshot):
             args += ["a", ack.priority_index, ack.message_id]
         if fired_timer is not None:
             args += ["r", timer_member(instance_id, fired_timer)]
@@ -528,33 +524,76 @@ class RedisStore:
         shard = self.keys.shard_of(instance_id)
         self.client.zrem(self.keys.timers(shard), timer_member(instance_id, timer_id))
 
+    def drop_orphan_timer(self, instance_id: str, timer_id: str) -> bool:
+        """Remove a timer only while its instance is owned elsewhere or gone; True if removed.
+
+        A fenced commit is no proof by itself: the instance may have failed back (a newer
+        epoch, owner local again) with this very timer re-armed.
+        """
+        shard = self.keys.shard_of(instance_id)
+        removed = self._drop_orphan_timer(
+            keys=[self.keys.instance(instance_id), self.keys.timers(shard)],
+            args=[timer_member(instance_id, timer_id), LOCAL_OWNER],
+        )
+        return bool(int(removed))
+
     def ack(self, ack: WorkAck) -> None:
-        stream = self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
+        stream = ack.stream or self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
         self.client.xack(stream, CONSUMER_GROUP, ack.message_id)
+
+    def _acked_in_commit(self, ack: WorkAck, snapshot: Snapshot) -> bool:
+        """The commit script acknowledges messages of its own shard's priority streams."""
+        return ack.stream is None and ack.shard == self.keys.shard_of(snapshot.instance_id)
 
     # --- reading --------------------------------------------------------------------------
 
     def list_instances(
-        self, status: str | None = None, flow: str | None = None, limit: int = 1000
+        self,
+        status: str | None = None,
+        flow: str | None = None,
+        limit: int = 1000,
+        *,
+        held: bool | None = None,
     ) -> list[InstanceInfo]:
-        ids: set[str] = set()
-        for shard in range(self.keys.shards):
-            if status is not None and flow is not None:
-                members = self.client.sinter(
-                    [self.keys.status_index(shard, status), self.keys.flow_index(shard, flow)]
-                )
-            elif status is not None:
-                members = self.client.smembers(self.keys.status_index(shard, status))
-            elif flow is not None:
-                members = self.client.smembers(self.keys.flow_index(shard, flow))
-            else:
-                members = set()
-                for state in ("running", "succeeded", "failed", "cancelled"):
-                    members |= self.client.smembers(self.keys.status_index(shard, state))
-            ids |= {_text(member) for member in members}
-        infos = [self.info(instance_id) for instance_id in sorted(ids)[: max(limit * 4, limit)]]
-        infos.sort(key=lambda info: info.updated_at, reverse=True)
-        return infos[:limit]
+        """Up to ``limit`` instances, newest (latest started) first, optionally filtered."""
+        if limit < 1:
+            return []
+        ids = self.indexes.newest(status, flow, held, limit)
+        return [info for info in self._infos(ids) if info is not None]
+
+    def _infos(self, instance_ids: list[str]) -> list[InstanceInfo | None]:
+        """``info`` of several instances in one round trip (None: gone meanwhile)."""
+        pipe = self.client.pipeline(transaction=False)
+        for instance_id in instance_ids:
+            pipe.hmget(self.keys.instance(instance_id), _INFO_FIELDS)
+        return [
+            _info(instance_id, values)
+            for instance_id, values in zip(instance_ids, pipe.execute(), strict=True)
+        ]
+
+    def ensure_indexes(self) -> None:
+        """Index instances written before the time indexes existed (once per shard)."""
+        self.indexes.ensure_built()
+
+    # --- retention ------------------------------------------------------------------------
+
+    def purge_finished(self, finished_before: datetime, limit: int = 1000) -> int:
+        """Delete instances that finished before ``finished_before``, with their history.
+
+        At most ``limit`` per shard and call; returns how many were deleted. An instance
+        that changed meanwhile (retried, resumed) is left alone.
+        """
+        return self.indexes.purge_finished(finished_before, limit)
+
+    def count_finished(self, finished_before: datetime) -> int:
+        return self.indexes.count_finished(finished_before)
+
+    def trim_acknowledged(self, streams: list[str]) -> int:
+        """Trim what every consumer group has acknowledged from ``streams``; entries removed."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream in streams:
+            self._trim(keys=[stream], client=pipe)
+        return sum(int(removed) for removed in pipe.execute())
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
         if not self.exists(instance_id):
@@ -562,6 +601,31 @@ class RedisStore:
         return [
             json.loads(raw) for raw in self.client.lrange(self.keys.history(instance_id), 0, -1)
         ]
+
+
+_INFO_FIELDS = (
+    "flow", "version", "status", "held", "seq", "epoch", "priority",
+    "updated_at", "created_at", "owner",
+)  # fmt: skip
+
+
+def _info(instance_id: str, values: list[Any]) -> InstanceInfo | None:
+    if values[4] is None:
+        return None
+    text = [_text(value) if value is not None else "" for value in values]
+    return InstanceInfo(
+        instance_id=instance_id,
+        flow=text[0],
+        version=text[1],
+        status=text[2],
+        held=text[3] == "1",
+        seq=int(text[4]),
+        epoch=int(text[5] or 0),
+        priority=text[6] if text[6] in PRIORITIES else "normal",
+        updated_at=text[7],
+        created_at=text[8],
+        owner=text[9] or LOCAL_OWNER,
+    )
 
 
 def _text(value: bytes | str) -> str:

@@ -4,35 +4,52 @@ Everything it does is safe to repeat: a message is acknowledged in the same atom
 that applies its result, a timer is removed in the step that fires it, and a worker that
 dies (even with kill -9) leaves its messages to be claimed by another after the
 visibility timeout. An activity may therefore run twice; its idempotency key says so.
+
+Every thread survives any error of one message or one round: it logs, backs off and goes
+on (``health``). A thread that keeps failing past ``failure_limit`` makes the worker
+unhealthy, and ``run_until_signalled`` (like ``rustyflower worker``) then stops and
+reports it, so that the process exits non-zero and its supervisor restarts it.
+
+Work for an activity this worker does not have is *routed*: moved, in one atomic step,
+to that activity's stream, which only workers that have the activity read (see
+``maintenance``). Failing the task with ``UnknownActivity`` instead is a setting
+(``unknown_activity="fail"``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import queue
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.conductor import Conductor, FencedError, PendingEvent, Rejected
+from rustyflower.adapters.redis.health import Health
+from rustyflower.adapters.redis.keycheck import verify_signing_keys
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from rustyflower.adapters.redis.limits import Limits
-from rustyflower.adapters.redis.messages import WorkMessage, split_timer_member
+from rustyflower.adapters.redis.maintenance import Maintenance, Reclaimed
+from rustyflower.adapters.redis.messages import WorkMessage
 from rustyflower.adapters.redis.store import (
     Placement,
     RedisStore,
     UnknownFlowError,
     UnknownInstanceError,
     WorkAck,
+)
+from rustyflower.adapters.redis.worker_options import (
+    WEEK,
+    UnknownActivityPolicy,
+    WorkerOptions,
+    WorkerStats,
 )
 from rustyflower.core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
 from rustyflower.core.contract import RunnerError
@@ -44,47 +61,51 @@ from rustyflower.core.engine import (
     ParentLink,
     RunActivity,
     StartChildFlow,
-    TimerFired,
 )
-from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.errors import (
+    DecryptionError,
+    RustyFlowerError,
+    SignatureInvalidError,
+    SignatureMissingError,
+    SnapshotError,
+    UnknownKeyError,
+    UnsupportedFormatError,
+)
 
 log = logging.getLogger("rustyflower.worker")
 
-_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,  # includes BusyLoadingError (a server loading its data)
+    redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,  # maxmemory reached with noeviction
+    redis.exceptions.ReadOnlyError,  # a replica during a failover
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ClusterDownError,
+)
+"""Redis errors that pass by themselves: retry the same call, never give up its result."""
+
+UNVERIFIABLE: tuple[type[SnapshotError], ...] = (
+    SignatureInvalidError,
+    SignatureMissingError,
+    UnknownKeyError,
+    DecryptionError,
+    UnsupportedFormatError,
+)
+"""A snapshot this worker cannot read with its keys (or its release): maybe this worker is
+misconfigured, so the work is left to a worker that can (it is reclaimed after the
+visibility timeout), never dead-lettered by this one."""
 
 
 @dataclass
-class WorkerOptions:
-    concurrency: int = 4
-    visibility_timeout: float = 30.0
-    """Seconds a message may stay unacknowledged (without heartbeat) before it is reclaimed."""
-    heartbeat_interval: float = 5.0
-    block_ms: int = 500
-    timer_interval: float = 0.02
-    grace_period: float = 30.0
-    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    batch_size: int = 16
-    """Messages taken per read while activities are quick (see batch_below_seconds)."""
-    batch_below_seconds: float = 0.02
-    """Activities slower than this on average are taken one message at a time."""
-    run_timers: bool = True
-
-
-@dataclass
-class WorkerStats:
-    activities: int = 0
-    failures: int = 0
-    timers: int = 0
-    reclaimed: int = 0
-    deferred: int = 0
-    redis_errors: int = 0
-
-
-@dataclass
-class _InFlight:
+class InFlight:
     stream: str
     message_id: str
     message: WorkMessage | None  # None: read, waiting its turn in a batch
+
+
+class WorkerUnhealthyError(RustyFlowerError):
+    """A thread of the worker kept failing past its limit; the process should be restarted."""
 
 
 class Worker:
@@ -105,24 +126,33 @@ class Worker:
             self.client, self.keys, lease_ms=int(self.options.visibility_timeout * 1000)
         )
         self.stats = WorkerStats()
-        self._take_due = self.client.register_script(scripts.TAKE_DUE)
+        self.health = Health(self.options.failure_limit)
+        self.started_at = time.time()
         self._read_by_priority = self.client.register_script(scripts.READ_BY_PRIORITY)
-        self._release_deferred = self.client.register_script(scripts.RELEASE_DEFERRED)
         self._defer = self.client.register_script(scripts.DEFER)
+        self._route = self.client.register_script(scripts.ROUTE)
         self._stopping = threading.Event()
+        self._abandoning = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._in_flight: dict[str, _InFlight] = {}
-        self._in_flight_lock = threading.Lock()
+        self.in_flight: dict[str, InFlight] = {}
+        self.in_flight_lock = threading.Lock()
         self._average_seconds = 0.0
-        self._reclaimed: queue.Queue[tuple[int, int, str, dict[bytes, bytes]]] = queue.Queue()
+        self.reclaimed: queue.Queue[Reclaimed] = queue.Queue()
+        self.routed_away: dict[str, int] = {}
+        self._route_warned: dict[str, float] = {}
+        self.maintenance = Maintenance(self)
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Check the setup (refuse to start with a signing key the fleet disagrees with),
+        then start the executor threads and the maintenance thread."""
+        verify_signing_keys(self.client, self.keys, self.store.snapshot_keys)
         self.store.ensure_groups()
+        self.store.ensure_indexes()  # once after an upgrade: index the instances already here
         for index in range(self.options.concurrency):
             self._spawn(f"executor-{index}", functools.partial(self._consume, index))
-        self._spawn("maintenance", self._maintain)
+        self._spawn("maintenance", self.maintenance.run)
         log.info(
             "worker %s started: %d executors, activities: %s",
             self.options.name,
@@ -131,9 +161,28 @@ class Worker:
         )
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=f"rustyflower-{name}", daemon=True)
+        thread_name = f"rustyflower-{name}"
+        self.health.register(thread_name)
+        thread = threading.Thread(
+            target=self._supervised, args=(target,), name=thread_name, daemon=True
+        )
         thread.start()
         self._threads.append(thread)
+
+    def _supervised(self, target: Callable[[], None]) -> None:
+        """Run a thread's loop; if it ever escapes, log, back off and run it again."""
+        name = threading.current_thread().name
+        try:
+            while not self._stopping.is_set():
+                try:
+                    target()
+                    return  # the loop ends only when the worker stops
+                except Exception as error:
+                    wait = self.health.restarted(name, error)
+                    log.exception("thread %s failed; starting it again in %.1fs", name, wait)
+                    self._stopping.wait(wait)
+        finally:
+            self.health.ended(name)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop taking work; wait for running activities up to the grace period."""
@@ -147,14 +196,47 @@ class Worker:
         if unfinished:
             log.warning("stopped with work still running (%s); it will be reclaimed", unfinished)
         self._threads.clear()
+        try:
+            self.maintenance.sign_off()
+        except redis.RedisError as error:
+            log.debug("could not remove the heartbeat: %s", error)
 
-    def run_until_signalled(self) -> None:
-        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    def abandon(self) -> None:
+        """Stop because the worker is unhealthy: calls that keep failing give up at once
+        (their messages are reclaimed by other workers) instead of retrying until the
+        grace period runs out."""
+        self._abandoning.set()
+        self._stopping.set()
+
+    def problems(self) -> list[str]:
+        """Why this worker is unhealthy (empty: healthy). Only meaningful while running."""
+        if self._stopping.is_set():
+            return []
+        return self.health.problems()
+
+    def healthy(self) -> bool:
+        return not self.problems()
+
+    def run_until_signalled(self, check_interval: float = 1.0) -> None:
+        """Run until SIGTERM or SIGINT, then shut down gracefully.
+
+        Raises WorkerUnhealthyError (after stopping) when a thread kept failing past the
+        limit: the caller exits non-zero so that a supervisor starts a fresh process.
+        """
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         self.start()
-        stop.wait()
+        problems: list[str] = []
+        while not stop.wait(check_interval):
+            problems = self.problems()
+            if problems:
+                break
+        if problems:
+            log.error("worker %s is unhealthy: %s; stopping", self.options.name, problems)
+            self.abandon()
+            self.stop()
+            raise WorkerUnhealthyError("; ".join(problems))
         log.info(
             "shutting down: finishing running activities (up to %ss)", self.options.grace_period
         )
@@ -163,6 +245,11 @@ class Worker:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set when the worker stops; threads wait on it instead of sleeping."""
+        return self._stopping
 
     # --- consuming --------------------------------------------------------------------------
 
@@ -175,47 +262,73 @@ class Worker:
         ] or [index % self.keys.shards]
         turn = 0
         while not self._stopping.is_set():
+            self.health.begin_round()
             try:
-                reclaimed = self._reclaimed.get_nowait()
-            except queue.Empty:
-                reclaimed = None
-            if reclaimed is not None:
-                self._handle(*reclaimed)
-                continue
-            shard = shards[turn % len(shards)]
-            turn += 1
-            count = self._batch_size()
-            try:
-                # strict priority first; block on all three only when all are empty
-                found: Any = self._read_by_priority(
-                    keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, count]
-                )
-                if found:
-                    priority, entries = int(found[0]), found[1]
-                    batch = [
-                        (priority, _text(message_id), dict(zip(flat[::2], flat[1::2], strict=True)))
-                        for message_id, flat in entries
-                    ]
-                    self._process(shard, batch)
-                    continue
-                streams: dict[Any, Any] = {stream: ">" for stream in self.keys.streams(shard)}
-                response: Any = self.client.xreadgroup(
-                    CONSUMER_GROUP, consumer, streams, count=1, block=self.options.block_ms
-                )
-            except _REDIS_ERRORS as error:
-                self._redis_trouble(error)
-                continue
-            except redis.ResponseError as error:
-                if "NOGROUP" in str(error):
-                    self._call_with_retry(self.store.ensure_groups)
-                    continue
-                raise
+                if not self._take_reclaimed():
+                    self._consume_round(consumer, shards[turn % len(shards)])
+                    turn += 1
+            except Exception as error:
+                wait = self.round_failed(error)
+            else:
+                wait = self.health.end_round()
+            if wait:
+                self._stopping.wait(wait)
+
+    def _take_reclaimed(self) -> bool:
+        try:
+            reclaimed = self.reclaimed.get_nowait()
+        except queue.Empty:
+            return False
+        self._handle(reclaimed.ack, reclaimed.fields)
+        return True
+
+    def _consume_round(self, consumer: str, shard: int) -> None:
+        count = self._batch_size()
+        # strict priority first; block on all three only when all are empty
+        found: Any = self._read_by_priority(
+            keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, count]
+        )
+        if found:
+            priority, entries = int(found[0]), found[1]
             batch = [
-                (self._priority_of(stream), _text(message_id), fields)
-                for stream, entries in response or []
-                for message_id, fields in entries
+                (priority, _text(message_id), dict(zip(flat[::2], flat[1::2], strict=True)))
+                for message_id, flat in entries
             ]
-            self._process(shard, sorted(batch, key=lambda item: item[0]))
+            self._process(shard, batch)
+            return
+        streams: dict[Any, Any] = {stream: ">" for stream in self.keys.streams(shard)}
+        response: Any = self.client.xreadgroup(
+            CONSUMER_GROUP, consumer, streams, count=1, block=self.options.block_ms
+        )
+        batch = [
+            (self._priority_of(stream), _text(message_id), fields)
+            for stream, entries in response or []
+            for message_id, fields in entries
+        ]
+        self._process(shard, sorted(batch, key=lambda item: item[0]))
+
+    def round_failed(self, error: Exception) -> float:
+        """Report a failed round of the current thread: log it; the back-off to wait."""
+        wait = self.health.failed(error)
+        if isinstance(error, TRANSIENT_ERRORS):
+            self.stats.redis_errors += 1
+            log.warning("Redis unavailable (%s); retrying in %.1fs", error, wait)
+        elif isinstance(error, redis.ResponseError) and "NOGROUP" in str(error):
+            log.warning("a work stream or its consumer group is gone; creating it again")
+            try:
+                self.store.ensure_groups()
+            except redis.RedisError as again:
+                log.warning("could not create the consumer groups again: %s", again)
+        else:
+            log.error(
+                "%s: round failed (%s: %s); retrying in %.1fs",
+                threading.current_thread().name,
+                type(error).__name__,
+                error,
+                wait,
+                exc_info=not isinstance(error, redis.RedisError),
+            )
+        return wait
 
     def _batch_size(self) -> int:
         """Take several messages per read while activities are quick, one when they are slow.
@@ -231,20 +344,20 @@ class Worker:
         """Run a batch of messages; the activities' results are applied together at the end."""
         results: list[PendingEvent] = []
         holders: list[str] = []
-        with self._in_flight_lock:
+        with self.in_flight_lock:
             for priority, message_id, _ in batch:
                 stream = self.keys.stream(shard, PRIORITIES[priority])
-                self._in_flight[message_id] = _InFlight(stream, message_id, None)
+                self.in_flight[message_id] = InFlight(stream, message_id, None)
                 holders.append(message_id)
         try:
             for priority, message_id, fields in batch:
-                self._handle(shard, priority, message_id, fields, results)
+                self._handle(WorkAck(priority, message_id, shard), fields, results)
             if results:
                 self._apply_results(results)
         finally:
-            with self._in_flight_lock:
+            with self.in_flight_lock:
                 for holder in holders:
-                    self._in_flight.pop(holder, None)
+                    self.in_flight.pop(holder, None)
 
     def _apply_results(self, results: list[PendingEvent]) -> None:
         try:
@@ -252,7 +365,7 @@ class Worker:
         except Exception:  # e.g. one instance fenced: settle each on its own
             for result in results:
                 try:
-                    self._apply(
+                    self.apply(
                         result.instance_id, result.event, ack=result.ack, placement=result.placement
                     )
                 except (FencedError, UnknownInstanceError) as error:
@@ -265,19 +378,14 @@ class Worker:
         return names.index(_text(stream).rsplit(":", 1)[1])
 
     def _handle(
-        self,
-        shard: int,
-        priority: int,
-        message_id: str,
-        fields: dict[Any, Any],
-        results: list[PendingEvent] | None = None,
+        self, ack: WorkAck, fields: dict[Any, Any], results: list[PendingEvent] | None = None
     ) -> None:
-        ack = WorkAck(priority, message_id, shard)
+        """Process one message; no error of it escapes (the next message must not suffer)."""
         raw = fields.get(b"m") or fields.get("m")
         try:
             message = WorkMessage.decode(raw)
         except ValueError as error:
-            self._dead_letter(shard, ack, raw, f"malformed work message: {error}")
+            self._dead_letter(ack, raw, f"malformed work message: {error}")
             return
         try:
             if message.kind == "activity":
@@ -293,15 +401,24 @@ class Worker:
         except UnknownInstanceError as error:
             log.warning("dropping work for a missing instance: %s", error)
             self._call_with_retry(lambda: self.store.ack(ack))
-        except RustyFlowerError as error:
-            # e.g. a snapshot in the store that no longer verifies: keep the evidence
-            self._dead_letter(
-                shard, ack, raw, f"cannot process work for {message.instance_id}: {error}"
+        except UNVERIFIABLE as error:
+            self.health.failed(error)
+            log.error(
+                "cannot verify the snapshot of %s with this worker's keys (%s); the work is "
+                "left for a worker that can (reclaimed after %gs)",
+                message.instance_id,
+                error,
+                self.options.visibility_timeout,
             )
-        except Exception:
-            # an executor thread must survive anything; the message stays unacknowledged
-            # and is reclaimed after the visibility timeout
-            log.exception("unexpected error while processing %s; it will be retried", message_id)
+        except RustyFlowerError as error:
+            # e.g. a snapshot in the store that cannot be decoded: keep the evidence
+            self._dead_letter(ack, raw, f"cannot process work for {message.instance_id}: {error}")
+        except Exception as error:
+            # the message stays unacknowledged and is reclaimed after the visibility timeout
+            self.health.failed(error)
+            log.exception(
+                "unexpected error while processing %s; it will be retried", ack.message_id
+            )
 
     def _run_activity(
         self, message: WorkMessage, ack: WorkAck, results: list[PendingEvent] | None = None
@@ -309,6 +426,9 @@ class Worker:
         """Run the activity; its result goes to ``results`` (applied with the batch) or now."""
         command = message.command
         assert isinstance(command, RunActivity)
+        if command.activity not in self.registry and self.options.unknown_activity == "route":
+            self._route_away(message, ack, command.activity)
+            return
         holder = f"{message.instance_id}|{command.call_id}"
         wait_ms = self._call_with_retry(
             lambda: self.limits.admit(
@@ -318,16 +438,15 @@ class Worker:
         if wait_ms:
             self._park(message, ack, wait_ms)
             return
-        stream = self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
-        with self._in_flight_lock:
-            self._in_flight[holder] = _InFlight(stream, ack.message_id, message)
+        with self.in_flight_lock:
+            self.in_flight[holder] = InFlight(self.stream_of(ack), ack.message_id, message)
         began = time.monotonic()
         try:
             event = self._execute(message.instance_id, command)
         finally:
             self._average_seconds += 0.2 * (time.monotonic() - began - self._average_seconds)
-            with self._in_flight_lock:
-                self._in_flight.pop(holder, None)
+            with self.in_flight_lock:
+                self.in_flight.pop(holder, None)
             self._call_with_retry(
                 lambda: self.limits.release(holder, message.flow, message.concurrency_key)
             )
@@ -335,7 +454,7 @@ class Worker:
         if results is not None:
             results.append(PendingEvent(message.instance_id, event, ack, None, placement))
         else:
-            self._apply(message.instance_id, event, ack=ack, placement=placement)
+            self.apply(message.instance_id, event, ack=ack, placement=placement)
 
     def _execute(self, instance_id: str, command: RunActivity) -> Event:
         event = perform(self.registry, instance_id, command)
@@ -346,6 +465,30 @@ class Worker:
         else:
             self.stats.activities += 1
         return event
+
+    def _route_away(self, message: WorkMessage, ack: WorkAck, activity: str) -> None:
+        """Move work for an activity this worker lacks to that activity's stream."""
+        target = self.keys.activity_stream(ack.shard, activity)
+
+        def move() -> None:
+            self._route(
+                keys=[target, self.stream_of(ack)],
+                args=[CONSUMER_GROUP, message.encode(), ack.message_id],
+            )
+            self.client.sadd(self.keys.routed_activities(), activity)
+
+        self._call_with_retry(move)
+        self.stats.routed += 1
+        self.routed_away[activity] = self.routed_away.get(activity, 0) + 1
+        now = time.monotonic()
+        if now - self._route_warned.get(activity, -3600.0) >= 60.0:
+            self._route_warned[activity] = now
+            log.warning(
+                "no activity %r in this worker: its work waits for a worker that has it "
+                "(%d routed so far; `rustyflower workers` shows who runs what)",
+                activity,
+                self.routed_away[activity],
+            )
 
     def _start_child(self, message: WorkMessage, ack: WorkAck) -> None:
         command = message.command
@@ -363,7 +506,7 @@ class Worker:
                 )
             )
         except UnknownFlowError as error:
-            self._apply(
+            self.apply(
                 message.instance_id,
                 ChildFinished(
                     command.call_id, "failed", error=RunnerError.UNKNOWN_FLOW, cause=str(error)
@@ -382,15 +525,15 @@ class Worker:
             result.get("error"),
             result.get("cause"),
         )
-        self._apply(message.instance_id, event, ack=ack)
+        self.apply(message.instance_id, event, ack=ack)
 
     def _cancel_child(self, message: WorkMessage, ack: WorkAck) -> None:
         child = message.child_instance_id or ""
         if self.store.exists(child):
-            self._apply(child, CancelRequested("the parent no longer waits for it"), ack=None)
+            self.apply(child, CancelRequested("the parent no longer waits for it"), ack=None)
         self._call_with_retry(lambda: self.store.ack(ack))
 
-    def _apply(
+    def apply(
         self,
         instance_id: str,
         event: Event,
@@ -406,140 +549,68 @@ class Worker:
         if isinstance(outcome, Rejected):
             log.debug("instance %s: %s rejected: %s", instance_id, event.kind, outcome.error)
 
+    def stream_of(self, ack: WorkAck) -> str:
+        return ack.stream or self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
+
     def _park(self, message: WorkMessage, ack: WorkAck, wait_ms: int) -> None:
         """Held back by a limit: park the message and retry it after ``wait_ms``."""
         self.stats.deferred += 1
-        member = f"{ack.priority_index}|{message.encode()}"
+        member = f"{message.priority}|{message.encode()}"
         due = int(time.time() * 1000) + wait_ms
-        stream = self.keys.stream(ack.shard, PRIORITIES[ack.priority_index])
         self._call_with_retry(
             lambda: self._defer(
-                keys=[self.keys.deferred(ack.shard), stream], args=[due, member, ack.message_id]
+                keys=[self.keys.deferred(ack.shard), self.stream_of(ack)],
+                args=[due, member, ack.message_id],
             )
         )
 
-    def _dead_letter(self, shard: int, ack: WorkAck, raw: Any, reason: str) -> None:
+    def _dead_letter(self, ack: WorkAck, raw: Any, reason: str) -> None:
         log.error("%s; moved to the dead-letter stream", reason)
-        dead = f"{self.keys.tag(shard)}:dead"
+        dead = f"{self.keys.tag(ack.shard)}:dead"
         payload = raw if isinstance(raw, bytes | str) else "(no 'm' field)"
 
         def move() -> None:
             pipe = self.client.pipeline(transaction=True)
             pipe.xadd(dead, {"m": payload, "reason": reason})
-            pipe.xack(
-                self.keys.stream(shard, PRIORITIES[ack.priority_index]),
-                CONSUMER_GROUP,
-                ack.message_id,
-            )
+            pipe.xack(self.stream_of(ack), CONSUMER_GROUP, ack.message_id)
             pipe.execute()
 
         self._call_with_retry(move)
 
-    # --- maintenance: timers, deferred work, reclaiming, heartbeats -------------------------
-
-    def _maintain(self) -> None:
-        last_reclaim = last_heartbeat = 0.0
-        while not self._stopping.is_set():
-            began = time.monotonic()
-            try:
-                if self.options.run_timers:
-                    for shard in range(self.keys.shards):
-                        self._fire_due_timers(shard)
-                        self._release_deferred(
-                            keys=[self.keys.deferred(shard), *self.keys.streams(shard)],
-                            args=[int(time.time() * 1000), 100],
-                        )
-                if began - last_heartbeat >= self.options.heartbeat_interval:
-                    self._heartbeat()
-                    last_heartbeat = began
-                if began - last_reclaim >= self.options.visibility_timeout / 3:
-                    for shard in range(self.keys.shards):
-                        self._reclaim(shard)
-                    last_reclaim = began
-            except _REDIS_ERRORS as error:
-                self._redis_trouble(error)
-                continue
-            self._stopping.wait(max(0.0, self.options.timer_interval - (time.monotonic() - began)))
-
-    def _fire_due_timers(self, shard: int) -> None:
-        now_ms = int(time.time() * 1000)
-        lease_ms = int(self.options.visibility_timeout * 1000)
-        due = self._take_due(keys=[self.keys.timers(shard)], args=[now_ms, 200, now_ms + lease_ms])
-        for member in due:
-            instance_id, timer_id = split_timer_member(_text(member))
-            self.stats.timers += 1
-            try:
-                self._apply(instance_id, TimerFired(timer_id), fired_timer=timer_id)
-            except (UnknownInstanceError, FencedError) as error:
-                log.info("dropping timer %s: %s", timer_id, error)
-                self.store.remove_timer(instance_id, timer_id)
-
-    def _heartbeat(self) -> None:
-        """Long activities keep their messages: re-claiming resets the idle time."""
-        with self._in_flight_lock:
-            running = list(self._in_flight.items())
-        for holder, flight in running:
-            self.client.xclaim(
-                flight.stream,
-                CONSUMER_GROUP,
-                f"{self.options.name}-heartbeat",
-                min_idle_time=0,
-                message_ids=[flight.message_id],
-                justid=True,
-            )
-            if flight.message is not None:
-                message = flight.message
-                self.limits.renew(holder, message.flow, message.concurrency_key)
-        self.client.hset(self.keys.workers(), self.options.name, str(time.time()))
-
-    def _reclaim(self, shard: int) -> None:
-        """Take over messages that another (dead) worker left unacknowledged too long."""
-        idle_ms = int(self.options.visibility_timeout * 1000)
-        for priority, stream in enumerate(self.keys.streams(shard)):
-            response = self.client.xautoclaim(
-                stream,
-                CONSUMER_GROUP,
-                f"{self.options.name}-reclaimer",
-                min_idle_time=idle_ms,
-                start_id="0-0",
-                count=50,
-            )
-            for message_id, fields in response[1]:
-                if fields is None:
-                    continue
-                with self._in_flight_lock:
-                    mine = any(f.message_id == _text(message_id) for f in self._in_flight.values())
-                if mine:
-                    continue
-                self.stats.reclaimed += 1
-                log.warning(
-                    "reclaiming message %s left unacknowledged by a stopped worker",
-                    _text(message_id),
-                )
-                self._reclaimed.put((shard, priority, _text(message_id), fields))
-
     # --- Redis outages ----------------------------------------------------------------------
 
-    def _redis_trouble(self, error: Exception) -> None:
-        self.stats.redis_errors += 1
-        log.warning("Redis unavailable (%s); retrying", error)
-        self._stopping.wait(0.5)
-
     def _call_with_retry(self, action: Callable[[], Any]) -> Any:
-        """Keep a finished activity's result through a Redis outage: retry until it is back."""
-        delay = 0.1
+        """Keep a finished activity's result through a passing Redis error: retry until it
+        goes (the thread counts as failing meanwhile; past the limit the worker is unhealthy).
+        """
+        failed = False
         while True:
             try:
-                return action()
-            except _REDIS_ERRORS as error:
+                result = action()
+            except TRANSIENT_ERRORS as error:
+                if self._abandoning.is_set():
+                    raise
+                failed = True
                 self.stats.redis_errors += 1
+                delay = self.health.failed(error)
                 log.warning("Redis unavailable (%s); retrying in %.1fs", error, delay)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                continue
+            if failed:
+                self.health.recovered()
+            return result
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-__all__ = ["RustyFlowerError", "Worker", "WorkerOptions", "WorkerStats"]
+__all__ = [
+    "WEEK",
+    "RustyFlowerError",
+    "UnknownActivityPolicy",
+    "Worker",
+    "WorkerOptions",
+    "WorkerStats",
+    "WorkerUnhealthyError",
+]

@@ -275,8 +275,8 @@ def running_worker(
     client = redis.Redis.from_url(url)
     store = RedisStore(client, keys, snapshot_keys)
     worker = Worker(store, activities or registry, WorkerOptions(**settings))
-    worker.start()
     try:
+        worker.start()
         yield worker
     finally:
         worker.stop(timeout=10)

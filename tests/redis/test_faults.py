@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from rustyflower.adapters.redis.conductor import Conductor
 from rustyflower.adapters.redis.connection import RedisUnavailableError, connect
+from rustyflower.adapters.redis.keycheck import SigningKeyMismatchError
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from rustyflower.adapters.redis.store import RedisStore, UnknownFlowError
 from rustyflower.core.builder import Catch, Flow
@@ -74,7 +76,10 @@ def test_start_of_an_unknown_flow_lists_the_registered_ones(rt: Runtime) -> None
     assert rt.store.list_instances() == []
 
 
-def test_unknown_activity_fails_the_task_and_a_catch_handles_it(rt: Runtime) -> None:
+def test_unknown_activity_fails_the_task_when_set_to_fail_and_a_catch_handles_it(
+    rt: Runtime,
+) -> None:
+    """Failing at once is a deliberate setting (the default routes the work, see below)."""
     caught = (
         Flow("caught")
         .task(
@@ -88,7 +93,7 @@ def test_unknown_activity_fails_the_task_and_a_catch_handles_it(rt: Runtime) -> 
     uncaught = Flow("uncaught").task("Missing", "ech0").build()
     rt.store.register(caught)
     rt.store.register(uncaught)
-    with worker(rt):
+    with worker(rt, unknown_activity="fail"):
         first = rt.conductor.start("caught", {}).instance_id
         second = rt.conductor.start("uncaught", {}).instance_id
         handled = final(rt, first)
@@ -323,3 +328,120 @@ def test_the_worker_survives_redis_errors_in_a_connection_of_its_own(rt: Runtime
         rt.client.client_kill_filter(_type="normal", skipme=True)
         second = rt.conductor.start("steady", {}).instance_id
         assert final(rt, second).status == "succeeded"
+
+
+# --- the fault suite: each fault ends with every instance finished, nothing lost, no thread dead
+
+
+def fault_flow() -> Any:
+    """Tasks and a timer, none of which writes to Redis itself (it may refuse writes)."""
+    return (
+        Flow("faulty")
+        .task("A", "add", parameters={"a.$": "$.n", "b": 1}, result_path="$.a")
+        .wait("W", seconds=1)
+        .task("B", "add", parameters={"a.$": "$.a", "b": 1}, result_path="$.b")
+        .task("C", "echo")
+        .build()
+    )
+
+
+def all_finished_intact(rt: Runtime, ids: list[str], store: RedisStore | None = None) -> None:
+    """Every instance succeeded with the output of an undisturbed run; no history gap."""
+    reader = store or rt.store
+    for n, instance_id in enumerate(ids):
+        wait_finished(reader, instance_id, timeout=30)
+        check_instance(reader, instance_id)
+        snapshot = reader.load(instance_id, fresh=True)
+        assert snapshot.status == "succeeded", (snapshot.state.error, snapshot.state.cause)
+        assert snapshot.state.output == {"n": n, "a": n + 1, "b": n + 2}
+
+
+def no_thread_dead(running: Any) -> None:
+    assert running._threads and all(thread.is_alive() for thread in running._threads)
+    assert all(entry.restarts == 0 for entry in running.health.threads().values())
+    wait_until(running.healthy, 10, what=f"worker {running.options.name} healthy again")
+
+
+@contextlib.contextmanager
+def out_of_memory(client: Any) -> Iterator[None]:
+    """Every write is refused (maxmemory 1 byte with noeviction) until the block ends."""
+    policy = client.config_get("maxmemory-policy")["maxmemory-policy"]
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    try:
+        yield
+    finally:
+        client.config_set("maxmemory", 0)
+        client.config_set("maxmemory-policy", policy)
+
+
+@pytest.mark.slow
+def test_fault_redis_out_of_memory_for_four_seconds(rt: Runtime) -> None:
+    """Regression: an OOM reply ended every executor and the maintenance thread."""
+    rt.store.register(fault_flow())
+    with worker(rt, concurrency=2) as running:
+        ids = [rt.conductor.start("faulty", {"n": n}).instance_id for n in range(20)]
+        with out_of_memory(rt.client):
+            time.sleep(4)
+            refused = running.stats.redis_errors
+        all_finished_intact(rt, ids)
+        no_thread_dead(running)
+    assert refused > 0  # the worker did meet the fault
+
+
+@pytest.mark.slow
+def test_fault_client_kill_of_the_workers_connections(rt: Runtime) -> None:
+    rt.store.register(fault_flow())
+    with worker(rt, concurrency=2) as running:
+        ids = [rt.conductor.start("faulty", {"n": n}).instance_id for n in range(20)]
+        deadline = time.monotonic() + 3
+        kills = 0
+        while time.monotonic() < deadline:
+            kills += int(rt.client.client_kill_filter(_type="normal", skipme=True))
+            time.sleep(0.1)
+        all_finished_intact(rt, ids)
+        no_thread_dead(running)
+    assert kills > 0
+
+
+def test_fault_a_worker_with_a_wrong_signing_key_is_refused(rt: Runtime) -> None:
+    """Before, it started anyway: no snapshot verified, so its executor threads died one
+    after the other (and work it had reclaimed was dead-lettered). Now it is refused."""
+    right = SnapshotKeys.signing_only(generate_signing_key("site"))
+    wrong = SnapshotKeys.signing_only(generate_signing_key("site"))  # same id, other secret
+    store = RedisStore(rt.client, rt.keys, right)
+    store.register(fault_flow())
+    conductor = Conductor(store)
+    with worker(rt, snapshot_keys=right, name="right") as good:
+        ids = [conductor.start("faulty", {"n": n}).instance_id for n in range(10)]
+        with (
+            pytest.raises(SigningKeyMismatchError, match="signing key 'site'"),
+            worker(rt, snapshot_keys=wrong, name="wrong"),
+        ):
+            pass
+        all_finished_intact(rt, ids, store)
+        no_thread_dead(good)
+    assert dead_letters(rt) == []
+
+
+@pytest.mark.slow
+def test_fault_a_worker_lacking_the_signing_key_leaves_the_work_to_others(rt: Runtime) -> None:
+    """A key id it does not have: it cannot verify a snapshot, so it leaves the message
+    (reclaimed by a worker that can) and turns unhealthy instead of dead-lettering."""
+    right = SnapshotKeys.signing_only(generate_signing_key("site"))
+    other = SnapshotKeys.signing_only(generate_signing_key("elsewhere"))
+    store = RedisStore(rt.client, rt.keys, right)
+    store.register(fault_flow())
+    conductor = Conductor(store)
+    settings = {"visibility_timeout": 1.0, "failure_limit": 2.0}
+    with (
+        worker(rt, snapshot_keys=right, name="right", **settings) as good,
+        worker(rt, snapshot_keys=other, name="lost", **settings) as lost,
+    ):
+        ids = [conductor.start("faulty", {"n": n}).instance_id for n in range(10)]
+        all_finished_intact(rt, ids, store)
+        assert all(thread.is_alive() for thread in lost._threads)  # failing, not dead
+        failures = sum(entry.failures for entry in lost.health.threads().values())
+        no_thread_dead(good)
+    assert failures > 0
+    assert dead_letters(rt) == []

@@ -2,10 +2,12 @@
 
     python -m tests.redis.worker_main REDIS_URL PREFIX [--concurrency N]
         [--visibility-timeout S] [--heartbeat-interval S] [--grace-period S] [--name NAME]
+        [--failure-limit S]
 
 It runs the activities of ``tests/redis/activities.py`` (their traces go under PREFIX)
-until SIGTERM or SIGINT, then shuts down gracefully and exits 0. It prints ``ready`` on
-stdout once it takes work.
+until SIGTERM or SIGINT, then shuts down gracefully and exits 0; it exits 3 when the
+worker turns unhealthy (a thread failing every round for --failure-limit seconds). It
+prints ``ready`` on stdout once it takes work.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import redis
 
 from rustyflower.adapters.redis.keys import Keyspace
 from rustyflower.adapters.redis.store import RedisStore
-from rustyflower.adapters.redis.worker import Worker, WorkerOptions
+from rustyflower.adapters.redis.worker import Worker, WorkerOptions, WorkerUnhealthyError
 from tests.redis import activities
 
 
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace-period", type=float, default=30.0)
     parser.add_argument("--block-ms", type=int, default=100)
     parser.add_argument("--name", default=None)
+    parser.add_argument("--failure-limit", type=float, default=120.0)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -46,12 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
         block_ms=args.block_ms,
+        failure_limit=args.failure_limit,
     )
     if args.name:
         options.name = args.name
     worker = Worker(store, activities.registry, options)
     print("ready", flush=True)
-    worker.run_until_signalled()
+    try:
+        worker.run_until_signalled(check_interval=0.2)
+    except WorkerUnhealthyError as error:
+        logging.getLogger("rustyflower.worker").error("worker exits unhealthy: %s", error)
+        return 3
     logging.getLogger("rustyflower.worker").info("worker exited cleanly")
     return 0
 
