@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -110,6 +111,9 @@ class RedisStore:
         self._fence = client.register_script(scripts.FENCE)
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_size = cache_size
+        # a worker's executors and the asyncio client's threads share one store: an
+        # OrderedDict changed by two threads at once raises KeyError mid-reorder
+        self._cache_lock = threading.Lock()
         self._definitions: dict[tuple[str, str], FlowDefinition] = {}
 
     # --- setup ----------------------------------------------------------------------------
@@ -190,9 +194,11 @@ class RedisStore:
     def load(self, instance_id: str, fresh: bool = False) -> Snapshot:
         """The latest snapshot; a cached one unless ``fresh`` (commits detect staleness)."""
         if not fresh:
-            cached = self._cache.get(instance_id)
+            with self._cache_lock:
+                cached = self._cache.get(instance_id)
+                if cached is not None:
+                    self._cache.move_to_end(instance_id)
             if cached is not None:
-                self._cache.move_to_end(instance_id)
                 return cached
         raw = self.client.hget(self.keys.instance(instance_id), "snap")
         if raw is None:
@@ -203,7 +209,8 @@ class RedisStore:
 
     def preload(self, instance_ids: list[str]) -> None:
         """Fetch the snapshots the cache lacks, in one round trip (for a batch of events)."""
-        missing = [i for i in dict.fromkeys(instance_ids) if i not in self._cache]
+        with self._cache_lock:
+            missing = [i for i in dict.fromkeys(instance_ids) if i not in self._cache]
         if not missing:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -223,13 +230,15 @@ class RedisStore:
         return raw if isinstance(raw, bytes) else raw.encode()
 
     def forget(self, instance_id: str) -> None:
-        self._cache.pop(instance_id, None)
+        with self._cache_lock:
+            self._cache.pop(instance_id, None)
 
     def _remember(self, snapshot: Snapshot) -> None:
-        self._cache[snapshot.instance_id] = snapshot
-        self._cache.move_to_end(snapshot.instance_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[snapshot.instance_id] = snapshot
+            self._cache.move_to_end(snapshot.instance_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
 
     def info(self, instance_id: str) -> InstanceInfo:
         fields = (
