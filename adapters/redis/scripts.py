@@ -7,6 +7,8 @@ from __future__ import annotations
 # A transition is therefore applied exactly once, and never without its follow-up work.
 # A commit that leaves the instance finished announces it on Keyspace.finished_channel, so
 # a client waiting for the result blocks on a subscription instead of polling.
+# Ops 'c' / 'f' / 'e' record what the transition did (observing.observation_ops): add to a
+# counter, add seconds to a sum, append to an event stream (KEYS[n], trimmed to ~ARGV).
 COMMIT = """
 local stored = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
 if ARGV[1] == '' then
@@ -41,6 +43,16 @@ while i <= #ARGV do
   elseif op == 'a' then
     redis.call('XACK', KEYS[6 + tonumber(ARGV[i + 1])], 'workers', ARGV[i + 2])
     i = i + 3
+  elseif op == 'c' then
+    redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif op == 'f' then
+    redis.call('HINCRBYFLOAT', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif op == 'e' then
+    redis.call('XADD', KEYS[tonumber(ARGV[i + 1])], 'MAXLEN', '~', ARGV[i + 2], '*',
+      'e', ARGV[i + 3])
+    i = i + 4
   else
     return redis.error_reply('rustyflower: unknown commit op ' .. tostring(op))
   end

@@ -19,6 +19,7 @@ import redis
 from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
 from rustyflower.adapters.redis.messages import WorkMessage, timer_member
+from rustyflower.adapters.redis.observing import EVENTS_MAXLEN, observation_ops
 from rustyflower.core.engine import (
     CancelWork,
     FinishFlow,
@@ -44,6 +45,7 @@ from rustyflower.core.instance_store import (
     plan_resume,
 )
 from rustyflower.core.model import FlowDefinition, load_definition
+from rustyflower.core.observations import observe
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from rustyflower.core.timeutil import format_timestamp, parse_timestamp
@@ -115,6 +117,7 @@ class RedisStore:
         # OrderedDict changed by two threads at once raises KeyError mid-reorder
         self._cache_lock = threading.Lock()
         self._definitions: dict[tuple[str, str], FlowDefinition] = {}
+        self.events_maxlen = EVENTS_MAXLEN
 
     # --- setup ----------------------------------------------------------------------------
 
@@ -273,6 +276,7 @@ class RedisStore:
         fired_timer: str | None = None,
         extra_fields: dict[str, str] | None = None,
         notes: Sequence[Mapping[str, Any]] = (),
+        observed: bool = True,
     ) -> CommitResult:
         """Apply ``transition`` if the stored seq is still ``previous``'s (None: create).
 
@@ -289,6 +293,7 @@ class RedisStore:
             fired_timer=fired_timer,
             extra_fields=extra_fields,
             notes=notes,
+            observed=observed,
         )
         return self.settle(prepared, self._commit(keys=prepared.keys, args=prepared.args))
 
@@ -329,8 +334,13 @@ class RedisStore:
         fired_timer: str | None = None,
         extra_fields: dict[str, str] | None = None,
         notes: Sequence[Mapping[str, Any]] = (),
+        observed: bool = True,
     ) -> PreparedCommit:
-        """The keys and arguments of the commit script for one transition."""
+        """The keys and arguments of the commit script for one transition.
+
+        ``observed``: record what the transition did (``observing``); False for a snapshot
+        brought in from elsewhere (a resume), whose steps happened there.
+        """
         snapshot = transition.snapshot
         instance_id = snapshot.instance_id
         shard = self.keys.shard_of(instance_id)
@@ -374,6 +384,11 @@ class RedisStore:
             *history,
         ]
         args += self._operations(snapshot, transition, placement, shard)
+        if observed:
+            seen = observe(previous, snapshot)
+            args += observation_ops(
+                seen, keys, self.keys, shard, maxlen=self.events_maxlen, instance_id=instance_id
+            )
         if ack is not None and ack.shard == shard:
             args += ["a", ack.priority_index, ack.message_id]
         if fired_timer is not None:
@@ -499,6 +514,7 @@ class RedisStore:
             placement,
             extra_fields={"owner": LOCAL},
             notes=notes,
+            observed=False,
         )
         if result != "ok":
             raise EpochConflictError(

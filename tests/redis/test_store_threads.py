@@ -44,7 +44,7 @@ def test_threads_sharing_a_small_cache_never_trip_over_each_other(
                 snapshot = snapshots[(round_ * 7 + offset) % len(snapshots)]
                 shared._remember(snapshot)  # what every commit does once it applied
                 shared.load(snapshot.instance_id)  # a hit, unless another thread evicted it
-        except BaseException as error:  # noqa: BLE001 - the test reports whatever escaped
+        except BaseException as error:  # the test reports whatever escaped
             errors.append(error)
 
     threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
