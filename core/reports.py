@@ -10,12 +10,40 @@ histogram interpolation): p50 of 1, 2, 3, 4 is 2; p95 of twenty values is the 19
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+
+from rustyflower.core.timeutil import parse_timestamp, require_aware
 
 TOP_STEPS = 5
 """How many steps ``slowest_steps`` and ``most_failing_steps`` list."""
+
+_SPAN = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_WINDOW = timedelta(days=366)
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """The start of a report's window: a span back from ``now`` (``90s``, ``30m``,
+    ``24h``, ``7d``, ``2w``) or an RFC 3339 time. ``ValueError`` says what is wrong."""
+    require_aware(now)
+    match = _SPAN.match(text)
+    if match is not None:
+        span = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+        if span > MAX_WINDOW:
+            raise ValueError(f"since {text!r}: at most {MAX_WINDOW.days} days back")
+        return now - span
+    moment = parse_timestamp(text.strip())
+    if moment is None:
+        raise ValueError(
+            f"since {text!r}: give a span (30m, 24h, 7d) or a time (2026-01-31T08:00:00Z)"
+        )
+    if moment > now:
+        raise ValueError(f"since {text!r} is in the future")
+    return moment
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from rustyflower.adapters.redis.listing import InstancePage, page_instances
 from rustyflower.adapters.redis.runner_stats import RunnerStats, read_stats
 from rustyflower.adapters.redis.schedule_store import ScheduleStore
 from rustyflower.adapters.redis.store import Placement, RedisStore
+from rustyflower.adapters.redis.webhook_store import WebhookStore
 from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.engine import HistoryEntry, Status, Transition
 from rustyflower.core.errors import DefinitionError, Problem, RustyFlowerError
@@ -390,6 +391,10 @@ class Client:
         """The registered flows: ``name``, ``versions`` and the ``latest`` one."""
         with self._talking():
             return self._store.flows()
+
+    def webhooks(self) -> WebhookStore:
+        """The webhook subscriptions and deliveries (the HTTP API's webhooks)."""
+        return WebhookStore(self._store.client, self._store.keys)
 
     def stats(self) -> RunnerStats:
         """The runner's figures now, for every process alike (what ``/metrics`` exposes)."""
