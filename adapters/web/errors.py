@@ -40,6 +40,7 @@ from rustyflower.core.errors import (
     RustyFlowerError,
     SnapshotError,
 )
+from rustyflower.core.model.formats import MAX_DEPTH
 
 log = logging.getLogger("rustyflower.api")
 
@@ -155,7 +156,10 @@ def install_error_handlers(app: FastAPI) -> None:
             413: "too_large",
         }.get(error.status_code, "http_error")
         field = "body" if error.status_code == 400 else None
-        return _answer(error.status_code, code, str(error.detail), field, headers=error.headers)
+        message = str(error.detail)
+        if isinstance(error.__cause__, RecursionError):  # FastAPI's parse of a deep body
+            message = f"body: not valid JSON here (nested deeper than {MAX_DEPTH} levels)"
+        return _answer(error.status_code, code, message, field, headers=error.headers)
 
     @app.exception_handler(RustyFlowerError)
     async def runner_error(request: Request, error: RustyFlowerError) -> JSONResponse:
