@@ -37,7 +37,6 @@ class ApiServer:
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
         self._server = uvicorn.Server(config(app, host, port))
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self.host = host
