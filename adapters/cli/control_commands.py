@@ -1,7 +1,7 @@
 """Act on one instance: ``signal``, ``hold``, ``release``, ``cancel``, ``retry``,
 ``snapshot``, ``resume``.
 
-Every command but ``resume`` works through ``rustyflower.client.Client``
+Every command but ``snapshot`` and ``resume`` works through ``rustyflower.client.Client``
 (``Connection.public_client``), as a program would, and lets RustyFlower and Redis
 errors through; the ``rustyflower`` group turns them into one line and an exit code
 (``errors.describe_error``).
@@ -153,9 +153,11 @@ def snapshot(
 ) -> None:
     """Write an instance's stored snapshot to a file, signed when signing keys are set."""
     check_writable(output, "-o ")
-    client = connection_of(ctx).public_client
-    data = signed_export(client.snapshot(instance_id), f"the snapshot of {instance_id}")
-    info = client.status(instance_id)
+    # not Client.snapshot, which verifies with this process's keys first: the command
+    # exports what the store holds, signing an unsigned store's bytes when it has a key
+    connection = connection_of(ctx)
+    data = signed_export(connection.conductor.export(instance_id), f"the snapshot of {instance_id}")
+    info = connection.store.info(instance_id)
     write_output(output, data, "-o ")
     if str(output) == STDIO:
         return

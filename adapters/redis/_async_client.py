@@ -4,17 +4,19 @@ Every operation is the synchronous ``Client``'s, run on a small pool of threads 
 client's own, so there is one implementation of starting, signalling and the
 compare-and-set behind it, and the event loop never blocks on Redis or on decoding a
 snapshot. Waiting is different: ``wait`` and ``result`` subscribe to the instance's
-finish channel with redis-py's asyncio client, so a thousand waiting coroutines hold
-one connection each and no thread at all.
+finish channel with redis-py's asyncio client, all on one connection per event loop, so
+a thousand waiting coroutines hold one connection and no thread at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
@@ -41,6 +43,7 @@ from rustyflower.core.model import FlowDefinition
 from rustyflower.core.reports import Report
 from rustyflower.core.snapshot import SnapshotKeys
 
+log = logging.getLogger("rustyflower.client")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -62,7 +65,7 @@ class AsyncClient:
             raise ValueError("threads must be 1 or more")
         self._client = client
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rustyflower")
-        self._subscriber: redis.asyncio.Redis | None = None
+        self._watching: _FinishWatcher | None = None
 
     @classmethod
     def connect(
@@ -98,9 +101,9 @@ class AsyncClient:
         return self._client.prefix
 
     async def aclose(self) -> None:
-        if self._subscriber is not None:
-            await self._subscriber.aclose()
-            self._subscriber = None
+        watcher, self._watching = self._watching, None
+        if watcher is not None and watcher.loop is asyncio.get_running_loop():
+            await watcher.aclose()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
@@ -250,10 +253,7 @@ class AsyncClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         channel = self._client._store.keys.finished_channel(instance_id)
         try:
-            subscription = self._subscriber_client().pubsub()
-            try:
-                await subscription.subscribe(channel)
-                await _confirmed(subscription)
+            async with self._watcher().watching(channel) as finished:
                 while True:
                     info = await self._run(self._client._store.info, instance_id)
                     if info.status in FINISHED:
@@ -265,9 +265,8 @@ class AsyncClient:
                             assert timeout is not None
                             raise ResultTimeoutError(instance_id, info.status, timeout)
                         pause = min(pause, remaining)
-                    await subscription.get_message(ignore_subscribe_messages=True, timeout=pause)
-            finally:
-                await subscription.aclose()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(finished.wait(), pause)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise RedisUnavailableError(f"Redis at {self.url} went away ({error})") from None
 
@@ -279,22 +278,94 @@ class AsyncClient:
             raise InstanceFailedError(final)
         return final.output
 
-    def _subscriber_client(self) -> redis.asyncio.Redis:
-        if self._subscriber is None:
-            self._subscriber = redis.asyncio.Redis.from_url(
-                self._client._url, socket_connect_timeout=5
-            )
-        return self._subscriber
+    def _watcher(self) -> _FinishWatcher:
+        loop = asyncio.get_running_loop()
+        if self._watching is None or self._watching.loop is not loop:
+            # connections belong to the loop that made them: a new loop, a new watcher
+            self._watching = _FinishWatcher(self._client._url, loop)
+        return self._watching
 
 
-async def _confirmed(subscription: Any) -> None:
-    """Read until the server confirms the subscription: from then on no finish is missed."""
-    deadline = time.monotonic() + _CONFIRM_SECONDS
-    while time.monotonic() < deadline:
-        message = await subscription.get_message(timeout=max(0.0, deadline - time.monotonic()))
-        if message is not None and message.get("type") == "subscribe":
-            return
-    raise RustyFlowerError("Redis did not confirm the subscription for the instance's finish")
+class _FinishWatcher:
+    """One pub/sub connection for every wait of a client on one event loop.
+
+    A reader task takes the messages off the connection and sets the event of each
+    channel's waiters. A wait reads the status only once the server confirmed its
+    subscription, so a finish is either seen by that read or announced. A reader that
+    meets an error logs it and carries on (the waits read the status every ``recheck``
+    seconds meanwhile); a wait never hangs on a dead reader.
+    """
+
+    def __init__(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._redis = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5)
+        self._pubsub = self._redis.pubsub()
+        self._finished: dict[str, asyncio.Event] = {}
+        self._confirmed: dict[str, asyncio.Event] = {}
+        self._users: dict[str, int] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def watching(self, channel: str) -> AsyncIterator[asyncio.Event]:
+        """The event set when ``channel`` announces a finish (subscribed and confirmed)."""
+        async with self._lock:
+            first = channel not in self._users
+            self._users[channel] = self._users.get(channel, 0) + 1
+            if first:
+                self._finished[channel] = asyncio.Event()
+                self._confirmed[channel] = asyncio.Event()
+                await self._pubsub.subscribe(channel)
+            self._ensure_reader()
+        try:
+            try:
+                await asyncio.wait_for(self._confirmed[channel].wait(), _CONFIRM_SECONDS)
+            except TimeoutError:
+                raise RustyFlowerError(
+                    "Redis did not confirm the subscription for the instance's finish"
+                ) from None
+            yield self._finished[channel]
+        finally:
+            async with self._lock:
+                self._users[channel] -= 1
+                if not self._users[channel]:
+                    del self._users[channel], self._finished[channel], self._confirmed[channel]
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        await self._pubsub.unsubscribe(channel)
+
+    def _ensure_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read(), name="rustyflower-finishes")
+
+    async def _read(self) -> None:
+        while self._users:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except Exception:  # the waits fall back on their rechecks meanwhile
+                log.warning("reading finish announcements failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            if message is None:
+                continue
+            channel = _text(message.get("channel") or b"")
+            kind = message.get("type")
+            if kind == "subscribe" and channel in self._confirmed:
+                self._confirmed[channel].set()
+            elif kind == "message" and channel in self._finished:
+                self._finished[channel].set()
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        with contextlib.suppress(redis.RedisError, OSError):
+            await self._pubsub.aclose()
+            await self._redis.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class AsyncInstanceHandle:

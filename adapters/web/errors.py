@@ -132,15 +132,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = []
         for item in error.errors():
+            if item.get("type") == "json_invalid":  # not JSON at all: nothing else to say
+                problem = {"field": "body", "message": _json_message(item)}
+                return _answer(
+                    400, "invalid_json", f"body: {problem['message']}", "body", [problem]
+                )
             loc = tuple(item.get("loc", ()))
-            if item.get("type") == "json_invalid":
-                problems.append({"field": "body", "message": _json_message(item)})
-                continue
-            message = str(item.get("msg", "invalid"))
-            problems.append({"field": location(loc), "message": message})
-        if any(problem["field"] == "body" for problem in problems) and len(problems) == 1:
-            only = problems[0]
-            return _answer(400, "invalid_json", f"body: {only['message']}", "body", problems)
+            problems.append({"field": location(loc), "message": str(item.get("msg", "invalid"))})
         first = problems[0] if problems else {"field": None, "message": "invalid request"}
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
         return _answer(422, "invalid_request", message, first["field"], problems)
