@@ -157,9 +157,10 @@ def _queues(client: redis.Redis, keys: Keyspace) -> tuple[dict[str, int], dict[s
                 groups: Any = client.xinfo_groups(stream)
             except redis.ResponseError:  # no such stream yet: nothing was ever queued
                 continue
-            for group in groups:
-                if _text(group.get("name", b"")) != CONSUMER_GROUP:
-                    continue
+            ours = [g for g in groups if _text(g.get("name", b"")) == CONSUMER_GROUP]
+            if not ours:  # no worker has ever read it: everything in it waits
+                waiting[priority] += int(client.xlen(stream))
+            for group in ours:
                 in_progress[priority] += int(group.get("pending") or 0)
                 lag = group.get("lag")
                 if lag is None:  # the server cannot tell (entries deleted): count them

@@ -41,10 +41,10 @@ def double(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @activities.activity(retry=[Retry(errors=["Flaky"], max_attempts=3, interval_seconds=1)])
-def flaky(payload: Any) -> dict[str, int]:
+def flaky(payload: dict[str, Any]) -> dict[str, Any]:
     if current_call().attempt == 1:
         raise Flaky("first attempt")
-    return {"attempt": current_call().attempt}
+    return {"value": payload["value"], "attempt": current_call().attempt}
 
 
 @activities.activity
