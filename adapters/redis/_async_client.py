@@ -1,11 +1,13 @@
 """The Redis runner from asyncio: ``AsyncClient`` and ``AsyncInstanceHandle``.
 
-Every operation is the synchronous ``Client``'s, run on a small pool of threads of this
-client's own, so there is one implementation of starting, signalling and the
-compare-and-set behind it, and the event loop never blocks on Redis or on decoding a
-snapshot. Waiting is different: ``wait`` and ``result`` subscribe to the instance's
-finish channel with redis-py's asyncio client, all on one connection per event loop, so
-a thousand waiting coroutines hold one connection and no thread at all.
+Every operation that changes an instance is the synchronous ``Client``'s, run on a
+small pool of threads of this client's own, so there is one implementation of starting,
+signalling and the compare-and-set behind it, and the event loop never blocks on Redis.
+``status``, the read an API serves most, is read natively on the loop (a hop to a thread
+and back costs more than the read). Waiting is different too: ``wait`` and ``result``
+subscribe to the instance's finish channel with redis-py's asyncio client, all on one
+connection per event loop, so a thousand waiting coroutines hold one connection and no
+thread at all.
 """
 
 from __future__ import annotations
@@ -34,14 +36,15 @@ from rustyflower.adapters.redis._completion import DEFAULT_RECHECK_SECONDS, Resu
 from rustyflower.adapters.redis._status import InstanceStatus
 from rustyflower.adapters.redis.connection import RedisUnavailableError
 from rustyflower.adapters.redis.keys import Priority
-from rustyflower.adapters.redis.listing import InstancePage
+from rustyflower.adapters.redis.listing import INFO_FIELDS, InstancePage, info_of
 from rustyflower.adapters.redis.runner_stats import RunnerStats
 from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.engine import FINISHED, HistoryEntry, Status
-from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.errors import RustyFlowerError, UnknownInstanceError
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.reports import Report
 from rustyflower.core.snapshot import SnapshotKeys
+from rustyflower.core.snapshot.document import decode_snapshot
 
 log = logging.getLogger("rustyflower.client")
 P = ParamSpec("P")
@@ -49,6 +52,7 @@ T = TypeVar("T")
 
 DEFAULT_THREADS = 16
 _CONFIRM_SECONDS = 10.0
+_READ_CONNECTIONS = 32
 
 
 class AsyncClient:
@@ -203,7 +207,20 @@ class AsyncClient:
         )
 
     async def status(self, instance_id: str) -> InstanceStatus:
-        return await self._run(self._client.status, instance_id)
+        """Read natively on the event loop (one round trip): the hot path of an API."""
+        store = self._client._store
+        key = store.keys.instance(instance_id)
+        try:
+            async with self._watcher().redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(key, INFO_FIELDS)
+                pipe.hget(key, "snap")
+                values, raw = await pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise RedisUnavailableError(f"Redis at {self.url} went away ({error})") from None
+        if values[4] is None or raw is None:
+            raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
+        snapshot = decode_snapshot(raw, store.snapshot_keys)
+        return InstanceStatus.of(info_of(instance_id, values), snapshot)
 
     async def history(self, instance_id: str) -> list[HistoryEntry]:
         return await self._run(self._client.history, instance_id)
@@ -298,8 +315,14 @@ class _FinishWatcher:
 
     def __init__(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._redis = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5)
-        self._pubsub = self._redis.pubsub()
+        # a bounded pool that makes the excess wait: a thousand concurrent reads must not
+        # open a thousand connections (the server refuses them: "Too many connections")
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=_READ_CONNECTIONS, timeout=30, socket_connect_timeout=5
+        )
+        self.redis = redis.asyncio.Redis(connection_pool=pool)
+        """For reads on this loop (its pool); the subscription has a connection of its own."""
+        self._pubsub = self.redis.pubsub()
         self._finished: dict[str, asyncio.Event] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
         self._users: dict[str, int] = {}
@@ -361,7 +384,7 @@ class _FinishWatcher:
                 await self._reader
         with contextlib.suppress(redis.RedisError, OSError):
             await self._pubsub.aclose()
-            await self._redis.aclose()
+            await self.redis.aclose()
 
 
 def _text(value: bytes | str) -> str:

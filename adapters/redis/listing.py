@@ -27,7 +27,7 @@ from rustyflower.core.instance_store import LOCAL, InstanceInfo
 
 STATUSES = ("running", "succeeded", "failed", "cancelled")
 MAX_PAGE = 1000
-_FIELDS = (
+INFO_FIELDS = (
     "flow", "version", "status", "held", "seq", "epoch", "priority",
     "updated_at", "created_at", "owner",
 )  # fmt: skip
@@ -121,7 +121,7 @@ def _infos(client: redis.Redis, keys: Keyspace, ids: list[str]) -> Iterable[Inst
         chunk = ids[offset : offset + _READ_CHUNK]
         pipe = client.pipeline(transaction=False)
         for instance_id in chunk:
-            pipe.hmget(keys.instance(instance_id), _FIELDS)
+            pipe.hmget(keys.instance(instance_id), INFO_FIELDS)
         for instance_id, values in zip(chunk, pipe.execute(), strict=True):
             if values[4] is None:  # removed between the index read and now
                 continue

@@ -35,7 +35,7 @@ router = APIRouter(
 )
 
 
-def client_of(request: Request) -> AsyncClient:
+async def client_of(request: Request) -> AsyncClient:
     client: AsyncClient = request.app.state.client
     return client
 
