@@ -1,21 +1,23 @@
 # ruff: noqa: PLR0917 - typer turns each parameter of a command into an option
 """Operations: ``report`` (what ran, how well, how fast) and ``serve`` (the HTTP API).
 
-``serve`` needs the ``server`` extra (FastAPI, uvicorn, prometheus-client, httpx); a
-command that needs it and does not find it says how to install it (exit 3).
+``serve`` needs the ``server`` extra (``api_app.server_module`` says how to install it
+when it is missing, exit 3).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-from rustyflower.adapters.cli.context import Connection, connection_of
+from rustyflower.adapters.cli.api_app import build_app, server_module
+from rustyflower.adapters.cli.context import connection_of
 from rustyflower.adapters.cli.errors import CliEnvironmentError, CliInputError
 from rustyflower.adapters.cli.files import read_input_file
 from rustyflower.adapters.cli.options import JsonOption, command
@@ -23,12 +25,7 @@ from rustyflower.adapters.cli.render import emit_json, err, escape, fit, out, sh
 from rustyflower.core.reports import Report, StepSummary, parse_since
 from rustyflower.core.timeutil import parse_timestamp
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
 log = logging.getLogger("rustyflower.cli")
-
-SERVER_EXTRA = "pip install 'rustyflower[server]'"
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -124,6 +121,10 @@ def _steps_table(steps: tuple[StepSummary, ...]) -> None:
     show(grid)
 
 
+def _stopped(signum: int, frame: object) -> None:
+    """The handler uvicorn hands a stop signal back to once it has shut down."""
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
@@ -174,7 +175,7 @@ def serve(
     from rustyflower.adapters.cli.serve_commands import _configure_logging  # noqa: PLC0415
 
     _configure_logging(verbose)
-    settings_module = _server_module()
+    settings_module = server_module()
     text = read_input_file(token_file).decode("utf-8", "replace") if token_file else None
     try:
         tokens = settings_module.tokens_from(os.environ, text)
@@ -193,42 +194,10 @@ def serve(
 
     log.info("serving the API on http://%s:%d (Redis %s)", host, port, connection.where)
     server = uvicorn.Server(config(app, host, port, access_log=access_log))
+    # uvicorn stops gracefully on SIGTERM/SIGINT and then raises the signal again for the
+    # handler it found: a quiet one, so a requested stop exits 0 as `worker` and `dev` do
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stopped)
     server.run()
     if not server.started:
         raise CliEnvironmentError(f"the API could not listen on {host}:{port}")
-
-
-def _server_module() -> Any:
-    """``adapters.web.settings`` when the server extra is installed; else exit 3 saying how."""
-    try:
-        import fastapi  # noqa: F401, PLC0415
-        import prometheus_client  # noqa: F401, PLC0415
-        import uvicorn  # noqa: F401, PLC0415
-
-        from rustyflower.adapters.web import settings  # noqa: PLC0415
-    except ImportError as error:
-        raise CliEnvironmentError(
-            f"the HTTP API needs the server extra ({error.name} is missing): {SERVER_EXTRA}"
-        ) from None
-    return settings
-
-
-def build_app(connection: Connection, settings: Any) -> FastAPI:
-    """The API app over this run's connection settings (its own client and pool)."""
-    from rustyflower.adapters.web import create_app  # noqa: PLC0415
-    from rustyflower.client import AsyncClient  # noqa: PLC0415
-
-    connection.client  # noqa: B018 - fail fast (exit 3) when Redis is unreachable
-    client = AsyncClient.connect(
-        connection.url, prefix=connection.prefix, data_dir=connection.data_dir
-    )
-    return create_app(client, settings)
-
-
-def server_extra_missing() -> str | None:
-    """Why the API cannot be served here (the extra is missing), or None."""
-    try:
-        _server_module()
-    except CliEnvironmentError as error:
-        return str(error)
-    return None

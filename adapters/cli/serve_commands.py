@@ -191,9 +191,9 @@ def _serve(
 @contextlib.contextmanager
 def _local_api(connection: Connection, port: int | None) -> Iterator[None]:
     """The HTTP API on loopback beside the worker, without tokens (unless some are set)."""
-    from rustyflower.adapters.cli import ops_commands  # noqa: PLC0415
+    from rustyflower.adapters.cli import api_app  # noqa: PLC0415
 
-    missing = ops_commands.server_extra_missing() if port is not None else None
+    missing = api_app.server_extra_missing() if port is not None else None
     if port is None or missing is not None:
         if missing is not None:
             log.warning("no HTTP API: %s", missing)
@@ -203,14 +203,14 @@ def _local_api(connection: Connection, port: int | None) -> Iterator[None]:
     from rustyflower.adapters.web.settings import ApiSettings, environ_tokens  # noqa: PLC0415
 
     settings = ApiSettings(tokens=environ_tokens())
-    api = ApiServer(ops_commands.build_app(connection, settings), "127.0.0.1", port)
+    api = ApiServer(api_app.build_app(connection, settings), "127.0.0.1", port)
     try:
         url = api.start()
     except ApiServerError:
         if port == 0:
             raise
         log.warning("port %d is taken: the HTTP API takes a free port instead", port)
-        api = ApiServer(ops_commands.build_app(connection, settings), "127.0.0.1", 0)
+        api = ApiServer(api_app.build_app(connection, settings), "127.0.0.1", 0)
         url = api.start()
     out.print(f"HTTP API at [bold]{escape(url)}[/] (OpenAPI: {escape(url)}/docs)", soft_wrap=True)
     try:

@@ -35,7 +35,7 @@ from rustyflower.adapters.redis.connection import (
 )
 from rustyflower.adapters.redis.event_log import read_report
 from rustyflower.adapters.redis.keys import Keyspace, Priority
-from rustyflower.adapters.redis.listing import InstancePage, page_instances
+from rustyflower.adapters.redis.listing import MAX_PAGE, InstancePage, page_instances
 from rustyflower.adapters.redis.runner_stats import RunnerStats, read_stats
 from rustyflower.adapters.redis.schedule_store import ScheduleStore
 from rustyflower.adapters.redis.store import Placement, RedisStore
@@ -249,8 +249,19 @@ class Client:
         """Instances of the store, most recently started first (``list_instances`` pages)."""
         if status is not None and status not in get_args(Status):
             raise ValueError(f"status {status!r}: use one of {', '.join(get_args(Status))}")
-        page = self.list_instances(flow=flow, status=status, limit=limit)
-        return [InstanceHandle(self, info.instance_id) for info in page.items]
+        if limit < 1:
+            raise ValueError("limit must be 1 or more")
+        found: list[InstanceHandle] = []
+        cursor: str | None = None
+        while len(found) < limit:
+            page = self.list_instances(
+                flow=flow, status=status, limit=min(MAX_PAGE, limit - len(found)), cursor=cursor
+            )
+            found += [InstanceHandle(self, info.instance_id) for info in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return found
 
     def list_instances(
         self,
