@@ -3,9 +3,10 @@
 The commit that finishes an instance appends a ``finished`` event to its shard's flow
 event stream (``observing``). A dispatcher (the HTTP API's, ``adapters.web.webhooks``)
 reads those streams through the consumer group ``webhooks``, turns each event into one
-delivery task per matching subscription, and only then acknowledges the event, so a
-dispatcher that dies in between reads it again (the tasks it wrote are identical and
-not doubled: a task's id is the event's id and the hook's).
+delivery task per matching subscription, and only then acknowledges the event, so the
+event of a dispatcher that dies in between is taken over by another (or by it, started
+again) once it has been pending for ``STALE_SECONDS``; the tasks written twice are
+identical and not doubled (a task's id is the event's id and the hook's).
 
 Tasks wait in one sorted set scored by when they are due. Taking a task leases it (its
 score moves to the lease's end) instead of removing it, so a task whose dispatcher died
@@ -29,6 +30,8 @@ from rustyflower.core.errors import RustyFlowerError
 
 GROUP = "webhooks"
 STATUSES = ("succeeded", "failed", "cancelled")
+STALE_SECONDS = 60.0
+"""An event read and not acknowledged for this long is taken over by another dispatcher."""
 DELIVERIES_KEPT = 100
 """Per subscription, the latest delivery attempts kept for ``deliveries``."""
 
@@ -176,27 +179,32 @@ class WebhookStore:
                     raise
 
     def read_finished(
-        self, consumer: str, count: int = 100, *, pending: bool = False
+        self, consumer: str, count: int = 100, *, stale_after: float | None = None
     ) -> list[FinishedEvent]:
-        """Events of the flow streams not yet handled: new ones, or (``pending``) those this
-        consumer read before and did not acknowledge (it died mid-way)."""
+        """Events of the flow streams not yet handled: new ones, or (``stale_after``
+        seconds) those some dispatcher read that long ago and never acknowledged (it died
+        mid-way), taken over by ``consumer``."""
         found: list[FinishedEvent] = []
         for shard in range(self.keys.shards):
             stream = self.keys.flow_events(shard)
-            reply: Any = self.client.xreadgroup(
-                GROUP, consumer, {stream: "0" if pending else ">"}, count=count
-            )
-            for _name, entries in reply or []:
-                for entry_id, fields in entries:
-                    if fields is None:  # trimmed away while pending
-                        self.client.xack(stream, GROUP, entry_id)
-                        continue
-                    raw = fields.get(b"e") or fields.get("e") or b"{}"
-                    try:
-                        event = json.loads(raw)
-                    except ValueError:
-                        event = {}
-                    found.append(FinishedEvent(shard, _text(entry_id), event))
+            if stale_after is None:
+                reply: Any = self.client.xreadgroup(GROUP, consumer, {stream: ">"}, count=count)
+                entries = [entry for _name, batch in reply or [] for entry in batch]
+            else:
+                claimed: Any = self.client.xautoclaim(
+                    stream, GROUP, consumer, int(stale_after * 1000), "0-0", count=count
+                )
+                entries = claimed[1]
+            for entry_id, fields in entries:
+                if fields is None:  # trimmed away while pending
+                    self.client.xack(stream, GROUP, entry_id)
+                    continue
+                raw = fields.get(b"e") or fields.get("e") or b"{}"
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    event = {}
+                found.append(FinishedEvent(shard, _text(entry_id), event))
         return found
 
     def enqueue(self, event: FinishedEvent, tasks: Iterable[DeliveryTask]) -> None:

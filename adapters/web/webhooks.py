@@ -34,6 +34,7 @@ import httpx
 from fastapi import APIRouter, Depends, Response
 
 from rustyflower.adapters.redis.webhook_store import (
+    STALE_SECONDS,
     DeliveryTask,
     FinishedEvent,
     UnknownWebhookError,
@@ -128,11 +129,11 @@ class Dispatcher:
         first = True
         while not self._stop.is_set():
             try:
-                if first:  # what a previous run of this consumer read and left unhandled
+                if first:
                     await asyncio.to_thread(self.store.ensure_groups)
-                    await self._enqueue(pending=True)
                     first = False
-                await self._enqueue(pending=False)
+                await self._enqueue(stale_after=STALE_SECONDS)  # a dead dispatcher's
+                await self._enqueue(stale_after=None)
                 await self._deliver_due()
                 failures = 0
                 self.rounds += 1
@@ -144,8 +145,10 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), pause)
 
-    async def _enqueue(self, *, pending: bool) -> None:
-        events = await asyncio.to_thread(self.store.read_finished, self.consumer, pending=pending)
+    async def _enqueue(self, *, stale_after: float | None) -> None:
+        events = await asyncio.to_thread(
+            self.store.read_finished, self.consumer, stale_after=stale_after
+        )
         if not events:
             return
         hooks = await asyncio.to_thread(self.store.all)

@@ -13,7 +13,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.api.conftest import Api
+from rustyflower import SnapshotKeys
+from rustyflower.adapters.web import ApiSettings, webhooks
+from rustyflower.adapters.web.settings import WebhookPolicy
+from rustyflower.client import Client
+from tests.api.conftest import FLOWS, TOKEN, Api, serve
+from tests.redis.servers import ServerProcess
 
 pytestmark = pytest.mark.emulator
 
@@ -126,3 +131,33 @@ def test_an_unreachable_endpoint_is_given_up_after_the_last_attempt(api: Api) ->
         ]
         assert all("ConnectError" in entry["error"] for entry in log)
         assert log[-1]["next_attempt_at"] is None
+
+
+def test_an_event_a_dead_dispatcher_left_is_taken_over(
+    server: ServerProcess, prefix: str, receiver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dispatcher read the finish and died before it made the deliveries: another
+    takes the event over once it has been pending long enough (here 0.3 s)."""
+    monkeypatch.setattr(webhooks, "STALE_SECONDS", 0.3)
+    with Client.connect(server.url, prefix=prefix, keys=SnapshotKeys.none()) as client:
+        client.register(FLOWS[3])
+        store = client.webhooks()
+        store.add(receiver, secret="a-secret-of-the-test-0123")
+        order = client.start("approval", {})
+        order.signal("approval", {"ok": True})
+        read = store.read_finished("dead-dispatcher")  # read, never acknowledged
+        assert [event.fields["k"] for event in read] == ["started", "finished"]
+        assert store.read_finished("dead-dispatcher") == []  # nothing new
+        policy = WebhookPolicy(first_delay=0.1, factor=1, poll_seconds=0.1)
+        running = serve(
+            server, prefix, ApiSettings(tokens=frozenset({TOKEN}), webhook_policy=policy)
+        )
+        try:
+            wait_for(lambda: any(r["answered"] == 204 for r in Receiver.received))
+        finally:
+            running.stop()
+    payload = json.loads(Receiver.received[-1]["body"])
+    assert payload["instance"]["instance_id"] == order.id
+    assert {json.loads(r["body"])["delivery_id"] for r in Receiver.received} == {
+        payload["delivery_id"]
+    }
