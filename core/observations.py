@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from rustyflower.core.contract import ReservedError
 from rustyflower.core.engine import HistoryEntry, Snapshot
 from rustyflower.core.timeutil import parse_timestamp
 
@@ -120,7 +121,7 @@ def _step_finished(
     elif kind == "TaskFailed":
         outcome, error = "failed", _text(detail.get("error"))
     elif kind == "TimedOut":
-        outcome, error = "timed_out", "States.Timeout"
+        outcome, error = "timed_out", ReservedError.TIMEOUT
     elif kind == "SubFlowFinished":
         status = detail.get("status")
         outcome = status if status in ("succeeded", "failed", "cancelled") else "failed"

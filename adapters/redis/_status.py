@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rustyflower.core.contract import Purpose
 from rustyflower.core.engine import (
     AwaitEvent,
     RunActivity,
@@ -18,7 +19,9 @@ from rustyflower.core.engine import (
 from rustyflower.core.instance_store import InstanceInfo, Priority
 from rustyflower.core.timeutil import parse_timestamp
 
-DEADLINES = frozenset({"flow_timeout", "task_timeout", "event_timeout", "child_timeout"})
+DEADLINES = frozenset(
+    {Purpose.FLOW_TIMEOUT, Purpose.TASK_TIMEOUT, Purpose.EVENT_TIMEOUT, Purpose.CHILD_TIMEOUT}
+)
 
 
 @dataclass(frozen=True)
