@@ -17,7 +17,7 @@ from importlib.metadata import version
 import httpx
 from fastapi import FastAPI
 
-from rustyflower.adapters.web import instances, metrics, operations, webhooks
+from rustyflower.adapters.web import instances, metrics, operations, runner, webhooks
 from rustyflower.adapters.web.errors import BodyLimit, install_error_handlers
 from rustyflower.adapters.web.settings import ApiSettings
 from rustyflower.client import AsyncClient
@@ -72,6 +72,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(instances.router)
     app.include_router(operations.router)
+    app.include_router(runner.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.include_router(operations.health)
