@@ -83,9 +83,7 @@ def test_every_command_that_connects_takes_the_connection_options_after_its_name
     walk(group, "")
     assert len(connected) == 31, connected
     assert "dev (own server)" in connected
-    assert {"status", "flows register", "failover", "workers", "purge", "report"} <= set(
-        connected
-    )
+    assert {"status", "flows register", "failover", "workers", "purge", "report"} <= set(connected)
 
 
 # --- version, bare command, help ---------------------------------------------------------------
