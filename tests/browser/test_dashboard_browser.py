@@ -10,27 +10,18 @@ to keep; docs/dashboard.png is one of them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.dev_process import dev_server, rustyflower
 from tests.tooling import REPO, chromium, missing_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.emulator]
 
-RUSTYFLOWER = str(Path(sys.executable).parent / "rustyflower")
 ORDER = REPO / "examples" / "order"
 ACTIVITIES = "examples.order.activities"
 WAITING_ID = "order-A-1001"
@@ -45,100 +36,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DASHBOARD_LINE = re.compile(r"Dashboard at (http://127\.0\.0\.1:\d+/ui/)")
 WAIT_MS = 30_000
-
-
-def env() -> dict[str, str]:
-    """No RUSTYFLOWER_* from the caller (a token would lock the dashboard), and nothing
-    that could make Playwright fetch a browser."""
-    found = {k: v for k, v in os.environ.items() if not k.startswith("RUSTYFLOWER_")}
-    found["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
-    return found
-
-
-def rustyflower(data_dir: Path, *args: str | Path) -> str:
-    done = subprocess.run(
-        [RUSTYFLOWER, *(str(arg) for arg in args), "--data-dir", str(data_dir)],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done.stdout
-
-
-@dataclass
-class Dev:
-    process: subprocess.Popen[str]
-    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
-    seen: list[str] = field(default_factory=list)
-
-    def read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def dashboard_url(self, timeout: float = 60) -> str:
-        """The URL `dev` printed: what a user would open."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            self.seen.append(line)
-            found = DASHBOARD_LINE.search(line)
-            if found:
-                return found.group(1)
-        raise AssertionError(f"dev printed no dashboard URL: {''.join(self.seen)!r}")
-
-
-@contextlib.contextmanager
-def dev_server(data_dir: Path) -> Iterator[Dev]:
-    """`rustyflower dev` (API on a free port) until the block ends; SIGTERM, exit 0."""
-    process = subprocess.Popen(
-        [
-            RUSTYFLOWER,
-            "dev",
-            "--data-dir",
-            str(data_dir),
-            "--activities",
-            ACTIVITIES,
-            "--api-port",
-            "0",
-        ],
-        cwd=REPO,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    dev = Dev(process)
-    reader = threading.Thread(target=dev.read, name="dev-stdout", daemon=True)
-    reader.start()
-    try:
-        yield dev
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-        assert process.returncode == 0, process.stderr.read() if process.stderr else ""
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        reader.join(timeout=5)
-        url_file = data_dir / "server.url"
-        if url_file.is_file():  # the embedded server outlived `dev`: stop it (ours only)
-            import redis  # noqa: PLC0415
-
-            with contextlib.suppress(redis.RedisError):
-                redis.Redis.from_url(url_file.read_text().strip()).shutdown(nosave=True)
 
 
 def test_approve_a_waiting_order_from_the_dashboard_and_watch_it_finish(tmp_path: Path) -> None:
@@ -152,7 +50,7 @@ def test_approve_a_waiting_order_from_the_dashboard_and_watch_it_finish(tmp_path
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     data_dir = tmp_path / ".rustyflower"
 
-    with dev_server(data_dir) as dev:
+    with dev_server(data_dir, ACTIVITIES) as dev:
         url = dev.dashboard_url()
         rustyflower(data_dir, "flows", "register", ORDER / "flow.yaml", "--activities", ACTIVITIES)
         rustyflower(
