@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--prefix", default="rfbench")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--retention", type=float, default=None, help="seconds (retention bench)")
     parser.add_argument("--retention-interval", type=float, default=None)
     parser.add_argument("--trim-interval", type=float, default=None)
@@ -93,7 +94,9 @@ def main() -> None:
     if profile_prefix:
         _profile_executors(profile_prefix)
 
-    client = Client.connect(args.url, prefix=args.prefix, keys=SnapshotKeys.none())
+    client = Client.connect(
+        args.url, prefix=args.prefix, keys=SnapshotKeys.none(), shards=args.shards
+    )
     worker = Worker(
         client,
         registry(),
