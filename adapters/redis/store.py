@@ -19,6 +19,7 @@ from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.indexes import TimeIndexes, index_operations
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
 from rustyflower.adapters.redis.messages import WorkMessage, timer_member
+from rustyflower.adapters.redis.scripting import evalsha_many
 from rustyflower.core.engine import (
     CancelWork,
     FinishFlow,
@@ -284,10 +285,9 @@ class RedisStore:
         """
         if not batch:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for prepared in batch:
-            self._commit(keys=prepared.keys, args=prepared.args, client=pipe)
-        replies = pipe.execute(raise_on_error=True)
+        replies = evalsha_many(
+            self.client, self._commit, [(prepared.keys, prepared.args) for prepared in batch]
+        )
         return [
             self.settle(prepared, reply) for prepared, reply in zip(batch, replies, strict=True)
         ]
@@ -590,10 +590,8 @@ class RedisStore:
 
     def trim_acknowledged(self, streams: list[str]) -> int:
         """Trim what every consumer group has acknowledged from ``streams``; entries removed."""
-        pipe = self.client.pipeline(transaction=False)
-        for stream in streams:
-            self._trim(keys=[stream], client=pipe)
-        return sum(int(removed) for removed in pipe.execute())
+        replies = evalsha_many(self.client, self._trim, [([stream], []) for stream in streams])
+        return sum(int(removed) for removed in replies)
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
         if not self.exists(instance_id):
