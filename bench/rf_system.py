@@ -1,17 +1,20 @@
 """RustyFlower as a system under bench.runner_bench: its worker process(es) on the bench's Redis.
 
-Each worker process is ``python -m bench.runner_worker`` (``rustyflower.worker.Worker``);
-``processes`` of them share the work. Instances start with ``Client.start`` one after
+The worker process is ``python -m bench.runner_worker`` (``rustyflower.worker.Worker``),
+or, for the process-scaling rows, ``rustyflower worker --processes N`` (the product's
+supervisor and its N worker processes). Instances start with ``Client.start`` one after
 another, or ``Client.start_many`` (bulk). Completion: ``SCARD`` of the finished status
 indexes of every shard, polled like the peers' result keys.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -61,7 +64,7 @@ class RustyFlowerBench(SystemBench):
         server_pids: list[int],
         poll_s: float,
         concurrency: int = 1,
-        processes: int = 1,
+        processes: int | None = None,
         shards: int = 1,
         label_extra: str = "",
     ) -> None:
@@ -84,32 +87,63 @@ class RustyFlowerBench(SystemBench):
 
     @property
     def label(self) -> str:
-        processes = "1 worker process" if self.processes == 1 else f"{self.processes} processes"
-        return f"{processes}, concurrency={self.concurrency}{self.label_extra}"
+        if self.processes is None:
+            return f"1 worker process, concurrency={self.concurrency}{self.label_extra}"
+        return (
+            f"rustyflower worker --processes {self.processes} "
+            f"--concurrency {self.concurrency}{self.label_extra}"
+        )
 
     # --- workers ------------------------------------------------------------------------
 
     def start_workers(self) -> list[int]:
-        for _ in range(self.processes):
-            worker = subprocess.Popen(
-                [
-                    sys.executable, "-m", "bench.runner_worker",
-                    "--url", self.url,
-                    "--prefix", PREFIX,
-                    "--concurrency", str(self.concurrency),
-                    "--shards", str(self.shards),
-                ],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                text=True,
-            )  # fmt: skip
-            self.workers.append(worker)
-        for worker in self.workers:
-            assert worker.stdout is not None
-            line = worker.stdout.readline()
-            if not line.startswith("ready"):
-                raise RuntimeError(f"a RustyFlower worker did not start: {line!r}")
-        return [worker.pid for worker in self.workers]
+        if self.processes is not None:
+            return [self._start_supervisor(self.processes)]
+        worker = subprocess.Popen(
+            [
+                sys.executable, "-m", "bench.runner_worker",
+                "--url", self.url,
+                "--prefix", PREFIX,
+                "--concurrency", str(self.concurrency),
+                "--shards", str(self.shards),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self.workers.append(worker)
+        assert worker.stdout is not None
+        line = worker.stdout.readline()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"the RustyFlower worker did not start: {line!r}")
+        return [worker.pid]
+
+    def _start_supervisor(self, processes: int) -> int:
+        """``rustyflower worker --processes N``; ready once its N workers report health."""
+        command = str(Path(sys.executable).parent / "rustyflower")
+        worker = subprocess.Popen(
+            [
+                command, "worker",
+                "--activities", "bench.rf_activities",
+                "--processes", str(processes),
+                "--concurrency", str(self.concurrency),
+                "--no-scheduler",
+            ],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "RUSTYFLOWER_REDIS_URL": self.url,
+                "RUSTYFLOWER_PREFIX": PREFIX,
+                "RUSTYFLOWER_SHARDS": str(self.shards),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.workers.append(worker)
+        deadline = time.monotonic() + 120
+        while len(list(self.client.scan_iter(self.keys.worker_health_pattern()))) < processes:
+            self._waited(deadline, 0.1)
+        return worker.pid
 
     def stop_workers(self) -> None:
         for worker in self.workers:

@@ -69,13 +69,10 @@ def configurations(
     """One factory per system configuration of the run (each builds a fresh bench)."""
     poll_s = args.poll_ms / 1000
     made: list[Callable[[], SystemBench]] = []
+    for concurrency in args.rf_concurrency:
+        made.append(lambda c=concurrency: RustyFlowerBench(url, server_pids, poll_s, concurrency=c))
     for processes in args.rf_processes:
-        for concurrency in args.rf_concurrency:
-            made.append(
-                lambda c=concurrency, p=processes: RustyFlowerBench(
-                    url, server_pids, poll_s, concurrency=c, processes=p
-                )
-            )
+        made.append(lambda p=processes: RustyFlowerBench(url, server_pids, poll_s, processes=p))
     if "celery" in args.peers:
         for pool, concurrency in args.celery_pools:
             made.append(
@@ -342,8 +339,9 @@ def main() -> None:
     parser.add_argument(
         "--rf-processes",
         type=_list,
-        default=[1],
-        help="RustyFlower worker processes, a list: 1,2,4 gives the process-scaling rows (1)",
+        default=[],
+        help="process-scaling rows: `rustyflower worker --processes N` for each N of the "
+        "list, e.g. 1,2,4 (default none)",
     )
     parser.add_argument(
         "--celery-pools",

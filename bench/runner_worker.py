@@ -21,6 +21,7 @@ import sys
 import threading
 from typing import Any
 
+from bench import rf_activities
 from rustyflower import ActivityRegistry, SnapshotKeys
 from rustyflower.client import Client
 from rustyflower.worker import Worker
@@ -28,14 +29,8 @@ from rustyflower.worker import Worker
 PROFILE_VARIABLE = "RF_BENCH_PROFILE"
 
 
-def step(value: int) -> int:
-    return value + 1
-
-
 def registry() -> ActivityRegistry:
-    activities = ActivityRegistry()
-    activities.register(step, name="step")
-    return activities
+    return rf_activities.registry
 
 
 def _profile_executors(prefix: str) -> None:
