@@ -141,6 +141,9 @@ class RedisStore:
         """Register a flow version; False when that exact version was registered already."""
         key = self.keys.definitions(definition.name)
         document = json.dumps(definition.document(), sort_keys=True)
+        # the name first, on its own: on a cluster the two keys live in different slots,
+        # and a name listed before its first version is harmless (it is listed again here)
+        self.client.sadd(self.keys.definition_names(), definition.name)
         existing = self.client.hget(key, definition.version)
         if existing is not None:
             if json.loads(existing) == json.loads(document):
@@ -150,11 +153,9 @@ class RedisStore:
                 "different content; give the changed flow a new version (running instances "
                 "keep the version they started with)"
             )
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(key, definition.version, document)
-        pipe.hset(key, "__latest__", definition.version)
-        pipe.sadd(self.keys.definition_names(), definition.name)
-        pipe.execute()
+        self.client.hset(
+            key, mapping={definition.version: document, "__latest__": definition.version}
+        )
         return True
 
     def definition(self, name: str, version: str | None = None) -> FlowDefinition:

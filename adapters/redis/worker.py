@@ -38,6 +38,7 @@ from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from rustyflower.adapters.redis.limits import Limits
 from rustyflower.adapters.redis.maintenance import Maintenance, Reclaimed
 from rustyflower.adapters.redis.messages import WorkMessage
+from rustyflower.adapters.redis.scripting import run_scripts
 from rustyflower.adapters.redis.store import (
     Placement,
     RedisStore,
@@ -73,6 +74,10 @@ from rustyflower.core.errors import (
 )
 
 log = logging.getLogger("rustyflower.worker")
+
+MULTI_SHARD_BLOCK_MS = 20
+"""How long a thread that reads several shards blocks on one of them when all were empty:
+work that arrives on another shard meanwhile waits at most about this long."""
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.ConnectionError,  # includes BusyLoadingError (a server loading its data)
@@ -265,8 +270,11 @@ class Worker:
             self.health.begin_round()
             try:
                 if not self._take_reclaimed():
-                    self._consume_round(consumer, shards[turn % len(shards)])
-                    turn += 1
+                    if len(shards) == 1:
+                        self._consume_round(consumer, shards[0])
+                    else:
+                        self._consume_shards(consumer, shards, shards[turn % len(shards)])
+                        turn += 1
             except Exception as error:
                 wait = self.round_failed(error)
             else:
@@ -289,16 +297,40 @@ class Worker:
             keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, count]
         )
         if found:
-            priority, entries = int(found[0]), found[1]
-            batch = [
-                (priority, _text(message_id), dict(zip(flat[::2], flat[1::2], strict=True)))
-                for message_id, flat in entries
-            ]
-            self._process(shard, batch)
+            self._process(shard, _batch_of(found))
             return
+        self._blocking_read(consumer, shard, self.options.block_ms)
+
+    def _consume_shards(self, consumer: str, shards: list[int], block_on: int) -> None:
+        """One round over several shards (on a cluster, on several nodes): read them all in
+        one pipelined round trip; when every one is empty, block briefly on ``block_on``
+        (the shards take turns), since no single read can wait on several nodes at once."""
+        count = self._batch_size()
+        replies = run_scripts(
+            self.client,
+            [
+                (
+                    self._read_by_priority,
+                    self.keys.streams(shard),
+                    [CONSUMER_GROUP, consumer, count],
+                )
+                for shard in shards
+            ],
+        )
+        found_any = False
+        for shard, found in zip(shards, replies, strict=True):
+            if found:
+                found_any = True
+                self._process(shard, _batch_of(found))
+        if not found_any:
+            self._blocking_read(
+                consumer, block_on, min(self.options.block_ms, MULTI_SHARD_BLOCK_MS)
+            )
+
+    def _blocking_read(self, consumer: str, shard: int, block_ms: int) -> None:
         streams: dict[Any, Any] = {stream: ">" for stream in self.keys.streams(shard)}
         response: Any = self.client.xreadgroup(
-            CONSUMER_GROUP, consumer, streams, count=1, block=self.options.block_ms
+            CONSUMER_GROUP, consumer, streams, count=1, block=block_ms
         )
         batch = [
             (self._priority_of(stream), _text(message_id), fields)
@@ -313,6 +345,9 @@ class Worker:
         if isinstance(error, TRANSIENT_ERRORS):
             self.stats.redis_errors += 1
             log.warning("Redis unavailable (%s); retrying in %.1fs", error, wait)
+        elif isinstance(error, redis.ResponseError) and str(error).startswith("UNBLOCKED"):
+            # a primary turned replica (a cluster failover) ends the blocked read: read again
+            log.warning("a blocking read was ended by a failover (%s); reading again", error)
         elif isinstance(error, redis.ResponseError) and "NOGROUP" in str(error):
             log.warning("a work stream or its consumer group is gone; creating it again")
             try:
@@ -603,6 +638,15 @@ class Worker:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _batch_of(found: Any) -> list[tuple[int, str, dict[Any, Any]]]:
+    """READ_BY_PRIORITY's reply as (priority, message id, fields) entries."""
+    priority, entries = int(found[0]), found[1]
+    return [
+        (priority, _text(message_id), dict(zip(flat[::2], flat[1::2], strict=True)))
+        for message_id, flat in entries
+    ]
 
 
 __all__ = [
