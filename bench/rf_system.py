@@ -17,15 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from bench.harness import ROOT, memory_mb
 from bench.workloads import CHAIN_STEPS, SystemBench
 
-# The flows are built, registered and started through the public face. Keyspace is the
-# one internal import, for instrumentation only: the probes read the store's keys (status
-# indexes, streams, an instance's hash) directly, as the peers' side reads result keys.
+# The flows are built, registered and started through the public face. Keyspace and
+# connect are the internal imports, for instrumentation only: the probes read the store's
+# keys (status indexes, streams, an instance's hash) directly, as the peers' side reads
+# result keys, over the same kind of connection (a cluster client on a cluster).
 from rustyflower import Flow, FlowDefinition, SnapshotKeys
+from rustyflower.adapters.redis.connection import connect
 from rustyflower.adapters.redis.keys import Keyspace
 from rustyflower.client import Client
 
@@ -51,8 +51,8 @@ def waiting_flow(name: str, task_first: bool) -> FlowDefinition:
 
 
 def probe_client(url: str) -> Any:
-    """A plain connection for the probes (a cluster client for a cluster URL list)."""
-    return redis.Redis.from_url(url)
+    """The probes' own connection (a cluster client when ``url`` is a cluster node's)."""
+    return connect(url)
 
 
 class RustyFlowerBench(SystemBench):
