@@ -50,6 +50,7 @@ class RedisServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    persistence: bool = True
 
     @property
     def url(self) -> str:
@@ -62,7 +63,7 @@ class RedisServer:
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--dir", str(self.data_dir),
-                "--appendonly", "yes",
+                "--appendonly", "yes" if self.persistence else "no",
                 "--appendfsync", "everysec",
                 "--save", "",
                 "--daemonize", "no",
@@ -209,10 +210,13 @@ def latency_summary(samples_s: list[float]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def redis_server(keep: bool) -> Iterator[RedisServer]:
-    """One fresh redis-server for a whole run; its directory goes unless ``keep`` or failure."""
+def redis_server(keep: bool, persistence: bool = True) -> Iterator[RedisServer]:
+    """One fresh redis-server for a whole run; its directory goes unless ``keep`` or failure.
+
+    ``persistence`` False: no append-only file (for benches that measure memory).
+    """
     directory = Path(tempfile.mkdtemp(prefix="rf-bench-redis-"))
-    server = RedisServer(redis_server_binary(), directory)
+    server = RedisServer(redis_server_binary(), directory, persistence=persistence)
     server.start()
     failed = True
     try:
