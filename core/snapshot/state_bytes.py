@@ -28,6 +28,8 @@ _ENTRY_ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "tokens": TypeAdapter(Token),
 }
 _ENTRY_FIELDS = set(_ENTRY_ADAPTERS)
+PIECEWISE_FROM = 32
+"""Tokens + pending entries + frames from which the state is serialised piece by piece."""
 _CACHE_LIMIT = 50_000
 """Entries remembered (each holds its object, so an id is never reused while cached)."""
 _ENTRIES: dict[int, tuple[object, str, bytes]] = {}
@@ -38,11 +40,15 @@ _MARKER_BYTES = {name: canonical_json(marker) for name, marker in _MARKERS.items
 def state_bytes(state: InstanceState) -> bytes:
     """``canonical_json(STATE_ADAPTER.dump_python(state, mode="json"))``, faster.
 
-    The rest of the state is serialised in one go with a marker in place of each of
-    the three entry maps, then each marker is replaced by the map's bytes (a marker found
-    other than exactly once, as in data that holds the very marker text, takes the whole
-    serialisation instead).
+    A small state (fewer than ``PIECEWISE_FROM`` entries) is serialised whole: there the
+    pieces would cost more than they save (callgrind: about 15% more instructions for a
+    one-token state). Otherwise the rest of the state is serialised in one go with a
+    marker in place of each of the three entry maps, then each marker is replaced by the
+    map's bytes (a marker found other than exactly once, as in data that holds the very
+    marker text, takes the whole serialisation instead).
     """
+    if len(state.tokens) + len(state.pending) + len(state.frames) < PIECEWISE_FROM:
+        return canonical_json(STATE_ADAPTER.dump_python(state, mode="json"))
     rest = STATE_ADAPTER.dump_python(state, mode="json", exclude=_ENTRY_FIELDS)
     rest.update(_MARKERS)
     encoded = canonical_json(rest)

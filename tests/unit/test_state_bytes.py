@@ -133,8 +133,8 @@ def test_a_wide_map_transition_no_longer_reserialises_every_item() -> None:
 
 
 def test_data_that_holds_the_marker_text_still_gives_the_same_bytes() -> None:
-    flow = Flow("marked", version="1").task("A", "a").task("B", "b").build()
-    data = {"x": "\x00rustyflower state pending\x00", "\x00rustyflower state tokens\x00": 1}
-    begun = start(flow, data, "marked-1", T0)
+    flow = Flow("marked", version="1").map("Each", Steps().task("T", "t")).build()
+    marked = {"x": "\x00rustyflower state pending\x00", "\x00rustyflower state tokens\x00": 1}
+    begun = start(flow, [marked] * 40, "marked-1", T0)  # wide enough to be built in pieces
     same_bytes(begun.snapshot)
     drive(begun.snapshot, begun.commands)
