@@ -38,7 +38,12 @@ from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from rustyflower.adapters.redis.limits import Limits
 from rustyflower.adapters.redis.maintenance import Maintenance, Reclaimed
 from rustyflower.adapters.redis.messages import WorkMessage
-from rustyflower.adapters.redis.scripting import run_scripts
+from rustyflower.adapters.redis.reading import (
+    MULTI_SHARD_BLOCK_MS,
+    batch_of,
+    blocking_read,
+    read_shards,
+)
 from rustyflower.adapters.redis.store import (
     Placement,
     RedisStore,
@@ -74,10 +79,6 @@ from rustyflower.core.errors import (
 )
 
 log = logging.getLogger("rustyflower.worker")
-
-MULTI_SHARD_BLOCK_MS = 20
-"""How long a thread that reads several shards blocks on one of them when all were empty:
-work that arrives on another shard meanwhile waits at most about this long."""
 
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.ConnectionError,  # includes BusyLoadingError (a server loading its data)
@@ -297,47 +298,29 @@ class Worker:
             keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, count]
         )
         if found:
-            self._process(shard, _batch_of(found))
+            self._process(shard, batch_of(found))
             return
-        self._blocking_read(consumer, shard, self.options.block_ms)
+        self._process(
+            shard, blocking_read(self.client, self.keys, shard, consumer, self.options.block_ms)
+        )
 
     def _consume_shards(self, consumer: str, shards: list[int], block_on: int) -> None:
-        """One round over several shards (on a cluster, on several nodes): read them all in
-        one pipelined round trip; when every one is empty, block briefly on ``block_on``
-        (the shards take turns), since no single read can wait on several nodes at once."""
-        count = self._batch_size()
-        replies = run_scripts(
+        """One round over several shards (see ``reading.read_shards``)."""
+        found = read_shards(
             self.client,
-            [
-                (
-                    self._read_by_priority,
-                    self.keys.streams(shard),
-                    [CONSUMER_GROUP, consumer, count],
-                )
-                for shard in shards
-            ],
+            self._read_by_priority,
+            self.keys,
+            shards,
+            consumer=consumer,
+            count=self._batch_size(),
         )
-        found_any = False
-        for shard, found in zip(shards, replies, strict=True):
-            if found:
-                found_any = True
-                self._process(shard, _batch_of(found))
-        if not found_any:
-            self._blocking_read(
-                consumer, block_on, min(self.options.block_ms, MULTI_SHARD_BLOCK_MS)
+        for shard, batch in found:
+            self._process(shard, batch)
+        if not found:
+            block_ms = min(self.options.block_ms, MULTI_SHARD_BLOCK_MS)
+            self._process(
+                block_on, blocking_read(self.client, self.keys, block_on, consumer, block_ms)
             )
-
-    def _blocking_read(self, consumer: str, shard: int, block_ms: int) -> None:
-        streams: dict[Any, Any] = {stream: ">" for stream in self.keys.streams(shard)}
-        response: Any = self.client.xreadgroup(
-            CONSUMER_GROUP, consumer, streams, count=1, block=block_ms
-        )
-        batch = [
-            (self._priority_of(stream), _text(message_id), fields)
-            for stream, entries in response or []
-            for message_id, fields in entries
-        ]
-        self._process(shard, sorted(batch, key=lambda item: item[0]))
 
     def round_failed(self, error: Exception) -> float:
         """Report a failed round of the current thread: log it; the back-off to wait."""
@@ -407,10 +390,6 @@ class Worker:
                     log.warning("%s", error)
                     if result.ack is not None:
                         self._call_with_retry(functools.partial(self.store.ack, result.ack))
-
-    def _priority_of(self, stream: bytes | str) -> int:
-        names: list[str] = list(PRIORITIES)
-        return names.index(_text(stream).rsplit(":", 1)[1])
 
     def _handle(
         self, ack: WorkAck, fields: dict[Any, Any], results: list[PendingEvent] | None = None
@@ -638,15 +617,6 @@ class Worker:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _batch_of(found: Any) -> list[tuple[int, str, dict[Any, Any]]]:
-    """READ_BY_PRIORITY's reply as (priority, message id, fields) entries."""
-    priority, entries = int(found[0]), found[1]
-    return [
-        (priority, _text(message_id), dict(zip(flat[::2], flat[1::2], strict=True)))
-        for message_id, flat in entries
-    ]
 
 
 __all__ = [
