@@ -14,8 +14,9 @@ size and the server's memory.
 - history: one instance loops (a Choice back-edge around one task) 10,000 times; cost
   per transition in windows at 100, 1,000 and 10,000 stored history entries.
 - data: a 10-step chain whose document carries a 1 KB, 100 KB or 1 MB string.
-- Map width: a Map over 100 or 10,000 items (one task each, all at once); the cost of the
-  transition that starts them and of each item's completion (a sample of them for wide maps).
+- Map width: a Map over 100 or 10,000 items (one task each), all at once and with
+  ``max_concurrency`` 40; the cost of the transition that starts them and of each item's
+  completion (the first 200 of a wide Map).
 - live: N instances waiting for an event (started in bulk): Redis memory per instance and
   the RSS of a worker process (bench.runner_worker) over them.
 
@@ -42,6 +43,7 @@ from rustyflower.adapters.redis.conductor import Conductor
 from rustyflower.client import Client
 
 MB = 1024 * 1024
+WINDOW = 300
 
 
 class Driver:
@@ -91,8 +93,10 @@ class Driver:
         return {
             "snapshot_bytes": len(self.store.raw_snapshot(instance_id)),
             "history_entries": int(self.probe.llen(keys.history(instance_id))),
-            "instance_memory_bytes": int(self.probe.memory_usage(keys.instance(instance_id)) or 0)
-            + int(self.probe.memory_usage(keys.history(instance_id)) or 0),
+            "instance_memory_bytes": sum(
+                int(self.probe.memory_usage(key, samples=0) or 0)
+                for key in (keys.instance(instance_id), keys.history(instance_id))
+            ),
         }
 
 
@@ -112,8 +116,8 @@ def history_rows(driver: Driver) -> list[dict[str, Any]]:
     for target in (100, 1_000, 10_000):
         driver.steps(instance_id, max(0, target // 2 - done))  # about 2 entries a transition
         done = max(done, target // 2)
-        cost = driver.window(lambda: driver.steps(instance_id, 100))
-        done += 100
+        cost = driver.window(lambda: driver.steps(instance_id, WINDOW))
+        done += WINDOW
         rows.append({"at_history_entries": target, **cost, **driver.sizes(instance_id)})
     return rows
 
@@ -132,29 +136,29 @@ def data_rows(driver: Driver) -> list[dict[str, Any]]:
 
 
 def map_rows(driver: Driver, widths: list[int]) -> list[dict[str, Any]]:
-    wide = Flow("wide", version="1").map("Each", Steps().task("T", "echo")).build()
-    driver.client.register(wide)
     rows = []
-    for width in widths:
-        began = time.process_time()
-        instance_id = driver.client.start("wide", list(range(width)), version="1").id
-        start_cpu = time.process_time() - began
-        sample = min(width, 200)
-        commands = driver.pending(instance_id)
-        assert len(commands) == width, len(commands)
-        first = driver.window(
-            lambda i=instance_id, c=commands[:sample]: sum(
-                1 for command in c if driver.complete(i, command) is None
+    for concurrency in (0, 40):
+        name = f"wide{concurrency}"
+        flow = Flow(name, version="1")
+        flow.map("Each", Steps().task("T", "echo"), max_concurrency=concurrency)
+        driver.client.register(flow.build())
+        for width in widths:
+            began = time.process_time()
+            instance_id = driver.client.start(name, list(range(width)), version="1").id
+            start_cpu = time.process_time() - began
+            sample = min(width, 200)
+            commands = driver.pending(instance_id)
+            first = driver.window(lambda i=instance_id, n=sample: driver.steps(i, n))
+            rows.append(
+                {
+                    "map_width": width,
+                    "max_concurrency": concurrency,
+                    "items_started_at_once": len(commands),
+                    "start_transition_client_cpu_ms": round(start_cpu * 1000, 1),
+                    "per_item_completion": first,
+                    **driver.sizes(instance_id),
+                }
             )
-        )
-        rows.append(
-            {
-                "map_width": width,
-                "start_transition_client_cpu_ms": round(start_cpu * 1000, 1),
-                "per_item_completion": first,
-                **driver.sizes(instance_id),
-            }
-        )
     return rows
 
 
