@@ -200,6 +200,7 @@ def main() -> None:
         "--live", type=lambda t: [int(x) for x in t.split(",")], default=[10_000, 100_000]
     )
     parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--live-only", action="store_true", help="only the live-instance rows")
     args = parser.parse_args()
 
     def progress(message: str) -> None:
@@ -215,12 +216,13 @@ def main() -> None:
         client = Client.connect(server.url, prefix=PREFIX, keys=SnapshotKeys.none())
         probe = redis.Redis.from_url(server.url)
         driver = Driver(client, pid, probe)
-        progress("history ...")
-        report["history"] = history_rows(driver)
-        progress("data size ...")
-        report["data"] = data_rows(driver)
-        progress("map width ...")
-        report["map"] = map_rows(driver, args.map_widths)
+        if not args.live_only:
+            progress("history ...")
+            report["history"] = history_rows(driver)
+            progress("data size ...")
+            report["data"] = data_rows(driver)
+            progress("map width ...")
+            report["map"] = map_rows(driver, args.map_widths)
         probe.close()
         client.close()
         if not args.skip_live:

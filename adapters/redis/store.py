@@ -199,11 +199,12 @@ class RedisStore:
 
     # --- instances ------------------------------------------------------------------------
 
-    def load(self, instance_id: str, fresh: bool = False) -> Snapshot:
-        """The latest snapshot; a cached one unless ``fresh`` (commits detect staleness)."""
+    def load(self, instance_id: str, fresh: bool = False, at_least: int | None = None) -> Snapshot:
+        """The latest snapshot; a cached one unless ``fresh`` or older than seq
+        ``at_least`` (commits detect any other staleness)."""
         if not fresh:
             cached = self._cache.get(instance_id)
-            if cached is not None:
+            if cached is not None and (at_least is None or cached.seq >= at_least):
                 self._cache.move_to_end(instance_id)
                 return cached
         raw = self.client.hget(self.keys.instance(instance_id), "snap")
@@ -213,9 +214,16 @@ class RedisStore:
         self._remember(snapshot)
         return snapshot
 
-    def preload(self, instance_ids: list[str]) -> None:
-        """Fetch the snapshots the cache lacks, in one round trip (for a batch of events)."""
-        missing = [i for i in dict.fromkeys(instance_ids) if i not in self._cache]
+    def preload(self, instance_ids: list[str], at_least: Mapping[str, int] | None = None) -> None:
+        """Fetch the snapshots the cache lacks, or holds older than their seq in
+        ``at_least`` (another process advanced them), in one round trip."""
+        wanted = at_least or {}
+
+        def current(instance_id: str) -> bool:
+            cached = self._cache.get(instance_id)
+            return cached is not None and cached.seq >= wanted.get(instance_id, 0)
+
+        missing = [i for i in dict.fromkeys(instance_ids) if not current(i)]
         if not missing:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -399,6 +407,7 @@ class RedisStore:
                     command=command,
                     concurrency_key=placement.concurrency_key,
                     flow=flow,
+                    seq=snapshot.seq,
                 )
                 ops += ["x", priority, message.encode()]
             elif isinstance(command, StartTimer):

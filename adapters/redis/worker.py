@@ -32,6 +32,7 @@ import redis
 
 from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.conductor import Conductor, FencedError, PendingEvent, Rejected
+from rustyflower.adapters.redis.failures import TRANSIENT_ERRORS, UNVERIFIABLE
 from rustyflower.adapters.redis.health import Health
 from rustyflower.adapters.redis.keycheck import verify_signing_keys
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
@@ -69,38 +70,10 @@ from rustyflower.core.engine import (
     StartChildFlow,
 )
 from rustyflower.core.errors import (
-    DecryptionError,
     RustyFlowerError,
-    SignatureInvalidError,
-    SignatureMissingError,
-    SnapshotError,
-    UnknownKeyError,
-    UnsupportedFormatError,
 )
 
 log = logging.getLogger("rustyflower.worker")
-
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    redis.ConnectionError,  # includes BusyLoadingError (a server loading its data)
-    redis.TimeoutError,
-    redis.exceptions.OutOfMemoryError,  # maxmemory reached with noeviction
-    redis.exceptions.ReadOnlyError,  # a replica during a failover
-    redis.exceptions.TryAgainError,
-    redis.exceptions.MasterDownError,
-    redis.exceptions.ClusterDownError,
-)
-"""Redis errors that pass by themselves: retry the same call, never give up its result."""
-
-UNVERIFIABLE: tuple[type[SnapshotError], ...] = (
-    SignatureInvalidError,
-    SignatureMissingError,
-    UnknownKeyError,
-    DecryptionError,
-    UnsupportedFormatError,
-)
-"""A snapshot this worker cannot read with its keys (or its release): maybe this worker is
-misconfigured, so the work is left to a worker that can (it is reclaimed after the
-visibility timeout), never dead-lettered by this one."""
 
 
 @dataclass
@@ -384,7 +357,11 @@ class Worker:
             for result in results:
                 try:
                     self.apply(
-                        result.instance_id, result.event, ack=result.ack, placement=result.placement
+                        result.instance_id,
+                        result.event,
+                        ack=result.ack,
+                        placement=result.placement,
+                        seen_seq=result.seen_seq,
                     )
                 except (FencedError, UnknownInstanceError) as error:
                     log.warning("%s", error)
@@ -466,9 +443,13 @@ class Worker:
             )
         placement = Placement(PRIORITIES[message.priority], message.concurrency_key)
         if results is not None:
-            results.append(PendingEvent(message.instance_id, event, ack, None, placement))
+            results.append(
+                PendingEvent(message.instance_id, event, ack, None, placement, message.seq)
+            )
         else:
-            self.apply(message.instance_id, event, ack=ack, placement=placement)
+            self.apply(
+                message.instance_id, event, ack=ack, placement=placement, seen_seq=message.seq
+            )
 
     def _execute(self, instance_id: str, command: RunActivity) -> Event:
         event = perform(self.registry, instance_id, command)
@@ -554,10 +535,17 @@ class Worker:
         ack: WorkAck | None = None,
         fired_timer: str | None = None,
         placement: Placement | None = None,
+        *,
+        seen_seq: int | None = None,
     ) -> None:
         outcome = self._call_with_retry(
             lambda: self.conductor.apply(
-                instance_id, event, ack=ack, fired_timer=fired_timer, placement=placement
+                instance_id,
+                event,
+                ack=ack,
+                fired_timer=fired_timer,
+                placement=placement,
+                seen_seq=seen_seq,
             )
         )
         if isinstance(outcome, Rejected):
