@@ -25,7 +25,7 @@ from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.conductor import FencedError
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP
 from rustyflower.adapters.redis.messages import split_timer_member
-from rustyflower.adapters.redis.scripting import run_scripts
+from rustyflower.adapters.redis.scripting import ScriptCall, run_scripts
 from rustyflower.adapters.redis.store import UnknownInstanceError, WorkAck
 from rustyflower.core.engine import TimerFired
 
@@ -108,25 +108,22 @@ class Maintenance:
     # --- timers and deferred work -------------------------------------------------------------
 
     def _timers_and_deferred(self) -> None:
-        """Take due timers and put due deferred work back, one round trip per shard.
+        """Take due timers and put due deferred work back: one round trip for all shards.
 
         Each timer is leased, not removed, until its event is applied: a timer whose
         event fails here fires again when the lease ends (nothing is dropped).
         """
         now_ms = int(time.time() * 1000)
         lease_ms = int(self.options.visibility_timeout * 1000)
+        calls: list[ScriptCall] = []
         for shard in range(self.keys.shards):
-            due, _released = run_scripts(
-                self.client,
-                [
-                    (self._take_due, [self.keys.timers(shard)], [now_ms, 200, now_ms + lease_ms]),
-                    (
-                        self._release_deferred,
-                        [self.keys.deferred(shard), *self.keys.streams(shard)],
-                        [now_ms, 100],
-                    ),
-                ],
+            calls.append(
+                (self._take_due, [self.keys.timers(shard)], [now_ms, 200, now_ms + lease_ms])
             )
+            deferred = [self.keys.deferred(shard), *self.keys.streams(shard)]
+            calls.append((self._release_deferred, deferred, [now_ms, 100]))
+        replies = run_scripts(self.client, calls)  # every shard (every node) at once
+        for due in replies[::2]:
             self._fire(due)
 
     def _fire(self, due: list[Any]) -> None:
