@@ -29,6 +29,7 @@ from rustyflower.adapters.cli.context import (
 from rustyflower.adapters.cli.errors import CliEnvironmentError, CliInputError
 from rustyflower.adapters.cli.loading import load_registry, parse_duration
 from rustyflower.adapters.cli.options import ActivitiesOption, JsonOption, command
+from rustyflower.adapters.cli.processes import Supervisor, child_index, orphaned
 from rustyflower.adapters.cli.render import emit_json, err, escape, out, workers_table
 from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
@@ -136,12 +137,20 @@ def worker(
             "it (it waits until one runs), or 'fail' the task with UnknownActivity."
         ),
     ] = "route",
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes to run (one core each); a supervisor restarts any that exits.",
+        ),
+    ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run activities, timers and (with --scheduler) cron schedules until SIGTERM or Ctrl-C.
 
     Exits 3 when a thread keeps failing past --failure-limit (its supervisor should start
-    it again); `rustyflower workers` shows every worker's health.
+    it again); `rustyflower workers` shows every worker's health. --processes N runs N
+    worker processes under this one (threads share one core; processes use more).
     """
     if unknown_activity not in ("route", "fail"):
         raise CliInputError(f"--unknown-activity {unknown_activity!r}: use route or fail")
@@ -152,6 +161,16 @@ def worker(
     registry = load_registry(activities or [])
     connection = connection_of(ctx)
     connection.client  # noqa: B018 - fail fast (exit 3) when Redis is unreachable
+    copy = child_index()
+    if copy is None and processes > 1:
+        connection.close()
+        code = Supervisor(processes, sys.argv[1:], grace_period).run()
+        if code:
+            raise CliEnvironmentError(f"worker processes stopped: one could not run (exit {code})")
+        return
+    if copy is not None:  # one of a supervisor's processes
+        scheduler = scheduler and copy == 0
+        name = f"{name}-{copy}" if name else None
     log.info("connected to %s (prefix %s)", redact(connection.url), connection.prefix)
     _serve(
         connection,
@@ -245,6 +264,9 @@ def _serve(
             if problems:
                 log.error("worker %s is unhealthy: %s", options.name, "; ".join(problems))
                 runner.abandon()
+                break
+            if orphaned():
+                log.warning("the worker supervisor is gone: stopping (work left is reclaimed)")
                 break
         else:
             log.info(

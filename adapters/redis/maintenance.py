@@ -25,6 +25,7 @@ from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.conductor import FencedError
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP
 from rustyflower.adapters.redis.messages import split_timer_member
+from rustyflower.adapters.redis.scripting import ScriptCall, run_scripts
 from rustyflower.adapters.redis.store import UnknownInstanceError, WorkAck
 from rustyflower.core.engine import TimerFired
 
@@ -107,19 +108,25 @@ class Maintenance:
     # --- timers and deferred work -------------------------------------------------------------
 
     def _timers_and_deferred(self) -> None:
-        for shard in range(self.keys.shards):
-            self._fire_due_timers(shard)
-            self._release_deferred(
-                keys=[self.keys.deferred(shard), *self.keys.streams(shard)],
-                args=[int(time.time() * 1000), 100],
-            )
+        """Take due timers and put due deferred work back: one round trip for all shards.
 
-    def _fire_due_timers(self, shard: int) -> None:
-        """Fire due timers. Each is leased, not removed, until its event is applied: a timer
-        whose event fails here fires again when the lease ends (nothing is dropped)."""
+        Each timer is leased, not removed, until its event is applied: a timer whose
+        event fails here fires again when the lease ends (nothing is dropped).
+        """
         now_ms = int(time.time() * 1000)
         lease_ms = int(self.options.visibility_timeout * 1000)
-        due = self._take_due(keys=[self.keys.timers(shard)], args=[now_ms, 200, now_ms + lease_ms])
+        calls: list[ScriptCall] = []
+        for shard in range(self.keys.shards):
+            calls.append(
+                (self._take_due, [self.keys.timers(shard)], [now_ms, 200, now_ms + lease_ms])
+            )
+            deferred = [self.keys.deferred(shard), *self.keys.streams(shard)]
+            calls.append((self._release_deferred, deferred, [now_ms, 100]))
+        replies = run_scripts(self.client, calls)  # every shard (every node) at once
+        for due in replies[::2]:
+            self._fire(due)
+
+    def _fire(self, due: list[Any]) -> None:
         for member in due:
             instance_id, timer_id = split_timer_member(_text(member))
             self.worker.stats.timers += 1
