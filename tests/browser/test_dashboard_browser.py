@@ -64,6 +64,8 @@ def test_approve_a_waiting_order_from_the_dashboard_and_watch_it_finish(tmp_path
         )
         small = '{"order_id": "B-7", "total": 20.0, "items": ["cup"]}'
         rustyflower(data_dir, "start", "order", "--id", SMALL_ID, "--input", small)
+        nightly = ("schedule", "add", "nightly", "--flow", "order", "--cron", "0 3 * * *")
+        rustyflower(data_dir, *nightly, "--input", small, "--paused")
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
@@ -122,6 +124,19 @@ def test_approve_a_waiting_order_from_the_dashboard_and_watch_it_finish(tmp_path
                 expect(page.locator(".io")).to_contain_text('"approved": true')
                 expect(page.locator("#toast .note")).to_have_count(0, timeout=WAIT_MS)
                 page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+
+                # the runner's views: the schedule, dev's worker and its queues
+                page.get_by_role("link", name="Schedules").click()
+                schedule = page.locator('#schedules tr[data-name="nightly"]')
+                expect(schedule).to_contain_text("paused", timeout=WAIT_MS)
+                expect(schedule).to_contain_text("0 3 * * *")
+                page.get_by_role("link", name="Workers & queues").click()
+                worker = page.locator("#workers tbody tr[data-name]")
+                expect(worker).to_have_count(1, timeout=WAIT_MS)
+                expect(worker).to_contain_text("healthy")
+                expect(worker).to_contain_text("charge_card")
+                expect(page.locator('#queues tr[data-priority="normal"]')).to_have_count(1)
+                page.screenshot(path=ARTIFACTS / "dashboard-runner.png", full_page=True)
                 assert problems == []
             finally:
                 browser.close()
