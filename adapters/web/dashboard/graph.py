@@ -141,7 +141,8 @@ def _lay_out(
             continue
         chain = [edge.source]
         for row in range(row_of[edge.source] + 1, row_of[edge.target]):
-            waypoint = Node(f"~{index}:{row}", "", "waypoint", "")
+            # a control character no state name may hold: never the id of a state
+            waypoint = Node(f"\x00waypoint {index} {row}", "", "waypoint", "")
             placed[waypoint.id] = waypoint
             rows[row].append(waypoint.id)
             chain.append(waypoint.id)
