@@ -9,6 +9,14 @@ on-premises runner's own record, for the dashboard and ``GET /v1/instances/{id}/
 Bounds: about ``STEP_LOG_MAXLEN`` entries per instance (the oldest go first) and
 ``STEP_DATA_LIMIT`` bytes of JSON per value; a larger value is logged as omitted, with
 its size (the instance's current data is always in its snapshot).
+
+A state entered with the very data the state before it left with (a plain move: most
+steps) logs ``"as_left": true`` instead of the data a second time; the reader takes the
+input from the entry before it, which the same commit wrote just before. When trimming
+took that entry off, the input is unknown (None). Measured on the order example (Redis
+MEMORY USAGE of the log, per finished instance): with an 8 KB document, 92 KB before,
+59 KB with it; with its small documents about 4.4 KB either way (a stream's entries are
+allocated in nodes of about 4 KB).
 """
 
 from __future__ import annotations
@@ -86,6 +94,7 @@ def step_log_ops(
     keys.append(keyspace.steps(snapshot.instance_id))
     where = len(keys)  # Lua counts from 1
     ops: list[str | bytes | int] = []
+    before: StepTrace | None = None
     for step in trace:
         entry: dict[str, Any] = {
             "seq": snapshot.seq,
@@ -93,6 +102,12 @@ def step_log_ops(
             "kind": step.kind,
             "position": step.position,
         }
+        passed_on = before is not None and before.kind == "left" and before.data is step.data
+        before = step
+        if step.kind == "entered" and passed_on:  # the engine's move: the same object
+            entry["as_left"] = True
+            ops += ["e", where, maxlen, json.dumps(entry, separators=(",", ":"))]
+            continue
         data = json.dumps(step.data, separators=(",", ":"), default=str)
         size = len(data.encode())
         if size > STEP_DATA_LIMIT:
@@ -109,6 +124,7 @@ def read_steps(client: redis.Redis, keyspace: Keyspace, instance_id: str) -> lis
     entries: Any = client.xrange(keyspace.steps(instance_id), "-", "+")
     visits: list[StepVisit] = []
     open_at: dict[str, int] = {}  # position -> index in visits of its visit not yet left
+    last_left: tuple[Any, int | None] = (None, None)  # the data (or size) of the entry before
     for _entry_id, fields in entries:
         raw = fields.get(b"e") or fields.get("e")
         try:
@@ -123,9 +139,13 @@ def read_steps(client: redis.Redis, keyspace: Keyspace, instance_id: str) -> lis
         omitted = entry.get("omitted") if isinstance(entry.get("omitted"), int) else None
         data = entry.get("data")
         if entry.get("kind") == "entered":
+            if entry.get("as_left") is True:
+                data, omitted = last_left
             open_at[position] = len(visits)
             visits.append(StepVisit(position, at, seq, data, omitted))
+            last_left = (None, None)
         elif entry.get("kind") == "left":
+            last_left = (data, omitted)
             index = open_at.pop(position, None)
             if index is None:  # its entry was trimmed off the log: a visit seen leaving
                 visits.append(StepVisit(position, None, None))

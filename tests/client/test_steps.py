@@ -103,6 +103,27 @@ def test_a_visit_whose_entry_was_trimmed_off_still_shows_how_it_left(client: Cli
     raw.close()
 
 
+def test_a_state_entered_with_what_the_one_before_left_with_logs_it_once(
+    client: Client,
+) -> None:
+    flow = Flow("chain", version="1").pass_("First", next="Second").pass_("Second").build()
+    client.register(flow)
+    document = {"text": "y" * 2000}
+    started = client.start("chain", document)
+    eventually(lambda: started.status().status == "succeeded")
+    first, second = client.steps(started.id)
+    assert first.output == second.input == second.output == document
+    keys = Keyspace(prefix=client.prefix)
+    raw = redis.Redis.from_url(client.url)
+    entries = raw.xrange(keys.steps(started.id), "-", "+")
+    logged = b"".join(fields[b"e"] for _id, fields in entries)
+    assert logged.count(b"y" * 2000) == 3  # First in, First out, Second out: not Second in
+    raw.xdel(keys.steps(started.id), *(entry_id for entry_id, _f in entries[:2]))  # trimmed
+    (second,) = read_steps(raw, keys, started.id)
+    assert (second.position, second.input, second.output) == ("Second", None, document)
+    raw.close()
+
+
 def test_steps_of_an_unknown_instance_is_an_error(client: Client) -> None:
     with pytest.raises(UnknownInstanceError):
         client.steps("nobody")
