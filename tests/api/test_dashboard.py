@@ -24,6 +24,9 @@ def test_the_pages_and_every_module_they_import_are_served(api: Api) -> None:
         page = http.get("/ui/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert '<script type="module" src="app.js"></script>' in page.text
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert page.headers["x-content-type-options"] == "nosniff"
         assert http.get("/ui/style.css").headers["content-type"].startswith("text/css")
         wanted, seen = ["app.js"], set()
         while wanted:

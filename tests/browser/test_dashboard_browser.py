@@ -75,6 +75,10 @@ def test_approve_a_waiting_order_from_the_dashboard_and_watch_it_finish(tmp_path
                 page = browser.new_page(viewport={"width": 1440, "height": 960})
                 problems: list[str] = []
                 page.on("pageerror", lambda error: problems.append(str(error)))
+                page.on(  # a refused Content-Security-Policy, a failed module, ...
+                    "console",
+                    lambda message: message.type == "error" and problems.append(message.text),
+                )
                 page.goto(url)
                 expect(page.locator("h1")).to_have_text("Instances", timeout=WAIT_MS)
                 # both orders are listed; the small one finishes on its own
