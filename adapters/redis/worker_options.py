@@ -39,6 +39,9 @@ class WorkerOptions:
     """Seconds between trims of acknowledged stream entries (None: never trim)."""
     route_interval: float = 0.2
     """Seconds between reads of the streams of routed work for this worker's activities."""
+    objects_dir: str | None = None
+    """Where ``object.put``/``object.get`` service tasks keep objects (a folder per store);
+    None keeps them in Redis, next to the runner's data (adapters/services/onprem.py)."""
 
 
 @dataclass
