@@ -44,8 +44,11 @@ from lambda_aws.settings import (
     LambdaSettings,
 )
 from rustyflower.adapters.aws.contract import ActivityCall, PayloadError, activity_call
+from rustyflower.adapters.aws.services import ActivityFunctionBackends
+from rustyflower.adapters.services.http import UrllibHttp
 from rustyflower.core.activities import ActivityRegistry, load_registry, perform
 from rustyflower.core.engine import ActivityFailed, RunActivity
+from rustyflower.core.services.calls import with_services
 
 INVALID_PAYLOAD = "RF.InvalidPayload"
 """The payload does not follow adapters.aws.contract (a machine/function mismatch)."""
@@ -175,7 +178,10 @@ def _deduplicated(response: Any, idempotent_data: DataRecord) -> Any:
 
 @functools.cache
 def _runner(settings: LambdaSettings) -> ActivityRunner:
-    return ActivityRunner(settings, load_registry(settings.activities))
+    # http.call of a machine compiled without an EventBridge connection runs here, with
+    # the same HTTP client as on the site and in Azure
+    backends = ActivityFunctionBackends(UrllibHttp())
+    return ActivityRunner(settings, with_services(load_registry(settings.activities), backends))
 
 
 def runner() -> ActivityRunner:

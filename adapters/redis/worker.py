@@ -51,7 +51,7 @@ from rustyflower.adapters.redis.worker_options import (
     WorkerOptions,
     WorkerStats,
 )
-from rustyflower.adapters.services import OnPremBackends
+from rustyflower.adapters.services.onprem import OnPremBackends
 from rustyflower.core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
 from rustyflower.core.contract import RunnerError
 from rustyflower.core.engine import (

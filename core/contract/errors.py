@@ -37,6 +37,9 @@ class ReservedError:
     """The engine's: the error of an instance that was cancelled."""
     FAILED: Final = "States.Failed"
     """The engine's: the error of a ``fail`` state that names none."""
+    HTTP_STATUS_PREFIX: Final = "States.Http.StatusCode."
+    """Step Functions' HTTP Task fails with this and the status (``...StatusCode.404``);
+    the compiled service task names it portably (core.services.failure_for_status)."""
 
 
 class RunnerError:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from rustyflower.adapters.services import OnPremBackends
+from rustyflower.adapters.services.onprem import OnPremBackends
 from rustyflower.core.services.calls import with_services
 from rustyflower.core.snapshot.document import encode_snapshot
 from rustyflower.testing import FlowLibrary, RunResult, ScriptedEvent, World, run_flow

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from rustyflower.adapters.services import OnPremBackends, UrllibHttp, queue_stream
-from rustyflower.adapters.services.onprem import DirectoryObjects, entity_tag
+from rustyflower.adapters.services.http import UrllibHttp
+from rustyflower.adapters.services.onprem import (
+    DirectoryObjects,
+    OnPremBackends,
+    entity_tag,
+    queue_stream,
+)
 from rustyflower.core.services import (
     EventPublish,
     HttpCall,
