@@ -8,20 +8,26 @@ Durable: Durable's own retries are not used, the engine decides them.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
+from rustyflower.adapters.azure.services import AzureBackends, AzureServiceSettings
+from rustyflower.adapters.services.http import UrllibHttp
 from rustyflower.core.activities import ActivityRegistry, load_registry, perform
 from rustyflower.core.contract import ReservedError
 from rustyflower.core.engine import COMMAND_ADAPTER, EVENT_ADAPTER, ActivityFailed, RunActivity
+from rustyflower.core.services.calls import with_services
 
 BAD_REQUEST = ReservedError.RUNTIME
 
 
 @cache
 def registry_for(spec: str) -> ActivityRegistry:
-    """``load_registry``, once per process."""
-    return load_registry(spec)
+    """``load_registry`` with the service tasks on the app's Azure resources (the app
+    settings of adapters/azure/services.py), once per process."""
+    backends = AzureBackends(AzureServiceSettings.from_env(os.environ), UrllibHttp())
+    return with_services(load_registry(spec), backends)
 
 
 def activity_request(instance_id: str, command: RunActivity) -> dict[str, Any]:
