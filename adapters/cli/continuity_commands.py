@@ -39,7 +39,7 @@ from rustyflower.adapters.cli.render import (
 )
 from rustyflower.adapters.continuity.batch import run_batch, select_instances
 from rustyflower.adapters.continuity.cloud import CloudContinuity
-from rustyflower.adapters.continuity.errors import ContinuityConfigError
+from rustyflower.adapters.continuity.errors import ContinuityConfigError, ContinuityError
 from rustyflower.adapters.continuity.outcomes import CLOUDS, Action, Cloud, Delivery, Outcome
 from rustyflower.adapters.continuity.signals import deliver_signal
 from rustyflower.adapters.continuity.subflows import sub_flow_calls, sub_flow_definitions
@@ -47,7 +47,14 @@ from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.snapshot import SnapshotKeys
 
-__all__ = ["export_app", "failback", "failover", "install", "signal_elsewhere"]
+__all__ = [
+    "export_app",
+    "failback",
+    "failover",
+    "install",
+    "signal_elsewhere",
+    "start_in_cloud_command",
+]
 
 _AWS = "AWS"
 _AZURE = "Azure"
@@ -461,6 +468,46 @@ def _continuity(
         return AzureContinuity(store, AzureSettings.from_env(os.environ, **azure), keys=keys)
     except ContinuityConfigError as error:
         raise CliEnvironmentError(str(error)) from None
+
+
+def start_in_cloud_command(
+    connection: Connection,
+    on: str,
+    flow: str,
+    flow_input: Any,
+    *,
+    version: str | None,
+    instance_id: str | None,
+    as_json: bool,
+) -> None:
+    """``rustyflower start FLOW --on aws|azure``: the instance starts in the cloud, found
+    with the settings failover uses (docs/failover.md); one line (or JSON) says where."""
+    from rustyflower.adapters.continuity.start import start_in_cloud  # noqa: PLC0415
+    from rustyflower.adapters.redis.conductor import new_instance_id  # noqa: PLC0415
+
+    cloud = _cloud(on, "--on")
+    runner = _continuity(cloud, connection.store, None, aws={}, azure={})
+    chosen = instance_id or new_instance_id()
+    try:
+        outcome = start_in_cloud(runner, flow, flow_input, instance_id=chosen, version=version)
+    except ContinuityConfigError as error:
+        raise CliEnvironmentError(str(error)) from None
+    except ContinuityError as error:
+        err.print(escape(f"error: {error}"), soft_wrap=True)
+        raise typer.Exit(EXIT_FLOW_FAILED) from None
+    if as_json:
+        emit_json(outcome.as_dict())
+        return
+    print(outcome.instance_id)
+    where = f" ({outcome.where})" if outcome.where and outcome.where != "local" else ""
+    err.print(
+        escape(
+            f"started {outcome.flow} in {cloud}{where}, epoch {outcome.epoch}"
+            if outcome.result != "finished"
+            else f"{outcome.flow} finished in its first step ({outcome.status}); no cloud needed"
+        ),
+        soft_wrap=True,
+    )
 
 
 def _state_machines(values: list[str] | None) -> dict[str, str] | None:

@@ -43,6 +43,7 @@ INTENDED = BUILDER | DEFINITIONS | ACTIVITIES | SNAPSHOTS | ERRORS | {"__version
 CLIENT = {"Client", "InstanceHandle", "InstanceStatus", "HistoryEntry", "InstanceFailedError"}
 CLIENT |= {"ResultTimeoutError", "RedisUnavailableError", "UnknownFlowError"}
 CLIENT |= {"UnknownInstanceError", "VersionConflictError", "FencedError", "ContentionError"}
+CLIENT |= {"ContinuityError"}  # start(on=...) and failback() raise it
 WORKER = {"EmbeddedServer", "Worker"}
 KIT = {"run_flow", "RunResult", "ActivityCall", "World", "ScriptedEvent", "FlowLibrary"}
 KIT |= {"DEFAULT_MAX_EVENTS", "Cut", "every_transition", "at_transitions", "Transfer"}
