@@ -100,6 +100,8 @@ same whatever the function's name or version."""
 ASL_ACTIVITY_ARN = "${activity_function_arn}"
 ASL_TOKEN_ARN = "${token_function_arn}"
 ASL_STATE_MACHINE_PREFIX = "${state_machine_arn_prefix}"
+ASL_SERVICE_QUEUE_URL_BASE = "${service_queue_url_base}"
+ASL_SERVICE_PREFIX = "${service_prefix}"
 """Terraform replaces these three literal texts in each compiled ASL file (no other
 template processing happens, so user data in the ASL is never interpreted)."""
 

@@ -138,6 +138,7 @@ COMPILER_FLAGS = {
     "activity_function_arn": "--activity-function-arn",
     "token_function_arn": "--token-function-arn",
     "flow_arns": "--flow-arn (or --state-machine-prefix)",
+    "queue_url_base": "--queue-url-base",
 }
 """The compiler's parameters, as the flags of `export asl` that set them."""
 
@@ -191,9 +192,28 @@ def export_asl(
             show_default=False,
         ),
     ] = None,
+    queue_url_base: Annotated[
+        str | None,
+        typer.Option(
+            help="Service tasks: https://sqs.<region>.amazonaws.com/<account>/ (queue URLs "
+            "are this + --service-prefix + the queue's name).",
+            show_default=False,
+        ),
+    ] = None,
+    service_prefix: Annotated[
+        str, typer.Option(help="Service tasks: the prefix of queues, buses and buckets.")
+    ] = "",
+    http_connection_arn: Annotated[
+        str | None,
+        typer.Option(
+            help="Service tasks: an EventBridge connection; http.call then uses Step "
+            "Functions' HTTP Task (else the activity function).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Compile a flow to Amazon States Language (the machine failover --to aws continues)."""
-    from rustyflower.adapters.aws import compile_to_json  # noqa: PLC0415
+    from rustyflower.adapters.aws import AwsServiceBindings, compile_to_json  # noqa: PLC0415
     from rustyflower.adapters.aws.errors import CompileError  # noqa: PLC0415
     from rustyflower.adapters.aws.resume import deployed_digest  # noqa: PLC0415
 
@@ -222,6 +242,11 @@ def export_asl(
             activity_function_arn=activity_function_arn,
             token_function_arn=token_function_arn,
             flow_arns=arns,
+            services=AwsServiceBindings(
+                queue_url_base=queue_url_base,
+                name_prefix=service_prefix,
+                http_connection_arn=http_connection_arn,
+            ),
         )
     except CompileError as error:
         raise CliInputError(_in_flags(str(error))) from None
