@@ -73,11 +73,8 @@ def triggers_of(definitions: list[FlowDefinition]) -> list[tuple[FlowDefinition,
     return [(definition, trigger) for definition in definitions for trigger in definition.triggers]
 
 
-def trigger_action(
-    definition: FlowDefinition, trigger: Trigger, message_id: str, message: Any
-) -> TriggerAction:
-    """What ``trigger`` of ``definition`` does for the message ``message_id``."""
-    flow = definition.name
+def trigger_action(flow: str, trigger: Trigger, message_id: str, message: Any) -> TriggerAction:
+    """What ``trigger`` of flow ``flow`` does for the message ``message_id``."""
     if trigger.source == "events" and trigger.type is not None:
         found_type = message.get("type") if isinstance(message, dict) else None
         if found_type != trigger.type:

@@ -68,8 +68,10 @@ def compile_for_terraform(definition: FlowDefinition, flows: Iterable[FlowDefini
 
 
 def service_resources(definition: FlowDefinition) -> dict[str, list[str]]:
-    """The queues, buses and stores the service tasks of ``definition`` name."""
+    """The queues, buses and stores the service tasks and triggers of ``definition`` name."""
     found: dict[str, set[str]] = {"queues": set(), "buses": set(), "stores": set()}
+    for trigger in definition.triggers:
+        found["queues" if trigger.source == "queue" else "buses"].add(trigger.resource)
     group = {"queue": "queues", "event": "buses", "object": "stores"}
     for task in iter_tasks(definition):
         if task.service is None:
@@ -157,6 +159,10 @@ def flows_variable(
             "asl_file": asl_file,
             "schedules": schedules,
             "services": service_resources(definition),
+            "triggers": [
+                trigger.model_dump(mode="json", exclude_defaults=True)
+                for trigger in definition.triggers
+            ],
         }
     return flows
 

@@ -151,7 +151,7 @@ class TriggerListener:
                 values.get("source", ""),
                 queue_message(values.get("detail", "null")),
             )
-        action = trigger_action(listening.definition, trigger, entry_id, message)
+        action = trigger_action(listening.definition.name, trigger, entry_id, message)
         try:
             self.carry_out(listening, entry_id, action)
         except (EventRejectedError, RustyFlowerError) as error:

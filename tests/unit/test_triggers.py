@@ -59,9 +59,9 @@ def test_a_flow_without_triggers_keeps_its_document() -> None:
 
 def test_start_makes_the_instance_id_from_the_message() -> None:
     definition = flow({"name": "new", "source": "queue", "queue": "q-1", "input_path": "$.o"})
-    action = trigger_action(definition, definition.triggers[0], "m-1", {"o": {"a": 1}})
+    action = trigger_action(definition.name, definition.triggers[0], "m-1", {"o": {"a": 1}})
     assert (action.kind, action.instance_id, action.data) == ("start", "f:new@m-1", {"a": 1})
-    missing = trigger_action(definition, definition.triggers[0], "m-2", {"x": 1})
+    missing = trigger_action(definition.name, definition.triggers[0], "m-2", {"x": 1})
     assert missing.kind == "ignore" and "input_path" in missing.reason
     odd = trigger_instance_id("f", "new", "id\x00with control")
     assert odd.startswith("f:new@") and "\x00" not in odd
@@ -82,16 +82,16 @@ def test_signal_reads_the_instance_and_filters_the_type() -> None:
     )
     trigger = definition.triggers[0]
     event = {"type": "approved", "source": "s", "detail": {"id": "i-1"}}
-    action = trigger_action(definition, trigger, "e", event)
+    action = trigger_action(definition.name, trigger, "e", event)
     assert (action.kind, action.instance_id, action.event, action.data) == (
         "signal",
         "i-1",
         "go",
         {"id": "i-1"},
     )
-    assert trigger_action(definition, trigger, "e", {**event, "type": "no"}).kind == "ignore"
+    assert trigger_action(definition.name, trigger, "e", {**event, "type": "no"}).kind == "ignore"
     no_id = {**event, "detail": {"id": 7}}
-    assert trigger_action(definition, trigger, "e", no_id).kind == "ignore"
+    assert trigger_action(definition.name, trigger, "e", no_id).kind == "ignore"
 
 
 def test_a_queue_message_is_its_json_value_or_its_text() -> None:

@@ -9,6 +9,7 @@ locals {
   service_prefix = coalesce(var.service_name_prefix, "${var.name_prefix}-")
   service_queues = toset(flatten([for flow in values(var.flows) : flow.services.queues]))
   service_buses  = toset(flatten([for flow in values(var.flows) : flow.services.buses]))
+  # (a trigger's queue or bus is listed in its flow's services too: lambda_aws.asl)
   service_stores = toset(flatten([for flow in values(var.flows) : flow.services.stores]))
 
   service_queue_url_base = "https://sqs.${local.region}.amazonaws.com/${local.account}/"

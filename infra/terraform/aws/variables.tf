@@ -27,7 +27,9 @@ variable "flows" {
     `rustyflower export asl FLOW --for-terraform -o FILE` (it names the functions and the
     sub-flow machines with the placeholders this module replaces). schedules are the flow's
     cron schedules in EventBridge Scheduler syntax, keyed by schedule name. services names
-    the queues, buses and stores its service tasks use (created in services.tf).
+    the queues, buses and stores its service tasks and triggers use (created in
+    services.tf); triggers are the flow's triggers as its definition declares them
+    (wired in triggers.tf).
   EOT
   type = map(object({
     asl_file = string
@@ -41,6 +43,7 @@ variable "flows" {
       buses  = optional(list(string), [])
       stores = optional(list(string), [])
     }), {})
+    triggers = optional(list(map(string)), [])
   }))
   default = {}
 
