@@ -13,11 +13,8 @@ which reaches the corpus's HTTP endpoint on 127.0.0.1). Per case:
   an execution and ends as the case expects, with the same effects (the part before the
   cut sent its messages to the same queue).
 
-moto fixes needed here (``moto_bugs.py`` style, in :func:`services_on_moto`): moto names
-an AWS SDK integration's errors after the lower-case service (``s3.NoSuchKeyException``;
-Step Functions writes ``S3.NoSuchKeyException``, Developer Guide, "AWS SDK service
-integrations": ``ServiceName.ErrorName`` in Pascal case), and leaves ``getObject``'s
-``Body`` a stream where Step Functions answers the text.
+moto needs two fixes here (``moto_service_fixes.py``): AWS SDK error names and
+``getObject``'s ``Body``.
 """
 
 from __future__ import annotations
@@ -30,14 +27,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from unittest import mock
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-    state_task_service_aws_sdk,
-)
 
 from rustyflower.adapters.aws import AwsServiceBindings, compile_flow, execution_input, fresh_input
 from rustyflower.adapters.services.http import UrllibHttp
@@ -53,6 +46,7 @@ from rustyflower.core.services.calls import HttpResponse, with_services
 from rustyflower.core.timeutil import parse_timestamp
 from rustyflower.testing import EPOCH, FlowLibrary, ScriptedEvent, World, run_flow
 from tests.aws.moto_harness import REGION, Outcome, moto_world, problems
+from tests.aws.moto_service_fixes import original_error_name, service_fixes
 from tests.aws.test_lambda_kit import ACCOUNT, ACTIVITY_FUNCTION, ROLE_ARN, TOKENS_FUNCTION
 from tests.conformance.activities import VIRTUAL_DURATIONS, registry
 from tests.conformance.corpus import SERVICES_DIR, Case, load_cases
@@ -100,24 +94,6 @@ class BotoBackends:
 
     def http(self, request: HttpCall) -> HttpResponse:
         return self._http(request)
-
-
-def _pascal_sdk_errors(service_name: str) -> str:
-    found = _original_names(service_name)
-    return "S3" if found.lower() == "s3" else found
-
-
-_original_names = state_task_service_aws_sdk.StateTaskServiceAwsSdk._normalise_service_error_name
-_original_eval = state_task_service_aws_sdk.StateTaskServiceAwsSdk._eval_service_task
-
-
-def _body_as_text(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
-    """moto leaves ``getObject``'s ``Body`` a stream; Step Functions answers it as text."""
-    _original_eval(self, env, *args, **kwargs)
-    answer = env.stack[-1]
-    body = answer.get("Body") if isinstance(answer, dict) else None
-    if body is not None and hasattr(body, "read"):
-        answer["Body"] = body.read().decode("utf-8")
 
 
 class Resources:
@@ -211,14 +187,7 @@ def _names(case: Case) -> dict[str, set[str]]:
 def services_on_moto() -> Iterator[Any]:
     with (
         moto_world() as world,
-        mock.patch.object(
-            state_task_service_aws_sdk.StateTaskServiceAwsSdk,
-            "_normalise_service_error_name",
-            staticmethod(_pascal_sdk_errors),
-        ),
-        mock.patch.object(
-            state_task_service_aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", _body_as_text
-        ),
+        service_fixes(),
         Endpoint() as endpoint,
     ):
         yield world, endpoint
@@ -356,7 +325,7 @@ def test_continues_after_every_transition(case: Case, moto: Any) -> None:
 
 def test_the_moto_fix_is_needed() -> None:
     """The fix above is not dead: moto alone names S3's errors ``s3.*``."""
-    assert _original_names("s3") == "s3"
+    assert original_error_name("s3") == "s3"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
