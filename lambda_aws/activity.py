@@ -117,6 +117,9 @@ class ActivityRunner:
             position=call.position,
             attempt=call.attempt,
         )
+        # per flow and state, as the dashboard shows them (infra/terraform/aws/observability.tf)
+        metrics.add_dimension(name="flow", value=call.flow or "unknown")
+        metrics.add_dimension(name="state", value=call.state)
         metrics.add_dimension(name="activity", value=call.activity)
         if self.config is not None and context is not None:
             self.config.register_lambda_context(context)

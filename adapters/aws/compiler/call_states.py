@@ -66,7 +66,11 @@ class CallStates(ServiceStates):
             main["InputPath"] = state.input_path
         # an activity, or a service task carried out by the activity Lambda (http.call
         # without a connection): the engine's reserved name tells the Lambda which
-        payload: dict[str, Any] = {"activity": state.work_name, "instance_id.$": INSTANCE_ID}
+        payload: dict[str, Any] = {
+            "activity": state.work_name,
+            "flow": self.definition.name,
+            "instance_id.$": INSTANCE_ID,
+        }
         payload.update(self.input_field("input", state.parameters, input_base))
         if resumed:
             payload["attempt.$"] = "$.rf.node.call.attempt"
