@@ -260,6 +260,9 @@ output snapshotContainerName string = storage.outputs.snapshotContainerName
 @description('Key Vault holding the snapshot keys.')
 output keyVaultName string = keyVault.outputs.keyVaultName
 
+@description('The Application Insights workbook of the flows (per flow and state).')
+output workbookId string = monitoring.outputs.workbookId
+
 @description('URI of that Key Vault.')
 output keyVaultUri string = keyVault.outputs.keyVaultUri
 
