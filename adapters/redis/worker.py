@@ -58,6 +58,7 @@ from rustyflower.adapters.redis.worker_options import (
     WorkerOptions,
     WorkerStats,
 )
+from rustyflower.adapters.services.onprem import OnPremBackends
 from rustyflower.core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
 from rustyflower.core.contract import RunnerError
 from rustyflower.core.engine import (
@@ -72,6 +73,7 @@ from rustyflower.core.engine import (
 from rustyflower.core.errors import (
     RustyFlowerError,
 )
+from rustyflower.core.services.calls import with_services
 
 log = logging.getLogger("rustyflower.worker")
 
@@ -98,8 +100,13 @@ class Worker:
         self.store = store
         self.keys: Keyspace = store.keys
         self.client = store.client
-        self.registry = registry
         self.options = options or WorkerOptions()
+        # service tasks run here like activities, on the site's backends: this Redis for
+        # queues and buses, a folder (or this Redis) for objects
+        backends = OnPremBackends(
+            self.client, self.keys.prefix, objects_dir=self.options.objects_dir
+        )
+        self.registry = with_services(registry, backends)
         self.conductor = conductor or Conductor(store)
         self.limits = Limits(
             self.client, self.keys, lease_ms=int(self.options.visibility_timeout * 1000)
