@@ -48,6 +48,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rustyflower.cli")
 
+ObjectsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--objects-dir",
+        envvar="RUSTYFLOWER_OBJECTS_DIR",
+        help="Where object.put/object.get service tasks keep objects (a folder per store; "
+        "default: in Redis; `dev`: <data-dir>/objects).",
+        show_default=False,
+    ),
+]
+
 
 @command("dev", ServerCommand)
 def dev(
@@ -64,6 +75,7 @@ def dev(
         ),
     ] = 8080,
     no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the HTTP API.")] = False,
+    objects_dir: ObjectsDirOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Zero configuration: an embedded Valkey (kept in --data-dir), a worker, the scheduler
@@ -92,7 +104,14 @@ def dev(
         connection.redis_url = url
         _banner(url, data_dir, connection.prefix)
         with _local_api(connection, None if no_api else api_port):
-            _serve(connection, registry, concurrency=concurrency, scheduler=True, name=None)
+            _serve(
+                connection,
+                registry,
+                concurrency=concurrency,
+                scheduler=True,
+                name=None,
+                objects_dir=objects_dir or data_dir / "objects",
+            )
     finally:
         server.stop()
         err.print("dev server stopped; data kept in " + escape(str(data_dir)))
@@ -144,6 +163,7 @@ def worker(
             help="Worker processes to run (one core each); a supervisor restarts any that exits.",
         ),
     ] = 1,
+    objects_dir: ObjectsDirOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run activities, timers and (with --scheduler) cron schedules until SIGTERM or Ctrl-C.
@@ -183,6 +203,7 @@ def worker(
         failure_limit=failure_limit,
         retention_seconds=retention_seconds,
         unknown_activity="fail" if unknown_activity == "fail" else "route",
+        objects_dir=objects_dir,
     )
 
 
@@ -212,6 +233,7 @@ def _serve(
     failure_limit: float = 120.0,
     retention_seconds: float | None = 7 * 24 * 3600.0,
     unknown_activity: UnknownActivityPolicy = "route",
+    objects_dir: Path | None = None,
 ) -> None:
     """Run a worker (and the scheduler) until SIGTERM/SIGINT, then stop gracefully.
 
@@ -227,6 +249,7 @@ def _serve(
         failure_limit=failure_limit,
         retention_seconds=retention_seconds,
         unknown_activity=unknown_activity,
+        objects_dir=str(objects_dir) if objects_dir is not None else None,
     )
     if name:
         options.name = name

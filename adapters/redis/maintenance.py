@@ -1,5 +1,6 @@
 """The worker's maintenance thread: timers, deferred work, heartbeats, reclaiming, routed
-work, trimming of acknowledged stream entries and retention of finished instances.
+work, trimming of acknowledged stream entries, retention of finished instances and the
+flows' triggers (adapters/redis/triggers.py).
 
 It runs in rounds of steps, each step on its own interval. A step that fails is logged
 and counted (``health``) and the other steps of the round still run, so a broken trim
@@ -27,6 +28,7 @@ from rustyflower.adapters.redis.keys import CONSUMER_GROUP
 from rustyflower.adapters.redis.messages import split_timer_member
 from rustyflower.adapters.redis.scripting import ScriptCall, run_scripts
 from rustyflower.adapters.redis.store import UnknownInstanceError, WorkAck
+from rustyflower.adapters.redis.triggers import TriggerListener
 from rustyflower.core.engine import TimerFired
 
 if TYPE_CHECKING:
@@ -59,6 +61,12 @@ class Maintenance:
         self._take_due = self.client.register_script(scripts.TAKE_DUE)
         self._release_deferred = self.client.register_script(scripts.RELEASE_DEFERRED)
         self._routed_names: set[str] = set()
+        self._triggers = TriggerListener(
+            worker.store,
+            worker.conductor,
+            worker.options.name,
+            visibility_timeout=worker.options.visibility_timeout,
+        )
         self._routed_checked = 0.0
         self._routed_groups: set[str] = set()
         self._purge_backlog = False
@@ -103,7 +111,12 @@ class Maintenance:
         if options.retention_seconds is not None:
             interval = 0.0 if self._purge_backlog else options.retention_interval
             steps.append(("retention", interval, self._retention))
+        if options.trigger_interval is not None:
+            steps.append(("triggers", options.trigger_interval, self._hear_triggers))
         return steps
+
+    def _hear_triggers(self) -> None:
+        self._triggers.round()
 
     # --- timers and deferred work -------------------------------------------------------------
 

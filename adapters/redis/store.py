@@ -2,6 +2,10 @@
 
 ``RedisStore`` is the Redis runner's implementation of the instance store port
 (``core.instance_store.InstanceStore``), which is all continuity sees of it.
+
+Why one module: every write here goes through the one compare-and-set commit script,
+and the reads keep the snapshot cache that commits invalidate; definitions, the ledger and
+retention share that cache and the key layout, so they change together with the commit.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ Work for an activity this worker does not have is *routed*: moved, in one atomic
 to that activity's stream, which only workers that have the activity read (see
 ``maintenance``). Failing the task with ``UnknownActivity`` instead is a setting
 (``unknown_activity="fail"``).
+
+Why one module: the consume loop, the handling of each kind of work message and the
+thread supervision share the worker's stop event, health record and in-flight table;
+reading the shards (``reading``), timers and reclaiming (``maintenance``) and the options
+(``worker_options``) already live apart, and what stays is one message's path.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from rustyflower.adapters.redis.worker_options import (
     WorkerOptions,
     WorkerStats,
 )
+from rustyflower.adapters.services.onprem import OnPremBackends
 from rustyflower.core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
 from rustyflower.core.contract import RunnerError
 from rustyflower.core.engine import (
@@ -72,6 +78,7 @@ from rustyflower.core.engine import (
 from rustyflower.core.errors import (
     RustyFlowerError,
 )
+from rustyflower.core.services.calls import with_services
 
 log = logging.getLogger("rustyflower.worker")
 
@@ -98,8 +105,13 @@ class Worker:
         self.store = store
         self.keys: Keyspace = store.keys
         self.client = store.client
-        self.registry = registry
         self.options = options or WorkerOptions()
+        # service tasks run here like activities, on the site's backends: this Redis for
+        # queues and buses, a folder (or this Redis) for objects
+        backends = OnPremBackends(
+            self.client, self.keys.prefix, objects_dir=self.options.objects_dir
+        )
+        self.registry = with_services(registry, backends)
         self.conductor = conductor or Conductor(store)
         self.limits = Limits(
             self.client, self.keys, lease_ms=int(self.options.visibility_timeout * 1000)

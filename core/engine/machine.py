@@ -2,6 +2,11 @@
 
 No I/O and no clock: ``now`` is an argument, jitter is derived from the instance, so every
 runtime (and every replay) makes the same decisions from the same inputs.
+
+Why one module: ``_Run`` is the whole step semantics of every state kind (tokens,
+frames, pending work, errors) over one mutable working copy; split over files, each part
+would reach into the others' private state, and reviewing a semantic change against the
+ASL and Durable Functions references needs all of it in one reading.
 """
 
 from __future__ import annotations
@@ -471,7 +476,7 @@ class _Run:
         call_id = self.new_id(token.position)
         command = RunActivity(
             call_id=call_id,
-            activity=state.activity,
+            activity=state.work_name,
             input=value,
             position=token.position,
             attempt=attempt,
@@ -488,7 +493,7 @@ class _Run:
             )
         self.set_token(token, attempt=attempt, pending=token.pending + tuple(ids))
         self.record(
-            "TaskScheduled", token.position, {"activity": state.activity, "attempt": attempt}
+            "TaskScheduled", token.position, {"activity": state.work_name, "attempt": attempt}
         )
 
     def run_pass(self, token: Token, state: PassState) -> None:

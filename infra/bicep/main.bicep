@@ -108,6 +108,18 @@ param redisSku string = 'Standard'
 param redisCapacity int = 1
 
 @description('Tags on every resource.')
+@description('Service tasks: the prefix of their queues and containers (RUSTYFLOWER_SERVICES_PREFIX).')
+param servicePrefix string = 'svc-'
+
+@description('Service tasks: the queue names the flows send to (queue.send), without the prefix.')
+param serviceQueues array = []
+
+@description('Service tasks: the store names the flows put and get objects in, without the prefix.')
+param serviceStores array = []
+
+@description('Service tasks: bus name -> Event Grid topic endpoint (event.publish).')
+param eventTopics object = {}
+
 param tags object = {
   application: 'rustyflower'
 }
@@ -152,6 +164,8 @@ module storage 'modules/storage.bicep' = {
     snapshotContainerName: snapshotContainerName
     deploymentContainerName: names.deploymentContainer
     workspaceId: monitoring.outputs.workspaceId
+    serviceQueues: [for name in serviceQueues: '${servicePrefix}${name}']
+    serviceContainers: [for name in serviceStores: '${servicePrefix}${name}']
     tags: tags
   }
 }
@@ -207,6 +221,8 @@ module functionApp 'modules/functionapp.bicep' = {
     flowsPath: flowsPath
     continueAsNewAfter: continueAsNewAfter
     checkpointEvery: checkpointEvery
+    servicePrefix: servicePrefix
+    eventTopics: eventTopics
     tags: tags
   }
 }
@@ -243,6 +259,9 @@ output snapshotContainerName string = storage.outputs.snapshotContainerName
 
 @description('Key Vault holding the snapshot keys.')
 output keyVaultName string = keyVault.outputs.keyVaultName
+
+@description('The Application Insights workbook of the flows (per flow and state).')
+output workbookId string = monitoring.outputs.workbookId
 
 @description('URI of that Key Vault.')
 output keyVaultUri string = keyVault.outputs.keyVaultUri

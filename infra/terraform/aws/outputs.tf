@@ -67,3 +67,8 @@ output "schedule_names" {
   description = "Schedule key (\"<flow>@<version>/<schedule>\") -> EventBridge Scheduler schedule name."
   value       = { for key, schedule in aws_scheduler_schedule.flows : key => schedule.name }
 }
+
+output "dashboard_name" {
+  description = "The CloudWatch dashboard of the flows (a row per flow)."
+  value       = aws_cloudwatch_dashboard.flows.dashboard_name
+}
