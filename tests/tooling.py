@@ -1,4 +1,4 @@
-"""Tools the tests need from outside Python (redis-server, Azurite, checkov).
+"""Tools the tests need from outside Python (redis-server, Azurite, checkov, Chromium).
 
 Missing one skips the tests that need it on a developer's machine, and **fails** them in
 CI (``CI=true``): ``.ci/run`` installs every tool, so a skip there would hide a test.
@@ -21,6 +21,8 @@ CHECKOV_VENV = Path(os.environ.get("RUSTYFLOWER_CHECKOV_VENV", REPO / ".ci" / "c
 CHECKOV_INSTALL = "bash .ci/tools.sh  (a venv of its own: its pinned parsers clash with ours)"
 CHECKOV_SKIP = re.compile(r"checkov:skip=([A-Z0-9_]+)(?::(.*))?")
 MIN_SKIP_REASON = 40
+CHROMIUM = Path(os.environ.get("RUSTYFLOWER_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_INSTALL = "apt-get install -y chromium  (Debian's package; .ci/run installs it)"
 
 
 def in_ci() -> bool:
@@ -32,6 +34,14 @@ def missing_tool(message: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"CI=true but {message}", pytrace=False)
     pytest.skip(message)
+
+
+def chromium() -> Path:
+    """Debian's Chromium for the browser tests (Playwright drives it; it never downloads
+    a browser of its own)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        missing_tool(f"Chromium is not at {CHROMIUM}; install it with: {CHROMIUM_INSTALL}")
+    return CHROMIUM
 
 
 def justified_checkov_skips(files: Iterable[Path], comment: str) -> int:

@@ -165,9 +165,13 @@ def serve(
         bool, typer.Option("--webhooks/--no-webhooks", help="Deliver webhooks from here.")
     ] = True,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard/--no-dashboard", help="Serve the dashboard at /ui/.")
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Serve the HTTP API (docs/api.md) for production: bearer tokens are required.
+    """Serve the HTTP API (docs/api.md) and the dashboard (/ui/) for production: bearer
+    tokens are required.
 
     OpenAPI at /openapi.json (browsable at /docs), Prometheus metrics at /metrics.
     Stop with Ctrl-C or SIGTERM.
@@ -187,7 +191,10 @@ def serve(
             "--token-file (`rustyflower dev` serves without tokens, on loopback only)"
         )
     connection = connection_of(ctx)
-    app = build_app(connection, settings_module.ApiSettings(tokens=tokens, webhooks=webhooks))
+    app = build_app(
+        connection,
+        settings_module.ApiSettings(tokens=tokens, webhooks=webhooks, dashboard=dashboard),
+    )
     import uvicorn  # noqa: PLC0415
 
     from rustyflower.adapters.web.serving import config  # noqa: PLC0415

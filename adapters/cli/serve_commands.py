@@ -340,6 +340,7 @@ def _local_api(connection: Connection, port: int | None) -> Iterator[None]:
         api = ApiServer(api_app.build_app(connection, settings), "127.0.0.1", 0)
         url = api.start()
     out.print(f"HTTP API at [bold]{escape(url)}[/] (OpenAPI: {escape(url)}/docs)", soft_wrap=True)
+    out.print(f"Dashboard at [bold]{escape(url)}/ui/[/]", soft_wrap=True)
     try:
         yield
     finally:

@@ -38,6 +38,8 @@ from rustyflower.adapters.redis.connection import RedisUnavailableError
 from rustyflower.adapters.redis.keys import Priority
 from rustyflower.adapters.redis.listing import INFO_FIELDS, InstancePage, info_of
 from rustyflower.adapters.redis.runner_stats import RunnerStats
+from rustyflower.adapters.redis.schedule_store import ScheduleView
+from rustyflower.adapters.redis.step_log import StepVisit
 from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.engine import FINISHED, HistoryEntry, Status
 from rustyflower.core.errors import RustyFlowerError, UnknownInstanceError
@@ -245,6 +247,18 @@ class AsyncClient:
 
     async def flows(self) -> list[dict[str, Any]]:
         return await self._run(self._client.flows)
+
+    async def definition(self, flow: str, version: str | None = None) -> FlowDefinition:
+        return await self._run(self._client.definition, flow, version)
+
+    async def steps(self, instance_id: str) -> list[StepVisit]:
+        return await self._run(self._client.steps, instance_id)
+
+    async def schedules(self) -> list[ScheduleView]:
+        return await self._run(self._client.schedules)
+
+    async def workers(self) -> dict[str, Any]:
+        return await self._run(self._client.workers)
 
     async def stats(self) -> RunnerStats:
         return await self._run(self._client.stats)

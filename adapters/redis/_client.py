@@ -34,10 +34,12 @@ from rustyflower.adapters.redis.connection import (
     resolve_url,
 )
 from rustyflower.adapters.redis.event_log import read_report
+from rustyflower.adapters.redis.fleet import fleet_report
 from rustyflower.adapters.redis.keys import Keyspace, Priority
 from rustyflower.adapters.redis.listing import MAX_PAGE, InstancePage, page_instances
 from rustyflower.adapters.redis.runner_stats import RunnerStats, read_stats
-from rustyflower.adapters.redis.schedule_store import ScheduleStore
+from rustyflower.adapters.redis.schedule_store import ScheduleStore, ScheduleView
+from rustyflower.adapters.redis.step_log import StepVisit, read_steps
 from rustyflower.adapters.redis.store import Placement, RedisStore
 from rustyflower.adapters.redis.webhook_store import WebhookStore
 from rustyflower.core.activities import ActivityRegistry
@@ -402,6 +404,30 @@ class Client:
         """The registered flows: ``name``, ``versions`` and the ``latest`` one."""
         with self._talking():
             return self._store.flows()
+
+    def definition(self, flow: str, version: str | None = None) -> FlowDefinition:
+        """A registered flow's definition: ``version``, or the latest."""
+        with self._talking():
+            return self._store.definition(flow, version)
+
+    def steps(self, instance_id: str) -> list[StepVisit]:
+        """The states the instance visited on this runner, oldest first: when each was
+        entered and left, its input and its output (``step_log``: about the last 500
+        visits; a value over 16 KiB of JSON is left out, with its size)."""
+        with self._talking():
+            self._store.info(instance_id)  # an unknown instance is an error, not []
+            return read_steps(self._store.client, self._store.keys, instance_id)
+
+    def schedules(self) -> list[ScheduleView]:
+        """Every cron schedule with its last and next fire (``rustyflower schedule list``)."""
+        with self._talking():
+            return ScheduleStore(self._store.client, self._store.keys).list()
+
+    def workers(self) -> dict[str, Any]:
+        """The running workers' heartbeats and the work routed to an activity that waits
+        (``rustyflower workers --json``): ``{"workers": [...], "waiting": [...]}``."""
+        with self._talking():
+            return fleet_report(self._store.client, self._store.keys)
 
     def webhooks(self) -> WebhookStore:
         """The webhook subscriptions and deliveries (the HTTP API's webhooks)."""

@@ -203,6 +203,7 @@ class TimeIndexes:
                 self.keys.flow_index(shard, _text(flow) if flow is not None else ""),
                 self.keys.started_index(shard),
                 finished,
+                self.keys.steps(instance_id),
             ]
             self._purge(keys=keys, args=[instance_id, _text(status), cutoff], client=pipe)
             scripted.append(True)

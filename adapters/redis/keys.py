@@ -43,6 +43,10 @@ class Keyspace:
     def history(self, instance_id: str) -> str:
         return f"{self.tag(self.shard_of(instance_id))}:h:{instance_id}"
 
+    def steps(self, instance_id: str) -> str:
+        """The instance's step log: states entered and left, with their data (``step_log``)."""
+        return f"{self.tag(self.shard_of(instance_id))}:st:{instance_id}"
+
     def finished_channel(self, instance_id: str) -> str:
         """The pub/sub channel on which the commit that finishes the instance announces
         its status (scripts.COMMIT derives it from the instance key: keep them in step)."""

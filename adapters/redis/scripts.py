@@ -204,13 +204,13 @@ if floor == nil then return 0 end
 return redis.call('XTRIM', KEYS[1], 'MINID', floor)
 """
 
-# Delete a finished instance (snapshot, history, index entries) if it is still what the
-# caller saw: finished with that status, finished no later than ARGV[3] (ms).
+# Delete a finished instance (snapshot, history, step log, index entries) if it is still
+# what the caller saw: finished with that status, finished no later than ARGV[3] (ms).
 PURGE_FINISHED = """
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[2] then return 0 end
 local finished = redis.call('ZSCORE', KEYS[6], ARGV[1])
 if not finished or tonumber(finished) > tonumber(ARGV[3]) then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[7])
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])

@@ -27,6 +27,7 @@ from rustyflower.adapters.redis.listing import INFO_FIELDS, info_of
 from rustyflower.adapters.redis.messages import WorkMessage, timer_member
 from rustyflower.adapters.redis.observing import EVENTS_MAXLEN, observation_ops
 from rustyflower.adapters.redis.scripting import evalsha_many
+from rustyflower.adapters.redis.step_log import step_log_ops
 from rustyflower.core.engine import (
     CancelWork,
     FinishFlow,
@@ -401,6 +402,7 @@ class RedisStore:
             args += observation_ops(
                 seen, keys, self.keys, shard, maxlen=self.events_maxlen, instance_id=instance_id
             )
+            args += step_log_ops(transition.trace, snapshot, keys, self.keys)
         if ack is not None and self._acked_in_commit(ack, snapshot):
             args += ["a", ack.priority_index, ack.message_id]
         if fired_timer is not None:

@@ -3,9 +3,9 @@
     from rustyflower.adapters.web import ApiSettings, create_app
     app = create_app(AsyncClient.connect(url), ApiSettings(tokens=frozenset({...})))
 
-The app is a plain ASGI application: another part (the dashboard) mounts its pages on
-it with ``app.mount("/ui", StaticFiles(directory=...))``, and its own routes read the
-same client from ``request.app.state.client``.
+The app is a plain ASGI application; it serves the dashboard's pages at ``/ui/``
+(``adapters.web.dashboard``) unless ``ApiSettings.dashboard`` is off. Routes read the
+client from ``request.app.state.client``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from importlib.metadata import version
 import httpx
 from fastapi import FastAPI
 
-from rustyflower.adapters.web import instances, metrics, operations, webhooks
+from rustyflower.adapters.web import instances, metrics, operations, runner, webhooks
+from rustyflower.adapters.web.dashboard import install_dashboard
 from rustyflower.adapters.web.errors import BodyLimit, install_error_handlers
 from rustyflower.adapters.web.settings import ApiSettings
 from rustyflower.client import AsyncClient
@@ -72,8 +73,11 @@ def create_app(
     install_error_handlers(app)
     app.include_router(instances.router)
     app.include_router(operations.router)
+    app.include_router(runner.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.include_router(operations.health)
+    if chosen.dashboard:
+        install_dashboard(app)
     app.add_middleware(BodyLimit, limit=chosen.max_body_bytes)
     return app

@@ -26,6 +26,7 @@ from rustyflower.adapters.web.models import (
     SignalRequest,
     StartedOut,
     StartRequest,
+    StepOut,
 )
 from rustyflower.client import AsyncClient, InstanceStatus
 from rustyflower.core.ids import instance_id_problem
@@ -139,6 +140,19 @@ async def history(instance_id: str, client: Client) -> list[dict[str, Any]]:
         }
         for entry in entries
     ]
+
+
+@router.get(
+    "/{instance_id:path}/steps",
+    response_model=list[StepOut],
+    responses=ERRORS,
+    summary="The states an instance visited, with their input and output",
+)
+async def steps(instance_id: str, client: Client) -> list[dict[str, Any]]:
+    """Oldest first: each visit of a state, when it was entered and left, the data it
+    received and the data it passed on (the runner keeps about the last 500 visits; a
+    value over 16 KiB of JSON is left out, with its size in `*_omitted`)."""
+    return [visit.as_dict() for visit in await client.steps(_checked(instance_id))]
 
 
 @router.get(

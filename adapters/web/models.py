@@ -159,6 +159,19 @@ class HistoryEntryOut(BaseModel):
     detail: Any = None
 
 
+class StepOut(BaseModel):
+    position: str = Field(description="Where, as in the instance's positions.")
+    state: str
+    entered_at: str | None = Field(description="None when the entry was trimmed off the log.")
+    entered_seq: int | None
+    input: Any = Field(default=None, description="The data the state received.")
+    input_omitted: int | None = Field(description="Bytes of an input too large to log.")
+    left_at: str | None = Field(description="None while the instance is at this state.")
+    left_seq: int | None
+    output: Any = Field(default=None, description="What the next state received.")
+    output_omitted: int | None
+
+
 class SignalOut(BaseModel):
     instance_id: str
     event: str
@@ -188,6 +201,84 @@ class WebhookCreatedOut(WebhookOut):
     secret: str = Field(
         description="Shown once: it signs every delivery (X-RustyFlower-Signature)."
     )
+
+
+class FlowDefinitionOut(BaseModel):
+    name: str
+    version: str
+    definition: dict[str, Any] = Field(description="The definition document (as in YAML).")
+
+
+class ScheduleOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    flow: str
+    cron: str
+    paused: bool = False
+    next_fire: str | None = Field(description="None when paused.")
+    last_fire: str | None
+    last_instance_id: str | None
+
+
+class WorkerThreadOut(BaseModel):
+    name: str
+    healthy: bool = Field(description="Alive and its last round did not fail.")
+    alive: bool
+    rounds: int
+    failures: int
+    restarts: int
+    failing_since: float | None
+    last_error: str | None
+
+
+class WorkerOut(BaseModel):
+    name: str
+    host: str | None
+    pid: int | None
+    alive: bool = Field(description="Its heartbeat is under 15 s old.")
+    healthy: bool
+    heartbeat_age_seconds: float
+    last_heartbeat: str = Field(description="RFC 3339.")
+    started_at: str | None
+    concurrency: int | None
+    activities: list[str]
+    threads: list[WorkerThreadOut]
+    problems: list[str]
+    stats: dict[str, int]
+
+
+class RoutedWorkOut(BaseModel):
+    activity: str
+    messages: int
+    workers: list[str] = Field(description="Running workers that have the activity.")
+
+
+class WorkersOut(BaseModel):
+    workers: list[WorkerOut]
+    alive: int
+    routed: list[RoutedWorkOut] = Field(description="Work waiting for a worker with its activity.")
+
+
+class PriorityQueueOut(BaseModel):
+    priority: str
+    waiting: int = Field(description="Queued, not yet taken by a worker (the group's lag).")
+    in_progress: int = Field(description="Taken by a worker, not yet acknowledged.")
+
+
+class TimersOut(BaseModel):
+    scheduled: int
+    overdue: int = Field(description="Past their time and not fired yet.")
+    lag_seconds: float = Field(description="How late the most overdue one is.")
+
+
+class QueuesOut(BaseModel):
+    queues: list[PriorityQueueOut]
+    waiting: int
+    in_progress: int
+    deferred: int = Field(description="Parked by a concurrency or rate limit.")
+    timers: TimersOut
+    dead_letters: int
+    routed: list[RoutedWorkOut]
 
 
 class FlowOut(BaseModel):

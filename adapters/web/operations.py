@@ -14,6 +14,7 @@ from rustyflower.adapters.web.models import (
     ERRORS,
     FailbackRequest,
     FailoverRequest,
+    FlowDefinitionOut,
     FlowOut,
     OutcomeOut,
 )
@@ -28,6 +29,21 @@ health = APIRouter()
 async def flows(client: Client) -> list[dict[str, Any]]:
     """The registered flows and their versions."""
     return await client.flows()
+
+
+@router.get("/v1/flows/{name}", response_model=FlowDefinitionOut, responses=ERRORS, tags=["flows"])
+async def flow_definition(
+    name: str,
+    client: Client,
+    version: Annotated[str | None, Query(min_length=1, description="Default: the latest.")] = None,
+) -> dict[str, Any]:
+    """A registered flow's definition document."""
+    definition = await client.definition(name, version)
+    return {
+        "name": definition.name,
+        "version": definition.version,
+        "definition": definition.document(),
+    }
 
 
 @router.get("/v1/reports", responses=ERRORS, tags=["reports"])

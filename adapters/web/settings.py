@@ -44,6 +44,8 @@ class ApiSettings:
     max_body_bytes: int = MAX_BODY_BYTES
     webhooks: bool = True
     """Run the webhook dispatcher in this process."""
+    dashboard: bool = True
+    """Serve the dashboard's pages at ``/ui/`` (their data comes from the API itself)."""
     webhook_policy: WebhookPolicy = field(default_factory=WebhookPolicy)
 
     @property

@@ -37,6 +37,7 @@ from rustyflower.core.engine.state import (
     ParentLink,
     Snapshot,
     Status,
+    StepTrace,
     Token,
     Transition,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "StartChildFlow",
     "StartTimer",
     "Status",
+    "StepTrace",
     "TimerFired",
     "Token",
     "Transition",

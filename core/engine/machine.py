@@ -65,6 +65,7 @@ from rustyflower.core.engine.state import (
     Pending,
     Snapshot,
     Status,
+    StepTrace,
     Token,
     Transition,
 )
@@ -234,6 +235,7 @@ class _Run:
         self.seq = snapshot.seq + 1
         self.history: list[HistoryEntry] = []
         self.commands: list[Command] = []
+        self.trace: list[StepTrace] = []
         self.ready: deque[str] = deque()
 
     # --- events -------------------------------------------------------------------------
@@ -388,6 +390,7 @@ class _Run:
 
     def enter(self, scope: str, name: str, data: Any) -> None:
         token = Token(scope=scope, state=name, data=data)
+        self.trace.append(StepTrace("entered", token.position, data))
         self.tokens[token.position] = token
         self.ready.append(token.position)
 
@@ -445,6 +448,7 @@ class _Run:
         return updated
 
     def move(self, token: Token, target: str, data: Any) -> None:
+        self.trace.append(StepTrace("left", token.position, data))
         self.drop(token)
         self.enter(token.scope, target, data)
 
@@ -661,6 +665,7 @@ class _Run:
     # --- ends of branches and errors --------------------------------------------------
 
     def branch_end(self, token: Token, output: Any) -> None:
+        self.trace.append(StepTrace("left", token.position, output))
         self.drop(token)
         if not token.scope:
             self.finish("succeeded", output=output)
@@ -861,7 +866,7 @@ class _Run:
         snapshot = replace(
             self.snapshot, status=self.status, seq=self.seq, updated_at=self.at, state=state
         )
-        return Transition(snapshot, tuple(self.commands))
+        return Transition(snapshot, tuple(self.commands), tuple(self.trace))
 
 
 def _command_id(command: Command) -> str:

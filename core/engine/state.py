@@ -130,8 +130,27 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class StepTrace:
+    """A state entered or left during one transition, with the data that came in or out.
+
+    ``entered``: ``data`` is the state's input (the raw data the token brings). ``left``:
+    ``data`` is the state's output, what the next state receives (or the branch's or
+    flow's result when it ends the branch); a caught error leaves with the data its
+    ``result_path`` shaped. A retry is not a new entry: the state was entered once.
+    These are what Step Functions' history calls ``StateEntered`` and ``StateExited``.
+    """
+
+    kind: Literal["entered", "left"]
+    position: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """The result of ``start`` or ``advance``: the new value and what to do next."""
 
     snapshot: Snapshot
     commands: tuple[Command, ...]
+    trace: tuple[StepTrace, ...] = ()
+    """The states this transition entered and left, in order. Not part of the snapshot
+    (which stays small and portable): a runtime that shows step data keeps it aside."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -60,6 +61,7 @@ def dev_server(data_dir: Path) -> Iterator[subprocess.Popen[str]]:
         assert process.returncode == 0, stderr
         assert "RustyFlower dev server at redis://127.0.0.1:" in stdout
         assert "HTTP API at http://127.0.0.1:" in stdout  # dev serves the API on loopback
+        assert re.search(r"Dashboard at http://127\.0\.0\.1:\d+/ui/", stdout), stdout
         assert "Traceback" not in stderr
         assert not url_file.exists()  # stopped cleanly: the URL file is gone
     finally:

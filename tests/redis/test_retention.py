@@ -40,7 +40,7 @@ def stream_entries(rt: Runtime) -> int:
 
 
 def instance_keys(rt: Runtime, instance_id: str) -> list[str]:
-    return [rt.keys.instance(instance_id), rt.keys.history(instance_id)]
+    return [rt.keys.instance(instance_id), rt.keys.history(instance_id), rt.keys.steps(instance_id)]
 
 
 def indexed(rt: Runtime, instance_id: str) -> list[str]:
@@ -102,7 +102,7 @@ def test_trimming_keeps_whatever_a_consumer_group_still_needs(rt: Runtime) -> No
 # --- retention of finished instances -----------------------------------------------------------
 
 
-def test_finished_instances_are_deleted_after_the_retention_with_their_history(
+def test_finished_instances_are_deleted_after_the_retention_with_their_history_and_steps(
     rt: Runtime,
 ) -> None:
     rt.store.register(Flow("one").task("A", "echo").build())
@@ -114,7 +114,7 @@ def test_finished_instances_are_deleted_after_the_retention_with_their_history(
         wait_until(
             lambda: all(rt.store.info(i).status == "succeeded" for i in done), 10, what="done"
         )
-        assert rt.client.exists(*instance_keys(rt, done[0])) == 2
+        assert rt.client.exists(*instance_keys(rt, done[0])) == 3
         wait_until(lambda: not any(rt.store.exists(i) for i in done), 5, what="the purge")
         assert worker.stats.purged == 5
     for instance_id in done:

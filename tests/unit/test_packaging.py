@@ -20,6 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
 PUBLIC_FACE = REPO / "adapters" / "public"
+DASHBOARD = REPO / "adapters" / "web" / "dashboard" / "static"
 
 
 def package_folders() -> dict[str, Path]:
@@ -112,6 +113,19 @@ def test_the_wheel_adds_only_rustyflower_and_its_command_works(tmp_path: Path) -
     installed = site_packages(python) / "rustyflower"
     assert (installed / "py.typed").is_file()
     assert not (installed / "adapters" / "public").exists()
+    # the dashboard's pages ship as they are (no build step): every one, nothing else
+    shipped = installed / "adapters" / "web" / "dashboard" / "static"
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in DASHBOARD.iterdir())
+
+
+def test_the_dashboards_pages_are_package_data() -> None:
+    patterns = CONFIG["package-data"]["rustyflower.adapters.web.dashboard"]
+    unlisted = [
+        path.name
+        for path in DASHBOARD.iterdir()
+        if not any(path.match(pattern.removeprefix("static/")) for pattern in patterns)
+    ]
+    assert unlisted == []  # a new kind of file (an SVG, a font) needs its pattern
 
 
 def site_packages(python: Path) -> Path:
