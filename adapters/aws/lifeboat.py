@@ -158,9 +158,13 @@ class S3ReplicaStore:
 
     def remove(self, header: ReplicaHeader) -> RemoveOutcome:
         key = instance_name(self.site, header.instance_id)
+        with self._lock:
+            known = self._written.get(key)
         with _reaching(self.where, f"removing the replica of {header.instance_id!r}"):
             for _ in range(_ATTEMPTS):
-                found = self._head(key)
+                # what this store wrote last saves a look (a 412 says someone wrote since)
+                found = known if known is not None else self._head(key)
+                known = None
                 decision = remove_decision(None if found is None else found[1], header)
                 if decision != "remove" or found is None:
                     if decision == "absent":

@@ -174,9 +174,13 @@ class BlobReplicaStore:
 
     def remove(self, header: ReplicaHeader) -> RemoveOutcome:
         name = instance_name(self.site, header.instance_id)
+        with self._lock:
+            known = self._written.get(name)
         with _reaching(self.where, f"removing the replica of {header.instance_id!r}"):
             for _ in range(_ATTEMPTS):
-                found = self._properties(name)
+                # what this store wrote last saves a look (a 412 says someone wrote since)
+                found = known if known is not None else self._properties(name)
+                known = None
                 decision = remove_decision(None if found is None else found[1], header)
                 if decision != "remove" or found is None:
                     if decision == "absent":

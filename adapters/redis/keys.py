@@ -94,6 +94,11 @@ class Keyspace:
         """A replication target's backlog: instance ids to ship, scored like ``changed``."""
         return f"{self.tag(shard)}:lifeboat:pending:{target}"
 
+    def lifeboat_present(self, shard: int, target: str) -> str:
+        """Instances the target may hold a replica of (added before a write, removed with
+        the replica): a finished instance outside it costs the cloud no request."""
+        return f"{self.tag(shard)}:lifeboat:present:{target}"
+
     def lifeboat_targets(self, shard: int) -> str:
         """The targets that have a backlog in this shard (set once a target is synced)."""
         return f"{self.tag(shard)}:lifeboat:targets"

@@ -19,7 +19,7 @@ import redis
 
 from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.store import LOCAL_OWNER, RedisStore
-from rustyflower.core.lifeboat.feed import Backlog, Pending, Shipped, StoredInstance
+from rustyflower.core.lifeboat.feed import Backlog, Fetched, Pending, Shipped, StoredInstance
 from rustyflower.core.lifeboat.replica import ReplicaHeader
 
 __all__ = ["RedisReplicationFeed"]
@@ -81,23 +81,55 @@ class RedisReplicationFeed:
                     break
         return moved
 
-    def pending(self, target: str, limit: int) -> list[Pending]:
-        found: list[Pending] = []
+    def pending(self, target: str, limit: int, ready_ms: int | None = None) -> list[Pending]:
+        pipe = self.client.pipeline(transaction=False)
         for shard in range(self.keys.shards):
-            entries: Any = self.client.zrange(
-                self.keys.lifeboat_pending(shard, target), 0, limit - 1, withscores=True
+            pipe.zrangebyscore(
+                self.keys.lifeboat_pending(shard, target),
+                "-inf",
+                "+inf" if ready_ms is None else ready_ms,
+                start=0,
+                num=limit,
+                withscores=True,
             )
-            found += [Pending(_text(member), int(score)) for member, score in entries]
+        found = [
+            Pending(_text(member), int(score))
+            for entries in pipe.execute()
+            for member, score in entries
+        ]
         found.sort(key=lambda entry: entry.since_ms)
         return found[:limit]
 
-    def fetch(self, instance_ids: Sequence[str]) -> dict[str, StoredInstance | None]:
+    def fetch(self, target: str, instance_ids: Sequence[str]) -> Fetched:
+        by_shard = self._by_shard(instance_ids)
         pipe = self.client.pipeline(transaction=False)
+        pipe.time()
         for instance_id in instance_ids:
             pipe.hmget(self.keys.instance(instance_id), _FIELDS)
+        for shard, ids in by_shard.items():
+            pipe.smismember(self.keys.lifeboat_present(shard, target), ids)
+        replies = pipe.execute()
+        seconds, micros = replies[0]
         found: dict[str, StoredInstance | None] = {}
-        for instance_id, values in zip(instance_ids, pipe.execute(), strict=True):
+        for instance_id, values in zip(
+            instance_ids, replies[1 : 1 + len(instance_ids)], strict=True
+        ):
             found[instance_id] = _stored(instance_id, values)
+        present: set[str] = set()
+        for (_, ids), flags in zip(by_shard.items(), replies[1 + len(instance_ids) :], strict=True):
+            present.update(i for i, flag in zip(ids, flags, strict=True) if int(flag))
+        return Fetched(found, int(seconds) * 1000 + int(micros) // 1000, frozenset(present))
+
+    def will_write(self, target: str, instance_ids: Sequence[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for shard, ids in self._by_shard(instance_ids).items():
+            pipe.sadd(self.keys.lifeboat_present(shard, target), *ids)
+        pipe.execute()
+
+    def _by_shard(self, instance_ids: Sequence[str]) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for instance_id in instance_ids:
+            found.setdefault(self.keys.shard_of(instance_id), []).append(instance_id)
         return found
 
     def shipped(self, target: str, done: Sequence[Shipped]) -> list[Pending]:
@@ -106,8 +138,11 @@ class RedisReplicationFeed:
             by_shard.setdefault(self.keys.shard_of(item.pending.instance_id), []).append(item)
         removed: list[Pending] = []
         for shard, items in by_shard.items():
-            keys = [self.keys.lifeboat_pending(shard, target)]
-            args: list[str] = []
+            keys = [
+                self.keys.lifeboat_pending(shard, target),
+                self.keys.lifeboat_present(shard, target),
+            ]
+            args: list[str] = [str(min(item.read_ms for item in items))]
             for item in items:
                 keys.append(self.keys.instance(item.pending.instance_id))
                 header = item.header
@@ -115,6 +150,7 @@ class RedisReplicationFeed:
                     item.pending.instance_id,
                     "" if header is None else str(header.seq),
                     "" if header is None else str(header.epoch),
+                    "1" if item.absent else "0",
                 ]
             reply = self._shipped(keys=keys, args=args)
             removed += [

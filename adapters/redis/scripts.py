@@ -261,14 +261,18 @@ end
 return #moved / 2
 """
 
-# Take shipped instances off a target's backlog (KEYS[1]) if the instance (KEYS[1 + n]) is
-# still what was shipped: ARGV holds (id, seq, epoch) triples, seq '' for "it was gone".
-# One that changed since stays, and is shipped again. Returns {id, score, ...} removed.
+# Take shipped instances off a target's backlog (KEYS[1]) if the instance (KEYS[2 + n]) is
+# still what was shipped: ARGV[1] is when they were read (ms), then (id, seq, epoch,
+# absent) quadruples, seq '' for "it was gone", absent '1' when the target holds no
+# replica of it now (it leaves KEYS[2], the target's present set). One that changed since
+# stays, to be shipped again, scored no older than the read (what changed after it is
+# newer). Returns {id, score, ...} of those removed.
 SHIPPED = """
 local removed = {}
-for n = 1, #ARGV / 3 do
-  local id, seq, epoch = ARGV[3 * n - 2], ARGV[3 * n - 1], ARGV[3 * n]
-  local stored = redis.call('HMGET', KEYS[1 + n], 'seq', 'epoch')
+for n = 1, (#ARGV - 1) / 4 do
+  local id, seq, epoch, absent = ARGV[4 * n - 2], ARGV[4 * n - 1], ARGV[4 * n], ARGV[4 * n + 1]
+  if absent == '1' then redis.call('SREM', KEYS[2], id) end
+  local stored = redis.call('HMGET', KEYS[2 + n], 'seq', 'epoch')
   local same
   if seq == '' then same = not stored[1] else same = stored[1] == seq and stored[2] == epoch end
   if same then
@@ -278,6 +282,8 @@ for n = 1, #ARGV / 3 do
       removed[#removed + 1] = id
       removed[#removed + 1] = score
     end
+  else
+    redis.call('ZADD', KEYS[1], 'XX', 'GT', ARGV[1], id)
   end
 end
 return removed

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from rustyflower.core.lifeboat.replica import ReplicaHeader
 
-__all__ = ["Backlog", "Pending", "ReplicationFeed", "Shipped", "StoredInstance"]
+__all__ = ["Backlog", "Fetched", "Pending", "ReplicationFeed", "Shipped", "StoredInstance"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,22 @@ class Shipped:
 
     pending: Pending
     header: ReplicaHeader | None
+    read_ms: int
+    """When (store clock) it was read: a change it did not carry is later than this."""
+    absent: bool = False
+    """The target holds no replica of it now (removed, or there never was one)."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """Pending instances as stored, read at one moment."""
+
+    instances: dict[str, StoredInstance | None]
+    read_ms: int
+    """When they were read (the store's clock, ms)."""
+    present: frozenset[str]
+    """Those the target may hold a replica of (written and not removed since): a finished
+    instance outside it needs no request to the cloud."""
 
 
 @dataclass(frozen=True)
@@ -67,17 +83,22 @@ class ReplicationFeed(Protocol):
         """Move noted changes into every target's backlog; how many instances moved."""
         ...
 
-    def pending(self, target: str, limit: int) -> list[Pending]:
-        """The oldest entries of ``target``'s backlog."""
+    def pending(self, target: str, limit: int, ready_ms: int | None = None) -> list[Pending]:
+        """The oldest entries of ``target``'s backlog (only those noted by ``ready_ms``)."""
         ...
 
-    def fetch(self, instance_ids: Sequence[str]) -> dict[str, StoredInstance | None]:
+    def fetch(self, target: str, instance_ids: Sequence[str]) -> Fetched:
         """The instances as stored now (None: gone, purged)."""
+        ...
+
+    def will_write(self, target: str, instance_ids: Sequence[str]) -> None:
+        """Note, before writing them, that the target may hold these instances' replicas."""
         ...
 
     def shipped(self, target: str, done: Sequence[Shipped]) -> list[Pending]:
         """Take ``done`` off the backlog where the instance is still what was shipped;
-        returns those taken off (with their ``since_ms``, for the lag)."""
+        returns those taken off. One that changed since it was read stays, its oldest
+        change not shipped now no older than ``read_ms`` (so its lag counts from there)."""
         ...
 
     def backlog(self, target: str) -> Backlog: ...

@@ -67,9 +67,9 @@ def test_a_first_target_gets_every_running_instance_then_only_changes(runtime: R
     pending = {p.instance_id: p for p in feed.pending("aws", 10)}
     assert set(pending) == {"a", "b", "c"}
     assert [p.instance_id for p in feed.pending("azure", 10)] == ["c"]
-    stored = feed.fetch(["c", "missing"])
-    assert stored["missing"] is None
-    found = stored["c"]
+    fetched = feed.fetch("aws", ["c", "missing"])
+    assert fetched.instances["missing"] is None and fetched.present == frozenset()
+    found = fetched.instances["c"]
     assert found is not None
     assert (found.header.seq, found.header.epoch, found.header.owner) == (
         runtime.store.info("c").seq,
@@ -86,25 +86,30 @@ def test_only_what_was_shipped_leaves_the_backlog(runtime: Runtime) -> None:
     feed = RedisReplicationFeed(runtime.store)
     feed.enable("aws")
     entries = feed.pending("aws", 10)
-    stored = feed.fetch([p.instance_id for p in entries])
+    fetched = feed.fetch("aws", [p.instance_id for p in entries])
+    read_ms = fetched.read_ms
+    assert all(p.since_ms <= read_ms for p in entries)
     go(runtime, "b")  # changes after it was read: it must go again
-    done = [Shipped(p, stored[p.instance_id].header) for p in entries]  # type: ignore[union-attr]
+    done = [Shipped(p, fetched.instances[p.instance_id].header, read_ms) for p in entries]  # type: ignore[union-attr]
     removed = feed.shipped("aws", done)
     assert [p.instance_id for p in removed] == ["a"]
     assert removed[0].since_ms == next(p.since_ms for p in entries if p.instance_id == "a")
-    assert [p.instance_id for p in feed.pending("aws", 10)] == ["b"]
+    (left,) = feed.pending("aws", 10)
+    assert left.instance_id == "b" and left.since_ms == read_ms  # counted from the read
 
 
 def test_a_fence_is_a_change_too(runtime: Runtime) -> None:
     started(runtime, "a")
     feed = RedisReplicationFeed(runtime.store)
     feed.enable("aws")
-    feed.shipped("aws", [Shipped(p, feed.fetch(["a"])["a"].header) for p in feed.pending("aws", 5)])  # type: ignore[union-attr]
+    fetched = feed.fetch("aws", ["a"])
+    header = fetched.instances["a"].header  # type: ignore[union-attr]
+    feed.shipped("aws", [Shipped(p, header, fetched.read_ms) for p in feed.pending("aws", 5)])
     assert feed.pending("aws", 5) == []
     assert runtime.store.fence("a", 1, "azure")
     feed.collect(["aws"])
     (entry,) = feed.pending("aws", 5)
-    found = feed.fetch(["a"])["a"]
+    found = feed.fetch("aws", ["a"]).instances["a"]
     assert found is not None and (found.header.epoch, found.header.owner) == (1, "azure")
     assert entry.instance_id == "a"
 
@@ -140,3 +145,28 @@ def test_one_replicator_leads_and_reports(runtime: Runtime) -> None:
     assert feed.last_report() is None
     feed.report({"site": "s", "targets": {}}, 5)
     assert feed.last_report() == {"site": "s", "targets": {}}
+
+
+def test_the_present_set_says_which_replicas_may_exist(runtime: Runtime) -> None:
+    started(runtime, "a", "b")
+    feed = RedisReplicationFeed(runtime.store)
+    feed.enable("aws")
+    feed.will_write("aws", ["a"])
+    assert feed.fetch("aws", ["a", "b"]).present == frozenset({"a"})
+    entries = feed.pending("aws", 5)
+    fetched = feed.fetch("aws", ["a", "b"])
+    done = [
+        Shipped(p, fetched.instances[p.instance_id].header, fetched.read_ms, absent=True)  # type: ignore[union-attr]
+        for p in entries
+    ]
+    feed.shipped("aws", done)
+    assert feed.fetch("aws", ["a", "b"]).present == frozenset()
+
+
+def test_only_changes_old_enough_are_ready(runtime: Runtime) -> None:
+    started(runtime, "a")
+    feed = RedisReplicationFeed(runtime.store)
+    feed.enable("aws")
+    (entry,) = feed.pending("aws", 5)
+    assert feed.pending("aws", 5, ready_ms=entry.since_ms - 1) == []
+    assert feed.pending("aws", 5, ready_ms=entry.since_ms) == [entry]
