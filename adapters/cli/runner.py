@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import typer
 
-from rustyflower.adapters.cli import control_commands, instance_commands, serve_commands
+from rustyflower.adapters.cli import (
+    control_commands,
+    instance_commands,
+    lifeboat_commands,
+    serve_commands,
+)
 from rustyflower.adapters.cli.context import ConnectedCommand
 from rustyflower.adapters.cli.flow_commands import flows_app
 from rustyflower.adapters.cli.limit_commands import limits_app
 from rustyflower.adapters.cli.options import COMMANDS
 from rustyflower.adapters.cli.schedule_commands import schedule_app
 
-HELP_ORDER = (serve_commands.__name__, instance_commands.__name__, control_commands.__name__)
+HELP_ORDER = (
+    serve_commands.__name__,
+    instance_commands.__name__,
+    control_commands.__name__,
+    lifeboat_commands.__name__,
+)
 """Modules of top-level commands, in help order (within one: the order they are defined)."""
 
 

@@ -81,11 +81,17 @@ def test_every_command_that_connects_takes_the_connection_options_after_its_name
             connected.append(f"{path} (own server)")
 
     walk(group, "")
-    assert len(connected) == 29, connected
+    assert len(connected) == 30, connected
     assert "dev (own server)" in connected
-    assert {"status", "flows register", "export asl", "failover", "workers", "purge"} <= set(
-        connected
-    )
+    assert {
+        "status",
+        "flows register",
+        "export asl",
+        "failover",
+        "workers",
+        "purge",
+        "replicate",
+    } <= set(connected)
 
 
 # --- version, bare command, help ---------------------------------------------------------------

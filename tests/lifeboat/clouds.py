@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
-from moto.server import ThreadedMotoServer
+from botocore.config import Config
 
 from rustyflower.adapters.aws.lifeboat import DynamoLeaseStore, S3ReplicaStore
 from rustyflower.adapters.azure.lifeboat import BlobLeaseStore, BlobReplicaStore, replica_container
@@ -83,33 +86,65 @@ def create_aws_resources(s3: Any, dynamodb: Any) -> None:
     )
 
 
+class MotoServer:
+    """moto's server (``python -m moto.server``) in a process of its own: the site's
+    requests cross a real socket, and its CPU is not the test's."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
 @contextlib.contextmanager
-def aws_side() -> Iterator[CloudSide]:
-    """moto's server on a free port, the bucket and the lease table, behind a cable."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        with mock.patch.dict(os.environ, CREDENTIALS), cable(port) as wire:
-            endpoint = f"http://127.0.0.1:{port}"
-            # the server keeps moto's process-wide state: start from an empty account
-            urllib.request.urlopen(
-                urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-            )
-            s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
-            dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint)
-            create_aws_resources(s3, dynamodb)
-            settings = {
-                "RUSTYFLOWER_REPLICATE_TO": "aws",
-                "RUSTYFLOWER_REPLICA_BUCKET": BUCKET,
-                "RUSTYFLOWER_LEASE_TABLE": TABLE,
-                "AWS_REGION": REGION,
-                "AWS_ENDPOINT_URL": wire.url,
-            }
-            with mock.patch.dict(os.environ, {"AWS_ENDPOINT_URL": wire.url}):
-                yield CloudSide("aws", settings, wire, (s3, dynamodb))
-    finally:
-        server.stop()
+def aws_side(server: MotoServer) -> Iterator[CloudSide]:
+    """An empty account on moto's server with the bucket and the lease table, reached by
+    the site through a cable."""
+    server.reset()
+    with mock.patch.dict(os.environ, CREDENTIALS), cable(server.port) as wire:
+        pool = Config(max_pool_connections=32)
+        s3 = boto3.client("s3", region_name=REGION, endpoint_url=server.url, config=pool)
+        dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=server.url)
+        create_aws_resources(s3, dynamodb)
+        settings = {
+            "RUSTYFLOWER_REPLICATE_TO": "aws",
+            "RUSTYFLOWER_REPLICA_BUCKET": BUCKET,
+            "RUSTYFLOWER_LEASE_TABLE": TABLE,
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": wire.url,
+            **CREDENTIALS,
+        }
+        with mock.patch.dict(os.environ, {"AWS_ENDPOINT_URL": wire.url}):
+            yield CloudSide("aws", settings, wire, (s3, dynamodb))
 
 
 @contextlib.contextmanager

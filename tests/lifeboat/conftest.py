@@ -13,7 +13,7 @@ from rustyflower.adapters.redis.conductor import Conductor
 from rustyflower.adapters.redis.keys import Keyspace
 from rustyflower.adapters.redis.store import RedisStore
 from tests.azure.azurite import Azurite, azurite_fixture
-from tests.lifeboat.clouds import CloudSide, aws_side, azure_side
+from tests.lifeboat.clouds import CloudSide, MotoServer, aws_side, azure_side
 from tests.redis.conftest import Runtime
 from tests.redis.servers import ServerProcess, valkey_binary
 
@@ -41,10 +41,17 @@ def runtime(valkey: ServerProcess) -> Iterator[Runtime]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=["aws", "azure"])
 def cloud(request: pytest.FixtureRequest) -> Iterator[CloudSide]:
     if request.param == "aws":
-        with aws_side() as side:
+        with aws_side(request.getfixturevalue("moto_server")) as side:
             yield side
     else:
         azurite: Azurite = request.getfixturevalue("azurite")
