@@ -9,9 +9,6 @@ from __future__ import annotations
 # a client waiting for the result blocks on a subscription instead of polling.
 # Ops 's' / 'n' / 'd' add (always / only if absent) or remove the instance in the sorted
 # set KEYS[n]: the start-time and finish-time indexes.
-# While the site replicates (KEYS[12], Keyspace.lifeboat_switch, exists) the instance id is
-# noted in KEYS[13] (Keyspace.lifeboat_changed) with the time of its oldest change not yet
-# collected: one entry per instance, so a backlog is bounded by the number of instances.
 COMMIT = """
 local stored = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
 if ARGV[1] == '' then
@@ -59,6 +56,9 @@ while i <= #ARGV do
     return redis.error_reply('rustyflower: unknown commit op ' .. tostring(op))
   end
 end
+-- while the site replicates (KEYS[12]: Keyspace.lifeboat_switch) note the instance in
+-- KEYS[13] (lifeboat_changed) with the time of its oldest change not yet collected: one
+-- entry per instance, so a replication backlog is bounded by instances, not transitions
 if redis.call('EXISTS', KEYS[12]) == 1 then
   local now = redis.call('TIME')
   redis.call('ZADD', KEYS[13], 'NX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[6])
