@@ -12,7 +12,7 @@ Every blob carries the snapshot header as metadata (``instance_id``, ``seq``, ``
 continues a snapshot must ``decode_snapshot`` the bytes with its keys.
 
 Ordering is by ``(epoch, seq)``: a snapshot of a newer owner (higher epoch, see the
-fencing in DESIGN.md) wins over any snapshot of an older owner, and within one epoch the
+fencing in docs/architecture.md) wins over any snapshot of an older owner, and within one epoch the
 higher sequence number wins. ``latest`` is only replaced through a conditional write
 (``If-Match`` on the ETag that was compared, or ``If-None-Match: *`` when it is new), so
 two writers racing cannot put an older snapshot over a newer one.
@@ -210,7 +210,7 @@ def _strip_query(url: str) -> str:
 
 
 class BlobSnapshotStore:
-    """Signed snapshot bytes in one Blob container, as DESIGN.md's lifeboat needs them.
+    """Signed snapshot bytes in one Blob container, as the lifeboat (docs/failover.md) needs them.
 
     Build it with ``from_connection_string``, ``from_account_url`` (Entra ID: a
     credential, or ``DefaultAzureCredential`` when azure-identity is installed) or

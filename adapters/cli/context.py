@@ -39,6 +39,7 @@ from rustyflower.core.snapshot import SnapshotKeys
 if TYPE_CHECKING:
     from rustyflower.adapters.redis.conductor import Conductor
     from rustyflower.adapters.redis.limits import Limits
+    from rustyflower.client import Client
 
 PREFIX_VARIABLE = "RUSTYFLOWER_PREFIX"
 DATA_DIR_VARIABLE = "RUSTYFLOWER_DATA_DIR"
@@ -81,6 +82,7 @@ class Connection:
     _client: redis.Redis | None = field(default=None, init=False, repr=False)
     _store: RedisStore | None = field(default=None, init=False, repr=False)
     _conductor: Conductor | None = field(default=None, init=False, repr=False)
+    _public: Client | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -124,6 +126,16 @@ class Connection:
 
             self._conductor = Conductor(self.store)
         return self._conductor
+
+    @property
+    def public_client(self) -> Client:
+        """``rustyflower.client.Client`` on this run's store: what the instance and control
+        commands use, so they do exactly what a program does."""
+        if self._public is None:
+            from rustyflower.client import Client  # noqa: PLC0415
+
+            self._public = Client(self.store, self.url)
+        return self._public
 
     def limits(self) -> Limits:
         from rustyflower.adapters.redis.limits import Limits  # noqa: PLC0415

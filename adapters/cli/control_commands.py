@@ -1,7 +1,8 @@
 """Act on one instance: ``signal``, ``hold``, ``release``, ``cancel``, ``retry``,
 ``snapshot``, ``resume``.
 
-Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
+Every command but ``snapshot`` and ``resume`` works through ``rustyflower.client.Client``
+(``Connection.public_client``), as a program would, and lets RustyFlower and Redis
 errors through; the ``rustyflower`` group turns them into one line and an exit code
 (``errors.describe_error``).
 """
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from rustyflower.adapters.cli.context import connection_of
+from rustyflower.adapters.cli.errors import CliEnvironmentError
 from rustyflower.adapters.cli.files import (
     STDIO,
     check_writable,
@@ -24,36 +26,36 @@ from rustyflower.adapters.cli.files import (
 from rustyflower.adapters.cli.loading import CliInputError, parse_json_argument
 from rustyflower.adapters.cli.options import InstanceArgument, JsonOption, command
 from rustyflower.adapters.cli.render import emit_json, err, escape, out
-from rustyflower.core.engine import Snapshot
+from rustyflower.client import ContinuityConfigError, InstanceStatus
 from rustyflower.core.instance_store import DISCARDED_KIND
 
 ReasonOption = Annotated[str | None, typer.Option(help="Why (kept in the history).")]
 
 
-def _control_done(action: str, snapshot: Snapshot, as_json: bool = False) -> None:
+def _control_done(action: str, status: InstanceStatus, as_json: bool = False) -> None:
     """One line saying what was done and where the instance stands (``--json``: an object)."""
     if as_json:
-        emit_json(_control_result(action, snapshot))
+        emit_json(_control_result(action, status))
         return
-    state = snapshot.status + (" (held)" if snapshot.state.held else "")
-    where = ", ".join(snapshot.positions)
+    state = status.status + (" (held)" if status.held else "")
+    where = ", ".join(status.positions)
     out.print(
-        f"{escape(action)}: {escape(snapshot.instance_id)} is {escape(state)}"
-        + (f" at {escape(where)}" if where and not snapshot.finished else "")
-        + f" (seq {snapshot.seq})",
+        f"{escape(action)}: {escape(status.instance_id)} is {escape(state)}"
+        + (f" at {escape(where)}" if where and not status.finished else "")
+        + f" (seq {status.seq})",
         soft_wrap=True,
     )
 
 
-def _control_result(action: str, snapshot: Snapshot) -> dict[str, Any]:
+def _control_result(action: str, status: InstanceStatus) -> dict[str, Any]:
     return {
         "action": action,
-        "instance_id": snapshot.instance_id,
-        "status": snapshot.status,
-        "held": snapshot.state.held,
-        "positions": [] if snapshot.finished else snapshot.positions,
-        "seq": snapshot.seq,
-        "epoch": snapshot.epoch,
+        "instance_id": status.instance_id,
+        "status": status.status,
+        "held": status.held,
+        "positions": [] if status.finished else list(status.positions),
+        "seq": status.seq,
+        "epoch": status.epoch,
     }
 
 
@@ -67,29 +69,29 @@ def signal_instance(
     ] = "null",
     as_json: JsonOption = False,
 ) -> None:
-    """Deliver an external event to an instance that waits for it."""
+    """Deliver an external event to an instance that waits for it (wherever it lives)."""
     payload = parse_json_argument(data, "--data")
-    connection = connection_of(ctx)
-    from rustyflower.adapters.cli.continuity_commands import signal_elsewhere  # noqa: PLC0415
-
-    delivered = signal_elsewhere(connection, instance_id, event, payload)
-    if delivered is not None:  # it lives in AWS or Azure
-        if as_json:
-            emit_json(
-                {
-                    "action": f"delivered {event}",
-                    "instance_id": instance_id,
-                    "cloud": delivered.cloud,
-                    "detail": delivered.detail,
-                }
-            )
-        else:
-            detail = f" ({delivered.detail})" if delivered.detail else ""
-            message = f"delivered {event}: {instance_id} lives in {delivered.cloud}{detail}"
-            out.print(escape(message), soft_wrap=True)
+    try:
+        receipt = connection_of(ctx).public_client.signal(instance_id, event, payload)
+    except ContinuityConfigError as error:
+        raise CliEnvironmentError(str(error)) from None
+    if receipt.status is not None:
+        _control_done(f"delivered {event}", receipt.status, as_json)
         return
-    transition = connection.conductor.signal(instance_id, event, payload)
-    _control_done(f"delivered {event}", transition.snapshot, as_json)
+    # it lives in AWS or Azure
+    if as_json:
+        emit_json(
+            {
+                "action": f"delivered {event}",
+                "instance_id": instance_id,
+                "cloud": receipt.cloud,
+                "detail": receipt.detail or "",
+            }
+        )
+    else:
+        detail = f" ({receipt.detail})" if receipt.detail else ""
+        message = f"delivered {event}: {instance_id} lives in {receipt.cloud}{detail}"
+        out.print(escape(message), soft_wrap=True)
 
 
 @command("hold")
@@ -100,8 +102,8 @@ def hold(
     as_json: JsonOption = False,
 ) -> None:
     """Pause an instance: nothing new is dispatched until `release`."""
-    conductor = connection_of(ctx).conductor
-    _control_done("held", conductor.hold(instance_id, reason).snapshot, as_json)
+    client = connection_of(ctx).public_client
+    _control_done("held", client.hold(instance_id, reason), as_json)
 
 
 @command("release")
@@ -111,8 +113,8 @@ def release(
     as_json: JsonOption = False,
 ) -> None:
     """Resume a held instance."""
-    conductor = connection_of(ctx).conductor
-    _control_done("released", conductor.release(instance_id).snapshot, as_json)
+    client = connection_of(ctx).public_client
+    _control_done("released", client.release(instance_id), as_json)
 
 
 @command("cancel")
@@ -123,8 +125,8 @@ def cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel an instance (its running work's results will be refused)."""
-    conductor = connection_of(ctx).conductor
-    _control_done("cancelled", conductor.cancel(instance_id, reason).snapshot, as_json)
+    client = connection_of(ctx).public_client
+    _control_done("cancelled", client.cancel(instance_id, reason), as_json)
 
 
 @command("retry")
@@ -134,8 +136,8 @@ def retry(
     as_json: JsonOption = False,
 ) -> None:
     """Run a failed instance again from the step where it failed."""
-    conductor = connection_of(ctx).conductor
-    _control_done("retrying", conductor.retry_failed(instance_id).snapshot, as_json)
+    client = connection_of(ctx).public_client
+    _control_done("retrying", client.retry(instance_id), as_json)
 
 
 # --- snapshots ------------------------------------------------------------------------------
@@ -151,6 +153,8 @@ def snapshot(
 ) -> None:
     """Write an instance's stored snapshot to a file, signed when signing keys are set."""
     check_writable(output, "-o ")
+    # not Client.snapshot, which verifies with this process's keys first: the command
+    # exports what the store holds, signing an unsigned store's bytes when it has a key
     connection = connection_of(ctx)
     data = signed_export(connection.conductor.export(instance_id), f"the snapshot of {instance_id}")
     info = connection.store.info(instance_id)
@@ -210,4 +214,5 @@ def resume(
                 ),
                 soft_wrap=True,
             )
-    _control_done(f"resumed (epoch {resumed.epoch})", resumed, as_json)
+    status = connection.public_client.status(resumed.instance_id)
+    _control_done(f"resumed (epoch {resumed.epoch})", status, as_json)

@@ -1,22 +1,21 @@
 # ruff: noqa: PLR0917 - typer turns each parameter of a command into an option
 """Start instances and read them: ``start``, ``status``, ``list``, ``history``.
 
-Every command connects through ``adapters.cli.context`` and lets RustyFlower and Redis
-errors through; the ``rustyflower`` group turns them into one line and an exit code
-(``errors.describe_error``).
+Every command works through ``rustyflower.client.Client`` (``Connection.public_client``),
+as a program would, and lets RustyFlower and Redis errors through; the ``rustyflower``
+group turns them into one line and an exit code (``errors.describe_error``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from rustyflower.adapters.cli.context import Connection, connection_of
+from rustyflower.adapters.cli.context import connection_of
 from rustyflower.adapters.cli.errors import (
     EXIT_FLOW_FAILED,
     EXIT_INTERRUPTED,
@@ -48,32 +47,29 @@ from rustyflower.adapters.cli.render import (
     short_time,
     status_text,
 )
-from rustyflower.adapters.redis.keys import PRIORITIES
-from rustyflower.adapters.redis.store import InstanceInfo, Placement
-from rustyflower.core.contract import Purpose
-from rustyflower.core.engine import (
-    AwaitEvent,
-    RunActivity,
-    Snapshot,
-    StartChildFlow,
-    StartTimer,
-)
+from rustyflower.adapters.redis._status import summary_of
+from rustyflower.adapters.redis.keys import PRIORITIES, Priority
+from rustyflower.adapters.redis.listing import MAX_PAGE
+from rustyflower.client import Client, InstanceInfo, InstanceStatus, ResultTimeoutError
 
 
 def _start_many(
-    connection: Connection,
+    client: Client,
     flow: str,
     version: str | None,
     values: list[Any],
-    placement: Placement,
+    priority: Priority,
+    key: str | None,
     as_json: bool,
 ) -> None:
-    started = connection.conductor.start_many(flow, values, version=version, placement=placement)
+    started = client.start_many(
+        flow, values, version=version, priority=priority, concurrency_key=key
+    )
     if as_json:
-        emit_json([{"instance_id": s.instance_id, "status": s.status} for s in started])
+        emit_json([{"instance_id": handle.id, "status": "running"} for handle in started])
         return
-    for snapshot in started:
-        print(snapshot.instance_id)
+    for handle in started:
+        print(handle.id)
     err.print(f"started {len(started)} instance(s) of {escape(flow)}")
 
 
@@ -119,58 +115,51 @@ def start(
     """
     if priority not in PRIORITIES:
         raise CliInputError(f"--priority {priority!r}: use high, normal or low")
+    chosen: Priority = PRIORITIES[PRIORITIES.index(priority)]
     if inputs is not None:
         if wait or instance_id is not None or input != "{}":
             raise CliInputError("--inputs starts many instances: no --input, --id or --wait")
-        _start_many(
-            connection_of(ctx),
-            flow,
-            version,
-            read_json_lines(inputs),
-            Placement(priority=priority, concurrency_key=key),
-            as_json,
-        )
+        values = read_json_lines(inputs)
+        client = connection_of(ctx).public_client
+        _start_many(client, flow, version, values, chosen, key, as_json)
         return
     flow_input = parse_json_argument(input, "--input")
     if timeout is not None and not wait:
         raise CliInputError("--timeout only makes sense with --wait")
-    connection = connection_of(ctx)
-    existed = instance_id is not None and connection.store.exists(instance_id)
-    snapshot = connection.conductor.start(
-        flow,
-        flow_input,
-        version=version,
-        instance_id=instance_id,
-        placement=Placement(priority=priority, concurrency_key=key),
+    client = connection_of(ctx).public_client
+    handle = client.start(
+        flow, flow_input, id=instance_id, version=version, priority=chosen, concurrency_key=key
     )
-    if existed:
+    started = client.status(handle.id)
+    if not handle.created:
         err.print(
-            f"instance {escape(snapshot.instance_id)} exists already "
-            f"({escape(snapshot.definition.key)}, {snapshot.status}); nothing started"
+            f"instance {escape(started.instance_id)} exists already "
+            f"({escape(started.flow)}@{escape(started.version)}, {started.status}); "
+            "nothing started"
         )
     if not wait:
         if as_json:
             emit_json(
                 {
-                    "instance_id": snapshot.instance_id,
-                    "created": not existed,
-                    "flow": snapshot.definition.name,
-                    "version": snapshot.definition.version,
-                    "status": snapshot.status,
-                    "seq": snapshot.seq,
+                    "instance_id": started.instance_id,
+                    "created": bool(handle.created),
+                    "flow": started.flow,
+                    "version": started.version,
+                    "status": started.status,
+                    "seq": started.seq,
                 }
             )
         else:
-            print(snapshot.instance_id)
+            print(started.instance_id)
         return
     if not as_json:
-        print(snapshot.instance_id, flush=True)
+        print(started.instance_id, flush=True)
     try:
-        final = _follow(connection, snapshot, timeout, quiet=as_json)
+        final = _follow(client, started, timeout, quiet=as_json)
     except KeyboardInterrupt:
-        err.print(f"stopped waiting; instance {escape(snapshot.instance_id)} carries on")
+        err.print(f"stopped waiting; instance {escape(started.instance_id)} carries on")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    summary = instance_summary(connection.store.info(final.instance_id), final)
+    summary = final.as_dict()
     if as_json:
         emit_json(summary)
     else:
@@ -180,109 +169,44 @@ def start(
 
 
 def _follow(
-    connection: Connection, snapshot: Snapshot, timeout: float | None, quiet: bool
-) -> Snapshot:
-    """Poll the instance until it finishes; show where it is on stderr while it runs."""
-    store = connection.store
-    instance_id = snapshot.instance_id
-    deadline = None if timeout is None else time.monotonic() + timeout
+    client: Client, started: InstanceStatus, timeout: float | None, quiet: bool
+) -> InstanceStatus:
+    """Wait for the instance's finish (announced, not polled); while it runs, show where
+    it is on stderr, read again whenever its seq moved."""
+    instance_id = started.instance_id
     spinner = err.status("starting", spinner="dots") if err.is_terminal and not quiet else None
-    last_seq = -1
-    delay = 0.01
-    current = snapshot
+    shown = {"seq": -1}
+
+    def progress(info: InstanceInfo) -> None:
+        if info.seq == shown["seq"]:
+            return
+        shown["seq"] = info.seq
+        current = client.status(instance_id)
+        text = f"{_where(current)} (seq {current.seq})"
+        if spinner is not None:
+            spinner.update(escape(text))
+        elif not quiet:
+            err.print(escape(f"{instance_id} {text}"), soft_wrap=True)
+
     with spinner or contextlib.nullcontext():
-        while True:
-            info = store.info(instance_id)
-            if info.seq != last_seq:
-                current = store.load(instance_id, fresh=True)
-                last_seq = current.seq
-                delay = 0.01
-                if current.finished:
-                    return current
-                text = f"{_where(current, info)} (seq {current.seq})"
-                if spinner is not None:
-                    spinner.update(escape(text))
-                elif not quiet:
-                    err.print(escape(f"{instance_id} {text}"), soft_wrap=True)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimedOutError(
-                    f"instance {instance_id} still {info.status} after {timeout:g} s, "
-                    f"{_where(current, info)}; it carries on (rustyflower status {instance_id})"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+        try:
+            return client.wait(instance_id, timeout, recheck=0.25, on_progress=progress)
+        except ResultTimeoutError:
+            current = client.status(instance_id)
+            if current.finished:  # it ended in the last instant
+                return current
+            assert timeout is not None
+            raise TimedOutError(
+                f"instance {instance_id} still {current.status} after {timeout:g} s, "
+                f"{_where(current)}; it carries on (rustyflower status {instance_id})"
+            ) from None
 
 
-def _where(snapshot: Snapshot, info: InstanceInfo) -> str:
+def _where(status: InstanceStatus) -> str:
     """'held at A, B, waiting for activity x (attempt 1)' (deadlines left out)."""
-    waiting = [item["text"] for item in waiting_for(snapshot) if item["kind"] != "deadline"]
-    text = f"{'held ' if info.held else ''}at {', '.join(snapshot.positions) or '-'}"
+    waiting = [item["text"] for item in status.waiting_for if item["kind"] != "deadline"]
+    text = f"{'held ' if status.held else ''}at {', '.join(status.positions) or '-'}"
     return text + (f", waiting for {'; '.join(waiting)}" if waiting else "")
-
-
-DEADLINES = frozenset(
-    {Purpose.FLOW_TIMEOUT, Purpose.TASK_TIMEOUT, Purpose.EVENT_TIMEOUT, Purpose.CHILD_TIMEOUT}
-)
-
-
-def waiting_for(snapshot: Snapshot) -> list[dict[str, Any]]:
-    """The work the instance waits for, for people (``text``) and scripts (the rest)."""
-    found: list[dict[str, Any]] = []
-    for entry in snapshot.state.pending.values():
-        command = entry.command
-        item: dict[str, Any] = {"id": entry.id, "position": entry.token}
-        if isinstance(command, RunActivity):
-            item |= {"kind": "activity", "activity": command.activity, "attempt": command.attempt}
-            item["text"] = f"activity {command.activity} (attempt {command.attempt})"
-        elif isinstance(command, AwaitEvent):
-            item |= {"kind": "event", "event": command.event}
-            item["text"] = f"event {command.event!r}"
-        elif isinstance(command, StartTimer):
-            kind = "deadline" if command.purpose in DEADLINES else "timer"
-            item |= {"kind": kind, "purpose": command.purpose, "fire_at": command.fire_at}
-            item["text"] = f"{command.purpose.replace('_', ' ')} at {short_time(command.fire_at)}"
-        elif isinstance(command, StartChildFlow):
-            item |= {"kind": "child", "flow": command.flow}
-            item["child_instance_id"] = command.child_instance_id
-            item["text"] = f"child flow {command.flow} ({command.child_instance_id})"
-        else:
-            item |= {"kind": entry.purpose, "text": entry.purpose}
-        if not entry.dispatched:
-            item["dispatched"] = False
-            item["text"] += " (not dispatched: held)"
-        found.append(item)
-    return found
-
-
-def instance_summary(info: InstanceInfo, snapshot: Snapshot | None) -> dict[str, Any]:
-    """What ``status --json`` prints (and ``list --json`` per row, without the data)."""
-    summary: dict[str, Any] = {
-        "instance_id": info.instance_id,
-        "flow": info.flow,
-        "version": info.version,
-        "status": info.status,
-        "held": info.held,
-        "seq": info.seq,
-        "epoch": info.epoch,
-        "priority": info.priority,
-        "owner": info.owner,
-        "created_at": info.created_at,
-        "updated_at": info.updated_at,
-    }
-    if snapshot is not None:
-        state = snapshot.state
-        summary |= {
-            "positions": snapshot.positions,
-            "waiting_for": waiting_for(snapshot),
-            "input": state.input,
-            "output": state.output,
-            "error": state.error,
-            "cause": state.cause,
-            "failed_position": state.failed_position,
-            "finished_at": state.finished_at,
-            "parent": state.parent.instance_id if state.parent is not None else None,
-        }
-    return summary
 
 
 @command("status")
@@ -292,9 +216,7 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Where an instance stands: status, positions, what it waits for, output or error."""
-    store = connection_of(ctx).store
-    info = store.info(instance_id)
-    summary = instance_summary(info, store.load(instance_id, fresh=True))
+    summary = connection_of(ctx).public_client.status(instance_id).as_dict()
     if as_json:
         emit_json(summary)
         return
@@ -358,19 +280,21 @@ def list_instances(
     """Instances, newest (latest started) first."""
     if status is not None and status not in STATUSES:
         raise CliInputError(f"--status {status!r}: use {', '.join(STATUSES)}")
-    store = connection_of(ctx).store
+    if limit > MAX_PAGE:
+        raise CliInputError(f"--limit {limit}: at most {MAX_PAGE}")
+    client = connection_of(ctx).public_client
     held_only = status == "held"
-    infos = store.list_instances(
-        status="running" if held_only else status,
+    page = client.list_instances(
+        status="running" if held_only else status,  # type: ignore[arg-type]
         flow=flow,
-        limit=limit,
         held=True if held_only else None,
+        limit=limit,
     )
     rows = []
-    for info in infos:
-        row = instance_summary(info, None)
+    for info in page.items:
+        row = summary_of(info)
         row["positions"] = (
-            store.load(info.instance_id, fresh=True).positions if info.status == "running" else []
+            list(client.status(info.instance_id).positions) if info.status == "running" else []
         )
         rows.append(row)
     if as_json:
@@ -437,12 +361,21 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """The timeline of an instance: every transition the store applied."""
-    store = connection_of(ctx).store
-    entries = store.history(instance_id)
+    client = connection_of(ctx).public_client
+    entries = [
+        {
+            "seq": entry.seq,
+            "at": entry.at,
+            "kind": entry.kind,
+            "position": entry.position,
+            "detail": entry.detail,
+        }
+        for entry in client.history(instance_id)
+    ]
     if as_json:
         emit_json(entries)
         return
-    info = store.info(instance_id)
+    info = client.status(instance_id)
     out.print(
         f"[bold]{escape(instance_id)}[/] {escape(info.flow)}@{escape(info.version)} "
         f"{status_text(info.status, info.held)}",

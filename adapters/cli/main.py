@@ -196,6 +196,12 @@ def run(
         check_writable(snapshot_out, "--snapshot-out ")  # before any activity runs
     definition = read_definition(file)
     flow_input = parse_json_argument(input, "--input")
+    # every argument is read before anything is looked up, so a bad one is what is reported
+    scripted = [
+        ScriptedEvent(name, data)
+        for name, values in parse_events(event or []).items()
+        for data in values
+    ]
     registry = load_registry(activities or [])
     children = [read_definition(path) for path in subflow or []]
     for flow in (definition, *children):
@@ -205,11 +211,6 @@ def run(
         flows = FlowLibrary(children)
     except ValueError as error:
         raise CliInputError(f"--subflow: {error}") from None
-    scripted = [
-        ScriptedEvent(name, data)
-        for name, values in parse_events(event or []).items()
-        for data in values
-    ]
     # on the real clock a flow may poll for ever, as it would on a runner; on a virtual
     # one an endless loop would never yield, so the world's event limit stops it
     world = World(registry, flows=flows, events=scripted)

@@ -12,6 +12,7 @@ from rustyflower.adapters.cli import (
     control_commands,
     instance_commands,
     lifeboat_commands,
+    ops_commands,
     serve_commands,
 )
 from rustyflower.adapters.cli.context import ConnectedCommand
@@ -25,6 +26,7 @@ HELP_ORDER = (
     instance_commands.__name__,
     control_commands.__name__,
     lifeboat_commands.__name__,
+    ops_commands.__name__,
 )
 """Modules of top-level commands, in help order (within one: the order they are defined)."""
 

@@ -8,13 +8,14 @@ errors through; the ``rustyflower`` group turns them into one line and an exit c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -66,9 +67,17 @@ def dev(
     port: Annotated[
         int | None, typer.Option(help="TCP port of the server (default: a free one).")
     ] = None,
+    api_port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, help="Port of the HTTP API on loopback (taken or 0: a free one)."
+        ),
+    ] = 8080,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the HTTP API.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Zero configuration: an embedded Valkey (kept in --data-dir), a worker and the scheduler.
+    """Zero configuration: an embedded Valkey (kept in --data-dir), a worker, the scheduler
+    and the HTTP API on loopback (docs/api.md; no token needed there).
 
     Stop with Ctrl-C (or SIGTERM); starting again on the same --data-dir keeps every instance.
     A server left running by a `dev` that was killed (kill -9) is stopped and replaced.
@@ -92,7 +101,8 @@ def dev(
             )
         connection.redis_url = url
         _banner(url, data_dir, connection.prefix)
-        _serve(connection, registry, concurrency=concurrency, scheduler=True, name=None)
+        with _local_api(connection, None if no_api else api_port):
+            _serve(connection, registry, concurrency=concurrency, scheduler=True, name=None)
     finally:
         server.stop()
         err.print("dev server stopped; data kept in " + escape(str(data_dir)))
@@ -304,6 +314,37 @@ def _serve(
         raise CliEnvironmentError(
             f"worker {options.name} stopped because it is unhealthy: {'; '.join(problems)}"
         )
+
+
+@contextlib.contextmanager
+def _local_api(connection: Connection, port: int | None) -> Iterator[None]:
+    """The HTTP API on loopback beside the worker, without tokens (unless some are set)."""
+    from rustyflower.adapters.cli import api_app  # noqa: PLC0415
+
+    missing = api_app.server_extra_missing() if port is not None else None
+    if port is None or missing is not None:
+        if missing is not None:
+            log.warning("no HTTP API: %s", missing)
+        yield
+        return
+    from rustyflower.adapters.web.serving import ApiServer, ApiServerError  # noqa: PLC0415
+    from rustyflower.adapters.web.settings import ApiSettings, environ_tokens  # noqa: PLC0415
+
+    settings = ApiSettings(tokens=environ_tokens())
+    api = ApiServer(api_app.build_app(connection, settings), "127.0.0.1", port)
+    try:
+        url = api.start()
+    except ApiServerError:
+        if port == 0:
+            raise
+        log.warning("port %d is taken: the HTTP API takes a free port instead", port)
+        api = ApiServer(api_app.build_app(connection, settings), "127.0.0.1", 0)
+        url = api.start()
+    out.print(f"HTTP API at [bold]{escape(url)}[/] (OpenAPI: {escape(url)}/docs)", soft_wrap=True)
+    try:
+        yield
+    finally:
+        api.stop()
 
 
 def _start_scheduler(

@@ -9,54 +9,173 @@
         print(order.result(timeout=60))
 
 ``Client`` methods take an instance id; an ``InstanceHandle`` (from ``start``,
-``start_many``, ``instance``, ``instances``) has the same methods without it. Everything
-here is synchronous. Run workers with ``rustyflower.worker`` or the
+``start_many``, ``instance``, ``instances``) has the same methods without it.
+``AsyncClient`` is the same for asyncio (``await client.start(...)``,
+``await order.result()``). Run workers with ``rustyflower.worker`` or the
 ``rustyflower worker`` command.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rustyflower.adapters.continuity.outcomes import LOCAL
+from rustyflower.adapters.continuity.batch import run_batch, select_instances
+from rustyflower.adapters.continuity.cloud import CloudContinuity
+from rustyflower.adapters.continuity.errors import ContinuityConfigError
+from rustyflower.adapters.continuity.outcomes import CLOUDS, LOCAL, Cloud, Outcome
 from rustyflower.adapters.continuity.signals import deliver_signal
+from rustyflower.adapters.redis._async_client import AsyncClient as _RedisAsyncClient
+from rustyflower.adapters.redis._async_client import AsyncInstanceHandle
 from rustyflower.adapters.redis._client import Client as _RedisClient
 from rustyflower.adapters.redis._client import (
     InstanceFailedError,
     InstanceHandle,
-    InstanceStatus,
+    SignalReceipt,
 )
 from rustyflower.adapters.redis._completion import ResultTimeoutError
+from rustyflower.adapters.redis._status import InstanceStatus
 from rustyflower.adapters.redis.conductor import ContentionError, FencedError
 from rustyflower.adapters.redis.connection import RedisUnavailableError
+from rustyflower.adapters.redis.listing import CursorError, InstancePage
+from rustyflower.adapters.redis.runner_stats import Histogram, RunnerStats
 from rustyflower.adapters.redis.store import (
     UnknownFlowError,
     UnknownInstanceError,
     VersionConflictError,
 )
 from rustyflower.core.engine import HistoryEntry
+from rustyflower.core.instance_store import InstanceInfo
+from rustyflower.core.reports import FlowSummary, Report, StepSummary
 
 
 class Client(_RedisClient):
     __doc__ = _RedisClient.__doc__
 
-    def _signal_elsewhere(self, instance_id: str, event: str, data: Any) -> bool:
+    def _signal_elsewhere(self, instance_id: str, event: str, data: Any) -> tuple[str, str] | None:
         # an instance that failed over is signalled in its cloud, as `rustyflower signal` does
         if self._store.info(instance_id).owner == LOCAL:
-            return False
-        return deliver_signal(self._store, instance_id, event, data) is not None
+            return None
+        delivered = deliver_signal(self._store, instance_id, event, data)
+        return None if delivered is None else (delivered.cloud, delivered.detail)
+
+    # --- the lifeboat ---------------------------------------------------------------------
+
+    def failover(
+        self,
+        instance_ids: Sequence[str] = (),
+        *,
+        to: str,
+        every: bool = False,
+        settings: Mapping[str, Any] | None = None,
+    ) -> list[Outcome]:
+        """Continue instances in AWS or Azure, as ``rustyflower failover --to``: each is
+        fenced here (epoch + 1, owner the cloud), then started there. One ``Outcome`` per
+        instance; a refused one is reported, the others go on.
+
+        ``every``: every eligible running instance instead of ``instance_ids``. The
+        cloud's settings come from the environment (docs/failover.md); ``settings``
+        overrides them by name (``region``, ``state_machine_prefix``, ``function_url``...).
+        """
+        cloud = _cloud(to)
+        runner = self._continuity(cloud, settings)
+        targets = select_instances(self._store, "failover", cloud, instance_ids, every)
+        return run_batch(targets, runner.failover, action="failover", cloud=cloud)
+
+    def failback(
+        self,
+        instance_ids: Sequence[str] = (),
+        *,
+        source: str,
+        every: bool = False,
+        settings: Mapping[str, Any] | None = None,
+    ) -> list[Outcome]:
+        """Bring instances back from AWS or Azure (``source``) and resume them here, as
+        ``rustyflower failback --from``; one ``Outcome`` per instance."""
+        cloud = _cloud(source)
+        runner = self._continuity(cloud, settings)
+        targets = select_instances(self._store, "failback", cloud, instance_ids, every)
+        return run_batch(targets, runner.failback, action="failback", cloud=cloud)
+
+    def _continuity(self, cloud: Cloud, settings: Mapping[str, Any] | None) -> CloudContinuity:
+        overrides = dict(settings or {})
+        if cloud == "aws":
+            from rustyflower.adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
+
+            aws = AwsSettings.from_env(os.environ, **overrides)
+            return AwsContinuity(self._store, aws, keys=self._store.snapshot_keys)
+        from rustyflower.adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
+
+        azure = AzureSettings.from_env(os.environ, **overrides)
+        return AzureContinuity(self._store, azure, keys=self._store.snapshot_keys)
+
+
+class AsyncClient(_RedisAsyncClient):
+    __doc__ = _RedisAsyncClient.__doc__
+    sync_client = Client
+
+    @property
+    def sync(self) -> Client:
+        client = self._client
+        assert isinstance(client, Client)
+        return client
+
+    async def failover(
+        self,
+        instance_ids: Sequence[str] = (),
+        *,
+        to: str,
+        every: bool = False,
+        settings: Mapping[str, Any] | None = None,
+    ) -> list[Outcome]:
+        return await self._run(
+            self.sync.failover, instance_ids, to=to, every=every, settings=settings
+        )
+
+    async def failback(
+        self,
+        instance_ids: Sequence[str] = (),
+        *,
+        source: str,
+        every: bool = False,
+        settings: Mapping[str, Any] | None = None,
+    ) -> list[Outcome]:
+        return await self._run(
+            self.sync.failback, instance_ids, source=source, every=every, settings=settings
+        )
+
+
+def _cloud(value: str) -> Cloud:
+    for cloud in CLOUDS:
+        if value == cloud:
+            return cloud
+    raise ValueError(f"cloud {value!r}: use aws or azure")
 
 
 __all__ = [
+    "AsyncClient",
+    "AsyncInstanceHandle",
     "Client",
     "ContentionError",
+    "ContinuityConfigError",
+    "CursorError",
     "FencedError",
+    "FlowSummary",
+    "Histogram",
     "HistoryEntry",
     "InstanceFailedError",
     "InstanceHandle",
+    "InstanceInfo",
+    "InstancePage",
     "InstanceStatus",
+    "Outcome",
     "RedisUnavailableError",
+    "Report",
     "ResultTimeoutError",
+    "RunnerStats",
+    "SignalReceipt",
+    "StepSummary",
     "UnknownFlowError",
     "UnknownInstanceError",
     "VersionConflictError",

@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, get_args
@@ -19,9 +20,11 @@ import redis
 
 from rustyflower.adapters.redis._completion import (
     DEFAULT_RECHECK_SECONDS,
+    Progress,
     ResultTimeoutError,
     wait_finished,
 )
+from rustyflower.adapters.redis._status import InstanceStatus
 from rustyflower.adapters.redis.conductor import Conductor
 from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
@@ -30,13 +33,18 @@ from rustyflower.adapters.redis.connection import (
     redact,
     resolve_url,
 )
+from rustyflower.adapters.redis.event_log import read_report
 from rustyflower.adapters.redis.keys import Keyspace, Priority
+from rustyflower.adapters.redis.listing import MAX_PAGE, InstancePage, page_instances
+from rustyflower.adapters.redis.runner_stats import RunnerStats, read_stats
 from rustyflower.adapters.redis.schedule_store import ScheduleStore
-from rustyflower.adapters.redis.store import InstanceInfo, Placement, RedisStore
+from rustyflower.adapters.redis.store import Placement, RedisStore
+from rustyflower.adapters.redis.webhook_store import WebhookStore
 from rustyflower.core.activities import ActivityRegistry
-from rustyflower.core.engine import HistoryEntry, Snapshot, Status
+from rustyflower.core.engine import HistoryEntry, Status, Transition
 from rustyflower.core.errors import DefinitionError, Problem, RustyFlowerError
 from rustyflower.core.model import FlowDefinition
+from rustyflower.core.reports import Report
 from rustyflower.core.settings import SettingsError, setting_text, setting_whole_number
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
@@ -62,52 +70,15 @@ class InstanceFailedError(RustyFlowerError):
 
 
 @dataclass(frozen=True)
-class InstanceStatus:
-    """Where an instance stands, read at one moment."""
+class SignalReceipt:
+    """What ``signal`` did: delivered here (``status`` tells where the instance now
+    stands) or to the cloud the instance failed over to (``cloud``, ``detail``)."""
 
     instance_id: str
-    flow: str
-    version: str
-    status: Status
-    held: bool
-    positions: tuple[str, ...]
-    """The states its live branches are at (empty once it finished)."""
-    output: Any
-    error: str | None
-    cause: str | None
-    seq: int
-    """How many transitions it has taken."""
-    epoch: int
-    owner: str
-    """``local``, or the cloud it failed over to (``aws``, ``azure``)."""
-    priority: Priority
-    created_at: str
-    updated_at: str
-
-    @property
-    def finished(self) -> bool:
-        return self.status != "running"
-
-    @classmethod
-    def of(cls, info: InstanceInfo, snapshot: Snapshot) -> InstanceStatus:
-        state = snapshot.state
-        return cls(
-            instance_id=snapshot.instance_id,
-            flow=snapshot.definition.name,
-            version=snapshot.definition.version,
-            status=snapshot.status,
-            held=state.held,
-            positions=tuple(snapshot.positions),
-            output=state.output,
-            error=state.error,
-            cause=state.cause,
-            seq=snapshot.seq,
-            epoch=max(info.epoch, snapshot.epoch),
-            owner=info.owner,
-            priority=info.priority,
-            created_at=info.created_at,
-            updated_at=snapshot.updated_at,
-        )
+    event: str
+    status: InstanceStatus | None
+    cloud: str | None = None
+    detail: str | None = None
 
 
 class Client:
@@ -237,14 +208,15 @@ class Client:
     ) -> InstanceHandle:
         """Start an instance of a registered flow (latest version unless ``version``).
 
-        With an ``id`` that exists already, nothing starts: the handle is that instance's.
+        With an ``id`` that exists already, nothing starts: the handle is that instance's
+        (its ``created`` is False).
         """
         placement = _placement(priority, concurrency_key)
         with self._talking():
-            snapshot = self._conductor.start(
+            snapshot, created = self._conductor.start_or_find(
                 flow, input, version=version, instance_id=id, placement=placement
             )
-        return InstanceHandle(self, snapshot.instance_id)
+        return InstanceHandle(self, snapshot.instance_id, created=created)
 
     def start_many(
         self,
@@ -261,7 +233,7 @@ class Client:
             started = self._conductor.start_many(
                 flow, list(inputs), version=version, placement=placement
             )
-        return [InstanceHandle(self, snapshot.instance_id) for snapshot in started]
+        return [InstanceHandle(self, snapshot.instance_id, created=True) for snapshot in started]
 
     # --- instances ------------------------------------------------------------------------
 
@@ -274,12 +246,48 @@ class Client:
     def instances(
         self, *, flow: str | None = None, status: Status | None = None, limit: int = 100
     ) -> list[InstanceHandle]:
-        """Instances of the store, most recently changed first."""
+        """Instances of the store, most recently started first (``list_instances`` pages)."""
         if status is not None and status not in get_args(Status):
             raise ValueError(f"status {status!r}: use one of {', '.join(get_args(Status))}")
+        if limit < 1:
+            raise ValueError("limit must be 1 or more")
+        found: list[InstanceHandle] = []
+        cursor: str | None = None
+        while len(found) < limit:
+            page = self.list_instances(
+                flow=flow, status=status, limit=min(MAX_PAGE, limit - len(found)), cursor=cursor
+            )
+            found += [InstanceHandle(self, info.instance_id) for info in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return found
+
+    def list_instances(
+        self,
+        *,
+        flow: str | None = None,
+        status: Status | None = None,
+        held: bool | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> InstancePage:
+        """One page of instances, most recently started first: ``items`` and the
+        ``next_cursor`` to pass for the next page (None after the last one).
+
+        ``limit`` is 1 to 1000; a ``cursor`` this client did not hand out raises
+        ``CursorError``.
+        """
         with self._talking():
-            infos = self._store.list_instances(status=status, flow=flow, limit=limit)
-        return [InstanceHandle(self, info.instance_id) for info in infos]
+            return page_instances(
+                self._store.client,
+                self._store.keys,
+                status=status,
+                flow=flow,
+                held=held,
+                limit=limit,
+                cursor=cursor,
+            )
 
     def status(self, instance_id: str) -> InstanceStatus:
         with self._talking():
@@ -301,41 +309,48 @@ class Client:
             for entry in entries
         ]
 
-    def signal(self, instance_id: str, event: str, data: Any = None) -> None:
+    def signal(self, instance_id: str, event: str, data: Any = None) -> SignalReceipt:
         """Deliver an external event to an instance that waits for it, wherever it lives
         (an instance that failed over is reached in its cloud, as ``rustyflower signal``).
 
         Raises ``NoWaiterError`` when nothing waits for ``event``.
         """
         with self._talking():
-            if self._signal_elsewhere(instance_id, event, data):
-                return
-            self._conductor.signal(instance_id, event, data)
+            elsewhere = self._signal_elsewhere(instance_id, event, data)
+            if elsewhere is not None:
+                cloud, detail = elsewhere
+                return SignalReceipt(instance_id, event, None, cloud, detail or None)
+            transition = self._conductor.signal(instance_id, event, data)
+            return SignalReceipt(instance_id, event, self._status_after(transition))
 
-    def _signal_elsewhere(self, instance_id: str, event: str, data: Any) -> bool:
-        """Deliver to an instance that lives in a cloud; False when it is here.
+    def _signal_elsewhere(self, instance_id: str, event: str, data: Any) -> tuple[str, str] | None:
+        """Deliver to an instance that lives in a cloud: (cloud, detail); None when it is here.
 
         The runner knows no cloud: the public client composes the lifeboat's routing in.
         """
-        return False
+        return None
 
-    def hold(self, instance_id: str, reason: str | None = None) -> None:
+    def hold(self, instance_id: str, reason: str | None = None) -> InstanceStatus:
         """Pause an instance: nothing new is dispatched until ``release``."""
         with self._talking():
-            self._conductor.hold(instance_id, reason)
+            return self._status_after(self._conductor.hold(instance_id, reason))
 
-    def release(self, instance_id: str) -> None:
+    def release(self, instance_id: str) -> InstanceStatus:
         with self._talking():
-            self._conductor.release(instance_id)
+            return self._status_after(self._conductor.release(instance_id))
 
-    def cancel(self, instance_id: str, reason: str | None = None) -> None:
+    def cancel(self, instance_id: str, reason: str | None = None) -> InstanceStatus:
         with self._talking():
-            self._conductor.cancel(instance_id, reason)
+            return self._status_after(self._conductor.cancel(instance_id, reason))
 
-    def retry(self, instance_id: str) -> None:
+    def retry(self, instance_id: str) -> InstanceStatus:
         """Run a failed instance again from the state that failed, with that state's input."""
         with self._talking():
-            self._conductor.retry_failed(instance_id)
+            return self._status_after(self._conductor.retry_failed(instance_id))
+
+    def _status_after(self, transition: Transition) -> InstanceStatus:
+        snapshot = transition.snapshot
+        return InstanceStatus.of(self._store.info(snapshot.instance_id), snapshot)
 
     def snapshot(self, instance_id: str) -> bytes:
         """The instance as a portable snapshot, signed (and encrypted) as ``keys`` say.
@@ -357,15 +372,17 @@ class Client:
         timeout: float | None = None,
         *,
         recheck: float = DEFAULT_RECHECK_SECONDS,
+        on_progress: Progress | None = None,
     ) -> InstanceStatus:
         """Block until the instance finished (however it ended) and return its status.
 
         Raises ``ResultTimeoutError`` after ``timeout`` seconds (None: no limit). The wait
         is a subscription to the instance's finish, not a loop of reads; ``recheck`` is
-        how often the status is read anyway, in case a notice was lost with a connection.
+        how often the status is read anyway, in case a notice was lost with a connection,
+        and ``on_progress`` is given what that read found while the instance runs.
         """
         with self._talking():
-            final = wait_finished(self._store, instance_id, timeout, recheck)
+            final = wait_finished(self._store, instance_id, timeout, recheck, on_progress)
             return InstanceStatus.of(self._store.info(instance_id), final)
 
     def result(self, instance_id: str, timeout: float | None = None) -> Any:
@@ -379,13 +396,43 @@ class Client:
             raise InstanceFailedError(final)
         return final.output
 
+    # --- operations -----------------------------------------------------------------------
+
+    def flows(self) -> list[dict[str, Any]]:
+        """The registered flows: ``name``, ``versions`` and the ``latest`` one."""
+        with self._talking():
+            return self._store.flows()
+
+    def webhooks(self) -> WebhookStore:
+        """The webhook subscriptions and deliveries (the HTTP API's webhooks)."""
+        return WebhookStore(self._store.client, self._store.keys)
+
+    def stats(self) -> RunnerStats:
+        """The runner's figures now, for every process alike (what ``/metrics`` exposes)."""
+        with self._talking():
+            return read_stats(self._store.client, self._store.keys)
+
+    def report(self, since: datetime, until: datetime | None = None) -> Report:
+        """Per flow: how many finished, the success rate, p50/p95 durations; the slowest
+        and most failing steps, over the window from ``since`` to ``until`` (now)."""
+        end = until or datetime.now(UTC)
+        if since.tzinfo is None or end.tzinfo is None:
+            raise ValueError("since and until must be timezone-aware datetimes")
+        if since > end:
+            raise ValueError("since must not be after until")
+        with self._talking():
+            return read_report(self._store.client, self._store.keys, since, end)
+
 
 class InstanceHandle:
     """One instance: the ``Client`` operations without repeating its id."""
 
-    def __init__(self, client: Client, instance_id: str) -> None:
+    def __init__(self, client: Client, instance_id: str, *, created: bool | None = None) -> None:
         self._client = client
         self._id = instance_id
+        self.created = created
+        """From ``start``: True when that call created the instance, False when the id
+        existed already; None for a handle of an existing instance."""
 
     @property
     def id(self) -> str:
@@ -410,20 +457,20 @@ class InstanceHandle:
     def history(self) -> list[HistoryEntry]:
         return self._client.history(self._id)
 
-    def signal(self, event: str, data: Any = None) -> None:
-        self._client.signal(self._id, event, data)
+    def signal(self, event: str, data: Any = None) -> SignalReceipt:
+        return self._client.signal(self._id, event, data)
 
-    def hold(self, reason: str | None = None) -> None:
-        self._client.hold(self._id, reason)
+    def hold(self, reason: str | None = None) -> InstanceStatus:
+        return self._client.hold(self._id, reason)
 
-    def release(self) -> None:
-        self._client.release(self._id)
+    def release(self) -> InstanceStatus:
+        return self._client.release(self._id)
 
-    def cancel(self, reason: str | None = None) -> None:
-        self._client.cancel(self._id, reason)
+    def cancel(self, reason: str | None = None) -> InstanceStatus:
+        return self._client.cancel(self._id, reason)
 
-    def retry(self) -> None:
-        self._client.retry(self._id)
+    def retry(self) -> InstanceStatus:
+        return self._client.retry(self._id)
 
     def snapshot(self) -> bytes:
         return self._client.snapshot(self._id)
@@ -450,4 +497,5 @@ __all__ = [
     "InstanceHandle",
     "InstanceStatus",
     "ResultTimeoutError",
+    "SignalReceipt",
 ]

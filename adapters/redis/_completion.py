@@ -13,12 +13,16 @@ not the mechanism: it costs one HMGET per interval, not a loop of them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from redis.client import PubSub
 
 from rustyflower.adapters.redis.store import RedisStore
 from rustyflower.core.engine import FINISHED, Snapshot
 from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.instance_store import InstanceInfo
+
+Progress = Callable[[InstanceInfo], None]
 
 DEFAULT_RECHECK_SECONDS = 5.0
 _CONFIRM_SECONDS = 10.0
@@ -41,11 +45,13 @@ def wait_finished(
     instance_id: str,
     timeout: float | None = None,
     recheck: float = DEFAULT_RECHECK_SECONDS,
+    on_progress: Progress | None = None,
 ) -> Snapshot:
     """The instance's final snapshot, once it has finished (succeeded, failed, cancelled).
 
     Raises ``ResultTimeoutError`` after ``timeout`` seconds (None: no limit) and
-    ``UnknownInstanceError`` when there is no such instance.
+    ``UnknownInstanceError`` when there is no such instance. ``on_progress`` is given the
+    instance's info at every read while it runs (a progress display).
     """
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be zero or more seconds")
@@ -57,9 +63,12 @@ def wait_finished(
         subscription.subscribe(store.keys.finished_channel(instance_id))
         _await_confirmation(subscription)
         while True:
-            status = store.info(instance_id).status
+            info = store.info(instance_id)
+            status = info.status
             if status in FINISHED:
                 return store.load(instance_id, fresh=True)
+            if on_progress is not None:
+                on_progress(info)
             pause = recheck
             if deadline is not None:
                 remaining = deadline - time.monotonic()

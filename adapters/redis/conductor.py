@@ -102,6 +102,27 @@ class Conductor:
         parent: ParentLink | None = None,
     ) -> Snapshot:
         """Start an instance; with an id that exists already, return it and run nothing twice."""
+        snapshot, _ = self.start_or_find(
+            flow,
+            flow_input,
+            version=version,
+            instance_id=instance_id,
+            placement=placement,
+            parent=parent,
+        )
+        return snapshot
+
+    def start_or_find(
+        self,
+        flow: str,
+        flow_input: Any,
+        *,
+        version: str | None = None,
+        instance_id: str | None = None,
+        placement: Placement | None = None,
+        parent: ParentLink | None = None,
+    ) -> tuple[Snapshot, bool]:
+        """``start``, and whether this call created the instance (False: the id existed)."""
         instance_id = instance_id or new_instance_id()
         # no existence check first: the commit script answers "exists" atomically
         definition = self.store.definition(flow, version)
@@ -109,9 +130,9 @@ class Conductor:
         placement = placement or Placement()
         result = self.store.commit(None, transition, placement)
         if result == "exists":
-            return self.store.load(instance_id, fresh=True)
+            return self.store.load(instance_id, fresh=True), False
         self._placements[instance_id] = placement
-        return transition.snapshot
+        return transition.snapshot, True
 
     def start_many(
         self,

@@ -67,6 +67,22 @@ class Keyspace:
         """Work put aside by a concurrency or rate limit, scored by when to retry it."""
         return f"{self.tag(shard)}:deferred"
 
+    def dead_letters(self, shard: int) -> str:
+        """Work messages no worker could process, kept as evidence (the worker writes it)."""
+        return f"{self.tag(shard)}:dead"
+
+    def stats(self, shard: int) -> str:
+        """Counters and duration histograms written by the commits (``observing``)."""
+        return f"{self.tag(shard)}:stats"
+
+    def flow_events(self, shard: int) -> str:
+        """Stream of flows started and finished (capped; reports, webhooks)."""
+        return f"{self.tag(shard)}:ev:flows"
+
+    def step_events(self, shard: int) -> str:
+        """Stream of steps finished, with their durations (capped; reports)."""
+        return f"{self.tag(shard)}:ev:steps"
+
     def status_index(self, shard: int, status: str) -> str:
         return f"{self.tag(shard)}:status:{status}"
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 # a client waiting for the result blocks on a subscription instead of polling.
 # Ops 's' / 'n' / 'd' add (always / only if absent) or remove the instance in the sorted
 # set KEYS[n]: the start-time and finish-time indexes.
+# Ops 'c' / 'f' / 'e' record what the transition did (observing.observation_ops): add to a
+# counter, add seconds to a sum, append to an event stream (KEYS[n], trimmed to ~ARGV).
 COMMIT = """
 local stored = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
 if ARGV[1] == '' then
@@ -52,6 +54,16 @@ while i <= #ARGV do
   elseif op == 'd' then
     redis.call('ZREM', KEYS[tonumber(ARGV[i + 1])], ARGV[6])
     i = i + 2
+  elseif op == 'c' then
+    redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif op == 'f' then
+    redis.call('HINCRBYFLOAT', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif op == 'e' then
+    redis.call('XADD', KEYS[tonumber(ARGV[i + 1])], 'MAXLEN', '~', ARGV[i + 2], '*',
+      'e', ARGV[i + 3])
+    i = i + 4
   else
     return redis.error_reply('rustyflower: unknown commit op ' .. tostring(op))
   end

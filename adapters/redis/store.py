@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.indexes import TimeIndexes, index_operations
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
 from rustyflower.adapters.redis.messages import WorkMessage, timer_member
+from rustyflower.adapters.redis.observing import EVENTS_MAXLEN, observation_ops
 from rustyflower.core.engine import (
     CancelWork,
     FinishFlow,
@@ -44,6 +46,7 @@ from rustyflower.core.instance_store import (
     plan_resume,
 )
 from rustyflower.core.model import FlowDefinition, load_definition
+from rustyflower.core.observations import observe
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 from rustyflower.core.timeutil import format_timestamp, parse_timestamp
@@ -120,7 +123,11 @@ class RedisStore:
         self.indexes = TimeIndexes(client, self.keys)
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_size = cache_size
+        # a worker's executors and the asyncio client's threads share one store: an
+        # OrderedDict changed by two threads at once raises KeyError mid-reorder
+        self._cache_lock = threading.Lock()
         self._definitions: dict[tuple[str, str], FlowDefinition] = {}
+        self.events_maxlen = EVENTS_MAXLEN
 
     # --- setup ----------------------------------------------------------------------------
 
@@ -200,9 +207,11 @@ class RedisStore:
     def load(self, instance_id: str, fresh: bool = False) -> Snapshot:
         """The latest snapshot; a cached one unless ``fresh`` (commits detect staleness)."""
         if not fresh:
-            cached = self._cache.get(instance_id)
+            with self._cache_lock:
+                cached = self._cache.get(instance_id)
+                if cached is not None:
+                    self._cache.move_to_end(instance_id)
             if cached is not None:
-                self._cache.move_to_end(instance_id)
                 return cached
         raw = self.client.hget(self.keys.instance(instance_id), "snap")
         if raw is None:
@@ -213,7 +222,8 @@ class RedisStore:
 
     def preload(self, instance_ids: list[str]) -> None:
         """Fetch the snapshots the cache lacks, in one round trip (for a batch of events)."""
-        missing = [i for i in dict.fromkeys(instance_ids) if i not in self._cache]
+        with self._cache_lock:
+            missing = [i for i in dict.fromkeys(instance_ids) if i not in self._cache]
         if not missing:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -233,13 +243,15 @@ class RedisStore:
         return raw if isinstance(raw, bytes) else raw.encode()
 
     def forget(self, instance_id: str) -> None:
-        self._cache.pop(instance_id, None)
+        with self._cache_lock:
+            self._cache.pop(instance_id, None)
 
     def _remember(self, snapshot: Snapshot) -> None:
-        self._cache[snapshot.instance_id] = snapshot
-        self._cache.move_to_end(snapshot.instance_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[snapshot.instance_id] = snapshot
+            self._cache.move_to_end(snapshot.instance_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
 
     def info(self, instance_id: str) -> InstanceInfo:
         found = _info(instance_id, self.client.hmget(self.keys.instance(instance_id), _INFO_FIELDS))
@@ -257,6 +269,7 @@ class RedisStore:
         fired_timer: str | None = None,
         extra_fields: dict[str, str] | None = None,
         notes: Sequence[Mapping[str, Any]] = (),
+        observed: bool = True,
     ) -> CommitResult:
         """Apply ``transition`` if the stored seq is still ``previous``'s (None: create).
 
@@ -273,6 +286,7 @@ class RedisStore:
             fired_timer=fired_timer,
             extra_fields=extra_fields,
             notes=notes,
+            observed=observed,
         )
         return self.settle(prepared, self._commit(keys=prepared.keys, args=prepared.args))
 
@@ -313,8 +327,13 @@ class RedisStore:
         fired_timer: str | None = None,
         extra_fields: dict[str, str] | None = None,
         notes: Sequence[Mapping[str, Any]] = (),
+        observed: bool = True,
     ) -> PreparedCommit:
-        """The keys and arguments of the commit script for one transition."""
+        """The keys and arguments of the commit script for one transition.
+
+        ``observed``: record what the transition did (``observing``); False for a snapshot
+        brought in from elsewhere (a resume), whose steps happened there.
+        """
         snapshot = transition.snapshot
         instance_id = snapshot.instance_id
         shard = self.keys.shard_of(instance_id)
@@ -363,6 +382,11 @@ class RedisStore:
         ]
         args += self._operations(snapshot, transition, placement, shard)
         args += index_operations(previous, snapshot)
+        if observed:
+            seen = observe(previous, snapshot)
+            args += observation_ops(
+                seen, keys, self.keys, shard, maxlen=self.events_maxlen, instance_id=instance_id
+            )
         if ack is not None and self._acked_in_commit(ack, snapshot):
             args += ["a", ack.priority_index, ack.message_id]
         if fired_timer is not None:
@@ -494,6 +518,7 @@ class RedisStore:
             placement,
             extra_fields={"owner": LOCAL},
             notes=notes,
+            observed=False,
         )
         if result != "ok":
             raise EpochConflictError(

@@ -1,4 +1,4 @@
-"""The state kinds a flow is made of (DESIGN.md, core/model)."""
+"""The state kinds a flow is made of (docs/architecture.md, "core")."""
 
 from __future__ import annotations
 

@@ -59,6 +59,7 @@ def dev_server(data_dir: Path) -> Iterator[subprocess.Popen[str]]:
         stdout, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
         assert "RustyFlower dev server at redis://127.0.0.1:" in stdout
+        assert "HTTP API at http://127.0.0.1:" in stdout  # dev serves the API on loopback
         assert "Traceback" not in stderr
         assert not url_file.exists()  # stopped cleanly: the URL file is gone
     finally:

@@ -81,7 +81,7 @@ def test_every_command_that_connects_takes_the_connection_options_after_its_name
             connected.append(f"{path} (own server)")
 
     walk(group, "")
-    assert len(connected) == 30, connected
+    assert len(connected) == 32, connected
     assert "dev (own server)" in connected
     assert {
         "status",
@@ -90,6 +90,7 @@ def test_every_command_that_connects_takes_the_connection_options_after_its_name
         "failover",
         "workers",
         "purge",
+        "report",
         "replicate",
     } <= set(connected)
 

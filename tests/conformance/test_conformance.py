@@ -1,4 +1,4 @@
-"""The conformance corpus on the in-process virtual runtime (DESIGN.md, "Conformance").
+"""The conformance corpus on the in-process virtual runtime (docs/architecture.md, "Conformance").
 
 For every case of ``flows/*.yaml``:
 
