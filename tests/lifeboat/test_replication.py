@@ -14,7 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
+from rustyflower.adapters.redis.runner_stats import read_stats
+from rustyflower.adapters.web.metrics import families, render
 from rustyflower.core.engine import EventReceived
 from tests.lifeboat.clouds import CloudSide
 from tests.lifeboat.site import (
@@ -47,6 +51,21 @@ def status_of(site: Site, target: str) -> dict:
     report = site.feed.last_report()
     assert report is not None, "the agent publishes its status"
     return report["targets"][target]
+
+
+def scraped(runtime: Runtime, cloud: str) -> dict[str, float]:
+    """What Prometheus reads at ``/metrics`` (adapters.web.metrics over the store's
+    figures), for one cloud: metric name (with the quantile for the write lags) -> value."""
+    text = render(families(read_stats(runtime.client, runtime.keys)), CollectorRegistry())
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            if sample.name == "rustyflower_replication_reporting":
+                found[sample.name] = sample.value
+            elif sample.labels.get("cloud") == cloud:
+                quantile = sample.labels.get("quantile")
+                found[f"{sample.name}{{{quantile}}}" if quantile else sample.name] = sample.value
+    return found
 
 
 def test_every_change_goes_and_a_finished_instance_leaves(
@@ -156,6 +175,12 @@ def test_catch_up_after_a_cloud_outage(runtime: Runtime, cloud: CloudSide, tmp_p
             "the lag to grow",
             lambda: status_of(site, cloud.kind)["lag_seconds"] > lag_before + 1.0,
         )
+        metrics = scraped(runtime, cloud.kind)  # the outage, as a scraper sees it
+        assert metrics["rustyflower_replication_reporting"] == 1
+        assert metrics["rustyflower_replication_reachable"] == 0
+        assert metrics["rustyflower_replication_lag_seconds"] > 1.0
+        assert metrics["rustyflower_replication_backlog"] > 0
+        assert metrics["rustyflower_replication_failures_total"] > 0
         wait_until(
             "the runner to go on without the cloud", lambda: parked_count(site) == 50, timeout=120
         )
@@ -171,4 +196,21 @@ def test_catch_up_after_a_cloud_outage(runtime: Runtime, cloud: CloudSide, tmp_p
         assert caught_up["reachable"]
         # the instances that waited out the outage carry it in their lag
         assert caught_up["window"]["max"] >= 1.0
+        metrics = wait_until(
+            "the catch-up in the metrics",
+            lambda: (
+                (found := scraped(runtime, cloud.kind))["rustyflower_replication_backlog"] == 0
+                and found
+            ),
+        )
+        assert metrics["rustyflower_replication_reachable"] == 1
+        assert metrics["rustyflower_replication_lag_seconds"] == 0
+        assert metrics["rustyflower_replication_write_lag_seconds{1}"] >= 1.0
+        assert metrics["rustyflower_replication_shipped_total"] >= 50
+    # the worker is gone, and with it the status: the scraper sees nobody replicates
+    assert wait_until(
+        "the status to expire",
+        lambda: scraped(runtime, "-")["rustyflower_replication_reporting"] == 0,
+        timeout=30,
+    )
     assert len(cloud.replicas(site.name)) == 50
