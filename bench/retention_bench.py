@@ -35,7 +35,7 @@ from typing import Any
 
 import redis
 
-from bench.runner_bench import free_port, redis_server_binary
+from bench.harness import free_port, redis_server_binary
 from rustyflower.adapters.redis.conductor import Conductor
 from rustyflower.adapters.redis.keys import PRIORITIES, Keyspace
 from rustyflower.adapters.redis.store import RedisStore

@@ -21,6 +21,7 @@ import sys
 import threading
 from typing import Any
 
+from bench import rf_activities
 from rustyflower import ActivityRegistry, SnapshotKeys
 from rustyflower.client import Client
 from rustyflower.worker import Worker
@@ -28,14 +29,8 @@ from rustyflower.worker import Worker
 PROFILE_VARIABLE = "RF_BENCH_PROFILE"
 
 
-def step(value: int) -> int:
-    return value + 1
-
-
 def registry() -> ActivityRegistry:
-    activities = ActivityRegistry()
-    activities.register(step, name="step")
-    return activities
+    return rf_activities.registry
 
 
 def _profile_executors(prefix: str) -> None:
@@ -68,6 +63,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--prefix", default="rfbench")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--retention", type=float, default=None, help="seconds (retention bench)")
     parser.add_argument("--retention-interval", type=float, default=None)
     parser.add_argument("--trim-interval", type=float, default=None)
@@ -93,7 +89,9 @@ def main() -> None:
     if profile_prefix:
         _profile_executors(profile_prefix)
 
-    client = Client.connect(args.url, prefix=args.prefix, keys=SnapshotKeys.none())
+    client = Client.connect(
+        args.url, prefix=args.prefix, keys=SnapshotKeys.none(), shards=args.shards
+    )
     worker = Worker(
         client,
         registry(),

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
-from rustyflower.core.contract import ReservedError, RunnerError
+from rustyflower.core.contract import ReservedError, RunnerError, is_reserved_activity
 from rustyflower.core.engine.commands import RunActivity
 from rustyflower.core.engine.events import ActivityCompleted, ActivityFailed
 from rustyflower.core.errors import UnknownActivityError
@@ -77,6 +77,33 @@ class ActivityRegistry:
         activity_name = name or getattr(function, "__name__", "")
         if not activity_name:
             raise ValueError("an activity needs a name")
+        if is_reserved_activity(activity_name):
+            raise ValueError(
+                f"activity name {activity_name!r} is reserved for the built-in services"
+            )
+        return self._add(activity_name, function, retry, timeout_seconds)
+
+    def register_builtin(self, name: str, function: ActivityFunction) -> Activity:
+        """Register a runtime's own function under a reserved name (the built-in services
+        of ``core.services.calls.with_services``); user code registers with ``register``.
+        A runtime's backends replace those registered before."""
+        if not is_reserved_activity(name):
+            raise ValueError(f"{name!r} is not a reserved name")
+        activity = Activity(name, function)
+        self._activities[name] = activity
+        return activity
+
+    def copy(self) -> ActivityRegistry:
+        """A registry with the same activities (adding to it leaves this one as it is)."""
+        return ActivityRegistry(dict(self._activities))
+
+    def _add(
+        self,
+        activity_name: str,
+        function: ActivityFunction,
+        retry: list[Retry] | None,
+        timeout_seconds: int | None,
+    ) -> Activity:
         existing = self._activities.get(activity_name)
         if existing is not None and existing.function is not function:
             raise ValueError(
@@ -177,8 +204,10 @@ class ActivityRegistry:
         return _with_defaults(definition, self)  # type: ignore[return-value]
 
     def missing(self, definition: Branch) -> list[str]:
-        """Activity names used by a definition that are not registered here."""
-        return sorted({task.activity for task in iter_tasks(definition)} - set(self._activities))
+        """Activity names used by a definition that are not registered here (a service
+        task needs none: every runtime carries it out itself)."""
+        used = {task.activity for task in iter_tasks(definition) if task.activity is not None}
+        return sorted(used - set(self._activities))
 
 
 def load_registry(spec: str, setting: str = "RUSTYFLOWER_ACTIVITIES") -> ActivityRegistry:
@@ -216,7 +245,11 @@ def _with_defaults(branch: Branch, registry: ActivityRegistry) -> Branch:
     states: dict[str, Any] = {}
     for name, original in branch.states.items():
         state: Any = original
-        if isinstance(state, TaskState) and state.activity in registry:
+        if (
+            isinstance(state, TaskState)
+            and state.activity is not None
+            and state.activity in registry
+        ):
             activity = registry.get(state.activity)
             changes: dict[str, Any] = {}
             if not state.retry and activity.retry:

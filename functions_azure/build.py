@@ -18,7 +18,11 @@ from rustyflower.adapters.vendoring import package_files
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT_FILES = ("function_app.py", "host.json", "requirements.txt")
-VENDORED_PACKAGES = ("rustyflower.core", "rustyflower.adapters.azure")
+VENDORED_PACKAGES = (
+    "rustyflower.core",
+    "rustyflower.adapters.azure",
+    "rustyflower.adapters.services",
+)
 PACKAGES = ("functions_azure",)
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "local.settings.json")
 

@@ -24,13 +24,15 @@ if importlib.util.find_spec("functions_azure") is None:  # pragma: no cover - fr
 import azure.durable_functions as df  # type: ignore[import-untyped]  # noqa: E402
 import azure.functions as func  # noqa: E402
 
-from functions_azure import http_api  # noqa: E402
+from functions_azure import http_api, triggers  # noqa: E402
 from functions_azure.activity import registry_for, run_activity  # noqa: E402
 from functions_azure.checkpoint import SnapshotSink, sink_from_settings, write_checkpoint  # noqa: E402
 from functions_azure.flows import FlowBundle  # noqa: E402
 from functions_azure.orchestration import orchestrate  # noqa: E402
-from functions_azure.settings import ENV_WATCHDOG_SCHEDULE, AppSettings  # noqa: E402
+from functions_azure.settings import ENV_STORAGE, ENV_WATCHDOG_SCHEDULE, AppSettings  # noqa: E402
 from functions_azure.watchdog import watch  # noqa: E402
+from rustyflower.adapters.azure.blob_store import default_azure_credential  # noqa: E402
+from rustyflower.adapters.azure.services import AzureServiceSettings  # noqa: E402
 from rustyflower.core.snapshot.keys import SnapshotKeys  # noqa: E402
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -149,3 +151,73 @@ async def rustyflower_watchdog(timer: func.TimerRequest, client: Any) -> None:
     """Take the site over when its lease is stale (functions_azure/watchdog.py)."""
     del timer  # when it fires is all that matters
     await watch(client, os.environ, lambda: shipped_flows(_settings().flows_path))
+
+
+# --- triggers (functions_azure/triggers.py) -------------------------------------------------
+
+
+@functools.cache
+def trigger_markers() -> triggers.FirstTime:
+    """Signalled messages' markers, in the service tasks' storage account."""
+    from azure.storage.blob import ContainerClient  # noqa: PLC0415
+
+    services = AzureServiceSettings.from_env(os.environ)
+    name = services.name_prefix + triggers.MARKER_CONTAINER
+    if services.connection:
+        container = ContainerClient.from_connection_string(services.connection, name)
+    else:
+        container = ContainerClient(
+            services.blob_url or "", name, credential=default_azure_credential()
+        )
+    return triggers.blob_first_time(container)
+
+
+def _hearing(client: Any) -> triggers.Hearing:
+    settings = _settings()
+    return triggers.Hearing(shipped_flows(settings.flows_path), client, trigger_markers(), settings)
+
+
+def register_triggers(target: Any, flows: FlowBundle, prefix: str) -> list[str]:
+    """One queue function per queue the shipped flows' triggers listen to, and one Event
+    Grid function when any listens to a bus; the names of the functions registered."""
+    names: list[str] = []
+    for queue in triggers.trigger_queues(flows):
+        name = "rustyflower_trigger_queue_" + queue.replace("-", "_")
+
+        async def on_message(msg: func.QueueMessage, client: Any, queue: str = queue) -> None:
+            await triggers.on_queue_message(_hearing(client), queue, str(msg.id), msg.get_body())
+
+        on_message.__name__ = name
+        wired(
+            target.function_name(name),
+            target.queue_trigger(arg_name="msg", queue_name=prefix + queue, connection=ENV_STORAGE),
+            target.durable_client_input(client_name="client"),
+        )(on_message)
+        names.append(name)
+    if any(t.trigger.source == "events" for t in triggers.app_triggers(flows)):
+
+        async def on_event(event: func.EventGridEvent, client: Any) -> None:
+            document = {
+                "id": event.id,
+                "topic": event.topic,
+                "type": event.event_type,
+                "subject": event.subject,
+                "data": event.get_json(),
+            }
+            topics = AzureServiceSettings.from_env(os.environ).topics
+            await triggers.on_event(_hearing(client), document, topics)
+
+        wired(
+            target.function_name(triggers.EVENT_FUNCTION),
+            target.event_grid_trigger(arg_name="event"),
+            target.durable_client_input(client_name="client"),
+        )(on_event)
+        names.append(triggers.EVENT_FUNCTION)
+    return names
+
+
+register_triggers(
+    app,
+    shipped_flows(_settings().flows_path),
+    AzureServiceSettings.from_env(os.environ).name_prefix,
+)

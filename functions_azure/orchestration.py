@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+from functions_azure import telemetry
 from functions_azure.activity import activity_request
 from functions_azure.checkpoint import checkpoint_request
 from functions_azure.flows import FlowBundle
@@ -210,9 +211,29 @@ class _Orchestration:
             raise
         self.snapshot = transition.snapshot
         self.transitions += 1
+        self.tell(transition.snapshot)
         for command in transition.commands:
             self.issue(command)
         return True
+
+    def tell(self, snapshot: Snapshot) -> None:
+        """Application Insights hears each transition once (replays stay silent)."""
+        if getattr(self.context, "is_replaying", False):
+            return
+        definition = snapshot.definition
+        common = {
+            "flow": definition.name,
+            "version": definition.version,
+            "instance": snapshot.instance_id,
+            "seq": snapshot.seq,
+        }
+        if snapshot.finished:
+            telemetry.emit(
+                "FlowFinished", **common, status=snapshot.status, error=snapshot.state.error
+            )
+        else:
+            states = sorted({telemetry.state_of(p) for p in snapshot.positions})
+            telemetry.emit("FlowTransition", **common, status=snapshot.status, states=states)
 
     # --- commands -> tasks ---------------------------------------------------------------
 
@@ -233,7 +254,9 @@ class _Orchestration:
     def issue(self, command: Command) -> None:
         context = self.context
         if isinstance(command, RunActivity):
-            request = activity_request(self.snapshot.instance_id, command)
+            request = activity_request(
+                self.snapshot.instance_id, command, self.snapshot.definition.name
+            )
             self.track("activity", command.call_id, context.call_activity(ACTIVITY, request))
         elif isinstance(command, StartTimer):
             moment = parse_timestamp(command.fire_at)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rustyflower.adapters.azure.services import SETTINGS as SERVICE_SETTINGS
 from rustyflower.core.settings import setting_whole_number
 
 # --- function names (the host indexes them; orchestrations call them by name) -------------
@@ -86,8 +87,10 @@ APP_SETTINGS: tuple[str, ...] = (
     ENV_SIGNING_KEYS,
     ENV_ENCRYPTION_KEYS,
     ENV_REQUIRE_SIGNATURE,
+    *SERVICE_SETTINGS,
 )
-"""Every app setting the code reads (besides the Functions host's own)."""
+"""Every app setting the code reads (besides the Functions host's own); the service
+tasks' are in adapters/azure/services.py."""
 
 DEFAULT_ACTIVITIES = "functions_azure.activities"
 DEFAULT_CONTINUE_AS_NEW_AFTER = 100

@@ -44,8 +44,11 @@ from lambda_aws.settings import (
     LambdaSettings,
 )
 from rustyflower.adapters.aws.contract import ActivityCall, PayloadError, activity_call
+from rustyflower.adapters.aws.services import ActivityFunctionBackends
+from rustyflower.adapters.services.http import UrllibHttp
 from rustyflower.core.activities import ActivityRegistry, load_registry, perform
 from rustyflower.core.engine import ActivityFailed, RunActivity
+from rustyflower.core.services.calls import with_services
 
 INVALID_PAYLOAD = "RF.InvalidPayload"
 """The payload does not follow adapters.aws.contract (a machine/function mismatch)."""
@@ -114,6 +117,9 @@ class ActivityRunner:
             position=call.position,
             attempt=call.attempt,
         )
+        # per flow and state, as the dashboard shows them (infra/terraform/aws/observability.tf)
+        metrics.add_dimension(name="flow", value=call.flow or "unknown")
+        metrics.add_dimension(name="state", value=call.state)
         metrics.add_dimension(name="activity", value=call.activity)
         if self.config is not None and context is not None:
             self.config.register_lambda_context(context)
@@ -175,7 +181,10 @@ def _deduplicated(response: Any, idempotent_data: DataRecord) -> Any:
 
 @functools.cache
 def _runner(settings: LambdaSettings) -> ActivityRunner:
-    return ActivityRunner(settings, load_registry(settings.activities))
+    # http.call of a machine compiled without an EventBridge connection runs here, with
+    # the same HTTP client as on the site and in Azure
+    backends = ActivityFunctionBackends(UrllibHttp())
+    return ActivityRunner(settings, with_services(load_registry(settings.activities), backends))
 
 
 def runner() -> ActivityRunner:

@@ -5,8 +5,10 @@ infra/terraform/aws/flows.auto.tfvars.json [--activities myapp.activities]`` com
 every given flow (sub-flows included) with ``adapters.aws.compile_flow`` and writes
 
 * ``<out>/<flow>-v<version>.asl.json``: the ASL, whose Lambda ARNs are the placeholders
-  ``${activity_function_arn}`` / ``${token_function_arn}`` and whose sub-flow machines are
-  ``${state_machine_arn_prefix}<flow>-v<version>``; Terraform replaces exactly these texts;
+  ``${activity_function_arn}`` / ``${token_function_arn}``, whose sub-flow machines are
+  ``${state_machine_arn_prefix}<flow>-v<version>`` and whose service tasks' queues,
+  buses and buckets are ``${service_queue_url_base}${service_prefix}<name>`` and
+  ``${service_prefix}<name>``; Terraform replaces exactly these texts;
 * the ``flows`` variable of infra/terraform/aws (``--tfvars``): each flow's ASL file and its
   cron schedules translated to EventBridge Scheduler expressions.
 
@@ -28,13 +30,20 @@ from typing import Any
 
 from croniter import croniter
 
-from lambda_aws.settings import ASL_ACTIVITY_ARN, ASL_STATE_MACHINE_PREFIX, ASL_TOKEN_ARN
-from rustyflower.adapters.aws import compile_to_json
+from lambda_aws.settings import (
+    ASL_ACTIVITY_ARN,
+    ASL_SERVICE_PREFIX,
+    ASL_SERVICE_QUEUE_URL_BASE,
+    ASL_STATE_MACHINE_PREFIX,
+    ASL_TOKEN_ARN,
+)
+from rustyflower.adapters.aws import AwsServiceBindings, compile_to_json
 from rustyflower.adapters.aws.deployment import flow_arns, state_machine_name
-from rustyflower.core.activities import load_registry
+from rustyflower.core.activities import iter_tasks, load_registry
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.model import FlowDefinition, load_definition
 from rustyflower.core.schedules import DeclaredSchedule, cron_expression, declared_schedules
+from rustyflower.core.services import resource_of
 
 
 def placeholder_flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
@@ -52,7 +61,25 @@ def compile_for_terraform(definition: FlowDefinition, flows: Iterable[FlowDefini
         activity_function_arn=ASL_ACTIVITY_ARN,
         token_function_arn=ASL_TOKEN_ARN,
         flow_arns=placeholder_flow_arns([definition, *flows]),
+        services=AwsServiceBindings(
+            queue_url_base=ASL_SERVICE_QUEUE_URL_BASE, name_prefix=ASL_SERVICE_PREFIX
+        ),
     )
+
+
+def service_resources(definition: FlowDefinition) -> dict[str, list[str]]:
+    """The queues, buses and stores the service tasks and triggers of ``definition`` name."""
+    found: dict[str, set[str]] = {"queues": set(), "buses": set(), "stores": set()}
+    for trigger in definition.triggers:
+        found["queues" if trigger.source == "queue" else "buses"].add(trigger.resource)
+    group = {"queue": "queues", "event": "buses", "object": "stores"}
+    for task in iter_tasks(definition):
+        if task.service is None:
+            continue
+        name = resource_of(task.service, task.parameters)
+        if name is not None:
+            found[group[task.service.partition(".")[0]]].add(name)
+    return {kind: sorted(names) for kind, names in found.items()}
 
 
 _EVENTBRIDGE_DAY_OF_MONTH = re.compile(r"L|\d{1,2}W|(?:\*|\d{1,2}(?:-\d{1,2})?)(?:/\d{1,2})?")
@@ -131,6 +158,11 @@ def flows_variable(
         flows[f"{definition.name}@{definition.version}"] = {
             "asl_file": asl_file,
             "schedules": schedules,
+            "services": service_resources(definition),
+            "triggers": [
+                trigger.model_dump(mode="json", exclude_defaults=True)
+                for trigger in definition.triggers
+            ],
         }
     return flows
 

@@ -27,7 +27,11 @@ from pathlib import Path
 from rustyflower.adapters.vendoring import package_files
 
 REPO = Path(__file__).resolve().parent.parent
-VENDORED_PACKAGES = ("rustyflower.core", "rustyflower.adapters.aws")
+VENDORED_PACKAGES = (
+    "rustyflower.core",
+    "rustyflower.adapters.aws",
+    "rustyflower.adapters.services",
+)
 PACKAGES = ("lambda_aws",)
 REQUIREMENTS = REPO / "lambda_aws" / "requirements.txt"
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}

@@ -37,6 +37,7 @@ TOKENS_HANDLER = "lambda_aws.tokens.handler"
 CONTINUE_HANDLER = "lambda_aws.continuation.handler"
 FAILBACK_HANDLER = "lambda_aws.failback.handler"
 WATCHDOG_HANDLER = "lambda_aws.watchdog.handler"
+TRIGGERS_HANDLER = "lambda_aws.triggers.handler"
 
 HANDLERS: dict[str, str] = {
     "activity": ACTIVITY_HANDLER,
@@ -44,6 +45,7 @@ HANDLERS: dict[str, str] = {
     "continue": CONTINUE_HANDLER,
     "failback": FAILBACK_HANDLER,
     "watchdog": WATCHDOG_HANDLER,
+    "triggers": TRIGGERS_HANDLER,
 }
 """Terraform's function key -> handler path."""
 
@@ -56,6 +58,8 @@ ENV_IDEMPOTENCY = "RUSTYFLOWER_IDEMPOTENCY"
 """``on`` or ``off``; default: on when the idempotency table is set."""
 ENV_IDEMPOTENCY_TTL = "RUSTYFLOWER_IDEMPOTENCY_TTL_SECONDS"
 ENV_TOKEN_TTL = "RUSTYFLOWER_TOKEN_TTL_SECONDS"
+ENV_TRIGGERS = "RUSTYFLOWER_TRIGGERS"
+"""The deployed triggers (JSON), as adapters.aws.triggers reads them."""
 ENV_KEYS_SECRET = "RUSTYFLOWER_KEYS_SECRET"
 """Secrets Manager secret (ARN or name) holding the snapshot key settings as JSON."""
 ENV_SITE_ID = "RUSTYFLOWER_SITE_ID"
@@ -94,6 +98,13 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         ENV_KEYS_SECRET,
         ENV_REQUIRE_SIGNATURE,
     ),
+    "triggers": (
+        ENV_TRIGGERS,
+        ENV_IDEMPOTENCY_TABLE,
+        ENV_IDEMPOTENCY_TTL,
+        ENV_TOKENS_TABLE,
+        ENV_TOKEN_TTL,
+    ),
 }
 """The RustyFlower settings each function reads (Terraform sets exactly these)."""
 
@@ -119,6 +130,8 @@ same whatever the function's name or version."""
 ASL_ACTIVITY_ARN = "${activity_function_arn}"
 ASL_TOKEN_ARN = "${token_function_arn}"
 ASL_STATE_MACHINE_PREFIX = "${state_machine_arn_prefix}"
+ASL_SERVICE_QUEUE_URL_BASE = "${service_queue_url_base}"
+ASL_SERVICE_PREFIX = "${service_prefix}"
 """Terraform replaces these three literal texts in each compiled ASL file (no other
 template processing happens, so user data in the ASL is never interpreted)."""
 

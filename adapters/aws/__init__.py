@@ -9,8 +9,10 @@ from rustyflower.adapters.aws.resume import (
     execution_name,
     fresh_input,
 )
+from rustyflower.adapters.aws.services import AwsServiceBindings
 
 __all__ = [
+    "AwsServiceBindings",
     "CompileError",
     "DigestMismatchError",
     "ResumeError",

@@ -6,8 +6,12 @@ engine's (docs/aws.md, "Lambda contract").
 
 Activity function (``arn:aws:states:::lambda:invoke``)::
 
-    {"activity": "charge", "input": <effective input>, "instance_id": "order-1",
-     "attempt": 2, "call": {"scope": <scope>, "state": "Charge", "tag": "7"}}
+    {"activity": "charge", "flow": "order", "input": <effective input>,
+     "instance_id": "order-1", "attempt": 2,
+     "call": {"scope": <scope>, "state": "Charge", "tag": "7"}}
+
+(``flow`` names the metrics the function emits; payloads of machines compiled before it
+was added have none.)
 
 Token function (``arn:aws:states:::lambda:invoke.waitForTaskToken``)::
 
@@ -92,6 +96,13 @@ class ActivityCall:
     idempotency_key: str
     """``instance:position:attempt:tag``: the engine's key for a call re-issued from a
     snapshot (the tag is the engine's call number), a new unique key otherwise."""
+    flow: str | None = None
+    """The flow's name (for metrics), when the machine sends it."""
+
+    @property
+    def state(self) -> str:
+        """The user state the call is made at (its position without the scope)."""
+        return self.position.rpartition("/")[2]
 
 
 def activity_call(payload: Mapping[str, Any]) -> ActivityCall:
@@ -104,6 +115,7 @@ def activity_call(payload: Mapping[str, Any]) -> ActivityCall:
         raise PayloadError("'attempt' must be a whole number >= 1")
     instance_id = _instance(payload)
     position, tag = _call_position(payload)
+    flow = payload.get("flow")
     return ActivityCall(
         activity=activity,
         input=payload.get("input"),
@@ -111,6 +123,7 @@ def activity_call(payload: Mapping[str, Any]) -> ActivityCall:
         position=position,
         attempt=attempt,
         idempotency_key=idempotency_key(instance_id, position, attempt, tag),
+        flow=flow if isinstance(flow, str) and flow else None,
     )
 
 

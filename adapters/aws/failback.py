@@ -67,9 +67,16 @@ from rustyflower.adapters.aws.contract import (
     render_scope,
     token_request,
 )
-from rustyflower.adapters.aws.names import user_state_of
+from rustyflower.adapters.aws.names import ROLE_SEPARATOR, user_state_of
 from rustyflower.adapters.aws.resume import deployed_digest, execution_name
-from rustyflower.core.contract import Purpose, ReservedError, is_reserved
+from rustyflower.adapters.aws.services import (
+    REFUSED_ROLE,
+    SERVICE_BRANCH_ROLES,
+    portable_error,
+    portable_result,
+    service_branch_start,
+)
+from rustyflower.core.contract import Purpose, ReservedError, ServiceError, is_reserved
 from rustyflower.core.engine import (
     ActivityCompleted,
     ActivityFailed,
@@ -84,8 +91,9 @@ from rustyflower.core.engine import (
     start,
 )
 from rustyflower.core.engine.state import Pending
+from rustyflower.core.engine.structure import structure_of
 from rustyflower.core.errors import RustyFlowerError, StaleEventError
-from rustyflower.core.model import FlowDefinition
+from rustyflower.core.model import FlowDefinition, TaskState
 from rustyflower.core.snapshot.canonical import canonical_json
 
 STOP_ERROR = "RF.FailedBack"
@@ -242,7 +250,7 @@ def _ancestors(position: str) -> list[str]:
 
 @dataclass(frozen=True)
 class _Call:
-    kind: str  # activity | event | deadline | child
+    kind: str  # activity | service | event | deadline | child
     position: str
     work_id: str | None = None
     event: str | None = None
@@ -350,6 +358,7 @@ class _Replay:
                 position = self.place(event, "input", strict=False)
                 if position is not None:
                     self.owners_restarted(position, event)
+                    self.service_entered(event, position)
 
     def place(self, event: HistoryEvent, data_key: str, *, strict: bool) -> str | None:
         """The engine position of a state event (None: the compiler's own state)."""
@@ -410,6 +419,75 @@ class _Replay:
                 raise FailbackError(f"history event {event.id}: {problem}") from None
         elif resource_type == "states" and resource.startswith("startExecution"):
             self.child_scheduled(event, parameters)
+
+    def service_entered(self, event: HistoryEvent, position: str) -> None:
+        """A service task's branch (adapters/aws/compiler/service_states.py) begins, or
+        refuses its request before the call: its states' data carries ``call``, as a
+        sub-flow's does; the branch's first state stands for the call being made."""
+        name = str(event.details.get("name") or "")
+        role = name.rpartition(ROLE_SEPARATOR)[2]
+        if role not in SERVICE_BRANCH_ROLES:
+            return
+        token = self.snapshot.state.tokens.get(position)
+        if token is None:
+            return
+        state = structure_of(self.snapshot.definition).branch(token.scope).states.get(token.state)
+        if not isinstance(state, TaskState) or state.service is None:
+            return
+        if role == REFUSED_ROLE:
+            found = self.call_of(event)
+            if found is not None:
+                scheduled_id, call = found
+                del self.calls[scheduled_id]
+                assert call.work_id is not None
+                self.feed(
+                    ActivityFailed(
+                        call.work_id, ServiceError.INVALID_REQUEST, "an event's detail is an object"
+                    ),
+                    event,
+                )
+            return
+        if role != service_branch_start(state.service):
+            return
+        self.fire(position, (Purpose.RETRY,), event)  # the service state's own retry
+        entry = self.pending_of(position, (Purpose.TASK,))
+        if entry is None:
+            if self.stale(position):
+                return
+            raise self.diverged(event, f"a service task was called at {position!r}")
+        self.calls[event.id] = _Call("service", position, entry.id)
+
+    def service_state(self, position: str) -> TaskState:
+        token = self.snapshot.state.tokens[position]
+        state = structure_of(self.snapshot.definition).branch(token.scope).states[token.state]
+        assert isinstance(state, TaskState) and state.service is not None
+        return state
+
+    def service_ended(self, event: HistoryEvent, call: _Call, ok: bool, error: str) -> None:
+        assert call.work_id is not None
+        details = event.details
+        state = self.service_state(call.position)
+        assert state.service is not None
+        if ok:
+            output = json_document(details.get("output"), f"event {event.id} output")
+            try:
+                result = portable_result(state, output)
+            except ValueError as problem:  # an object that is not JSON, read as JSON
+                why = f"the object is not JSON: {problem}"
+                self.feed(ActivityFailed(call.work_id, ReservedError.RUNTIME, why), event)
+                return
+            self.feed(ActivityCompleted(call.work_id, result), event)
+            return
+        if error == ReservedError.TIMEOUT and self.fire(
+            call.position, (Purpose.TASK_TIMEOUT,), event
+        ):
+            return
+        cause = _text_or_none(details.get("cause"))
+        if error == ReservedError.TIMEOUT:
+            portable = error
+        else:
+            portable = portable_error(state.service, error, cause)
+        self.feed(ActivityFailed(call.work_id, portable, cause), event)
 
     def activity_scheduled(self, event: HistoryEvent, call: ActivityCall) -> None:
         self.owners_restarted(call.position, event)
@@ -482,6 +560,8 @@ class _Replay:
         assert call.work_id is not None
         if call.kind == "activity":
             self.activity_ended(event, call, ok, error)
+        elif call.kind == "service":
+            self.service_ended(event, call, ok, error)
         elif call.kind == "event":
             if ok:
                 data = json_document(details.get("output"), f"event {event.id} output")

@@ -39,7 +39,7 @@ from rustyflower.adapters.cli.render import (
 )
 from rustyflower.adapters.continuity.batch import run_batch, select_instances
 from rustyflower.adapters.continuity.cloud import CloudContinuity
-from rustyflower.adapters.continuity.errors import ContinuityConfigError
+from rustyflower.adapters.continuity.errors import ContinuityConfigError, ContinuityError
 from rustyflower.adapters.continuity.outcomes import CLOUDS, Action, Cloud, Delivery, Outcome
 from rustyflower.adapters.continuity.signals import deliver_signal
 from rustyflower.adapters.continuity.subflows import sub_flow_calls, sub_flow_definitions
@@ -47,7 +47,14 @@ from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.snapshot import SnapshotKeys
 
-__all__ = ["export_app", "failback", "failover", "install", "signal_elsewhere"]
+__all__ = [
+    "export_app",
+    "failback",
+    "failover",
+    "install",
+    "signal_elsewhere",
+    "start_in_cloud_command",
+]
 
 _AWS = "AWS"
 _AZURE = "Azure"
@@ -131,6 +138,7 @@ COMPILER_FLAGS = {
     "activity_function_arn": "--activity-function-arn",
     "token_function_arn": "--token-function-arn",
     "flow_arns": "--flow-arn (or --state-machine-prefix)",
+    "queue_url_base": "--queue-url-base",
 }
 """The compiler's parameters, as the flags of `export asl` that set them."""
 
@@ -184,9 +192,28 @@ def export_asl(
             show_default=False,
         ),
     ] = None,
+    queue_url_base: Annotated[
+        str | None,
+        typer.Option(
+            help="Service tasks: https://sqs.<region>.amazonaws.com/<account>/ (queue URLs "
+            "are this + --service-prefix + the queue's name).",
+            show_default=False,
+        ),
+    ] = None,
+    service_prefix: Annotated[
+        str, typer.Option(help="Service tasks: the prefix of queues, buses and buckets.")
+    ] = "",
+    http_connection_arn: Annotated[
+        str | None,
+        typer.Option(
+            help="Service tasks: an EventBridge connection; http.call then uses Step "
+            "Functions' HTTP Task (else the activity function).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Compile a flow to Amazon States Language (the machine failover --to aws continues)."""
-    from rustyflower.adapters.aws import compile_to_json  # noqa: PLC0415
+    from rustyflower.adapters.aws import AwsServiceBindings, compile_to_json  # noqa: PLC0415
     from rustyflower.adapters.aws.errors import CompileError  # noqa: PLC0415
     from rustyflower.adapters.aws.resume import deployed_digest  # noqa: PLC0415
 
@@ -215,6 +242,11 @@ def export_asl(
             activity_function_arn=activity_function_arn,
             token_function_arn=token_function_arn,
             flow_arns=arns,
+            services=AwsServiceBindings(
+                queue_url_base=queue_url_base,
+                name_prefix=service_prefix,
+                http_connection_arn=http_connection_arn,
+            ),
         )
     except CompileError as error:
         raise CliInputError(_in_flags(str(error))) from None
@@ -461,6 +493,46 @@ def _continuity(
         return AzureContinuity(store, AzureSettings.from_env(os.environ, **azure), keys=keys)
     except ContinuityConfigError as error:
         raise CliEnvironmentError(str(error)) from None
+
+
+def start_in_cloud_command(
+    connection: Connection,
+    on: str,
+    flow: str,
+    flow_input: Any,
+    *,
+    version: str | None,
+    instance_id: str | None,
+    as_json: bool,
+) -> None:
+    """``rustyflower start FLOW --on aws|azure``: the instance starts in the cloud, found
+    with the settings failover uses (docs/failover.md); one line (or JSON) says where."""
+    from rustyflower.adapters.continuity.start import start_in_cloud  # noqa: PLC0415
+    from rustyflower.adapters.redis.conductor import new_instance_id  # noqa: PLC0415
+
+    cloud = _cloud(on, "--on")
+    runner = _continuity(cloud, connection.store, None, aws={}, azure={})
+    chosen = instance_id or new_instance_id()
+    try:
+        outcome = start_in_cloud(runner, flow, flow_input, instance_id=chosen, version=version)
+    except ContinuityConfigError as error:
+        raise CliEnvironmentError(str(error)) from None
+    except ContinuityError as error:
+        err.print(escape(f"error: {error}"), soft_wrap=True)
+        raise typer.Exit(EXIT_FLOW_FAILED) from None
+    if as_json:
+        emit_json(outcome.as_dict())
+        return
+    print(outcome.instance_id)
+    where = f" ({outcome.where})" if outcome.where and outcome.where != "local" else ""
+    err.print(
+        escape(
+            f"started {outcome.flow} in {cloud}{where}, epoch {outcome.epoch}"
+            if outcome.result != "finished"
+            else f"{outcome.flow} finished in its first step ({outcome.status}); no cloud needed"
+        ),
+        soft_wrap=True,
+    )
 
 
 def _state_machines(values: list[str] | None) -> dict[str, str] | None:

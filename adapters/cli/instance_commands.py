@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from rustyflower.adapters.cli.context import connection_of
+from rustyflower.adapters.cli.continuity_commands import start_in_cloud_command
 from rustyflower.adapters.cli.errors import (
     EXIT_FLOW_FAILED,
     EXIT_INTERRUPTED,
@@ -107,14 +108,39 @@ def start(
         float | None,
         typer.Option(min=0.0, help="With --wait: give up after this many seconds (exit 3)."),
     ] = None,
+    on: Annotated[
+        str | None,
+        typer.Option(
+            "--on",
+            help="aws or azure: start it in that cloud (settings as for failover); "
+            "`failback` brings it here.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Start an instance and print its id; with --wait, follow it and print its output.
 
     Exit codes with --wait: 0 succeeded, 1 failed or cancelled, 3 still running at --timeout.
+    With --on: 1 when the cloud refused it (it is cancelled here; nothing ran).
     """
     if priority not in PRIORITIES:
         raise CliInputError(f"--priority {priority!r}: use high, normal or low")
+    if on is not None:
+        if inputs is not None or wait or key is not None or priority != "normal":
+            raise CliInputError(
+                "--on starts one instance in a cloud: no --inputs, --wait, --key or --priority"
+            )
+        start_in_cloud_command(
+            connection_of(ctx),
+            on,
+            flow,
+            parse_json_argument(input, "--input"),
+            version=version,
+            instance_id=instance_id,
+            as_json=as_json,
+        )
+        return
     chosen: Priority = PRIORITIES[PRIORITIES.index(priority)]
     if inputs is not None:
         if wait or instance_id is not None or input != "{}":

@@ -53,6 +53,7 @@ from rustyflower.adapters.local import (
     run_flow,
 )
 from rustyflower.adapters.redis.connection import DEFAULT_DATA_DIR
+from rustyflower.core.activities import iter_tasks
 from rustyflower.core.errors import DefinitionError
 from rustyflower.core.model import definition_schema
 from rustyflower.core.snapshot import generate_encryption_key, generate_signing_key
@@ -207,6 +208,13 @@ def run(
     for flow in (definition, *children):
         for name in registry.missing(flow):
             registry.get(name)  # raises UnknownActivityError with close matches
+        services = sorted({t.service for t in iter_tasks(flow) if t.service is not None})
+        if services:
+            raise CliInputError(
+                f"flow {flow.name!r} uses service tasks ({', '.join(services)}): they need "
+                "the site's backends; run it on a runner (`rustyflower dev`, then `rustyflower "
+                "flows register` and `rustyflower start`)"
+            )
     try:
         flows = FlowLibrary(children)
     except ValueError as error:

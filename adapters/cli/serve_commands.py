@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from rustyflower.adapters.cli.lifeboat_commands import (
 from rustyflower.adapters.cli.loading import load_registry, parse_duration
 from rustyflower.adapters.cli.logs import configure_logging
 from rustyflower.adapters.cli.options import ActivitiesOption, JsonOption, command
+from rustyflower.adapters.cli.processes import Supervisor, child_index, orphaned
 from rustyflower.adapters.cli.render import emit_json, err, escape, out, workers_table
 from rustyflower.adapters.continuity.lifeboat_setup import LifeboatSettings
 from rustyflower.adapters.redis.connection import (
@@ -58,6 +60,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rustyflower.cli")
 
+ObjectsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--objects-dir",
+        envvar="RUSTYFLOWER_OBJECTS_DIR",
+        help="Where object.put/object.get service tasks keep objects (a folder per store; "
+        "default: in Redis; `dev`: <data-dir>/objects).",
+        show_default=False,
+    ),
+]
+
 
 @command("dev", ServerCommand)
 def dev(
@@ -74,6 +87,7 @@ def dev(
         ),
     ] = 8080,
     no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the HTTP API.")] = False,
+    objects_dir: ObjectsDirOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Zero configuration: an embedded Valkey (kept in --data-dir), a worker, the scheduler
@@ -102,7 +116,14 @@ def dev(
         connection.redis_url = url
         _banner(url, data_dir, connection.prefix)
         with _local_api(connection, None if no_api else api_port):
-            _serve(connection, registry, concurrency=concurrency, scheduler=True, name=None)
+            _serve(
+                connection,
+                registry,
+                concurrency=concurrency,
+                scheduler=True,
+                name=None,
+                objects_dir=objects_dir or data_dir / "objects",
+            )
     finally:
         server.stop()
         err.print("dev server stopped; data kept in " + escape(str(data_dir)))
@@ -159,12 +180,21 @@ def worker(
     to: ToOption = None,
     site: SiteOption = None,
     takeover_cloud: TakeoverOption = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes to run (one core each); a supervisor restarts any that exits.",
+        ),
+    ] = 1,
+    objects_dir: ObjectsDirOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run activities, timers and (with --scheduler) cron schedules until SIGTERM or Ctrl-C.
 
     Exits 3 when a thread keeps failing past --failure-limit (its supervisor should start
-    it again); `rustyflower workers` shows every worker's health.
+    it again); `rustyflower workers` shows every worker's health. --processes N runs N
+    worker processes under this one (threads share one core; processes use more).
     """
     if unknown_activity not in ("route", "fail"):
         raise CliInputError(f"--unknown-activity {unknown_activity!r}: use route or fail")
@@ -175,6 +205,16 @@ def worker(
     registry = load_registry(activities or [])
     connection = connection_of(ctx)
     connection.client  # noqa: B018 - fail fast (exit 3) when Redis is unreachable
+    copy = child_index()
+    if copy is None and processes > 1:
+        connection.close()
+        code = Supervisor(processes, sys.argv[1:], grace_period).run()
+        if code:
+            raise CliEnvironmentError(f"worker processes stopped: one could not run (exit {code})")
+        return
+    if copy is not None:  # one of a supervisor's processes
+        scheduler = scheduler and copy == 0
+        name = f"{name}-{copy}" if name else None
     log.info("connected to %s (prefix %s)", redact(connection.url), connection.prefix)
     if replicate is None:
         replicate = LifeboatSettings.configured(os.environ, to)
@@ -201,6 +241,7 @@ def worker(
         retention_seconds=retention_seconds,
         unknown_activity="fail" if unknown_activity == "fail" else "route",
         lifeboat=lifeboat,
+        objects_dir=objects_dir,
     )
 
 
@@ -231,6 +272,7 @@ def _serve(
     retention_seconds: float | None = 7 * 24 * 3600.0,
     unknown_activity: UnknownActivityPolicy = "route",
     lifeboat: SiteAgent | None = None,
+    objects_dir: Path | None = None,
 ) -> None:
     """Run a worker (and the scheduler) until SIGTERM/SIGINT, then stop gracefully.
 
@@ -249,6 +291,7 @@ def _serve(
         failure_limit=failure_limit,
         retention_seconds=retention_seconds,
         unknown_activity=unknown_activity,
+        objects_dir=str(objects_dir) if objects_dir is not None else None,
     )
     if name:
         options.name = name
@@ -291,6 +334,9 @@ def _serve(
             if problems:
                 log.error("worker %s is unhealthy: %s", options.name, "; ".join(problems))
                 runner.abandon()
+                break
+            if orphaned():
+                log.warning("the worker supervisor is gone: stopping (work left is reclaimed)")
                 break
         else:
             log.info(

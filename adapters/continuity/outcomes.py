@@ -12,7 +12,7 @@ __all__ = ["CLOUDS", "LOCAL", "Action", "Cloud", "Delivery", "Outcome"]
 
 Cloud = Literal["aws", "azure"]
 CLOUDS: tuple[Cloud, ...] = ("aws", "azure")
-Action = Literal["failover", "failback"]
+Action = Literal["failover", "failback", "start"]
 
 
 @dataclass

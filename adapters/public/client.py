@@ -23,9 +23,10 @@ from typing import Any
 
 from rustyflower.adapters.continuity.batch import run_batch, select_instances
 from rustyflower.adapters.continuity.cloud import CloudContinuity
-from rustyflower.adapters.continuity.errors import ContinuityConfigError
+from rustyflower.adapters.continuity.errors import ContinuityConfigError, ContinuityError
 from rustyflower.adapters.continuity.outcomes import CLOUDS, LOCAL, Cloud, Outcome
 from rustyflower.adapters.continuity.signals import deliver_signal
+from rustyflower.adapters.continuity.start import start_in_cloud
 from rustyflower.adapters.redis._async_client import AsyncClient as _RedisAsyncClient
 from rustyflower.adapters.redis._async_client import AsyncInstanceHandle
 from rustyflower.adapters.redis._client import Client as _RedisClient
@@ -36,7 +37,7 @@ from rustyflower.adapters.redis._client import (
 )
 from rustyflower.adapters.redis._completion import ResultTimeoutError
 from rustyflower.adapters.redis._status import InstanceStatus
-from rustyflower.adapters.redis.conductor import ContentionError, FencedError
+from rustyflower.adapters.redis.conductor import ContentionError, FencedError, new_instance_id
 from rustyflower.adapters.redis.connection import RedisUnavailableError
 from rustyflower.adapters.redis.listing import CursorError, InstancePage
 from rustyflower.adapters.redis.runner_stats import Histogram, RunnerStats
@@ -46,12 +47,51 @@ from rustyflower.adapters.redis.store import (
     VersionConflictError,
 )
 from rustyflower.core.engine import HistoryEntry
-from rustyflower.core.instance_store import InstanceInfo
+from rustyflower.core.instance_store import InstanceInfo, Priority
 from rustyflower.core.reports import FlowSummary, Report, StepSummary
 
 
 class Client(_RedisClient):
     __doc__ = _RedisClient.__doc__
+
+    def start(
+        self,
+        flow: str,
+        input: Any = None,
+        *,
+        id: str | None = None,
+        version: str | None = None,
+        priority: Priority = "normal",
+        concurrency_key: str | None = None,
+        on: Cloud | None = None,
+    ) -> InstanceHandle:
+        """Start an instance of a registered flow (latest version unless ``version``).
+
+        With an ``id`` that exists already, nothing starts: the handle is that instance's.
+        ``on="aws"`` or ``"azure"`` starts it in that cloud instead, found with the
+        settings ``rustyflower failover`` reads from the environment (docs/failover.md):
+        it lives there, ``status`` shows it, ``signal`` reaches it, and ``failback`` brings
+        it here. A refusal raises ``ContinuityError`` (the instance is then cancelled).
+        """
+        if on is None:
+            return super().start(
+                flow,
+                input,
+                id=id,
+                version=version,
+                priority=priority,
+                concurrency_key=concurrency_key,
+            )
+        if priority != "normal" or concurrency_key is not None:
+            raise ValueError("an instance started in a cloud has no priority or concurrency key")
+        outcome = start_in_cloud(
+            self._continuity(_cloud(on), None),
+            flow,
+            input,
+            instance_id=id or new_instance_id(),
+            version=version,
+        )
+        return InstanceHandle(self, outcome.instance_id)
 
     def _signal_elsewhere(self, instance_id: str, event: str, data: Any) -> tuple[str, str] | None:
         # an instance that failed over is signalled in its cloud, as `rustyflower signal` does
@@ -159,6 +199,7 @@ __all__ = [
     "Client",
     "ContentionError",
     "ContinuityConfigError",
+    "ContinuityError",
     "CursorError",
     "FencedError",
     "FlowSummary",

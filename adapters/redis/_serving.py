@@ -102,12 +102,15 @@ class Worker:
         retention_interval: float = 60.0,
         failure_limit: float = 120.0,
         unknown_activity: UnknownActivityPolicy = "route",
+        objects_dir: str | Path | None = None,
     ) -> None:
         """``retention_seconds``: finished instances are deleted this long after they
         finished (None keeps them); ``trim_interval``: seconds between trims of
         acknowledged work (None: never); ``failure_limit``: seconds a thread may fail
         every round before the worker counts as unhealthy; ``unknown_activity``: work for
-        an activity this worker lacks is "route"d to workers that have it, or "fail"s."""
+        an activity this worker lacks is "route"d to workers that have it, or "fail"s;
+        ``objects_dir``: the folder ``object.put``/``object.get`` service tasks keep objects
+        in (None: in Redis)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         options = WorkerOptions(
@@ -119,6 +122,7 @@ class Worker:
             retention_interval=retention_interval,
             failure_limit=failure_limit,
             unknown_activity=unknown_activity,
+            objects_dir=str(objects_dir) if objects_dir is not None else None,
         )
         if name:
             options.name = name

@@ -58,6 +58,9 @@ class PendingEvent:
     ack: WorkAck | None = None
     fired_timer: str | None = None
     placement: Placement | None = None
+    seen_seq: int | None = None
+    """The instance's seq when the work was dispatched (a cached snapshot older than
+    this was advanced by another process: it is fetched again before advancing)."""
 
 
 @dataclass(frozen=True)
@@ -180,13 +183,14 @@ class Conductor:
         ack: WorkAck | None = None,
         fired_timer: str | None = None,
         placement: Placement | None = None,
+        seen_seq: int | None = None,
     ) -> Outcome:
         """Apply one event exactly once; a rejected event is returned, not raised."""
         if placement is not None:
             self._placements[instance_id] = placement
         fresh = False
         for _ in range(self.max_conflicts):
-            snapshot = self.store.load(instance_id, fresh=fresh)
+            snapshot = self.store.load(instance_id, fresh=fresh, at_least=seen_seq)
             try:
                 transition = advance(snapshot, event, self.clock())
             except EventRejectedError as error:
@@ -220,7 +224,8 @@ class Conductor:
         the cached value cannot judge) is applied again on its own, from the stored value.
         """
         now = self.clock()
-        self.store.preload([item.instance_id for item in items])
+        seen = {item.instance_id: item.seen_seq for item in items if item.seen_seq is not None}
+        self.store.preload([item.instance_id for item in items], at_least=seen)
         batched: set[str] = set()
         prepared: list[PreparedCommit] = []
         planned: list[tuple[int, Transition]] = []
@@ -234,7 +239,7 @@ class Conductor:
                 # a race (same seq, other content): a lost update. It goes on its own below.
                 continue
             try:
-                snapshot = self.store.load(item.instance_id)
+                snapshot = self.store.load(item.instance_id, at_least=item.seen_seq)
                 transition = advance(snapshot, item.event, now)
             except (EventRejectedError, UnknownInstanceError):
                 continue  # judged again on the stored value below
@@ -259,7 +264,11 @@ class Conductor:
             outcome = outcomes[index]
             if outcome is None:
                 outcome = self.apply(
-                    item.instance_id, item.event, ack=item.ack, fired_timer=item.fired_timer
+                    item.instance_id,
+                    item.event,
+                    ack=item.ack,
+                    fired_timer=item.fired_timer,
+                    seen_seq=item.seen_seq,
                 )
             finished.append(outcome)
         return finished

@@ -1,5 +1,6 @@
 """The worker's maintenance thread: timers, deferred work, heartbeats, reclaiming, routed
-work, trimming of acknowledged stream entries and retention of finished instances.
+work, trimming of acknowledged stream entries, retention of finished instances and the
+flows' triggers (adapters/redis/triggers.py).
 
 It runs in rounds of steps, each step on its own interval. A step that fails is logged
 and counted (``health``) and the other steps of the round still run, so a broken trim
@@ -25,7 +26,9 @@ from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.conductor import FencedError
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP
 from rustyflower.adapters.redis.messages import split_timer_member
+from rustyflower.adapters.redis.scripting import ScriptCall, run_scripts
 from rustyflower.adapters.redis.store import UnknownInstanceError, WorkAck
+from rustyflower.adapters.redis.triggers import TriggerListener
 from rustyflower.core.engine import TimerFired
 
 if TYPE_CHECKING:
@@ -58,6 +61,12 @@ class Maintenance:
         self._take_due = self.client.register_script(scripts.TAKE_DUE)
         self._release_deferred = self.client.register_script(scripts.RELEASE_DEFERRED)
         self._routed_names: set[str] = set()
+        self._triggers = TriggerListener(
+            worker.store,
+            worker.conductor,
+            worker.options.name,
+            visibility_timeout=worker.options.visibility_timeout,
+        )
         self._routed_checked = 0.0
         self._routed_groups: set[str] = set()
         self._purge_backlog = False
@@ -102,24 +111,35 @@ class Maintenance:
         if options.retention_seconds is not None:
             interval = 0.0 if self._purge_backlog else options.retention_interval
             steps.append(("retention", interval, self._retention))
+        if options.trigger_interval is not None:
+            steps.append(("triggers", options.trigger_interval, self._hear_triggers))
         return steps
+
+    def _hear_triggers(self) -> None:
+        self._triggers.round()
 
     # --- timers and deferred work -------------------------------------------------------------
 
     def _timers_and_deferred(self) -> None:
-        for shard in range(self.keys.shards):
-            self._fire_due_timers(shard)
-            self._release_deferred(
-                keys=[self.keys.deferred(shard), *self.keys.streams(shard)],
-                args=[int(time.time() * 1000), 100],
-            )
+        """Take due timers and put due deferred work back: one round trip for all shards.
 
-    def _fire_due_timers(self, shard: int) -> None:
-        """Fire due timers. Each is leased, not removed, until its event is applied: a timer
-        whose event fails here fires again when the lease ends (nothing is dropped)."""
+        Each timer is leased, not removed, until its event is applied: a timer whose
+        event fails here fires again when the lease ends (nothing is dropped).
+        """
         now_ms = int(time.time() * 1000)
         lease_ms = int(self.options.visibility_timeout * 1000)
-        due = self._take_due(keys=[self.keys.timers(shard)], args=[now_ms, 200, now_ms + lease_ms])
+        calls: list[ScriptCall] = []
+        for shard in range(self.keys.shards):
+            calls.append(
+                (self._take_due, [self.keys.timers(shard)], [now_ms, 200, now_ms + lease_ms])
+            )
+            deferred = [self.keys.deferred(shard), *self.keys.streams(shard)]
+            calls.append((self._release_deferred, deferred, [now_ms, 100]))
+        replies = run_scripts(self.client, calls)  # every shard (every node) at once
+        for due in replies[::2]:
+            self._fire(due)
+
+    def _fire(self, due: list[Any]) -> None:
         for member in due:
             instance_id, timer_id = split_timer_member(_text(member))
             self.worker.stats.timers += 1

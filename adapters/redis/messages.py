@@ -29,6 +29,9 @@ class WorkMessage:
     result: dict[str, Any] | None = None
     # cancel_child
     child_instance_id: str | None = None
+    seq: int | None = None
+    """The instance's seq when this work was dispatched: a worker whose cached snapshot
+    is older knows it is stale before it computes a transition on it."""
 
     def encode(self) -> str:
         document: dict[str, Any] = {"k": self.kind, "i": self.instance_id, "e": self.epoch}
@@ -41,6 +44,7 @@ class WorkMessage:
             ("ci", self.call_id),
             ("r", self.result),
             ("ch", self.child_instance_id),
+            ("s", self.seq),
         ):
             if value is not None:
                 document[key] = value
@@ -69,6 +73,9 @@ class WorkMessage:
             raise ValueError(f"a {kind} message needs a {expected.__name__} command")
         if kind == "notify_parent" and not isinstance(document.get("ci"), str):
             raise ValueError("a notify_parent message needs the parent's call id 'ci'")
+        seq = document.get("s")
+        if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+            raise ValueError("a work message's seq 's' is a whole number")
         return cls(
             kind=document["k"],
             instance_id=document["i"],
@@ -80,6 +87,7 @@ class WorkMessage:
             call_id=document.get("ci"),
             result=document.get("r"),
             child_instance_id=document.get("ch"),
+            seq=seq,
         )
 
 

@@ -21,6 +21,7 @@ from rustyflower.adapters.redis.indexes import TimeIndexes, index_operations
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
 from rustyflower.adapters.redis.messages import WorkMessage, timer_member
 from rustyflower.adapters.redis.observing import EVENTS_MAXLEN, observation_ops
+from rustyflower.adapters.redis.scripting import evalsha_many
 from rustyflower.core.engine import (
     CancelWork,
     FinishFlow,
@@ -147,6 +148,9 @@ class RedisStore:
         """Register a flow version; False when that exact version was registered already."""
         key = self.keys.definitions(definition.name)
         document = json.dumps(definition.document(), sort_keys=True)
+        # the name first, on its own: on a cluster the two keys live in different slots,
+        # and a name listed before its first version is harmless (it is listed again here)
+        self.client.sadd(self.keys.definition_names(), definition.name)
         existing = self.client.hget(key, definition.version)
         if existing is not None:
             if json.loads(existing) == json.loads(document):
@@ -156,11 +160,9 @@ class RedisStore:
                 "different content; give the changed flow a new version (running instances "
                 "keep the version they started with)"
             )
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(key, definition.version, document)
-        pipe.hset(key, "__latest__", definition.version)
-        pipe.sadd(self.keys.definition_names(), definition.name)
-        pipe.execute()
+        self.client.hset(
+            key, mapping={definition.version: document, "__latest__": definition.version}
+        )
         return True
 
     def definition(self, name: str, version: str | None = None) -> FlowDefinition:
@@ -204,13 +206,16 @@ class RedisStore:
 
     # --- instances ------------------------------------------------------------------------
 
-    def load(self, instance_id: str, fresh: bool = False) -> Snapshot:
-        """The latest snapshot; a cached one unless ``fresh`` (commits detect staleness)."""
+    def load(self, instance_id: str, fresh: bool = False, at_least: int | None = None) -> Snapshot:
+        """The latest snapshot; a cached one unless ``fresh`` or older than seq
+        ``at_least`` (commits detect any other staleness)."""
         if not fresh:
             with self._cache_lock:
                 cached = self._cache.get(instance_id)
-                if cached is not None:
+                if cached is not None and (at_least is None or cached.seq >= at_least):
                     self._cache.move_to_end(instance_id)
+                else:
+                    cached = None
             if cached is not None:
                 return cached
         raw = self.client.hget(self.keys.instance(instance_id), "snap")
@@ -220,10 +225,17 @@ class RedisStore:
         self._remember(snapshot)
         return snapshot
 
-    def preload(self, instance_ids: list[str]) -> None:
-        """Fetch the snapshots the cache lacks, in one round trip (for a batch of events)."""
+    def preload(self, instance_ids: list[str], at_least: Mapping[str, int] | None = None) -> None:
+        """Fetch the snapshots the cache lacks, or holds older than their seq in
+        ``at_least`` (another process advanced them), in one round trip."""
+        wanted = at_least or {}
+
+        def current(instance_id: str) -> bool:
+            cached = self._cache.get(instance_id)
+            return cached is not None and cached.seq >= wanted.get(instance_id, 0)
+
         with self._cache_lock:
-            missing = [i for i in dict.fromkeys(instance_ids) if i not in self._cache]
+            missing = [i for i in dict.fromkeys(instance_ids) if not current(i)]
         if not missing:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -298,10 +310,9 @@ class RedisStore:
         """
         if not batch:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for prepared in batch:
-            self._commit(keys=prepared.keys, args=prepared.args, client=pipe)
-        replies = pipe.execute(raise_on_error=True)
+        replies = evalsha_many(
+            self.client, self._commit, [(prepared.keys, prepared.args) for prepared in batch]
+        )
         return [
             self.settle(prepared, reply) for prepared, reply in zip(batch, replies, strict=True)
         ]
@@ -424,6 +435,7 @@ class RedisStore:
                     command=command,
                     concurrency_key=placement.concurrency_key,
                     flow=flow,
+                    seq=snapshot.seq,
                 )
                 ops += ["x", priority, message.encode()]
             elif isinstance(command, StartTimer):
@@ -651,10 +663,8 @@ class RedisStore:
 
     def trim_acknowledged(self, streams: list[str]) -> int:
         """Trim what every consumer group has acknowledged from ``streams``; entries removed."""
-        pipe = self.client.pipeline(transaction=False)
-        for stream in streams:
-            self._trim(keys=[stream], client=pipe)
-        return sum(int(removed) for removed in pipe.execute())
+        replies = evalsha_many(self.client, self._trim, [([stream], []) for stream in streams])
+        return sum(int(removed) for removed in replies)
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
         if not self.exists(instance_id):

@@ -32,12 +32,19 @@ import redis
 
 from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.conductor import Conductor, FencedError, PendingEvent, Rejected
+from rustyflower.adapters.redis.failures import TRANSIENT_ERRORS, UNVERIFIABLE
 from rustyflower.adapters.redis.health import Health
 from rustyflower.adapters.redis.keycheck import verify_signing_keys
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from rustyflower.adapters.redis.limits import Limits
 from rustyflower.adapters.redis.maintenance import Maintenance, Reclaimed
 from rustyflower.adapters.redis.messages import WorkMessage
+from rustyflower.adapters.redis.reading import (
+    MULTI_SHARD_BLOCK_MS,
+    batch_of,
+    blocking_read,
+    read_shards,
+)
 from rustyflower.adapters.redis.store import (
     Placement,
     RedisStore,
@@ -51,6 +58,7 @@ from rustyflower.adapters.redis.worker_options import (
     WorkerOptions,
     WorkerStats,
 )
+from rustyflower.adapters.services.onprem import OnPremBackends
 from rustyflower.core.activities import INVALID_OUTPUT, UNKNOWN_ACTIVITY, ActivityRegistry, perform
 from rustyflower.core.contract import RunnerError
 from rustyflower.core.engine import (
@@ -63,38 +71,11 @@ from rustyflower.core.engine import (
     StartChildFlow,
 )
 from rustyflower.core.errors import (
-    DecryptionError,
     RustyFlowerError,
-    SignatureInvalidError,
-    SignatureMissingError,
-    SnapshotError,
-    UnknownKeyError,
-    UnsupportedFormatError,
 )
+from rustyflower.core.services.calls import with_services
 
 log = logging.getLogger("rustyflower.worker")
-
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    redis.ConnectionError,  # includes BusyLoadingError (a server loading its data)
-    redis.TimeoutError,
-    redis.exceptions.OutOfMemoryError,  # maxmemory reached with noeviction
-    redis.exceptions.ReadOnlyError,  # a replica during a failover
-    redis.exceptions.TryAgainError,
-    redis.exceptions.MasterDownError,
-    redis.exceptions.ClusterDownError,
-)
-"""Redis errors that pass by themselves: retry the same call, never give up its result."""
-
-UNVERIFIABLE: tuple[type[SnapshotError], ...] = (
-    SignatureInvalidError,
-    SignatureMissingError,
-    UnknownKeyError,
-    DecryptionError,
-    UnsupportedFormatError,
-)
-"""A snapshot this worker cannot read with its keys (or its release): maybe this worker is
-misconfigured, so the work is left to a worker that can (it is reclaimed after the
-visibility timeout), never dead-lettered by this one."""
 
 
 @dataclass
@@ -119,8 +100,13 @@ class Worker:
         self.store = store
         self.keys: Keyspace = store.keys
         self.client = store.client
-        self.registry = registry
         self.options = options or WorkerOptions()
+        # service tasks run here like activities, on the site's backends: this Redis for
+        # queues and buses, a folder (or this Redis) for objects
+        backends = OnPremBackends(
+            self.client, self.keys.prefix, objects_dir=self.options.objects_dir
+        )
+        self.registry = with_services(registry, backends)
         self.conductor = conductor or Conductor(store)
         self.limits = Limits(
             self.client, self.keys, lease_ms=int(self.options.visibility_timeout * 1000)
@@ -265,8 +251,11 @@ class Worker:
             self.health.begin_round()
             try:
                 if not self._take_reclaimed():
-                    self._consume_round(consumer, shards[turn % len(shards)])
-                    turn += 1
+                    if len(shards) == 1:
+                        self._consume_round(consumer, shards[0])
+                    else:
+                        self._consume_shards(consumer, shards, shards[turn % len(shards)])
+                        turn += 1
             except Exception as error:
                 wait = self.round_failed(error)
             else:
@@ -289,23 +278,29 @@ class Worker:
             keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, count]
         )
         if found:
-            priority, entries = int(found[0]), found[1]
-            batch = [
-                (priority, _text(message_id), dict(zip(flat[::2], flat[1::2], strict=True)))
-                for message_id, flat in entries
-            ]
-            self._process(shard, batch)
+            self._process(shard, batch_of(found))
             return
-        streams: dict[Any, Any] = {stream: ">" for stream in self.keys.streams(shard)}
-        response: Any = self.client.xreadgroup(
-            CONSUMER_GROUP, consumer, streams, count=1, block=self.options.block_ms
+        self._process(
+            shard, blocking_read(self.client, self.keys, shard, consumer, self.options.block_ms)
         )
-        batch = [
-            (self._priority_of(stream), _text(message_id), fields)
-            for stream, entries in response or []
-            for message_id, fields in entries
-        ]
-        self._process(shard, sorted(batch, key=lambda item: item[0]))
+
+    def _consume_shards(self, consumer: str, shards: list[int], block_on: int) -> None:
+        """One round over several shards (see ``reading.read_shards``)."""
+        found = read_shards(
+            self.client,
+            self._read_by_priority,
+            self.keys,
+            shards,
+            consumer=consumer,
+            count=self._batch_size(),
+        )
+        for shard, batch in found:
+            self._process(shard, batch)
+        if not found:
+            block_ms = min(self.options.block_ms, MULTI_SHARD_BLOCK_MS)
+            self._process(
+                block_on, blocking_read(self.client, self.keys, block_on, consumer, block_ms)
+            )
 
     def round_failed(self, error: Exception) -> float:
         """Report a failed round of the current thread: log it; the back-off to wait."""
@@ -313,6 +308,9 @@ class Worker:
         if isinstance(error, TRANSIENT_ERRORS):
             self.stats.redis_errors += 1
             log.warning("Redis unavailable (%s); retrying in %.1fs", error, wait)
+        elif isinstance(error, redis.ResponseError) and str(error).startswith("UNBLOCKED"):
+            # a primary turned replica (a cluster failover) ends the blocked read: read again
+            log.warning("a blocking read was ended by a failover (%s); reading again", error)
         elif isinstance(error, redis.ResponseError) and "NOGROUP" in str(error):
             log.warning("a work stream or its consumer group is gone; creating it again")
             try:
@@ -366,16 +364,16 @@ class Worker:
             for result in results:
                 try:
                     self.apply(
-                        result.instance_id, result.event, ack=result.ack, placement=result.placement
+                        result.instance_id,
+                        result.event,
+                        ack=result.ack,
+                        placement=result.placement,
+                        seen_seq=result.seen_seq,
                     )
                 except (FencedError, UnknownInstanceError) as error:
                     log.warning("%s", error)
                     if result.ack is not None:
                         self._call_with_retry(functools.partial(self.store.ack, result.ack))
-
-    def _priority_of(self, stream: bytes | str) -> int:
-        names: list[str] = list(PRIORITIES)
-        return names.index(_text(stream).rsplit(":", 1)[1])
 
     def _handle(
         self, ack: WorkAck, fields: dict[Any, Any], results: list[PendingEvent] | None = None
@@ -452,9 +450,13 @@ class Worker:
             )
         placement = Placement(PRIORITIES[message.priority], message.concurrency_key)
         if results is not None:
-            results.append(PendingEvent(message.instance_id, event, ack, None, placement))
+            results.append(
+                PendingEvent(message.instance_id, event, ack, None, placement, message.seq)
+            )
         else:
-            self.apply(message.instance_id, event, ack=ack, placement=placement)
+            self.apply(
+                message.instance_id, event, ack=ack, placement=placement, seen_seq=message.seq
+            )
 
     def _execute(self, instance_id: str, command: RunActivity) -> Event:
         event = perform(self.registry, instance_id, command)
@@ -540,10 +542,17 @@ class Worker:
         ack: WorkAck | None = None,
         fired_timer: str | None = None,
         placement: Placement | None = None,
+        *,
+        seen_seq: int | None = None,
     ) -> None:
         outcome = self._call_with_retry(
             lambda: self.conductor.apply(
-                instance_id, event, ack=ack, fired_timer=fired_timer, placement=placement
+                instance_id,
+                event,
+                ack=ack,
+                fired_timer=fired_timer,
+                placement=placement,
+                seen_seq=seen_seq,
             )
         )
         if isinstance(outcome, Rejected):

@@ -39,6 +39,11 @@ class WorkerOptions:
     """Seconds between trims of acknowledged stream entries (None: never trim)."""
     route_interval: float = 0.2
     """Seconds between reads of the streams of routed work for this worker's activities."""
+    trigger_interval: float | None = 0.1
+    """Seconds between rounds of the flows' triggers (None: this worker hears none)."""
+    objects_dir: str | None = None
+    """Where ``object.put``/``object.get`` service tasks keep objects (a folder per store);
+    None keeps them in Redis, next to the runner's data (adapters/services/onprem.py)."""
 
 
 @dataclass

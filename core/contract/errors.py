@@ -37,6 +37,9 @@ class ReservedError:
     """The engine's: the error of an instance that was cancelled."""
     FAILED: Final = "States.Failed"
     """The engine's: the error of a ``fail`` state that names none."""
+    HTTP_STATUS_PREFIX: Final = "States.Http.StatusCode."
+    """Step Functions' HTTP Task fails with this and the status (``...StatusCode.404``);
+    the compiled service task names it portably (core.services.failure_for_status)."""
 
 
 class RunnerError:
@@ -57,6 +60,41 @@ RUNNER_ERRORS: Final = frozenset(
         RunnerError.UNKNOWN_FLOW,
         RunnerError.UNKNOWN_ACTIVITY,
         RunnerError.INVALID_ACTIVITY_OUTPUT,
+    }
+)
+
+
+class ServiceError:
+    """The portable error names of the built-in service tasks (``core.services``).
+
+    Every runtime raises the same name for the same kind of trouble, whatever its
+    platform calls it (docs/services.md lists each platform's names behind each one):
+    a ``catch`` or ``retry`` on ``ServiceThrottled`` works on-premises, in Step Functions
+    and in Durable Functions alike.
+    """
+
+    NOT_FOUND: Final = "ServiceNotFound"
+    """The queue, bus, store or object does not exist (HTTP 404, 410)."""
+    ACCESS_DENIED: Final = "ServiceAccessDenied"
+    """The runtime may not do this (credentials, permissions; HTTP 401, 403)."""
+    THROTTLED: Final = "ServiceThrottled"
+    """Too many requests: try again later (HTTP 429)."""
+    UNAVAILABLE: Final = "ServiceUnavailable"
+    """The service could not be reached or failed on its side (network, HTTP 5xx)."""
+    INVALID_REQUEST: Final = "ServiceInvalidRequest"
+    """The request is malformed or refused as such (a bad value, too large; other HTTP 4xx)."""
+    FAILED: Final = "ServiceFailed"
+    """Any other failure of the service."""
+
+
+SERVICE_ERRORS: Final = frozenset(
+    {
+        ServiceError.NOT_FOUND,
+        ServiceError.ACCESS_DENIED,
+        ServiceError.THROTTLED,
+        ServiceError.UNAVAILABLE,
+        ServiceError.INVALID_REQUEST,
+        ServiceError.FAILED,
     }
 )
 

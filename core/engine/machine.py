@@ -467,7 +467,7 @@ class _Run:
         call_id = self.new_id(token.position)
         command = RunActivity(
             call_id=call_id,
-            activity=state.activity,
+            activity=state.work_name,
             input=value,
             position=token.position,
             attempt=attempt,
@@ -484,7 +484,7 @@ class _Run:
             )
         self.set_token(token, attempt=attempt, pending=token.pending + tuple(ids))
         self.record(
-            "TaskScheduled", token.position, {"activity": state.activity, "attempt": attempt}
+            "TaskScheduled", token.position, {"activity": state.work_name, "attempt": attempt}
         )
 
     def run_pass(self, token: Token, state: PassState) -> None:

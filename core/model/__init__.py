@@ -24,6 +24,7 @@ from rustyflower.core.model.states import (
     WaitState,
     iter_states,
 )
+from rustyflower.core.model.triggers import Trigger
 
 __all__ = [
     "Branch",
@@ -41,6 +42,7 @@ __all__ = [
     "SubFlowState",
     "SucceedState",
     "TaskState",
+    "Trigger",
     "WaitForEventState",
     "WaitState",
     "iter_states",

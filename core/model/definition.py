@@ -13,7 +13,8 @@ from rustyflower.core.model.common import FLOW_NAME_PATTERN, Version
 from rustyflower.core.model.errors_handling import Catch, Retry
 from rustyflower.core.model.graph import flow_problems, state_location
 from rustyflower.core.model.schedule import Schedule
-from rustyflower.core.model.states import STATE_TYPES, Branch
+from rustyflower.core.model.states import STATE_TYPES, Branch, WaitForEventState, iter_states
+from rustyflower.core.model.triggers import Trigger
 from rustyflower.core.schedules.spec import declared_schedule_problems
 
 
@@ -34,6 +35,7 @@ class FlowDefinition(Branch):
     default_retry: list[Retry] = Field(default_factory=list)
     on_error: list[Catch] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)
+    triggers: list[Trigger] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _valid_as_a_whole(self) -> FlowDefinition:
@@ -44,6 +46,7 @@ class FlowDefinition(Branch):
             Problem("flow", f"schedules[{index}].name: {message}")
             for index, message in declared_schedule_problems(self)
         ]
+        problems += [Problem("flow", message) for message in _trigger_problems(self)]
         if problems:
             # Not a ValueError on purpose: it passes through pydantic with every problem intact.
             raise DefinitionError(problems)
@@ -56,6 +59,25 @@ class FlowDefinition(Branch):
     @cached_property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
+
+
+def _trigger_problems(definition: FlowDefinition) -> list[str]:
+    """Trigger names are unique; a signal trigger's event is one the flow waits for."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    waited = {
+        state.event for state in iter_states(definition) if isinstance(state, WaitForEventState)
+    }
+    for index, trigger in enumerate(definition.triggers):
+        if trigger.name in seen:
+            problems.append(f"triggers[{index}].name: {trigger.name!r} is used twice")
+        seen.add(trigger.name)
+        if trigger.action == "signal" and trigger.event not in waited:
+            problems.append(
+                f"triggers[{index}].event: the flow never waits for {trigger.event!r} "
+                f"(its wait_for_event states wait for: {', '.join(sorted(waited)) or 'none'})"
+            )
+    return problems
 
 
 def parse_definition(raw: Any, source: str | None = None) -> FlowDefinition:

@@ -15,6 +15,11 @@ from pydantic import (
     model_validator,
 )
 
+from rustyflower.core.contract import (
+    ServiceName,
+    is_reserved_activity,
+    service_activity,
+)
 from rustyflower.core.expressions import Condition
 from rustyflower.core.model.common import (
     MODEL_CONFIG,
@@ -26,6 +31,7 @@ from rustyflower.core.model.common import (
     Version,
 )
 from rustyflower.core.model.errors_handling import Catch, Retry
+from rustyflower.core.services.requests import parameter_problems
 from rustyflower.core.timeutil import parse_timestamp
 
 _PATHS_KEPT_WHEN_WRITTEN = ("input_path", "output_path")
@@ -82,11 +88,41 @@ class _ProducesResult(BaseModel):
 
 
 class TaskState(_StateBase, _Transition, _Resilient, _ProducesResult):
-    """Run a registered activity with the state's input; its result becomes data."""
+    """Run a registered activity, or a built-in service, with the state's input; its
+    result becomes data. Exactly one of ``activity`` and ``service``."""
 
     type: Literal["task"]
-    activity: Annotated[str, Field(min_length=1, max_length=200)]
+    activity: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    service: ServiceName | None = Field(
+        default=None,
+        description="A built-in service task (docs/services.md); its parameters are the request.",
+    )
     timeout_seconds: int | None = Field(default=None, ge=1, le=99_999_999)
+
+    @model_validator(mode="after")
+    def _activity_or_service(self) -> TaskState:
+        if self.activity is None and self.service is None:
+            raise ValueError("activity: is required (or service, for a built-in service task)")
+        if self.activity is not None and self.service is not None:
+            raise ValueError("a task names an activity or a service, not both")
+        if self.activity is not None and is_reserved_activity(self.activity):
+            raise ValueError(
+                f"activity {self.activity!r}: names starting with 'service:' are reserved; "
+                "write service: <kind> for a built-in service"
+            )
+        if self.service is not None:
+            problems = parameter_problems(self.service, self.parameters)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def work_name(self) -> str:
+        """The activity name a call of this task is issued under (a service's reserved one)."""
+        if self.service is not None:
+            return service_activity(self.service)
+        assert self.activity is not None
+        return self.activity
 
 
 class PassState(_StateBase, _Transition):

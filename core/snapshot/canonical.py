@@ -63,3 +63,13 @@ def definition_digest(definition_doc: Mapping[str, Any]) -> str:
     """The digest a snapshot records for its embedded flow definition document."""
     doc = definition_doc if isinstance(definition_doc, dict) else dict(definition_doc)
     return digest_of(canonical_json(doc))
+
+
+class CanonicalObject(dict[str, Any]):
+    """A JSON object given by its canonical bytes (``canonical``): the snapshot codec
+    writes them instead of serialising the dict, which is empty. Only
+    ``encode_snapshot`` hands one to ``seal``, for a state built from remembered pieces."""
+
+    def __init__(self, canonical: bytes) -> None:
+        super().__init__()
+        self.canonical = canonical

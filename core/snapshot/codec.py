@@ -45,6 +45,7 @@ from rustyflower.core.errors import (
     UnknownKeyError,
 )
 from rustyflower.core.snapshot.canonical import (
+    CanonicalObject,
     canonical_json,
     canonical_text,
     digest_of,
@@ -177,6 +178,8 @@ def _member_bytes(document: Mapping[str, Any], skip: str) -> dict[str, bytes]:
             continue
         if key == "definition":
             members[key] = _definition_bytes(value)
+        elif isinstance(value, CanonicalObject):
+            members[key] = value.canonical
         elif type(value) is int:  # the header's counters: no encoder call needed
             members[key] = str(value).encode("ascii")
         else:

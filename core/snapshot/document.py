@@ -14,6 +14,7 @@ from rustyflower.core.ids import instance_id_problem
 from rustyflower.core.model import FlowDefinition, parse_definition
 from rustyflower.core.snapshot.codec import CURRENT_FORMAT, SNAPSHOT_KIND, open_snapshot, seal
 from rustyflower.core.snapshot.keys import SnapshotKeys
+from rustyflower.core.snapshot.state_bytes import CanonicalObject, state_bytes
 
 _DEFINITIONS: OrderedDict[str, FlowDefinition] = OrderedDict()
 _DEFINITION_CACHE_SIZE = 128
@@ -27,10 +28,12 @@ def to_document(snapshot: Snapshot) -> dict[str, Any]:
     return document
 
 
-def _document(snapshot: Snapshot) -> dict[str, Any]:
-    """Like to_document, but shares the cached definition dict: read it, never change it."""
+def _document(snapshot: Snapshot, with_state: bool = True) -> dict[str, Any]:
+    """Like to_document, but shares the cached definition dict: read it, never change it.
+
+    ``with_state`` False leaves the state out (``encode_snapshot`` adds its bytes)."""
     definition = snapshot.definition
-    return {
+    document = {
         "format": CURRENT_FORMAT,
         "kind": SNAPSHOT_KIND,
         "instance_id": snapshot.instance_id,
@@ -40,8 +43,10 @@ def _document(snapshot: Snapshot) -> dict[str, Any]:
         "epoch": snapshot.epoch,
         "updated_at": snapshot.updated_at,
         "definition": _definition_document(definition),
-        "state": STATE_ADAPTER.dump_python(snapshot.state, mode="json"),
     }
+    if with_state:
+        document["state"] = STATE_ADAPTER.dump_python(snapshot.state, mode="json")
+    return document
 
 
 _DOCUMENTS: OrderedDict[int, tuple[FlowDefinition, dict[str, Any]]] = OrderedDict()
@@ -125,7 +130,14 @@ def _definition(digest: str, raw: Any) -> FlowDefinition:
 
 def encode_snapshot(snapshot: Snapshot, keys: SnapshotKeys | None = None) -> bytes:
     """Canonical JSON bytes, signed and/or encrypted as ``keys`` say."""
-    return seal(_document(snapshot), keys or SnapshotKeys.none())
+    keys = keys or SnapshotKeys.none()
+    try:
+        encoded = state_bytes(snapshot.state)
+    except ValueError:  # not canonical JSON (NaN, a lone surrogate): seal says what is wrong
+        return seal(_document(snapshot), keys)
+    document = _document(snapshot, with_state=False)
+    document["state"] = CanonicalObject(encoded)
+    return seal(document, keys)
 
 
 def decode_snapshot(data: bytes | str, keys: SnapshotKeys | None = None) -> Snapshot:

@@ -132,6 +132,18 @@ param redisSku string = 'Standard'
 param redisCapacity int = 1
 
 @description('Tags on every resource.')
+@description('Service tasks: the prefix of their queues and containers (RUSTYFLOWER_SERVICES_PREFIX).')
+param servicePrefix string = 'svc-'
+
+@description('Service tasks: the queue names the flows send to (queue.send), without the prefix.')
+param serviceQueues array = []
+
+@description('Service tasks: the store names the flows put and get objects in, without the prefix.')
+param serviceStores array = []
+
+@description('Service tasks: bus name -> Event Grid topic endpoint (event.publish).')
+param eventTopics object = {}
+
 param tags object = {
   application: 'rustyflower'
 }
@@ -177,6 +189,8 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: names.deploymentContainer
     lifeboatContainerName: lifeboatContainerName
     workspaceId: monitoring.outputs.workspaceId
+    serviceQueues: [for name in serviceQueues: '${servicePrefix}${name}']
+    serviceContainers: [for name in serviceStores: '${servicePrefix}${name}']
     tags: tags
   }
 }
@@ -236,6 +250,8 @@ module functionApp 'modules/functionapp.bicep' = {
     takeoverAfterSeconds: takeoverAfterSeconds
     watchdogSchedule: watchdogSchedule
     lifeboatContainerName: storage.outputs.lifeboatContainerName
+    servicePrefix: servicePrefix
+    eventTopics: eventTopics
     tags: tags
   }
 }
@@ -285,6 +301,9 @@ output lifeboatContainerName string = storage.outputs.lifeboatContainerName
 
 @description('Key Vault holding the snapshot keys.')
 output keyVaultName string = keyVault.outputs.keyVaultName
+
+@description('The Application Insights workbook of the flows (per flow and state).')
+output workbookId string = monitoring.outputs.workbookId
 
 @description('URI of that Key Vault.')
 output keyVaultUri string = keyVault.outputs.keyVaultUri

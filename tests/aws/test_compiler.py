@@ -176,6 +176,7 @@ def test_task_invokes_the_activity_lambda_with_the_call_payload() -> None:
     assert parameters["FunctionName"] == ACTIVITY_ARN
     assert parameters["Payload"] == {
         "activity": "charge",
+        "flow": definition.name,
         "instance_id.$": "$$.Execution.Input.rf.instance_id",
         "input": {"amount.$": "$.total", "currency": "EUR"},
         "attempt.$": "States.MathAdd($$.State.RetryCount, 1)",

@@ -38,7 +38,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from statelint.config import Config
 from statelint.linter import Linter
 
-from rustyflower.adapters.aws import compile_flow, deployment
+from rustyflower.adapters.aws import AwsServiceBindings, compile_flow, deployment
 from rustyflower.adapters.aws.contract import activity_call, token_request
 from rustyflower.core.activities import ActivityContext, ActivityRegistry
 from rustyflower.core.model import FlowDefinition
@@ -67,12 +67,17 @@ def flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
     return deployment.flow_arns(definitions, machine_arn)
 
 
+SERVICES = AwsServiceBindings(queue_url_base="https://sqs.us-east-1.amazonaws.com/123456789012/")
+"""Where the service tasks of the example flows go (examples/intake)."""
+
+
 def compile_for(definition: FlowDefinition, flows: Iterable[FlowDefinition] = ()) -> dict[str, Any]:
     return compile_flow(
         definition,
         activity_function_arn=ACTIVITY_ARN,
         token_function_arn=TOKEN_ARN,
         flow_arns=flow_arns([definition, *flows]),
+        services=SERVICES,
     )
 
 

@@ -54,15 +54,19 @@ class AzuriteNotInstalled(RuntimeError):
     pass
 
 
-def find_executable() -> str:
+def find_executable(service: str = "blob") -> str:
+    """``azurite-<service>`` (``blob`` or ``queue``) where the module docstring says."""
     explicit = os.environ.get(ENV_EXECUTABLE, "").strip()
     if explicit:
+        if service != "blob":
+            explicit = str(Path(explicit).with_name(f"azurite-{service}"))
         if not os.access(explicit, os.X_OK):
             raise AzuriteNotInstalled(f"${ENV_EXECUTABLE}={explicit} is not an executable")
         return explicit
-    if os.access(LOCAL_EXECUTABLE, os.X_OK):
-        return str(LOCAL_EXECUTABLE)
-    on_path = shutil.which("azurite-blob")
+    local = LOCAL_EXECUTABLE.with_name(f"azurite-{service}")
+    if os.access(local, os.X_OK):
+        return str(local)
+    on_path = shutil.which(f"azurite-{service}")
     if on_path:
         return on_path
     raise AzuriteNotInstalled(f"Azurite is not installed; install it with: {INSTALL_HINT}")
@@ -88,10 +92,11 @@ def _accepting(port: int) -> bool:
 
 
 class Azurite:
-    """One ``azurite-blob`` process on 127.0.0.1, blob service only, in memory."""
+    """One ``azurite-blob`` (or ``azurite-queue``) process on 127.0.0.1, in memory."""
 
-    def __init__(self, executable: str | None = None) -> None:
-        self.executable = executable or find_executable()
+    def __init__(self, executable: str | None = None, service: str = "blob") -> None:
+        self.service = service
+        self.executable = executable or find_executable(service)
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -104,6 +109,11 @@ class Azurite:
     def blob_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
 
+    @property
+    def endpoint(self) -> str:
+        """The service's endpoint (``BlobEndpoint``/``QueueEndpoint`` of a connection string)."""
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
     def start(self, attempts: int = 3) -> Azurite:
         self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
         last_error = ""
@@ -111,9 +121,9 @@ class Azurite:
             self.port = free_port()
             command = [
                 self.executable,
-                "--blobHost",
+                f"--{self.service}Host",
                 "127.0.0.1",
-                "--blobPort",
+                f"--{self.service}Port",
                 str(self.port),
                 *FLAGS,
             ]

@@ -21,6 +21,7 @@ import azure.functions as func
 from functions_azure.function_app import app
 from functions_azure.settings import ACTIVITY
 from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.engine import Snapshot, advance, start
 from rustyflower.core.errors import NoWaiterError, StaleEventError
 from rustyflower.core.model import parse_definition
@@ -175,9 +176,9 @@ def instance_id_of(case: Case) -> str:
     return f"{case.file}.{case.name}"
 
 
-def world_for(case: Case) -> World:
+def world_for(case: Case, activities: ActivityRegistry | None = None) -> World:
     return World(
-        registry=registry,
+        registry=registry if activities is None else activities,
         durations=VIRTUAL_DURATIONS,
         flows=FlowLibrary(case.subflows),
         events=tuple(ScriptedEvent(s.event, s.data, s.after_seconds) for s in case.events),
@@ -185,10 +186,11 @@ def world_for(case: Case) -> World:
     )
 
 
-def cut_virtual(case: Case, k: int) -> Handover:
-    """Run ``case`` on the virtual runtime until its snapshot is at transition ``k``."""
+def cut_virtual(case: Case, k: int, activities: ActivityRegistry | None = None) -> Handover:
+    """Run ``case`` on the virtual runtime until its snapshot is at transition ``k``
+    (``activities``: another registry than the corpus's, with service tasks say)."""
     assert case.flow is not None, case.problem
-    world = world_for(case)
+    world = world_for(case, activities)
     runtime = VirtualRuntime(world, EPOCH)
     transition = start(case.flow, case.input, instance_id_of(case), EPOCH)
     runtime.snapshot = transition.snapshot

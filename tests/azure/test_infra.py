@@ -25,6 +25,7 @@ from pycep import BicepParser
 
 from functions_azure import settings as app
 from rustyflower.adapters.azure import durable_client
+from rustyflower.adapters.azure import services as azure_services
 from rustyflower.core.snapshot import keys as snapshot_keys
 from tests.azure.azurite import REPO
 from tests.tooling import assert_checkov_passes, justified_checkov_skips
@@ -209,14 +210,17 @@ SETTING_NAME = re.compile(r"\bRUSTYFLOWER_[A-Z0-9_]*[A-Z0-9]\b")
 
 
 def settings_the_app_reads() -> set[str]:
-    """Every RUSTYFLOWER_* name in functions_azure's code and host.json, and the key
-    settings core reads for it (``SnapshotKeys.from_env``)."""
+    """Every RUSTYFLOWER_* name in functions_azure's code and host.json, the key settings
+    core reads for it (``SnapshotKeys.from_env``) and the service tasks' settings
+    (``AzureServiceSettings.from_env``, adapters/azure/services.py)."""
     found: set[str] = set()
     for path in sorted(APP.glob("*.py")):
         found |= set(SETTING_NAME.findall(path.read_text()))
     host = (APP / "host.json").read_text()
     found |= set(re.findall(r"%(\w+)%", host))
     code = "\n".join(path.read_text() for path in APP.glob("*.py"))
+    if "AzureServiceSettings.from_env" in code:  # the service tasks' settings
+        found |= set(azure_services.SETTINGS)
     if "SnapshotKeys.from_env" in code:
         found |= {
             snapshot_keys.ENV_SIGNING_KEYS,

@@ -20,6 +20,10 @@ from rustyflower.core.model import FlowDefinition, SubFlowState, parse_definitio
 from rustyflower.core.model.states import Branch, MapState, ParallelState
 
 FLOWS_DIR = Path(__file__).parent / "flows"
+SERVICES_DIR = Path(__file__).parent / "services"
+"""Flows with built-in service tasks: run where the harness gives the runtime its
+service backends (a Redis, a folder, a local HTTP endpoint; SQS, S3, EventBridge on moto;
+Azurite), so kept apart from the flows every harness runs bare."""
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,6 +43,20 @@ class EventSpec(BaseModel):
     after_seconds: float = Field(default=0, ge=0)
 
 
+class Effects(BaseModel):
+    """What the built-in service tasks left behind (tests/conformance/services/): each
+    queue's messages and each bus's events in order (a message as the JSON value it
+    carries; an event as type, source, detail), each store's objects by key (a JSON
+    object's value, a text object's text). A resource the case names and leaves empty is
+    checked to be empty."""
+
+    model_config = _STRICT
+
+    messages: dict[str, list[JsonValue]] = Field(default_factory=dict)
+    events: dict[str, list[dict[str, JsonValue]]] = Field(default_factory=dict)
+    objects: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
+
+
 class Expect(BaseModel):
     model_config = _STRICT
 
@@ -47,6 +65,7 @@ class Expect(BaseModel):
     error: str | None = None
     cause: str | None = None
     elapsed_seconds: float | None = Field(default=None, ge=0)
+    effects: Effects | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Expect:

@@ -96,3 +96,37 @@ def test_nightly_report_schedule_is_declared(runtime: Runtime) -> None:
     definition = load_definition((EXAMPLES / "nightly_report" / "flow.yaml").read_text())
     (schedule,) = definition.schedules
     assert (schedule.cron, schedule.timezone) == ("0 2 * * *", "Europe/Berlin")
+
+
+def test_intake_starts_from_its_queue_and_uses_a_queue_and_a_store(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """examples/intake on the site: a message on its trigger queue starts it (the Redis
+    stream queue.send writes), it archives in a folder, sends to a queue, reads back."""
+    import time  # noqa: PLC0415
+
+    from examples.intake.activities import registry as intake_activities  # noqa: PLC0415
+    from rustyflower.adapters.services.onprem import OnPremBackends, queue_stream  # noqa: PLC0415
+    from rustyflower.core.services import QueueSend  # noqa: PLC0415
+
+    register(runtime, "intake", intake_activities)
+    request = json.loads((EXAMPLES / "intake" / "input.json").read_text())
+    objects = tmp_path / "objects"
+    producer = OnPremBackends(runtime.client, runtime.keys.prefix)
+    requests = queue_stream(runtime.keys.prefix, "intake-requests")
+    with running_worker(
+        runtime.server.url, runtime.keys, intake_activities, objects_dir=str(objects)
+    ):
+        wait_until(lambda: runtime.client.exists(requests), 10, what="the trigger's group")
+        sent = producer.send_message(QueueSend("intake-requests", request), "outside-1")
+        instance_id = f"intake:new-requests@{sent}"
+        wait_until(lambda: runtime.store.exists(instance_id), 10, what="the started instance")
+        assert wait_finished(runtime.store, instance_id, timeout=15) == "succeeded"
+        time.sleep(0.3)  # a redelivery would show as a second instance by now
+    check_instance(runtime.store, instance_id)
+    output = runtime.store.load(instance_id, fresh=True).state.output
+    assert output == {**request, "score": 25, "archived": request}
+    assert json.loads((objects / "intake-archive" / "req-7").read_text()) == request
+    scored = runtime.client.xrange(queue_stream(runtime.keys.prefix, "intake-scored"))
+    assert [json.loads(fields[b"body"]) for _, fields in scored] == [{"id": "req-7", "score": 25}]
+    assert [i.instance_id for i in runtime.store.list_instances(flow="intake")] == [instance_id]

@@ -28,6 +28,7 @@ from rustyflower.adapters.aws.compiler.policies import order_policies
 from rustyflower.adapters.aws.errors import CompileError
 from rustyflower.adapters.aws.jsonpaths import NotComposable, compose, move_template, reach
 from rustyflower.adapters.aws.names import branch_helper, helper_of, state_name
+from rustyflower.adapters.aws.services import AwsServiceBindings
 from rustyflower.core.errors import ExpressionError
 from rustyflower.core.model import (
     Catch,
@@ -49,6 +50,7 @@ class CompilerBase(ABC):
         activity_arn: str,
         flow_arns: Mapping[str, str],
         token_arn: str | None,
+        services: AwsServiceBindings | None = None,
     ) -> None:
         if not activity_arn:
             raise CompileError(f"flow {definition.name!r}: activity_function_arn is required")
@@ -56,6 +58,7 @@ class CompilerBase(ABC):
         self.activity_arn = activity_arn
         self.flow_arns = flow_arns
         self.token_arn = token_arn
+        self.services = services
         self.used: set[str] = set()
         self.digest = definition_digest(definition.document())
 

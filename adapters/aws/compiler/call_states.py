@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rustyflower.adapters.aws.compiler.error_router import ErrorRouter
 from rustyflower.adapters.aws.compiler.layout import (
     ENV_ROOT,
     EPOCH,
@@ -30,9 +29,11 @@ from rustyflower.adapters.aws.compiler.layout import (
     retriers_of,
 )
 from rustyflower.adapters.aws.compiler.policies import retry_document
+from rustyflower.adapters.aws.compiler.service_states import ServiceStates
 from rustyflower.adapters.aws.errors import CompileError
 from rustyflower.adapters.aws.jsonpaths import reach
 from rustyflower.adapters.aws.names import helper_of, state_name
+from rustyflower.adapters.aws.services import natively_compiled
 from rustyflower.core.contract import ReservedError, RunnerError
 from rustyflower.core.model import SubFlowState, TaskState, WaitForEventState
 
@@ -47,10 +48,12 @@ _CHILD_NAME = (
 )
 
 
-class CallStates(ErrorRouter):
+class CallStates(ServiceStates):
     """Task, event-wait and sub-flow states, fresh and resumed."""
 
     def task(self, copy: Copy, name: str, state: TaskState, *, resumed: bool) -> StateItems:
+        if natively_compiled(state, self.services):
+            return self.service_task(copy, name, state, resumed=resumed)
         base = state_name(copy.prefix, name, "resume" if resumed else None)
         root = RESUME_ROOT if resumed else copy.root
         main: dict[str, Any] = {"Type": "Task", "Resource": LAMBDA_INVOKE}
@@ -61,7 +64,13 @@ class CallStates(ErrorRouter):
             input_base = reach(root, state.input_path)
         elif state.input_path != "$":
             main["InputPath"] = state.input_path
-        payload: dict[str, Any] = {"activity": state.activity, "instance_id.$": INSTANCE_ID}
+        # an activity, or a service task carried out by the activity Lambda (http.call
+        # without a connection): the engine's reserved name tells the Lambda which
+        payload: dict[str, Any] = {
+            "activity": state.work_name,
+            "flow": self.definition.name,
+            "instance_id.$": INSTANCE_ID,
+        }
         payload.update(self.input_field("input", state.parameters, input_base))
         if resumed:
             payload["attempt.$"] = "$.rf.node.call.attempt"

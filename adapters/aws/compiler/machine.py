@@ -22,6 +22,7 @@ from rustyflower.adapters.aws.compiler.layout import (
 from rustyflower.adapters.aws.compiler.resume_entries import ResumeEntries
 from rustyflower.adapters.aws.compiler.simple_states import SimpleStates
 from rustyflower.adapters.aws.errors import CompileError
+from rustyflower.adapters.aws.services import AwsServiceBindings
 from rustyflower.core.model import (
     ChoiceState,
     FailState,
@@ -44,16 +45,19 @@ def compile_flow(
     activity_function_arn: str,
     flow_arns: Mapping[str, str] | None = None,
     token_function_arn: str | None = None,
+    services: AwsServiceBindings | None = None,
 ) -> dict[str, Any]:
     """The ASL document (a dict) of ``definition``.
 
     ``flow_arns`` maps the flows that ``sub_flow`` states call to their state machines:
     key ``"name@version"`` for a state that names a version, ``"name"`` for one that does
     not (the latest). ``token_function_arn`` is the Lambda that stores task tokens; flows
-    with ``wait_for_event`` states or a ``timeout_seconds`` need it.
+    with ``wait_for_event`` states or a ``timeout_seconds`` need it. ``services`` binds
+    the queues, buses and stores of service tasks (adapters/aws/services.py); flows with
+    queue, event or object tasks need it.
     """
     return MachineCompiler(
-        definition, activity_function_arn, flow_arns or {}, token_function_arn
+        definition, activity_function_arn, flow_arns or {}, token_function_arn, services
     ).run()
 
 
@@ -63,6 +67,7 @@ def compile_to_json(
     activity_function_arn: str,
     flow_arns: Mapping[str, str] | None = None,
     token_function_arn: str | None = None,
+    services: AwsServiceBindings | None = None,
     indent: int | None = 2,
 ) -> str:
     """:func:`compile_flow` as JSON text (the ``definition`` of ``CreateStateMachine``)."""
@@ -71,6 +76,7 @@ def compile_to_json(
         activity_function_arn=activity_function_arn,
         flow_arns=flow_arns,
         token_function_arn=token_function_arn,
+        services=services,
     )
     return json.dumps(document, indent=indent, ensure_ascii=False)
 

@@ -110,6 +110,12 @@ param watchdogSchedule string = '0 */1 * * * *'
 @description('RUSTYFLOWER_REPLICA_CONTAINER: the lifeboat container (replicas, site lease, takeover reports).')
 param lifeboatContainerName string
 
+@description('RUSTYFLOWER_SERVICES_PREFIX: queues and containers of service tasks are named this + the flow\'s name.')
+param servicePrefix string = ''
+
+@description('RUSTYFLOWER_EVENT_TOPICS: bus name -> Event Grid topic endpoint, for event.publish tasks (the app identity needs EventGrid Data Sender on each topic).')
+param eventTopics object = {}
+
 param tags object = {}
 
 var isFlex = hostingPlan == 'FlexConsumption'
@@ -183,6 +189,33 @@ var rustyflowerSettings = [
     // in the account of RUSTYFLOWER_SNAPSHOT_ACCOUNT_URL, reached with the app identity
     name: 'RUSTYFLOWER_REPLICA_CONTAINER'
     value: lifeboatContainerName
+  }
+  {
+    // service tasks: queues and containers in the task hub account, with the app identity
+    name: 'RUSTYFLOWER_SERVICES_QUEUE_URL'
+    value: queueEndpoint
+  }
+  {
+    name: 'RUSTYFLOWER_SERVICES_BLOB_URL'
+    value: blobEndpoint
+  }
+  {
+    // no connection string: shared keys are disabled on the account
+    name: 'RUSTYFLOWER_SERVICES_CONNECTION'
+    value: ''
+  }
+  {
+    name: 'RUSTYFLOWER_SERVICES_PREFIX'
+    value: servicePrefix
+  }
+  {
+    name: 'RUSTYFLOWER_EVENT_TOPICS'
+    value: string(eventTopics)
+  }
+  {
+    // no keys: the app identity publishes (EventGrid Data Sender)
+    name: 'RUSTYFLOWER_EVENT_TOPIC_KEYS'
+    value: ''
   }
 ]
 

@@ -38,6 +38,12 @@ param blobSoftDeleteDays int = 7
 @description('Log Analytics workspace receiving the storage access logs.')
 param workspaceId string
 
+@description('Queues of queue.send service tasks (names with the prefix already applied).')
+param serviceQueues array = []
+
+@description('Containers of object.put/object.get service tasks (names with the prefix applied).')
+param serviceContainers array = []
+
 param tags object = {}
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -140,6 +146,23 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
     publicAccess: 'None'
   }
 }
+
+resource serviceContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for name in serviceContainers: {
+    parent: blobService
+    name: name
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
+resource serviceQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for name in serviceQueues: {
+    parent: queueService
+    name: name
+  }
+]
 
 // Read, write and delete logs of every service the task hub uses.
 var storageLogs = [

@@ -33,6 +33,7 @@ locals {
     continue = "${var.name_prefix}-continue"
     failback = "${var.name_prefix}-failback"
     watchdog = "${var.name_prefix}-watchdog"
+    triggers = "${var.name_prefix}-triggers"
   }
   function_arns = {
     for key, name in local.function_names :
@@ -109,6 +110,19 @@ locals {
         RUSTYFLOWER_SNAPSHOT_BUCKET        = aws_s3_bucket.snapshots.bucket
         RUSTYFLOWER_KEYS_SECRET            = aws_secretsmanager_secret.keys.arn
         RUSTYFLOWER_REQUIRE_SIGNATURE      = tostring(var.require_signature)
+      }
+    }
+    triggers = {
+      handler     = "lambda_aws.triggers.handler"
+      memory      = 256
+      timeout     = 60
+      concurrency = var.control_concurrency
+      environment = {
+        RUSTYFLOWER_TRIGGERS                = local.triggers_setting
+        RUSTYFLOWER_IDEMPOTENCY_TABLE       = aws_dynamodb_table.idempotency.name
+        RUSTYFLOWER_IDEMPOTENCY_TTL_SECONDS = tostring(var.idempotency_ttl_seconds)
+        RUSTYFLOWER_TOKENS_TABLE            = aws_dynamodb_table.tokens.name
+        RUSTYFLOWER_TOKEN_TTL_SECONDS       = tostring(var.token_ttl_seconds)
       }
     }
   }

@@ -82,3 +82,8 @@ output "watchdog_function_name" {
   description = "The watchdog function (its logs say what each run found and did)."
   value       = aws_lambda_function.functions["watchdog"].function_name
 }
+
+output "dashboard_name" {
+  description = "The CloudWatch dashboard of the flows (a row per flow)."
+  value       = aws_cloudwatch_dashboard.flows.dashboard_name
+}

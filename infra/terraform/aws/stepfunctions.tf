@@ -97,17 +97,23 @@ resource "aws_sfn_state_machine" "flows" {
   role_arn = aws_iam_role.states.arn
   type     = "STANDARD"
 
-  # The three placeholders of `python -m lambda_aws.asl` (lambda_aws.settings.ASL_*),
+  # The five placeholders of `python -m lambda_aws.asl` (lambda_aws.settings.ASL_*),
   # replaced as plain text: nothing else in the document is interpreted.
   definition = replace(
     replace(
       replace(
-        file(startswith(each.value.asl_file, "/") ? each.value.asl_file : "${path.root}/${each.value.asl_file}"),
-        "$${activity_function_arn}", aws_lambda_function.functions["activity"].arn
+        replace(
+          replace(
+            file(startswith(each.value.asl_file, "/") ? each.value.asl_file : "${path.root}/${each.value.asl_file}"),
+            "$${activity_function_arn}", aws_lambda_function.functions["activity"].arn
+          ),
+          "$${token_function_arn}", aws_lambda_function.functions["tokens"].arn
+        ),
+        "$${state_machine_arn_prefix}", local.state_machine_arn_prefix
       ),
-      "$${token_function_arn}", aws_lambda_function.functions["tokens"].arn
+      "$${service_queue_url_base}", local.service_queue_url_base
     ),
-    "$${state_machine_arn_prefix}", local.state_machine_arn_prefix
+    "$${service_prefix}", local.service_prefix
   )
 
   logging_configuration {
@@ -126,5 +132,5 @@ resource "aws_sfn_state_machine" "flows" {
     kms_data_key_reuse_period_seconds = 300
   }
 
-  depends_on = [aws_iam_role_policy.states]
+  depends_on = [aws_iam_role_policy.states, aws_iam_role_policy.states_services]
 }

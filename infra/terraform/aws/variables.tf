@@ -26,7 +26,10 @@ variable "flows" {
     The flows to deploy, keyed by "<flow name>@<version>". asl_file is the ASL exported by
     `rustyflower export asl FLOW --for-terraform -o FILE` (it names the functions and the
     sub-flow machines with the placeholders this module replaces). schedules are the flow's
-    cron schedules in EventBridge Scheduler syntax, keyed by schedule name.
+    cron schedules in EventBridge Scheduler syntax, keyed by schedule name. services names
+    the queues, buses and stores its service tasks and triggers use (created in
+    services.tf); triggers are the flow's triggers as its definition declares them
+    (wired in triggers.tf).
   EOT
   type = map(object({
     asl_file = string
@@ -35,6 +38,12 @@ variable "flows" {
       timezone   = optional(string, "UTC")
       input_json = optional(string, "null")
     })), {})
+    services = optional(object({
+      queues = optional(list(string), [])
+      buses  = optional(list(string), [])
+      stores = optional(list(string), [])
+    }), {})
+    triggers = optional(list(map(string)), [])
   }))
   default = {}
 
@@ -185,4 +194,16 @@ variable "tags" {
   description = "Tags of every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "service_name_prefix" {
+  description = "Prefix of the queues, buses and buckets of service tasks (null: \"<name_prefix>-\"); bucket names are global, so make it unique to the account."
+  type        = string
+  default     = null
+}
+
+variable "service_queue_retention_seconds" {
+  description = "How long the service tasks' SQS queues keep a message."
+  type        = number
+  default     = 345600
 }
