@@ -9,17 +9,21 @@ the dev extra; Azurite (`bash .ci/azurite.sh`) is used when installed.
    commit each, in chunks of 200 as `start_many` sends them), with replication off (the
    script checks one key: EXISTS) and on (it also notes the instance: TIME + ZADD NX).
 2. **Lag at a rate** (`lag`): processes as a site runs them, each on its own: one
-   redis-server (append-only, fsync every second), `rustyflower worker` (concurrency 1,
+   redis-server (append-only, fsync every second), `rustyflower worker` (concurrency 4,
    the trivial `step` activity), `rustyflower replicate --to CLOUD` (the lifeboat,
    standalone), and the cloud: moto's server (S3 + DynamoDB) or Azurite (Blob). The bench
-   starts 10-step chains at the pace that makes `--rate` transitions per second (a chain
-   is 11 transitions: its start and one per finished step), for `--seconds`; each ends
-   finished, so its replica is written while it runs and removed at its end. The lag is
-   the replicator's own measure (`rustyflower replicate --status`: from the commit of an
-   instance's oldest change not yet shipped, on the Redis clock, to the cloud's answer
-   to the write), over the run's last 60 s, read when the backlog is empty; the bench
-   also samples the backlog and the lag now (the oldest backlog entry's age) every 0.5 s.
-   Achieved transitions/s = the sum of the instances' seq over the run time.
+   starts 10-step chains at the pace that makes `--rate` transitions per second, for
+   `--seconds`. Between two steps a chain waits `--pause` seconds (a Wait state, 1 s), so
+   an instance lives about 10 s and changes about twice a second: its replica is written
+   again and again while it runs (about 450 instances alive at 500/s) and removed at its
+   end, as on a site whose flows wait for things. With `--pause 0` a chain runs through
+   in well under the settle time and is never written (nothing the cloud would need):
+   that measures the feed, not the cloud. The lag is the replicator's own measure
+   (`rustyflower replicate --status`: from the commit of an instance's oldest change not
+   yet shipped, on the Redis clock, to the cloud's answer to the write), over the run's
+   last 60 s, read when the backlog is empty; the bench also samples the backlog and the
+   lag now (the oldest backlog entry's age) every 0.5 s. Achieved transitions/s = the
+   sum of the instances' seq (read at the end) over the driving time.
 """
 
 from __future__ import annotations
@@ -42,15 +46,15 @@ from typing import Any
 
 import redis
 
-from bench.runner_bench import (
+from bench.harness import (
     RedisServer,
-    chain_flow,
     cpu_seconds,
     free_port,
     machine_busy_seconds,
     redis_server_binary,
 )
-from rustyflower import ActivityRegistry, SnapshotKeys, generate_signing_key
+from bench.rf_system import chain_flow
+from rustyflower import ActivityRegistry, Flow, SnapshotKeys, generate_signing_key
 from rustyflower.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +64,6 @@ BUCKET = "rf-replication-bench"
 TABLE = "rf-replication-leases"
 CONTAINER = "rf-replication-bench"
 STEPS = 10
-TRANSITIONS_PER_CHAIN = STEPS + 1
 SIGNING = generate_signing_key("bench")
 KEY_SETTING = f"{SIGNING.key_id}:{SIGNING.to_base64()}"
 AWS_ENV = {
@@ -80,6 +83,24 @@ registry = ActivityRegistry()
 @registry.activity
 def step(value: Any) -> int:
     return int(value or 0) + 1
+
+
+def paced_chain(name: str, steps: int, pause: int) -> Any:
+    """``steps`` tasks, ``pause`` seconds of Wait between two of them (none when 0)."""
+    if pause <= 0:
+        return chain_flow(name, steps)
+    flow = Flow(name, version="1")
+    for index in range(steps):
+        if index:
+            flow.wait(f"Pause {index}", seconds=pause)
+        flow.task(f"Step {index + 1}", "step")
+    return flow.build()
+
+
+def transitions_per_chain(steps: int, pause: int) -> int:
+    """Its start, one per finished step and one per fired pause (the pace to start at;
+    the achieved figure is read from the instances)."""
+    return 1 + steps + (steps - 1 if pause > 0 else 0)
 
 
 # --- the processes ---------------------------------------------------------------------------
@@ -257,10 +278,12 @@ def lag_at_rate(
     *,
     parallel: int,
     settle: float,
+    pause: int,
 ) -> dict[str, Any]:
     keys = SnapshotKeys.signing_only(SIGNING)
     client = Client.connect(server.url, prefix=PREFIX, keys=keys)
-    client.register(chain_flow("chain10", STEPS))
+    client.register(paced_chain("chain10", STEPS, pause))
+    handles: list[Any] = []
     probe = redis.Redis.from_url(server.url)
     status_key = f"{PREFIX}:lifeboat:status"
     base = {
@@ -279,7 +302,7 @@ def lag_at_rate(
             "--activities",
             "bench.replication_bench",
             "--concurrency",
-            "1",
+            "4",
             "--no-scheduler",
             "--no-replicate",
         ]
@@ -312,7 +335,7 @@ def lag_at_rate(
                         f"the replicator did not report: see {work}/replicate-{cloud}.log"
                     )
                 time.sleep(0.2)
-            per_second = rate / TRANSITIONS_PER_CHAIN
+            per_second = rate / transitions_per_chain(STEPS, pause)
             tick = 0.1
             cpu_before = {name: cpu_seconds(pid, tree) for name, (pid, tree) in pids.items()}
             busy_before = machine_busy_seconds()
@@ -323,7 +346,7 @@ def lag_at_rate(
             while (now := time.monotonic()) - began < seconds:
                 due = int((now - began) * per_second) - started
                 if due > 0:
-                    client.start_many("chain10", [0] * due)
+                    handles += client.start_many("chain10", [0] * due)
                     started += due
                 if now >= next_sample:
                     report = json.loads(probe.get(status_key) or b"{}")
@@ -345,7 +368,7 @@ def lag_at_rate(
             busy = machine_busy_seconds() - busy_before
             cpu["other_programs"] = round(busy - sum(cpu.values()), 1)
             # let the runner and the replicator finish what was started
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 120 + STEPS * pause
             while True:
                 report = json.loads(probe.get(status_key) or b"{}")
                 target = (report.get("targets") or {}).get(cloud, {})
@@ -360,7 +383,8 @@ def lag_at_rate(
                     break
                 time.sleep(0.5)
             finished = time.monotonic() - began
-    transitions = started * TRANSITIONS_PER_CHAIN
+    transitions = sum(handle.status().seq for handle in handles)
+    unfinished = sum(1 for handle in handles if handle.status().status == "running")
     window = target.get("window") or {}
     client.close()
     probe.close()
@@ -369,6 +393,8 @@ def lag_at_rate(
         "rate_asked": rate,
         "seconds": round(drive_seconds, 1),
         "instances": started,
+        "pause_s": pause,
+        "unfinished_at_end": unfinished,
         "transitions": transitions,
         "transitions_per_s": round(transitions / drive_seconds),
         "drained_after_s": round(finished - drive_seconds, 1),
@@ -401,6 +427,9 @@ def main() -> None:
     parser.add_argument("--clouds", default="aws,azure", help="aws, azure, both, or none")
     parser.add_argument("--parallel", type=int, default=16)
     parser.add_argument("--settle", type=float, default=0.2)
+    parser.add_argument(
+        "--pause", type=int, default=1, help="seconds of Wait between two steps of a chain"
+    )
     parser.add_argument("--commits", type=int, default=20_000)
     parser.add_argument("--commit-rounds", type=int, default=3)
     parser.add_argument("--skip-commit-cost", action="store_true")
@@ -443,6 +472,7 @@ def main() -> None:
                         work,
                         parallel=args.parallel,
                         settle=args.settle,
+                        pause=args.pause,
                     )
                 )
                 report["lag"][-1]["load_average_after"] = load_average()
@@ -466,7 +496,8 @@ def main() -> None:
     for found in report["lag"]:
         print(
             f"lag to {found['cloud']:5}: {found['transitions_per_s']:,} transitions/s for "
-            f"{found['seconds']} s ({found['instances']} chains): p50 {found['lag_p50_s']} s, "
+            f"{found['seconds']} s ({found['instances']} chains, pause {found['pause_s']} s, "
+            f"{found['shipped']} writes, {found['removed']} removals): p50 {found['lag_p50_s']} s, "
             f"p99 {found['lag_p99_s']} s, "
             f"max {found['lag_max_s']} s over {found['writes_measured']} writes; backlog max "
             f"{found['backlog_max']}, lag now max {found['lag_now_max_s']} s; drained "
