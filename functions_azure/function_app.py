@@ -31,7 +31,7 @@ from functions_azure.flows import FlowBundle  # noqa: E402
 from functions_azure.orchestration import orchestrate  # noqa: E402
 from functions_azure.settings import ENV_STORAGE, ENV_WATCHDOG_SCHEDULE, AppSettings  # noqa: E402
 from functions_azure.watchdog import watch  # noqa: E402
-from rustyflower.adapters.azure.blob_store import default_azure_credential  # noqa: E402
+from rustyflower.adapters.azure.blob_errors import default_azure_credential  # noqa: E402
 from rustyflower.adapters.azure.services import AzureServiceSettings  # noqa: E402
 from rustyflower.core.snapshot.keys import SnapshotKeys  # noqa: E402
 

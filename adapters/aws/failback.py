@@ -47,6 +47,11 @@ snapshot):
 
 The snapshot keeps the execution's epoch; the site raises it when it takes the instance
 over (``rustyflower resume --take-ownership``).
+
+Why one module: the replay is one algorithm over one cursor (``_Replay``): each kind
+of history event moves the same engine run, and the event kinds depend on each other
+(scheduled, then started, then ended); the helpers around it only read history and check
+the end against the execution.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ two writers racing cannot put an older snapshot over a newer one.
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,17 +30,26 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.storage.blob import BlobProperties, ContainerClient, ContentSettings
 
 from rustyflower.adapters.azure._secrets import parse_connection_string, redact
+from rustyflower.adapters.azure.blob_errors import (
+    BlobStoreAuthError,
+    BlobStoreConfigError,
+    BlobStoreError,
+    BlobStoreUnavailableError,
+    ContainerNotFoundError,
+    SnapshotHeaderMismatchError,
+    SnapshotNotFoundError,
+    default_azure_credential,
+    error_code,
+    identity_class,
+    raise_storage_error,
+)
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.snapshot import peek_header
 
@@ -77,34 +85,6 @@ AZURITE_CONNECTION_STRING = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
     f"AccountKey={_AZURITE_KEY};BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
 )
-
-
-class BlobStoreError(RustyFlowerError):
-    """Azure Blob Storage answered with an error the snapshot store cannot work around."""
-
-
-class BlobStoreConfigError(BlobStoreError):
-    """The store is not configured well enough to reach any storage account."""
-
-
-class BlobStoreUnavailableError(BlobStoreError):
-    """The storage account cannot be reached (DNS, connection refused, time-out)."""
-
-
-class BlobStoreAuthError(BlobStoreError):
-    """The storage account refused the credentials, or the identity lacks a data role."""
-
-
-class ContainerNotFoundError(BlobStoreError):
-    """The snapshot container does not exist (and the store was not asked to create it)."""
-
-
-class SnapshotNotFoundError(BlobStoreError, LookupError):
-    """No snapshot is stored for that instance (or that sequence number)."""
-
-
-class SnapshotHeaderMismatchError(BlobStoreError, ValueError):
-    """The bytes given to ``put`` are the snapshot of another instance or sequence number."""
 
 
 @dataclass(frozen=True)
@@ -334,7 +314,7 @@ class BlobSnapshotStore:
         credential: Any = None
         if settings.get(f"{connection}__credential", "").strip().lower() == "managedidentity":
             client_id = settings.get(f"{connection}__clientId", "").strip() or None
-            credential = _identity_class("ManagedIdentityCredential")(client_id=client_id)
+            credential = identity_class("ManagedIdentityCredential")(client_id=client_id)
         return cls.from_account_url(
             blob_uri, name, credential, create_container=create_container, **client_options
         )
@@ -424,7 +404,7 @@ class BlobSnapshotStore:
         try:
             self._container.upload_blob(name, data, **options)
         except ResourceNotFoundError as error:
-            if _code(error) != "ContainerNotFound" or not self._create_container:
+            if error_code(error) != "ContainerNotFound" or not self._create_container:
                 raise
             self.ensure_container()
             self._container.upload_blob(name, data, **options)
@@ -456,7 +436,7 @@ class BlobSnapshotStore:
             try:
                 props = self._container.get_blob_client(name).get_blob_properties()
             except ResourceNotFoundError as error:
-                if _code(error) == "ContainerNotFound":
+                if error_code(error) == "ContainerNotFound":
                     raise
                 try:
                     self._upload(name, data, metadata)
@@ -492,7 +472,7 @@ class BlobSnapshotStore:
             try:
                 props = self._container.get_blob_client(name).get_blob_properties()
             except ResourceNotFoundError as error:
-                if _code(error) == "ContainerNotFound":
+                if error_code(error) == "ContainerNotFound":
                     raise
                 raise SnapshotNotFoundError(
                     f"no snapshot stored for instance {instance_id!r} in {self.where}"
@@ -550,7 +530,7 @@ class BlobSnapshotStore:
             try:
                 return self._container.download_blob(name).readall()
             except ResourceNotFoundError as error:
-                if _code(error) == "ContainerNotFound":
+                if error_code(error) == "ContainerNotFound":
                     raise
                 raise SnapshotNotFoundError(
                     f"no snapshot stored for {what} in {self.where}"
@@ -568,59 +548,10 @@ class BlobSnapshotStore:
             self._raise(error, doing)
 
     def _raise(self, error: AzureError, doing: str) -> NoReturn:
-        where = self.where
-        reason = redact(_reason(error), self._secrets)
-        code = _code(error)
-        if isinstance(error, ResourceNotFoundError) and code == "ContainerNotFound":
-            raise ContainerNotFoundError(
-                f"container {self.container_name!r} does not exist at {where} ({doing}): "
-                "create it (the Bicep templates do), or build the store with "
-                "create_container=True"
-            ) from None
-        status = getattr(error, "status_code", None)
-        if isinstance(error, ClientAuthenticationError) or status in (401, 403):
-            hint = (
-                " (the identity needs the 'Storage Blob Data Owner' or 'Storage Blob Data "
-                "Contributor' role on the account)"
-                if code == "AuthorizationPermissionMismatch"
-                else ""
-            )
-            raise BlobStoreAuthError(
-                f"Azure Storage at {where} refused the credentials while {doing}: {reason}{hint}"
-            ) from None
-        if isinstance(error, ServiceRequestError | ServiceResponseError):
-            raise BlobStoreUnavailableError(
-                f"cannot reach Azure Storage at {where} while {doing}: {reason}"
-            ) from None
-        raise BlobStoreError(f"Azure Storage at {where} failed while {doing}: {reason}") from None
-
-
-def _code(error: AzureError) -> str | None:
-    code = getattr(error, "error_code", None)
-    if code is None and isinstance(error, HttpResponseError) and error.response is not None:
-        headers = getattr(error.response, "headers", None) or {}
-        code = headers.get("x-ms-error-code")
-    return None if code is None else str(code)
-
-
-def _reason(error: AzureError) -> str:
-    code = _code(error)
-    text = (getattr(error, "message", None) or str(error)).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
-    return f"{code}: {first}" if code and code not in first else first
-
-
-def _identity_class(name: str) -> Any:
-    try:
-        module = importlib.import_module("azure.identity")
-    except ImportError:
-        raise BlobStoreConfigError(
-            f"{name} needs the azure-identity package (pip install azure-identity), or "
-            "pass a credential / use a connection string"
-        ) from None
-    return getattr(module, name)
-
-
-def default_azure_credential() -> Any:
-    """``azure.identity.DefaultAzureCredential()``, imported only when it is needed."""
-    return _identity_class("DefaultAzureCredential")()
+        raise_storage_error(
+            error,
+            doing=doing,
+            where=self.where,
+            container=self.container_name,
+            secrets=self._secrets,
+        )

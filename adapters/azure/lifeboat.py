@@ -33,7 +33,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from rustyflower.adapters.azure._secrets import redact
-from rustyflower.adapters.azure.blob_store import default_azure_credential
+from rustyflower.adapters.azure.blob_errors import default_azure_credential
 from rustyflower.core.lifeboat.lease import (
     LeaseConflictError,
     LeaseError,

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from rustyflower.adapters.azure.blob_store import default_azure_credential
+from rustyflower.adapters.azure.blob_errors import default_azure_credential
 from rustyflower.core.services import (
     EventPublish,
     HttpCall,

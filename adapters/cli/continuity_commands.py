@@ -5,6 +5,10 @@ The steps themselves live in ``adapters.continuity``; this module reads the opti
 the batch with a progress bar, prints the summary and picks the exit code: 0 when every
 instance went through, 1 when any failed (each failure is one line on stderr and a row of
 the table), 2 for bad arguments, 3 for a missing setting or an unreachable Redis.
+
+Why one module: the lifeboat's commands share their option types, the batch runner with
+its progress bar, the summary table and the exit codes; each command body is short, and
+splitting them would only move those shared pieces into a module of their own.
 """
 
 from __future__ import annotations

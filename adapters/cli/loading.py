@@ -23,6 +23,7 @@ from rustyflower.adapters.cli.errors import CliInputError
 from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.activities import registry as default_registry
 from rustyflower.core.model import FlowDefinition, load_definition
+from rustyflower.core.model.flow_data import flow_data_problem
 from rustyflower.core.model.formats import MAX_DEFINITION_BYTES, MAX_DEPTH
 
 __all__ = [
@@ -94,31 +95,10 @@ def parse_json_data(text: str, what: str) -> Any:
         ) from None
     except RecursionError:
         raise CliInputError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
-    problem = _data_problem(value)
+    problem = flow_data_problem(value)
     if problem is not None:
         raise CliInputError(f"{what} {problem}")
     return value
-
-
-def _data_problem(value: Any) -> str | None:
-    """Too deep, or text that is not Unicode (``"\\ud800"`` is valid JSON); None if fine."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return "holds a lone surrogate (\\ud800-\\udfff), which is not text"
-            continue
-        if isinstance(item, dict):
-            children: list[Any] = [*item.keys(), *item.values()]
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth + 1 > MAX_DEPTH:
-            return f"nests deeper than {MAX_DEPTH} levels"
-        stack.extend((child, depth + 1) for child in children)
-    return None
 
 
 def parse_json_argument(value: str, what: str) -> Any:

@@ -2,6 +2,10 @@
 
 ``RedisStore`` is the Redis runner's implementation of the instance store port
 (``core.instance_store.InstanceStore``), which is all continuity sees of it.
+
+Why one module: every write here goes through the one compare-and-set commit script,
+and the reads keep the snapshot cache that commits invalidate; definitions, the ledger and
+retention share that cache and the key layout, so they change together with the commit.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import redis
 from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.indexes import TimeIndexes, index_operations
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
+from rustyflower.adapters.redis.listing import INFO_FIELDS, info_of
 from rustyflower.adapters.redis.messages import WorkMessage, timer_member
 from rustyflower.adapters.redis.observing import EVENTS_MAXLEN, observation_ops
 from rustyflower.adapters.redis.scripting import evalsha_many
@@ -266,7 +271,7 @@ class RedisStore:
                 self._cache.popitem(last=False)
 
     def info(self, instance_id: str) -> InstanceInfo:
-        found = _info(instance_id, self.client.hmget(self.keys.instance(instance_id), _INFO_FIELDS))
+        found = _info(instance_id, self.client.hmget(self.keys.instance(instance_id), INFO_FIELDS))
         if found is None:
             raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
         return found
@@ -638,7 +643,7 @@ class RedisStore:
         """``info`` of several instances in one round trip (None: gone meanwhile)."""
         pipe = self.client.pipeline(transaction=False)
         for instance_id in instance_ids:
-            pipe.hmget(self.keys.instance(instance_id), _INFO_FIELDS)
+            pipe.hmget(self.keys.instance(instance_id), INFO_FIELDS)
         return [
             _info(instance_id, values)
             for instance_id, values in zip(instance_ids, pipe.execute(), strict=True)
@@ -674,29 +679,8 @@ class RedisStore:
         ]
 
 
-_INFO_FIELDS = (
-    "flow", "version", "status", "held", "seq", "epoch", "priority",
-    "updated_at", "created_at", "owner",
-)  # fmt: skip
-
-
 def _info(instance_id: str, values: list[Any]) -> InstanceInfo | None:
-    if values[4] is None:
-        return None
-    text = [_text(value) if value is not None else "" for value in values]
-    return InstanceInfo(
-        instance_id=instance_id,
-        flow=text[0],
-        version=text[1],
-        status=text[2],
-        held=text[3] == "1",
-        seq=int(text[4]),
-        epoch=int(text[5] or 0),
-        priority=text[6] if text[6] in PRIORITIES else "normal",
-        updated_at=text[7],
-        created_at=text[8],
-        owner=text[9] or LOCAL_OWNER,
-    )
+    return None if values[4] is None else info_of(instance_id, values)
 
 
 def _text(value: bytes | str) -> str:

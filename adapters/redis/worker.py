@@ -14,6 +14,11 @@ Work for an activity this worker does not have is *routed*: moved, in one atomic
 to that activity's stream, which only workers that have the activity read (see
 ``maintenance``). Failing the task with ``UnknownActivity`` instead is a setting
 (``unknown_activity="fail"``).
+
+Why one module: the consume loop, the handling of each kind of work message and the
+thread supervision share the worker's stop event, health record and in-flight table;
+reading the shards (``reading``), timers and reclaiming (``maintenance``) and the options
+(``worker_options``) already live apart, and what stays is one message's path.
 """
 
 from __future__ import annotations

@@ -8,45 +8,19 @@ numbers only, text that is Unicode.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from rustyflower.core.ids import instance_id_problem
-from rustyflower.core.model.formats import MAX_DEPTH
+from rustyflower.core.model.flow_data import flow_data_problem
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_BULK = 10_000
 """Instances one bulk start may create (``POST /v1/instances/bulk``)."""
 
 
-def data_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be flow data; None when it can."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return "holds NaN or Infinity, which JSON data cannot carry"
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return "holds a lone surrogate (\\ud800-\\udfff), which is not text"
-            continue
-        if isinstance(item, dict):
-            children: list[Any] = [*item.keys(), *item.values()]
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth + 1 > MAX_DEPTH:
-            return f"nests deeper than {MAX_DEPTH} levels"
-        stack.extend((child, depth + 1) for child in children)
-    return None
-
-
 def _flow_data(value: Any) -> Any:
-    problem = data_problem(value)
+    problem = flow_data_problem(value)
     if problem is not None:
         raise ValueError(problem)
     return value

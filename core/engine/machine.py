@@ -2,6 +2,11 @@
 
 No I/O and no clock: ``now`` is an argument, jitter is derived from the instance, so every
 runtime (and every replay) makes the same decisions from the same inputs.
+
+Why one module: ``_Run`` is the whole step semantics of every state kind (tokens,
+frames, pending work, errors) over one mutable working copy; split over files, each part
+would reach into the others' private state, and reviewing a semantic change against the
+ASL and Durable Functions references needs all of it in one reading.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ Meaning (as in ASL):
 String ordering compares UTF-16 code units, as Step Functions (Java) does; it differs
 from Python's code point order only for characters outside the Basic Multilingual Plane.
 ``and`` and ``or`` evaluate their rules in order and stop at the first that decides.
+
+Why one module: the ASL comparison operators are one table (name, operand type,
+comparison), read together with their YAML and ASL spellings; the spec lists them as one
+section, and so does this module, so a reviewer checks each operator against it in one place.
 """
 
 from __future__ import annotations
