@@ -25,9 +25,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from rustyflower.adapters.redis.runner_stats import ReplicationStats
 from rustyflower.adapters.web.auth import require_token
-from rustyflower.client import AsyncClient, Histogram, RunnerStats
+from rustyflower.client import AsyncClient, Histogram, ReplicationStats, RunnerStats
 
 router = APIRouter(dependencies=[Depends(require_token)], tags=["metrics"])
 
