@@ -119,6 +119,14 @@ class InstanceStore(Protocol):
         local, as :func:`plan_resume` decides; returns the value stored."""
         ...
 
+    def adopt(self, snapshot: Snapshot, epoch: int, owner: str, note: Mapping[str, Any]) -> bool:
+        """A cloud took the instance over at ``epoch`` and continues it from ``snapshot``:
+        store that value (as it is, of an older epoch), fenced for ``owner`` at ``epoch``
+        (as ``fence`` leaves a failed-over instance), and dispatch nothing. Only when
+        ``epoch`` is above the stored one (False: nothing changed). ``note`` is written to
+        the instance's history with it."""
+        ...
+
     def record_ledger(self, instance_id: str, fields: Mapping[str, str]) -> None:
         """Replace the record of where the instance went (the continuity ledger)."""
         ...

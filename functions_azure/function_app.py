@@ -2,7 +2,8 @@
 
 The logic lives in the modules beside this file: ``http_api`` (the endpoints),
 ``orchestration`` (the generic orchestrator), ``activity`` (activity dispatch),
-``checkpoint`` (the snapshot sink). App settings: ``settings.APP_SETTINGS``.
+``checkpoint`` (the snapshot sink), ``watchdog`` (the lifeboat's timer). App settings:
+``settings.APP_SETTINGS``.
 """
 
 import functools
@@ -28,7 +29,8 @@ from functions_azure.activity import registry_for, run_activity  # noqa: E402
 from functions_azure.checkpoint import SnapshotSink, sink_from_settings, write_checkpoint  # noqa: E402
 from functions_azure.flows import FlowBundle  # noqa: E402
 from functions_azure.orchestration import orchestrate  # noqa: E402
-from functions_azure.settings import ENV_STORAGE, AppSettings  # noqa: E402
+from functions_azure.settings import ENV_STORAGE, ENV_WATCHDOG_SCHEDULE, AppSettings  # noqa: E402
+from functions_azure.watchdog import watch  # noqa: E402
 from rustyflower.adapters.azure.blob_errors import default_azure_credential  # noqa: E402
 from rustyflower.adapters.azure.services import AzureServiceSettings  # noqa: E402
 from rustyflower.core.snapshot.keys import SnapshotKeys  # noqa: E402
@@ -134,6 +136,21 @@ def rustyflower_checkpoint(request: dict[str, Any]) -> dict[str, Any]:
 )
 async def rustyflower_signal(request: dict[str, Any], client: Any) -> dict[str, Any]:
     return await http_api.signal_instance(request, client)
+
+
+# --- the lifeboat's watchdog -------------------------------------------------------------
+
+
+@wired(
+    app.timer_trigger(
+        schedule=f"%{ENV_WATCHDOG_SCHEDULE}%", arg_name="timer", run_on_startup=False
+    ),
+    app.durable_client_input(client_name="client"),
+)
+async def rustyflower_watchdog(timer: func.TimerRequest, client: Any) -> None:
+    """Take the site over when its lease is stale (functions_azure/watchdog.py)."""
+    del timer  # when it fires is all that matters
+    await watch(client, os.environ, lambda: shipped_flows(_settings().flows_path))
 
 
 # --- triggers (functions_azure/triggers.py) -------------------------------------------------

@@ -23,6 +23,7 @@ HTTP_CONTINUE = "continue_snapshot"
 HTTP_RAISE_EVENT = "raise_flow_event"
 HTTP_STATUS = "get_flow_instance"
 HTTP_TERMINATE = "terminate_flow_instance"
+WATCHDOG = "rustyflower_watchdog"
 
 FUNCTION_NAMES: tuple[str, ...] = (
     HTTP_CONTINUE,
@@ -33,6 +34,7 @@ FUNCTION_NAMES: tuple[str, ...] = (
     ACTIVITY,
     CHECKPOINT,
     SIGNAL,
+    WATCHDOG,
 )
 
 # --- app settings ----------------------------------------------------------------------------
@@ -55,6 +57,14 @@ ENV_FLOWS_PATH = "RUSTYFLOWER_FLOWS_PATH"
 ENV_TASK_HUB = "RUSTYFLOWER_TASK_HUB"
 """The Durable task hub name (host.json reads it as %RUSTYFLOWER_TASK_HUB%)."""
 ENV_STORAGE = "AzureWebJobsStorage"
+ENV_SITE_ID = "RUSTYFLOWER_SITE_ID"
+"""The site the watchdog watches (empty: the watchdog only logs that it has nothing to do)."""
+ENV_TAKEOVER_AFTER = "RUSTYFLOWER_TAKEOVER_AFTER_SECONDS"
+"""Seconds without a renewal of the site lease after which the watchdog takes over."""
+ENV_REPLICA_CONTAINER = "RUSTYFLOWER_REPLICA_CONTAINER"
+"""The container of the lifeboat's replicas and site lease (same account as the snapshots)."""
+ENV_WATCHDOG_SCHEDULE = "RUSTYFLOWER_WATCHDOG_SCHEDULE"
+"""The watchdog timer's NCRONTAB expression (the host reads %RUSTYFLOWER_WATCHDOG_SCHEDULE%)."""
 
 ENV_SIGNING_KEYS = "RUSTYFLOWER_SIGNING_KEYS"
 ENV_ENCRYPTION_KEYS = "RUSTYFLOWER_ENCRYPTION_KEYS"
@@ -70,6 +80,10 @@ APP_SETTINGS: tuple[str, ...] = (
     ENV_SNAPSHOT_CONNECTION,
     ENV_FLOWS_PATH,
     ENV_TASK_HUB,
+    ENV_SITE_ID,
+    ENV_TAKEOVER_AFTER,
+    ENV_REPLICA_CONTAINER,
+    ENV_WATCHDOG_SCHEDULE,
     ENV_SIGNING_KEYS,
     ENV_ENCRYPTION_KEYS,
     ENV_REQUIRE_SIGNATURE,
@@ -82,6 +96,9 @@ DEFAULT_ACTIVITIES = "functions_azure.activities"
 DEFAULT_CONTINUE_AS_NEW_AFTER = 100
 DEFAULT_CHECKPOINT_EVERY = 1
 DEFAULT_SNAPSHOT_CONTAINER = "rustyflower-snapshots"
+DEFAULT_REPLICA_CONTAINER = "rustyflower-lifeboat"
+DEFAULT_TAKEOVER_AFTER = 300
+DEFAULT_WATCHDOG_SCHEDULE = "0 */1 * * * *"
 
 
 @dataclass(frozen=True)

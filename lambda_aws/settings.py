@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from rustyflower.adapters.aws.deployment import (
     DEFAULT_TOKEN_TTL,
+    ENV_LEASE_TABLE,
+    ENV_REPLICA_BUCKET,
     ENV_SNAPSHOT_BUCKET,
     ENV_STATE_MACHINE_PREFIX,
     ENV_TOKENS_TABLE,
@@ -34,6 +36,7 @@ ACTIVITY_HANDLER = "lambda_aws.activity.handler"
 TOKENS_HANDLER = "lambda_aws.tokens.handler"
 CONTINUE_HANDLER = "lambda_aws.continuation.handler"
 FAILBACK_HANDLER = "lambda_aws.failback.handler"
+WATCHDOG_HANDLER = "lambda_aws.watchdog.handler"
 TRIGGERS_HANDLER = "lambda_aws.triggers.handler"
 
 HANDLERS: dict[str, str] = {
@@ -41,6 +44,7 @@ HANDLERS: dict[str, str] = {
     "tokens": TOKENS_HANDLER,
     "continue": CONTINUE_HANDLER,
     "failback": FAILBACK_HANDLER,
+    "watchdog": WATCHDOG_HANDLER,
     "triggers": TRIGGERS_HANDLER,
 }
 """Terraform's function key -> handler path."""
@@ -58,6 +62,10 @@ ENV_TRIGGERS = "RUSTYFLOWER_TRIGGERS"
 """The deployed triggers (JSON), as adapters.aws.triggers reads them."""
 ENV_KEYS_SECRET = "RUSTYFLOWER_KEYS_SECRET"
 """Secrets Manager secret (ARN or name) holding the snapshot key settings as JSON."""
+ENV_SITE_ID = "RUSTYFLOWER_SITE_ID"
+"""The site the watchdog watches (its lease and replicas are named after it)."""
+ENV_TAKEOVER_AFTER = "RUSTYFLOWER_TAKEOVER_AFTER_SECONDS"
+"""Seconds without a lease renewal after which the watchdog takes the site over."""
 ENV_SIGNING_KEYS = snapshot_keys.ENV_SIGNING_KEYS
 ENV_ENCRYPTION_KEYS = snapshot_keys.ENV_ENCRYPTION_KEYS
 ENV_REQUIRE_SIGNATURE = snapshot_keys.ENV_REQUIRE_SIGNATURE
@@ -80,6 +88,16 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         ENV_KEYS_SECRET,
         ENV_REQUIRE_SIGNATURE,
     ),
+    "watchdog": (
+        ENV_SITE_ID,
+        ENV_TAKEOVER_AFTER,
+        ENV_REPLICA_BUCKET,
+        ENV_LEASE_TABLE,
+        ENV_STATE_MACHINE_PREFIX,
+        ENV_SNAPSHOT_BUCKET,
+        ENV_KEYS_SECRET,
+        ENV_REQUIRE_SIGNATURE,
+    ),
     "triggers": (
         ENV_TRIGGERS,
         ENV_IDEMPOTENCY_TABLE,
@@ -91,6 +109,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
 """The RustyFlower settings each function reads (Terraform sets exactly these)."""
 
 DEFAULT_ACTIVITIES = "lambda_aws.activities"
+DEFAULT_TAKEOVER_AFTER = 300
 DEFAULT_IDEMPOTENCY_TTL = 7 * 24 * 3600
 """A week: long enough for a failover, a failback and a second failover of one call."""
 

@@ -19,6 +19,12 @@ ENV_STATE_MACHINE_PREFIX = "RUSTYFLOWER_STATE_MACHINE_PREFIX"
 """ARN of the flow machines up to their name: ``arn:aws:states:R:A:stateMachine:rf-``."""
 ENV_SNAPSHOT_BUCKET = "RUSTYFLOWER_SNAPSHOT_BUCKET"
 
+ENV_REPLICA_BUCKET = "RUSTYFLOWER_REPLICA_BUCKET"
+"""The S3 bucket of the lifeboat's replicas (``lifeboat/<site>/``, core.lifeboat.replica)."""
+ENV_LEASE_TABLE = "RUSTYFLOWER_LEASE_TABLE"
+"""The DynamoDB table of the site leases (partition key ``LEASE_PARTITION_KEY``)."""
+LEASE_PARTITION_KEY = "site"
+
 DEFAULT_TOKEN_TTL = 366 * 24 * 3600
 """A Standard execution lives at most a year; so does a task token."""
 

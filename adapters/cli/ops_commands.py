@@ -20,6 +20,7 @@ from rustyflower.adapters.cli.api_app import build_app, server_module
 from rustyflower.adapters.cli.context import connection_of
 from rustyflower.adapters.cli.errors import CliEnvironmentError, CliInputError
 from rustyflower.adapters.cli.files import read_input_file
+from rustyflower.adapters.cli.logs import configure_logging
 from rustyflower.adapters.cli.options import JsonOption, command
 from rustyflower.adapters.cli.render import emit_json, err, escape, fit, out, show, table
 from rustyflower.core.reports import Report, StepSummary, parse_since
@@ -176,9 +177,7 @@ def serve(
     OpenAPI at /openapi.json (browsable at /docs), Prometheus metrics at /metrics.
     Stop with Ctrl-C or SIGTERM.
     """
-    from rustyflower.adapters.cli.serve_commands import _configure_logging  # noqa: PLC0415
-
-    _configure_logging(verbose)
+    configure_logging(verbose)
     settings_module = server_module()
     text = read_input_file(token_file).decode("utf-8", "replace") if token_file else None
     try:

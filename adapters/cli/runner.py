@@ -11,6 +11,7 @@ import typer
 from rustyflower.adapters.cli import (
     control_commands,
     instance_commands,
+    lifeboat_commands,
     ops_commands,
     serve_commands,
 )
@@ -24,6 +25,7 @@ HELP_ORDER = (
     serve_commands.__name__,
     instance_commands.__name__,
     control_commands.__name__,
+    lifeboat_commands.__name__,
     ops_commands.__name__,
 )
 """Modules of top-level commands, in help order (within one: the order they are defined)."""

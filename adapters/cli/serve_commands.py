@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,10 +29,19 @@ from rustyflower.adapters.cli.context import (
     connection_of,
 )
 from rustyflower.adapters.cli.errors import CliEnvironmentError, CliInputError
+from rustyflower.adapters.cli.lifeboat_commands import (
+    SiteOption,
+    TakeoverOption,
+    ToOption,
+    lifeboat_agent,
+    run_alongside,
+)
 from rustyflower.adapters.cli.loading import load_registry, parse_duration
+from rustyflower.adapters.cli.logs import configure_logging
 from rustyflower.adapters.cli.options import ActivitiesOption, JsonOption, command
 from rustyflower.adapters.cli.processes import Supervisor, child_index, orphaned
 from rustyflower.adapters.cli.render import emit_json, err, escape, out, workers_table
+from rustyflower.adapters.continuity.lifeboat_setup import LifeboatSettings
 from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
     URL_VARIABLE,
@@ -44,6 +55,7 @@ from rustyflower.adapters.redis.scheduler import Scheduler
 from rustyflower.core.activities import ActivityRegistry
 
 if TYPE_CHECKING:
+    from rustyflower.adapters.continuity.site_agent import SiteAgent
     from rustyflower.adapters.redis.worker import UnknownActivityPolicy
 
 log = logging.getLogger("rustyflower.cli")
@@ -84,7 +96,7 @@ def dev(
     Stop with Ctrl-C (or SIGTERM); starting again on the same --data-dir keeps every instance.
     A server left running by a `dev` that was killed (kill -9) is stopped and replaced.
     """
-    _configure_logging(verbose)
+    configure_logging(verbose)
     registry = load_registry(activities or [])
     connection = connection_of(ctx)
     data_dir = connection.data_dir
@@ -156,6 +168,18 @@ def worker(
             "it (it waits until one runs), or 'fail' the task with UnknownActivity."
         ),
     ] = "route",
+    replicate: Annotated[
+        bool | None,
+        typer.Option(
+            "--replicate/--no-replicate",
+            help="Also run the lifeboat: replicate to the clouds and renew the site lease "
+            "(default: on when RUSTYFLOWER_REPLICATE_TO or --to names a cloud).",
+            show_default=False,
+        ),
+    ] = None,
+    to: ToOption = None,
+    site: SiteOption = None,
+    takeover_cloud: TakeoverOption = None,
     processes: Annotated[
         int,
         typer.Option(
@@ -177,7 +201,7 @@ def worker(
     retention_seconds = (
         None if retention.strip().lower() == "forever" else parse_duration(retention, "--retention")
     )
-    _configure_logging(verbose)
+    configure_logging(verbose)
     registry = load_registry(activities or [])
     connection = connection_of(ctx)
     connection.client  # noqa: B018 - fail fast (exit 3) when Redis is unreachable
@@ -192,6 +216,19 @@ def worker(
         scheduler = scheduler and copy == 0
         name = f"{name}-{copy}" if name else None
     log.info("connected to %s (prefix %s)", redact(connection.url), connection.prefix)
+    if replicate is None:
+        replicate = LifeboatSettings.configured(os.environ, to)
+    lifeboat = (
+        lifeboat_agent(
+            connection,
+            name or f"{socket.gethostname()}-{os.getpid()}",  # the worker's own default
+            to=to,
+            site=site,
+            takeover_cloud=takeover_cloud,
+        )
+        if replicate
+        else None
+    )
     _serve(
         connection,
         registry,
@@ -203,6 +240,7 @@ def worker(
         failure_limit=failure_limit,
         retention_seconds=retention_seconds,
         unknown_activity="fail" if unknown_activity == "fail" else "route",
+        lifeboat=lifeboat,
         objects_dir=objects_dir,
     )
 
@@ -233,9 +271,13 @@ def _serve(
     failure_limit: float = 120.0,
     retention_seconds: float | None = 7 * 24 * 3600.0,
     unknown_activity: UnknownActivityPolicy = "route",
+    lifeboat: SiteAgent | None = None,
     objects_dir: Path | None = None,
 ) -> None:
     """Run a worker (and the scheduler) until SIGTERM/SIGINT, then stop gracefully.
+
+    With a ``lifeboat``, the site lease is checked in every cloud (a takeover found there
+    applied) before the worker takes any work, and the agent runs beside it.
 
     A worker whose threads keep failing past ``failure_limit`` is stopped and reported
     (CliEnvironmentError: exit 3), so that a supervisor starts a fresh process.
@@ -276,6 +318,11 @@ def _serve(
     threads: list[threading.Thread] = []
     problems: list[str] = []
     try:
+        if lifeboat is not None:
+            lifeboat.prepare(stop)  # before anything runs: a takeover wins over this site
+            if stop.is_set():
+                return
+            threads.append(run_alongside(lifeboat, stop))
         try:
             runner.start()
         except SigningKeyMismatchError as error:
@@ -369,21 +416,6 @@ def _start_scheduler(
     thread = threading.Thread(target=run, name="rustyflower-scheduler", daemon=True)
     thread.start()
     return thread
-
-
-def _configure_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler  # noqa: PLC0415
-
-    handler: logging.Handler
-    if err.is_terminal:
-        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False, markup=False)
-    else:  # logs to a file or a collector: one plain line per record
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("rustyflower").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _banner(url: str, data_dir: Path, prefix: str) -> None:

@@ -40,7 +40,12 @@ from rustyflower.adapters.redis._status import InstanceStatus
 from rustyflower.adapters.redis.conductor import ContentionError, FencedError, new_instance_id
 from rustyflower.adapters.redis.connection import RedisUnavailableError
 from rustyflower.adapters.redis.listing import CursorError, InstancePage
-from rustyflower.adapters.redis.runner_stats import Histogram, RunnerStats
+from rustyflower.adapters.redis.runner_stats import (
+    Histogram,
+    ReplicationStats,
+    ReplicationTarget,
+    RunnerStats,
+)
 from rustyflower.adapters.redis.store import (
     UnknownFlowError,
     UnknownInstanceError,
@@ -212,6 +217,8 @@ __all__ = [
     "InstanceStatus",
     "Outcome",
     "RedisUnavailableError",
+    "ReplicationStats",
+    "ReplicationTarget",
     "Report",
     "ResultTimeoutError",
     "RunnerStats",

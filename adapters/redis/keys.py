@@ -101,6 +101,28 @@ class Keyspace:
         """Finished instance ids scored by finish time (ms): retention purges from here."""
         return f"{self.tag(shard)}:finished"
 
+    def lifeboat_switch(self, shard: int) -> str:
+        """Present while the site replicates: the commit script then notes every change."""
+        return f"{self.tag(shard)}:lifeboat:on"
+
+    def lifeboat_changed(self, shard: int) -> str:
+        """Instance ids changed since the replicator last looked, scored by the time (ms)
+        of their oldest such change (one entry per instance, however many commits)."""
+        return f"{self.tag(shard)}:lifeboat:changed"
+
+    def lifeboat_pending(self, shard: int, target: str) -> str:
+        """A replication target's backlog: instance ids to ship, scored like ``changed``."""
+        return f"{self.tag(shard)}:lifeboat:pending:{target}"
+
+    def lifeboat_present(self, shard: int, target: str) -> str:
+        """Instances the target may hold a replica of (added before a write, removed with
+        the replica): a finished instance outside it costs the cloud no request."""
+        return f"{self.tag(shard)}:lifeboat:present:{target}"
+
+    def lifeboat_targets(self, shard: int) -> str:
+        """The targets that have a backlog in this shard (set once a target is synced)."""
+        return f"{self.tag(shard)}:lifeboat:targets"
+
     def indexes_built(self, shard: int) -> str:
         """Set once the two time indexes also hold the instances written before them."""
         return f"{self.tag(shard)}:indexes:v1"
@@ -150,3 +172,11 @@ class Keyspace:
 
     def worker_health_pattern(self) -> str:
         return f"{self.prefix}:worker:*"
+
+    def lifeboat_leader(self) -> str:
+        """The replicator's leadership lease: one replicator per site ships and renews."""
+        return f"{self.prefix}:lifeboat:leader"
+
+    def lifeboat_status(self) -> str:
+        """The replicator's report (JSON, expiring unless renewed): lag, backlog, leases."""
+        return f"{self.prefix}:lifeboat:status"

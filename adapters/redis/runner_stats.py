@@ -61,6 +61,33 @@ class ThreadReport:
 
 
 @dataclass(frozen=True)
+class ReplicationTarget:
+    """Replication to one cloud (``adapters.continuity.replication``'s report)."""
+
+    lag_seconds: float
+    """The RPO now: age of the oldest change the cloud has not confirmed (0: none waits)."""
+    backlog: int
+    """Instances with a change waiting to be shipped."""
+    write_lag_seconds: Mapping[str, float]
+    """``p50``/``p99``/``max`` of the lags of the writes of the last minute (commit to the
+    cloud's answer); empty when nothing was shipped in that minute."""
+    reachable: bool
+    shipped: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class ReplicationStats:
+    """The leading replicator's report (the ``<prefix>:lifeboat:status`` key)."""
+
+    site: str
+    targets: Mapping[str, ReplicationTarget]
+    """cloud -> its replication."""
+    leases: Mapping[str, str]
+    """cloud -> the site lease's state there: ``held``, ``waiting``, ``unreachable``..."""
+
+
+@dataclass(frozen=True)
 class RunnerStats:
     """Every figure the metrics endpoint exposes (``rustyflower.client.Client.stats``)."""
 
@@ -90,6 +117,9 @@ class RunnerStats:
     three beats after it stops, so only live or just-stopped workers appear)."""
     worker_threads: Mapping[tuple[str, str], ThreadReport] = field(default_factory=dict)
     """(worker, thread) -> that thread's health, from the worker's heartbeat."""
+    replication: ReplicationStats | None = None
+    """The lifeboat's replication and site lease, as its leading replicator last reported
+    them; None when no replicator has reported in the last seconds (none runs, or it died)."""
 
     @property
     def workers_alive(self) -> int:
@@ -153,7 +183,41 @@ def read_stats(client: redis.Redis, keys: Keyspace, now: float | None = None) ->
             for worker in workers
         },
         worker_threads=_threads_of(workers),
+        replication=replication_stats(client.get(keys.lifeboat_status())),
     )
+
+
+def replication_stats(raw: bytes | str | None) -> ReplicationStats | None:
+    """The replicator's JSON status, typed; a document that is not one reads as absent
+    (the figures must not take the whole scrape down)."""
+    if raw is None:
+        return None
+    try:
+        document = json.loads(raw)
+        targets = {
+            str(cloud): ReplicationTarget(
+                lag_seconds=float(found.get("lag_seconds") or 0.0),
+                backlog=int(found.get("backlog") or 0),
+                write_lag_seconds={
+                    quantile: float(value)
+                    for quantile, value in (found.get("window") or {}).items()
+                    if quantile in ("p50", "p99", "max") and value is not None
+                },
+                reachable=bool(found.get("reachable", True)),
+                shipped=int(found.get("shipped") or 0),
+                failures=int(found.get("failures") or 0),
+            )
+            for cloud, found in (document.get("targets") or {}).items()
+        }
+        leases = {
+            str(cloud): str(found.get("state") or "unknown")
+            for cloud, found in (document.get("leases") or {}).items()
+        }
+        return ReplicationStats(
+            site=str(document.get("site") or ""), targets=targets, leases=leases
+        )
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _threads_of(workers: list[dict[str, Any]]) -> dict[tuple[str, str], ThreadReport]:

@@ -68,6 +68,13 @@ while i <= #ARGV do
     return redis.error_reply('rustyflower: unknown commit op ' .. tostring(op))
   end
 end
+-- while the site replicates (KEYS[12]: Keyspace.lifeboat_switch) note the instance in
+-- KEYS[13] (lifeboat_changed) with the time of its oldest change not yet collected: one
+-- entry per instance, so a replication backlog is bounded by instances, not transitions
+if redis.call('EXISTS', KEYS[12]) == 1 then
+  local now = redis.call('TIME')
+  redis.call('ZADD', KEYS[13], 'NX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[6])
+end
 if ARGV[5] ~= 'running' then redis.call('PUBLISH', KEYS[1] .. ':finished', ARGV[5]) end
 return 1
 """
@@ -151,11 +158,17 @@ return math.ceil((1 - tokens) * 1000 / rate)
 """
 
 # Fence an instance for a new owner (failover): raise its epoch without touching its state.
+# A replicating site notes the change (KEYS[2], KEYS[3] as in COMMIT): the replica's owner
+# and epoch follow.
 FENCE = """
 local stored = redis.call('HGET', KEYS[1], 'epoch')
 if not stored then return -2 end
 if tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local now = redis.call('TIME')
+  redis.call('ZADD', KEYS[3], 'NX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[3])
+end
 return 1
 """
 
@@ -246,4 +259,44 @@ return 1
 LEASE_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+
+# Replication (adapters.redis.lifeboat_feed), one shard at a time.
+# Move changed instance ids into every target's backlog (KEYS[2..]), keeping the oldest time.
+COLLECT_CHANGES = """
+local moved = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+for i = 1, #moved, 2 do
+  for k = 2, #KEYS do redis.call('ZADD', KEYS[k], 'NX', moved[i + 1], moved[i]) end
+  redis.call('ZREM', KEYS[1], moved[i])
+end
+return #moved / 2
+"""
+
+# Take shipped instances off a target's backlog (KEYS[1]) if the instance (KEYS[2 + n]) is
+# still what was shipped: ARGV[1] is when they were read (ms), then (id, seq, epoch,
+# absent) quadruples, seq '' for "it was gone", absent '1' when the target holds no
+# replica of it now (it leaves KEYS[2], the target's present set). One that changed since
+# stays, to be shipped again, scored no older than the read (what changed after it is
+# newer). Returns {id, score, ...} of those removed.
+SHIPPED = """
+local removed = {}
+for n = 1, (#ARGV - 1) / 4 do
+  local id, seq, epoch, absent = ARGV[4 * n - 2], ARGV[4 * n - 1], ARGV[4 * n], ARGV[4 * n + 1]
+  if absent == '1' then redis.call('SREM', KEYS[2], id) end
+  local stored = redis.call('HMGET', KEYS[2 + n], 'seq', 'epoch')
+  local same
+  if seq == '' then same = not stored[1] else same = stored[1] == seq and stored[2] == epoch end
+  if same then
+    local score = redis.call('ZSCORE', KEYS[1], id)
+    if score then
+      redis.call('ZREM', KEYS[1], id)
+      removed[#removed + 1] = id
+      removed[#removed + 1] = score
+    end
+  else
+    redis.call('ZADD', KEYS[1], 'XX', 'GT', ARGV[1], id)
+  end
+end
+return removed
 """

@@ -365,6 +365,8 @@ class RedisStore:
             self.keys.timers(shard),
             self.keys.started_index(shard),
             self.keys.finished_index(shard),
+            self.keys.lifeboat_switch(shard),
+            self.keys.lifeboat_changed(shard),
         ]
         history = [
             json.dumps(
@@ -484,7 +486,13 @@ class RedisStore:
 
     def fence(self, instance_id: str, epoch: int, owner: str) -> bool:
         """Give the instance to a new owner: this store refuses older epochs from now on."""
-        result = int(self._fence(keys=[self.keys.instance(instance_id)], args=[epoch, owner]))
+        shard = self.keys.shard_of(instance_id)
+        keys = [
+            self.keys.instance(instance_id),
+            self.keys.lifeboat_switch(shard),
+            self.keys.lifeboat_changed(shard),
+        ]
+        result = int(self._fence(keys=keys, args=[epoch, owner, instance_id]))
         if result == -2:
             raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
         self.forget(instance_id)
@@ -536,6 +544,34 @@ class RedisStore:
                 f"instance {resumed.instance_id!r} changed while resuming ({result}); retry"
             )
         return resumed
+
+    def adopt(self, snapshot: Snapshot, epoch: int, owner: str, note: Mapping[str, Any]) -> bool:
+        """Take ``snapshot`` as the instance's state, fenced for ``owner`` (a cloud that
+        took it over) at ``epoch``, without dispatching its work; only above the stored
+        epoch. The value keeps its older epoch, as after ``fence``: a runner that loads it
+        has its commit refused."""
+        if snapshot.epoch >= epoch:
+            raise ValueError(f"the snapshot's epoch {snapshot.epoch} must be below {epoch}")
+        for _ in range(16):
+            try:
+                stored: InstanceInfo | None = self.info(snapshot.instance_id)
+            except UnknownInstanceError:
+                stored = None
+            if stored is not None and stored.epoch >= epoch:
+                return False
+            previous = self.load(snapshot.instance_id, fresh=True) if stored else None
+            result = self.commit(
+                previous,
+                Transition(snapshot, ()),
+                extra_fields={"owner": owner, "epoch": str(epoch)},
+                notes=[dict(note)],
+            )
+            self.forget(snapshot.instance_id)
+            if result == "ok":
+                return True
+        raise EpochConflictError(
+            f"instance {snapshot.instance_id!r} kept changing while taking the cloud's state; retry"
+        )
 
     # --- the continuity ledger ------------------------------------------------------------
 

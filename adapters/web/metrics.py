@@ -5,7 +5,8 @@ gives the whole runner's counts whichever worker did the work, and a restart los
 What only this process knows (its webhook deliveries) comes from its own registry.
 
 Worker thread health comes from each worker's heartbeat key (``rustyflower workers``
-shows the same). Not exposed yet: replication lag (no continuous replication exists).
+shows the same). Replication lag and the site lease come from the leading replicator's
+status key (``rustyflower replicate --status`` shows the same; docs/failover.md).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from rustyflower.adapters.web.auth import require_token
-from rustyflower.client import AsyncClient, Histogram, RunnerStats
+from rustyflower.client import AsyncClient, Histogram, ReplicationStats, RunnerStats
 
 router = APIRouter(dependencies=[Depends(require_token)], tags=["metrics"])
 
@@ -154,6 +155,7 @@ def families(stats: RunnerStats, webhook_backlog: int | None = None) -> list[Met
         restarts.add_metric([worker, thread], report.restarts)
         failures.add_metric([worker, thread], report.failures)
     found += [healthy, restarts, failures]
+    found += _replication(stats.replication)
     if webhook_backlog is not None:
         found.append(
             GaugeMetricFamily(
@@ -163,6 +165,67 @@ def families(stats: RunnerStats, webhook_backlog: int | None = None) -> list[Met
             )
         )
     return found
+
+
+def _replication(replication: ReplicationStats | None) -> list[Metric]:
+    """The lifeboat's figures: the lag is the RPO; alert on it, on ``reachable`` 0, on a
+    lease not held, and on ``rustyflower_replication_reporting`` 0 (no replicator)."""
+    reporting = GaugeMetricFamily(
+        "rustyflower_replication_reporting",
+        "1 when a replicator reported in the last seconds (the figures below exist), else 0.",
+        value=0.0 if replication is None else 1.0,
+    )
+    if replication is None:
+        return [reporting]
+    lag = GaugeMetricFamily(
+        "rustyflower_replication_lag_seconds",
+        "Age of the oldest change the cloud has not confirmed: the RPO now (0: none waits).",
+        labels=["cloud"],
+    )
+    backlog = GaugeMetricFamily(
+        "rustyflower_replication_backlog",
+        "Instances with a change waiting to be shipped to the cloud.",
+        labels=["cloud"],
+    )
+    writes = GaugeMetricFamily(
+        "rustyflower_replication_write_lag_seconds",
+        "Lag of the last minute's writes (commit to the cloud's answer), by quantile "
+        "(0.5, 0.99, 1 = max).",
+        labels=["cloud", "quantile"],
+    )
+    reachable = GaugeMetricFamily(
+        "rustyflower_replication_reachable",
+        "1 when the replicator's last writes reached the cloud, 0 while it cannot.",
+        labels=["cloud"],
+    )
+    shipped = CounterMetricFamily(
+        "rustyflower_replication_shipped",
+        "Snapshots written to the cloud by the leading replicator (since it started).",
+        labels=["cloud"],
+    )
+    failures = CounterMetricFamily(
+        "rustyflower_replication_failures",
+        "Writes to the cloud that failed and wait to be retried (since it started).",
+        labels=["cloud"],
+    )
+    for cloud, target in sorted(replication.targets.items()):
+        lag.add_metric([cloud], target.lag_seconds)
+        backlog.add_metric([cloud], target.backlog)
+        for name, quantile in (("p50", "0.5"), ("p99", "0.99"), ("max", "1")):
+            if name in target.write_lag_seconds:
+                writes.add_metric([cloud, quantile], target.write_lag_seconds[name])
+        reachable.add_metric([cloud], 1.0 if target.reachable else 0.0)
+        shipped.add_metric([cloud], target.shipped)
+        failures.add_metric([cloud], target.failures)
+    lease = GaugeMetricFamily(
+        "rustyflower_site_lease_held",
+        "1 when the site holds its lease in the cloud (renewed), 0 otherwise "
+        "(the state label says why: waiting for a takeover, unreachable).",
+        labels=["cloud", "state"],
+    )
+    for cloud, state in sorted(replication.leases.items()):
+        lease.add_metric([cloud, state], 1.0 if state == "held" else 0.0)
+    return [reporting, lag, backlog, writes, reachable, shipped, failures, lease]
 
 
 def _gauges(name: str, text: str, label: str, values: Mapping[str, float]) -> Metric:

@@ -72,6 +72,30 @@ param checkpointEvery int = 1
 @description('Container of the snapshot blobs (RUSTYFLOWER_SNAPSHOT_CONTAINER).')
 param snapshotContainerName string = 'rustyflower-snapshots'
 
+@description('Container of the lifeboat: site replicas, site lease, takeover reports (RUSTYFLOWER_REPLICA_CONTAINER).')
+param lifeboatContainerName string = 'rustyflower-lifeboat'
+
+@description('The on-premises site the watchdog watches (RUSTYFLOWER_SITE_ID, as the site sets it). Empty: no watchdog takeover.')
+param siteId string = ''
+
+@description('Seconds without a renewal of the site lease before the watchdog takes the site over (RUSTYFLOWER_TAKEOVER_AFTER_SECONDS).')
+@minValue(10)
+param takeoverAfterSeconds int = 300
+
+@description('NCRONTAB schedule of the watchdog timer (RUSTYFLOWER_WATCHDOG_SCHEDULE), six fields with seconds.')
+param watchdogSchedule string = '0 */1 * * * *'
+
+@description('Principal (object) id the site replicates as; it gets Storage Blob Data Contributor on the lifeboat container only. Empty: grant it yourself.')
+param sitePrincipalId string = ''
+
+@description('Kind of the site principal.')
+@allowed([
+  'ServicePrincipal'
+  'User'
+  'Group'
+])
+param sitePrincipalType string = 'ServicePrincipal'
+
 @description('Durable Functions task hub name (letters and digits, 3-45 characters).')
 @minLength(3)
 @maxLength(45)
@@ -163,6 +187,7 @@ module storage 'modules/storage.bicep' = {
     skuName: storageSku
     snapshotContainerName: snapshotContainerName
     deploymentContainerName: names.deploymentContainer
+    lifeboatContainerName: lifeboatContainerName
     workspaceId: monitoring.outputs.workspaceId
     serviceQueues: [for name in serviceQueues: '${servicePrefix}${name}']
     serviceContainers: [for name in serviceStores: '${servicePrefix}${name}']
@@ -221,9 +246,23 @@ module functionApp 'modules/functionapp.bicep' = {
     flowsPath: flowsPath
     continueAsNewAfter: continueAsNewAfter
     checkpointEvery: checkpointEvery
+    siteId: siteId
+    takeoverAfterSeconds: takeoverAfterSeconds
+    watchdogSchedule: watchdogSchedule
+    lifeboatContainerName: storage.outputs.lifeboatContainerName
     servicePrefix: servicePrefix
     eventTopics: eventTopics
     tags: tags
+  }
+}
+
+module lifeboat 'modules/lifeboat.bicep' = if (!empty(sitePrincipalId)) {
+  name: 'rustyflower-lifeboat'
+  params: {
+    storageAccountName: storage.outputs.storageAccountName
+    lifeboatContainerName: storage.outputs.lifeboatContainerName
+    sitePrincipalId: sitePrincipalId
+    sitePrincipalType: sitePrincipalType
   }
 }
 
@@ -256,6 +295,9 @@ output blobEndpoint string = storage.outputs.blobEndpoint
 
 @description('Container of the snapshot blobs.')
 output snapshotContainerName string = storage.outputs.snapshotContainerName
+
+@description('Container of the lifeboat (the site sets RUSTYFLOWER_REPLICA_CONTAINER to it).')
+output lifeboatContainerName string = storage.outputs.lifeboatContainerName
 
 @description('Key Vault holding the snapshot keys.')
 output keyVaultName string = keyVault.outputs.keyVaultName

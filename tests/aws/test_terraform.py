@@ -115,6 +115,7 @@ def test_the_module_has_its_files() -> None:
         "stepfunctions.tf",
         "scheduler.tf",
         "operator.tf",
+        "lifeboat.tf",
     }
 
 
@@ -327,12 +328,20 @@ def test_function_roles_reach_only_their_own_resources() -> None:
     assert tokens["actions"] == ["dynamodb:PutItem"]
     assert tokens["resources"] == ["${aws_dynamodb_table.tokens.arn}"]
     assert tokens["for_each"] == '${each.key == "tokens" ? [1] : []}'
-    (start,) = _granting(policy, "states:StartExecution")
-    assert start["for_each"] == '${each.key == "continue" ? [1] : []}'
-    assert "values(local.machine_arns)" in start["resources"]
+    starts = _granting(policy, "states:StartExecution")
+    assert sorted(start["for_each"] for start in starts) == [
+        '${each.key == "continue" ? [1] : []}',
+        '${each.key == "watchdog" ? [1] : []}',
+    ]
+    for start in starts:
+        assert "values(local.machine_arns)" in start["resources"]
     for statement in statements(policy):
         for action in statement["actions"]:
-            if action.startswith("s3:"):
+            if action == "s3:ListBucket":  # the bucket itself, for one prefix only
+                assert statement["resources"] == ["${aws_s3_bucket.snapshots.arn}"]
+                assert statement["condition"][0]["variable"] == "s3:prefix"
+                assert statement["condition"][0]["values"] == ["lifeboat/*"]
+            elif action.startswith("s3:"):
                 assert all(
                     r.startswith("${aws_s3_bucket.snapshots.arn}/") for r in statement["resources"]
                 ), statement
@@ -340,6 +349,7 @@ def test_function_roles_reach_only_their_own_resources() -> None:
                 assert statement["resources"][0] in (
                     "${aws_dynamodb_table.idempotency.arn}",
                     "${aws_dynamodb_table.tokens.arn}",
+                    "${aws_dynamodb_table.leases.arn}",
                 )
             if action.startswith("secretsmanager:"):
                 assert statement["resources"] == ["${aws_secretsmanager_secret.keys.arn}"]
@@ -361,6 +371,40 @@ def test_the_state_machines_invoke_only_the_activity_and_token_functions() -> No
     assert "local.machine_arns[s.flow_key]" in scheduled["resources"]
     (signal,) = _granting("aws_iam_policy_document.operator", "states:SendTaskSuccess")
     assert set(signal["actions"]) == {"states:SendTaskSuccess", "states:SendTaskFailure"}
+
+
+def test_the_watchdog_runs_alone_every_minute_and_reaches_only_the_lifeboat() -> None:
+    watchdog = functions()["watchdog"]
+    assert watchdog["concurrency"] == 1  # two runs never overlap
+    assert watchdog["timeout"] == 900  # as long as a Lambda may run
+    schedule = resource("aws_scheduler_schedule.watchdog")
+    assert schedule["schedule_expression"] == "${var.watchdog_schedule}"
+    assert variables()["watchdog_schedule"]["default"] == "rate(1 minute)"
+    assert schedule["state"] == '${var.site_id == "" ? "DISABLED" : "ENABLED"}'
+    target = schedule["target"][0]
+    assert target["arn"] == '${aws_lambda_function.functions["watchdog"].arn}'
+    assert target["role_arn"] == "${aws_iam_role.watchdog_schedule.arn}"
+    (invoke,) = _granting("aws_iam_policy_document.watchdog_schedule", "lambda:InvokeFunction")
+    assert invoke["resources"] == ['${aws_lambda_function.functions["watchdog"].arn}']
+    leases = resource("aws_dynamodb_table.leases")
+    assert leases["hash_key"] == deployment.LEASE_PARTITION_KEY
+    assert [a["name"] for a in leases["attribute"]] == [deployment.LEASE_PARTITION_KEY]
+    assert leases["point_in_time_recovery"][0]["enabled"] is True
+    assert leases["server_side_encryption"][0]["kms_key_arn"] == "${aws_kms_key.main.arn}"
+    assert leases["deletion_protection_enabled"] is True
+    policy = "aws_iam_policy_document.function"
+    only_watchdog = '${each.key == "watchdog" ? [1] : []}'
+    assert by_sid(policy, "SiteLeases")["for_each"] == only_watchdog
+    assert by_sid(policy, "SiteLeases")["resources"] == ["${aws_dynamodb_table.leases.arn}"]
+    claims = by_sid(policy, "ClaimReplicasWriteReports")
+    assert claims["resources"] == ["${aws_s3_bucket.snapshots.arn}/lifeboat/*"]
+    assert "s3:DeleteObject" not in claims["actions"]  # the watchdog never deletes a replica
+    # the site: its own replicas only, and its lease
+    replicas = by_sid("aws_iam_policy_document.operator", "LifeboatReplicas")
+    assert replicas["resources"] == ["${aws_s3_bucket.snapshots.arn}/lifeboat/${var.site_id}/*"]
+    lease = by_sid("aws_iam_policy_document.operator", "SiteLease")
+    assert lease["resources"] == ["${aws_dynamodb_table.leases.arn}"]
+    assert set(lease["actions"]) == {"dynamodb:GetItem", "dynamodb:PutItem"}
 
 
 def test_variables_and_outputs_are_documented() -> None:

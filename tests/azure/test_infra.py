@@ -161,6 +161,37 @@ def test_the_app_identity_gets_the_data_roles() -> None:
     assert main["functionApp"]["config"]["dependsOn"] == ["roles"]
 
 
+def test_the_lifeboat_container_and_the_sites_least_privilege() -> None:
+    storage = parse(BICEP / "modules" / "storage.bicep")["resources"]
+    container = storage["lifeboatContainer"]["config"]
+    assert container["parent"] == "blobService"
+    assert container["properties"]["publicAccess"] == "None"
+    lifeboat = parse(BICEP / "modules" / "lifeboat.bicep")
+    access = lifeboat["resources"]["siteAccess"]["config"]
+    assert access["scope"] == "lifeboatContainer"  # the container, not the account
+    text = (BICEP / "modules" / "lifeboat.bicep").read_text()
+    assert "ba92f5b4-2d11-453d-a403-e96b0029c9fe" in text  # Storage Blob Data Contributor
+    assert "b7e6dc6d" not in text  # never Owner for the site
+    main = parse(BICEP / "main.bicep")
+    condition = main["modules"]["lifeboat"]["config"]["condition"]["operator"]
+    assert condition["type"] == "not"
+    tested = condition["operands"]["bool_value"]["function"]
+    assert (tested["type"], tested["parameters"]) == ("empty", {"item_to_test": "sitePrincipalId"})
+    assert main["parameters"]["sitePrincipalId"]["default"] == ""
+    assert SETTINGS["RUSTYFLOWER_REPLICA_CONTAINER"] == "lifeboatContainerName"
+
+
+def test_the_watchdog_timer_reads_its_schedule_from_the_bicep() -> None:
+    text = (APP / "function_app.py").read_text()
+    assert 'schedule=f"%{ENV_WATCHDOG_SCHEDULE}%"' in text
+    assert SETTINGS[app.ENV_WATCHDOG_SCHEDULE] == "watchdogSchedule"
+    params = FUNCTION_APP["parameters"]
+    assert params["watchdogSchedule"]["default"] == app.DEFAULT_WATCHDOG_SCHEDULE
+    assert params["takeoverAfterSeconds"]["default"] == app.DEFAULT_TAKEOVER_AFTER
+    assert SETTINGS[app.ENV_SITE_ID] == "siteId"
+    assert params["siteId"]["default"] == ""  # no site named: the watchdog takes nothing over
+
+
 # --- checkov ------------------------------------------------------------------------------
 
 

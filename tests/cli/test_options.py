@@ -81,9 +81,18 @@ def test_every_command_that_connects_takes_the_connection_options_after_its_name
             connected.append(f"{path} (own server)")
 
     walk(group, "")
-    assert len(connected) == 31, connected
+    assert len(connected) == 32, connected
     assert "dev (own server)" in connected
-    assert {"status", "flows register", "failover", "workers", "purge", "report"} <= set(connected)
+    assert {
+        "status",
+        "flows register",
+        "export asl",
+        "failover",
+        "workers",
+        "purge",
+        "report",
+        "replicate",
+    } <= set(connected)
 
 
 # --- version, bare command, help ---------------------------------------------------------------

@@ -46,6 +46,7 @@ CLIENT |= {"UnknownInstanceError", "VersionConflictError", "FencedError", "Conte
 CLIENT |= {"AsyncClient", "AsyncInstanceHandle", "SignalReceipt", "InstanceInfo", "InstancePage"}
 CLIENT |= {"CursorError", "RunnerStats", "Histogram", "Report", "FlowSummary", "StepSummary"}
 CLIENT |= {"Outcome", "ContinuityConfigError", "ContinuityError"}
+CLIENT |= {"ReplicationStats", "ReplicationTarget"}
 WORKER = {"EmbeddedServer", "Worker"}
 KIT = {"run_flow", "RunResult", "ActivityCall", "World", "ScriptedEvent", "FlowLibrary"}
 KIT |= {"DEFAULT_MAX_EVENTS", "Cut", "every_transition", "at_transitions", "Transfer"}

@@ -97,6 +97,19 @@ param continueAsNewAfter int = 100
 @minValue(0)
 param checkpointEvery int = 1
 
+@description('RUSTYFLOWER_SITE_ID: the site the watchdog watches (empty: the watchdog has nothing to watch).')
+param siteId string = ''
+
+@description('RUSTYFLOWER_TAKEOVER_AFTER_SECONDS: seconds without a renewal of the site lease before the watchdog takes the site over.')
+@minValue(10)
+param takeoverAfterSeconds int = 300
+
+@description('RUSTYFLOWER_WATCHDOG_SCHEDULE: NCRONTAB schedule of the watchdog timer (six fields, with seconds).')
+param watchdogSchedule string = '0 */1 * * * *'
+
+@description('RUSTYFLOWER_REPLICA_CONTAINER: the lifeboat container (replicas, site lease, takeover reports).')
+param lifeboatContainerName string
+
 @description('RUSTYFLOWER_SERVICES_PREFIX: queues and containers of service tasks are named this + the flow\'s name.')
 param servicePrefix string = ''
 
@@ -158,6 +171,24 @@ var rustyflowerSettings = [
   {
     name: 'RUSTYFLOWER_TASK_HUB'
     value: taskHubName
+  }
+  {
+    name: 'RUSTYFLOWER_SITE_ID'
+    value: siteId
+  }
+  {
+    name: 'RUSTYFLOWER_TAKEOVER_AFTER_SECONDS'
+    value: string(takeoverAfterSeconds)
+  }
+  {
+    // the timer trigger reads it as %RUSTYFLOWER_WATCHDOG_SCHEDULE% (function_app.py)
+    name: 'RUSTYFLOWER_WATCHDOG_SCHEDULE'
+    value: watchdogSchedule
+  }
+  {
+    // in the account of RUSTYFLOWER_SNAPSHOT_ACCOUNT_URL, reached with the app identity
+    name: 'RUSTYFLOWER_REPLICA_CONTAINER'
+    value: lifeboatContainerName
   }
   {
     // service tasks: queues and containers in the task hub account, with the app identity

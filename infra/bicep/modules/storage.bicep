@@ -1,5 +1,6 @@
 // The storage account behind the Function App: Durable Functions' task hub (queues,
-// tables, blobs), the snapshot container the checkpoint activity writes and, on Flex
+// tables, blobs), the snapshot container the checkpoint activity writes, the lifeboat
+// container (the site's replicas and lease, the watchdog's reports) and, on Flex
 // Consumption, the container the deployment package is uploaded to.
 // Shared keys are off: everything reaches it with Entra ID (managed identity, az login).
 
@@ -25,6 +26,9 @@ param snapshotContainerName string
 
 @description('Container of the Flex Consumption deployment package.')
 param deploymentContainerName string
+
+@description('Container of the lifeboat: the site replicas, the site lease and the takeover reports (app setting RUSTYFLOWER_REPLICA_CONTAINER).')
+param lifeboatContainerName string
 
 @description('Days a deleted or overwritten blob can be restored.')
 @minValue(1)
@@ -127,6 +131,14 @@ resource snapshotContainer 'Microsoft.Storage/storageAccounts/blobServices/conta
   }
 }
 
+resource lifeboatContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: lifeboatContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: deploymentContainerName
@@ -202,3 +214,4 @@ output queueEndpoint string = storage.properties.primaryEndpoints.queue
 output tableEndpoint string = storage.properties.primaryEndpoints.table
 output snapshotContainerName string = snapshotContainer.name
 output deploymentContainerName string = deploymentContainer.name
+output lifeboatContainerName string = lifeboatContainer.name

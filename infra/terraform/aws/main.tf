@@ -32,6 +32,7 @@ locals {
     tokens   = "${var.name_prefix}-tokens"
     continue = "${var.name_prefix}-continue"
     failback = "${var.name_prefix}-failback"
+    watchdog = "${var.name_prefix}-watchdog"
     triggers = "${var.name_prefix}-triggers"
   }
   function_arns = {
@@ -91,6 +92,24 @@ locals {
         RUSTYFLOWER_SNAPSHOT_BUCKET      = aws_s3_bucket.snapshots.bucket
         RUSTYFLOWER_KEYS_SECRET          = aws_secretsmanager_secret.keys.arn
         RUSTYFLOWER_REQUIRE_SIGNATURE    = tostring(var.require_signature)
+      }
+    }
+    # lifeboat.tf: run by EventBridge Scheduler; one at a time (reserved concurrency 1),
+    # as long as a Lambda may run, so a takeover of many instances finishes in one run
+    watchdog = {
+      handler     = "lambda_aws.watchdog.handler"
+      memory      = 1024
+      timeout     = 900
+      concurrency = 1
+      environment = {
+        RUSTYFLOWER_SITE_ID                = var.site_id
+        RUSTYFLOWER_TAKEOVER_AFTER_SECONDS = tostring(var.takeover_after_seconds)
+        RUSTYFLOWER_REPLICA_BUCKET         = aws_s3_bucket.snapshots.bucket
+        RUSTYFLOWER_LEASE_TABLE            = aws_dynamodb_table.leases.name
+        RUSTYFLOWER_STATE_MACHINE_PREFIX   = local.state_machine_arn_prefix
+        RUSTYFLOWER_SNAPSHOT_BUCKET        = aws_s3_bucket.snapshots.bucket
+        RUSTYFLOWER_KEYS_SECRET            = aws_secretsmanager_secret.keys.arn
+        RUSTYFLOWER_REQUIRE_SIGNATURE      = tostring(var.require_signature)
       }
     }
     triggers = {
@@ -384,7 +403,7 @@ resource "aws_iam_role" "functions" {
 }
 
 resource "aws_lambda_function" "functions" {
-  #checkov:skip=CKV_AWS_116:invoked synchronously (by Step Functions, the site and operators); a DLQ only serves asynchronous invocations
+  #checkov:skip=CKV_AWS_116:invoked synchronously (by Step Functions, the site and operators), but for the watchdog, which EventBridge Scheduler invokes every minute with a retry policy (lifeboat.tf): a run that fails is redone by the next one, a DLQ would hold nothing to replay
   #checkov:skip=CKV_AWS_117:the functions reach only AWS APIs with IAM; a VPC would add NAT or endpoints for no isolation gain (add vpc_config around this module if required)
   #checkov:skip=CKV_AWS_272:the package is built reproducibly from a reviewed checkout (python -m lambda_aws.package); add an AWS Signer profile where code signing is mandated
   for_each = local.functions
@@ -553,7 +572,66 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = contains(["continue", "failback"], each.key) ? [1] : []
+    for_each = each.key == "watchdog" ? [1] : []
+    content {
+      sid       = "SiteLeases"
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
+      resources = [aws_dynamodb_table.leases.arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "watchdog" ? [1] : []
+    content {
+      sid       = "ClaimReplicasWriteReports"
+      actions   = ["s3:GetObject", "s3:PutObject"]
+      resources = ["${aws_s3_bucket.snapshots.arn}/lifeboat/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "watchdog" ? [1] : []
+    content {
+      sid       = "ListReplicas"
+      actions   = ["s3:ListBucket"]
+      resources = [aws_s3_bucket.snapshots.arn]
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = ["lifeboat/*"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "watchdog" ? [1] : []
+    content {
+      sid       = "ContinueFlows"
+      actions   = ["states:DescribeStateMachine", "states:StartExecution"]
+      resources = length(local.machine_arns) > 0 ? values(local.machine_arns) : ["${local.state_machine_arn_prefix}none"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "watchdog" ? [1] : []
+    content {
+      sid       = "SeeContinuedExecutions"
+      actions   = ["states:DescribeExecution"]
+      resources = length(local.execution_arns) > 0 ? local.execution_arns : ["${local.state_machine_arn_prefix}none"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "watchdog" ? [1] : []
+    content {
+      sid       = "KeepTakenOverBaseSnapshots"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.snapshots.arn}/continued/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = contains(["continue", "failback", "watchdog"], each.key) ? [1] : []
     content {
       sid       = "SnapshotKeys"
       actions   = ["secretsmanager:GetSecretValue"]

@@ -1,6 +1,6 @@
 # What the site (its watchdog, the rustyflower CLI) needs in AWS: attach this policy to
 # the role it runs as. It continues snapshots, reads them back, signals event waits and
-# replicates snapshots into the bucket.
+# replicates snapshots into the bucket (lifeboat/<site>/) and renews the site lease.
 
 data "aws_iam_policy_document" "operator" {
   statement {
@@ -46,6 +46,18 @@ data "aws_iam_policy_document" "operator" {
     sid       = "ListSnapshots"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.snapshots.arn]
+  }
+
+  statement {
+    sid       = "LifeboatReplicas"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.snapshots.arn}/lifeboat/${var.site_id}/*"]
+  }
+
+  statement {
+    sid       = "SiteLease"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.leases.arn]
   }
 
   statement {

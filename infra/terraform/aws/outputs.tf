@@ -68,6 +68,21 @@ output "schedule_names" {
   value       = { for key, schedule in aws_scheduler_schedule.flows : key => schedule.name }
 }
 
+output "lease_table_name" {
+  description = "The site lease table (the site's RUSTYFLOWER_LEASE_TABLE)."
+  value       = aws_dynamodb_table.leases.name
+}
+
+output "replica_bucket" {
+  description = "The bucket of the site's replicas, under lifeboat/<site>/ (the site's RUSTYFLOWER_REPLICA_BUCKET)."
+  value       = aws_s3_bucket.snapshots.bucket
+}
+
+output "watchdog_function_name" {
+  description = "The watchdog function (its logs say what each run found and did)."
+  value       = aws_lambda_function.functions["watchdog"].function_name
+}
+
 output "dashboard_name" {
   description = "The CloudWatch dashboard of the flows (a row per flow)."
   value       = aws_cloudwatch_dashboard.flows.dashboard_name

@@ -162,6 +162,34 @@ variable "operator_principal_arns" {
   default     = []
 }
 
+variable "site_id" {
+  description = "The on-premises site the watchdog watches (RUSTYFLOWER_SITE_ID of the site); empty: the watchdog's schedule stays disabled."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$", var.site_id))
+    error_message = "site_id: 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit."
+  }
+}
+
+variable "takeover_after_seconds" {
+  description = "Seconds without a renewal of the site lease before the watchdog takes the site over."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.takeover_after_seconds >= 10
+    error_message = "takeover_after_seconds must be at least 10."
+  }
+}
+
+variable "watchdog_schedule" {
+  description = "EventBridge Scheduler expression of the watchdog."
+  type        = string
+  default     = "rate(1 minute)"
+}
+
 variable "tags" {
   description = "Tags of every resource."
   type        = map(string)

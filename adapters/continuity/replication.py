@@ -1,0 +1,327 @@
+"""Replication: every changed instance shipped to each cloud's replica store, lag measured.
+
+The store notes changed instances (``core.lifeboat.feed``); for each target (``aws``,
+``azure``) a round collects the notes into the target's backlog, takes the oldest
+``batch`` entries noted at least ``settle`` seconds ago, reads those instances as stored
+and ships them side by side (``parallel`` at once): a running instance's sealed snapshot
+is put (a conditional write, ``core.lifeboat.replica.put_decision``), a finished one's
+replica is removed (no request at all when it never had one: the feed's ``present``
+set). What was shipped leaves the backlog unless the instance changed meanwhile (then it
+goes again). The settle time trades a little lag for far fewer writes: an instance that
+changes several times (or starts and finishes) within it is written once (or never).
+Nothing here is on the commit path: a cloud that is slow or unreachable only grows the
+backlog (one entry per instance), and the next rounds catch up.
+
+The lag of a shipped instance is the time from its oldest change not yet shipped (the
+store's clock) to the moment the cloud confirmed the write: the RPO it had. Each target
+keeps the lags of the last minute (``LagWindow``: p50, p99, max) and the age of its
+oldest backlog entry (the RPO now).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.lifeboat.feed import Fetched, Pending, ReplicationFeed, Shipped
+from rustyflower.core.lifeboat.replica import CloudUnreachableError, ReplicaStore
+from rustyflower.core.snapshot import SnapshotKeys
+from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
+
+__all__ = ["LagWindow", "Replicator", "RoundResult", "TargetStatus", "percentile"]
+
+log = logging.getLogger("rustyflower.replication")
+
+DEFAULT_BATCH = 200
+DEFAULT_PARALLEL = 16
+DEFAULT_SETTLE = 0.2
+"""Seconds a change waits before it is shipped: an instance that changes again (or
+finishes) meanwhile goes once (or not at all), for at most this much more lag."""
+LAG_WINDOW_SECONDS = 60.0
+
+
+class LagWindow:
+    """The lags (seconds) of the instances shipped in the last ``seconds``."""
+
+    def __init__(self, seconds: float = LAG_WINDOW_SECONDS, limit: int = 200_000) -> None:
+        self.seconds = seconds
+        self._entries: deque[tuple[float, float]] = deque(maxlen=limit)
+        self._lock = threading.Lock()
+
+    def add(self, at: float, lag: float) -> None:
+        with self._lock:
+            self._entries.append((at, lag))
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """``count``, ``p50``, ``p99`` and ``max`` (seconds; None when nothing was shipped)."""
+        with self._lock:
+            while self._entries and self._entries[0][0] < now - self.seconds:
+                self._entries.popleft()
+            lags = sorted(lag for _, lag in self._entries)
+        if not lags:
+            return {"count": 0, "p50": None, "p99": None, "max": None}
+        return {
+            "count": len(lags),
+            "p50": round(_quantile(lags, 0.50), 4),
+            "p99": round(_quantile(lags, 0.99), 4),
+            "max": round(lags[-1], 4),
+        }
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """The nearest-rank quantile of sorted values."""
+    rank = max(1, int(-(-q * len(ordered) // 1)))  # ceil(q * n)
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class TargetStatus:
+    """What one target's replication has done (thread-safe enough: written by its thread)."""
+
+    target: str
+    where: str
+    shipped: int = 0
+    removed: int = 0
+    fenced: int = 0
+    failures: int = 0
+    rounds: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failing_since: float | None = None
+    last_shipped_at: float | None = None
+    lags: LagWindow = field(default_factory=LagWindow)
+
+    def document(self, now: float, backlog: int, oldest_age: float | None) -> dict[str, Any]:
+        return {
+            "where": self.where,
+            "lag_seconds": round(oldest_age, 3) if oldest_age is not None else 0.0,
+            "backlog": backlog,
+            "window": {"seconds": self.lags.seconds, **self.lags.summary(now)},
+            "shipped": self.shipped,
+            "removed": self.removed,
+            "fenced": self.fenced,
+            "failures": self.failures,
+            "rounds": self.rounds,
+            "reachable": self.failing_since is None,
+            "failing_since": self.failing_since,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "last_shipped_at": self.last_shipped_at,
+        }
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One round for one target: instances handled, failed, and shipped."""
+
+    handled: int
+    failed: int
+    shipped: int
+
+
+class Replicator:
+    """Ships a site's changed instances to its replica stores (one thread per target)."""
+
+    def __init__(
+        self,
+        feed: ReplicationFeed,
+        targets: Mapping[str, ReplicaStore],
+        keys: SnapshotKeys,
+        *,
+        batch: int = DEFAULT_BATCH,
+        parallel: int = DEFAULT_PARALLEL,
+        settle: float = DEFAULT_SETTLE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not targets:
+            raise ValueError("replication needs at least one target (aws, azure)")
+        if keys.active_signing_key is None:
+            raise RustyFlowerError(
+                "replication ships signed snapshots only: set RUSTYFLOWER_SIGNING_KEYS "
+                "(`rustyflower keygen`), the same key the cloud's functions hold"
+            )
+        self.feed = feed
+        self.targets = dict(targets)
+        self.keys = keys
+        self.batch = batch
+        self.settle_ms = int(settle * 1000)
+        self.clock = clock
+        self.status = {
+            name: TargetStatus(name, store.where) for name, store in self.targets.items()
+        }
+        self.highest_epoch = 0
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, parallel) * len(self.targets), thread_name_prefix="rf-replicate"
+        )
+
+    def enable(self) -> list[str]:
+        """Switch the feed on for every target; the targets that got a first full sync."""
+        return [target for target in self.targets if self.feed.enable(target)]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- one round -----------------------------------------------------------------------
+
+    def ship_round(self, target: str) -> RoundResult:
+        """Collect, ship the oldest part of ``target``'s backlog, take off what went.
+
+        Raises ``CloudUnreachableError`` when every instance of the round failed to reach
+        the cloud (the caller backs off); single failures are counted and retried later.
+        """
+        status = self.status[target]
+        store = self.targets[target]
+        self.feed.collect(list(self.targets))
+        ready = None if self.settle_ms <= 0 else self.feed.now_ms() - self.settle_ms
+        pending = self.feed.pending(target, self.batch, ready)
+        status.rounds += 1
+        if not pending:
+            return RoundResult(0, 0, 0)
+        fetched = self.feed.fetch(target, [entry.instance_id for entry in pending])
+        writes = [
+            instance_id
+            for instance_id, found in fetched.instances.items()
+            if found is not None and not found.header.finished
+        ]
+        if writes:
+            self.feed.will_write(target, writes)  # before the writes: a crash keeps track
+        futures = [
+            (entry, self._pool.submit(self._ship, store, fetched, entry.instance_id))
+            for entry in pending
+        ]
+        done: list[Shipped] = []
+        errors: list[BaseException] = []
+        for entry, future in futures:
+            try:
+                outcome = future.result()
+            except Exception as error:  # one instance's failure; the others still count
+                errors.append(error)
+                continue
+            found = fetched.instances[entry.instance_id]
+            header = None if found is None else found.header
+            absent = outcome in ("removed", "absent", "gone")
+            done.append(Shipped(entry, header, fetched.read_ms, absent))
+            if outcome == "fenced":
+                status.fenced += 1
+            elif outcome == "removed":
+                status.removed += 1
+            elif outcome in ("written", "kept"):
+                status.shipped += 1
+        if done:
+            self.feed.shipped(target, done)
+        self._measure(status, [item.pending for item in done])
+        if errors:
+            self._failed(status, errors[0], len(errors), len(pending))
+            if not done:
+                raise (
+                    errors[0]
+                    if isinstance(errors[0], CloudUnreachableError)
+                    else (CloudUnreachableError(f"{target}: {errors[0]}"))
+                )
+        else:
+            status.failing_since = None
+        return RoundResult(len(pending), len(errors), len(done))
+
+    def _ship(self, store: ReplicaStore, fetched: Fetched, instance_id: str) -> str:
+        found = fetched.instances[instance_id]
+        if found is None:
+            return "gone"  # deleted here (purged): its replica went when it finished
+        header = found.header
+        self.highest_epoch = max(self.highest_epoch, header.epoch)
+        if header.finished:
+            if instance_id not in fetched.present:
+                return "absent"  # finished before it was ever shipped: nothing to remove
+            return store.remove(header)
+        return store.put(header, self._signed(found.data))
+
+    def _signed(self, data: bytes) -> bytes:
+        """The stored snapshot as it is when signed; re-sealed with the site's keys when it
+        was written before signing was switched on."""
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return data  # the cloud refuses it with a clear error; nothing to fix here
+        if isinstance(document, dict) and "signature" in document:
+            return data
+        return encode_snapshot(decode_snapshot(data, self.keys), self.keys)
+
+    def _measure(self, status: TargetStatus, shipped: Sequence[Pending]) -> None:
+        """Each shipped instance's lag: from its oldest change not shipped before to now,
+        when the cloud has confirmed it (an instance that changed again meanwhile stays in
+        the backlog, counted from when it was read)."""
+        if not shipped:
+            return
+        now = self.clock()
+        store_now_ms = self.feed.now_ms()
+        for entry in shipped:
+            status.lags.add(now, max(0.0, (store_now_ms - entry.since_ms) / 1000.0))
+        status.last_shipped_at = now
+
+    def _failed(self, status: TargetStatus, error: BaseException, count: int, of: int) -> None:
+        now = self.clock()
+        status.failures += count
+        status.last_error = f"{type(error).__name__}: {error}"[:500]
+        status.last_error_at = now
+        status.failing_since = status.failing_since or now
+        log.warning(
+            "replication to %s: %d of %d instance(s) not shipped (%s); they stay in the backlog",
+            status.target,
+            count,
+            of,
+            status.last_error,
+        )
+
+    # --- the status ------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """Per target: lag now (the oldest backlog entry's age), backlog, the last minute's
+        lags, counters and errors."""
+        now = self.clock()
+        now_ms = self.feed.now_ms()
+        found: dict[str, Any] = {}
+        for name, status in self.status.items():
+            backlog = self.feed.backlog(name)
+            oldest = (
+                None if backlog.oldest_ms is None else max(0.0, (now_ms - backlog.oldest_ms) / 1000)
+            )
+            found[name] = status.document(now, backlog.instances, oldest)
+        return found
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, target: str, stop: threading.Event, idle: float = 0.05) -> None:
+        """Ship ``target``'s backlog until ``stop``; back off while the cloud is unreachable."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                result = self.ship_round(target)
+            except RustyFlowerError as error:
+                failures += 1
+                wait = min(30.0, 0.5 * 2 ** min(failures - 1, 6))
+                log.warning("replication to %s: %s; retrying in %.1f s", target, error, wait)
+                stop.wait(wait)
+                continue
+            except Exception:
+                failures += 1
+                log.exception("replication to %s: round failed; retrying", target)
+                stop.wait(min(30.0, 0.5 * 2 ** min(failures - 1, 6)))
+                continue
+            failures = 0
+            if result.handled < self.batch:
+                stop.wait(idle)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank quantile of ``values`` (for reports and benches)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    return _quantile(ordered, q)
