@@ -282,8 +282,8 @@ class Client:
         """
         with self._talking():
             return page_instances(
-                self._store.client,
-                self._store.keys,
+                self._store.indexes,
+                self._store.infos,
                 status=status,
                 flow=flow,
                 held=held,

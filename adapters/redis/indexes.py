@@ -52,18 +52,32 @@ class TimeIndexes:
     # --- listing ----------------------------------------------------------------------------
 
     def newest(
-        self, status: str | None, flow: str | None, held: bool | None, limit: int
-    ) -> list[str]:
-        """Ids of up to ``limit`` matching instances, latest started first, over all shards."""
+        self,
+        status: str | None,
+        flow: str | None,
+        held: bool | None,
+        limit: int,
+        before: tuple[float, str] | None = None,
+    ) -> list[tuple[float, str]]:
+        """Up to ``limit`` matching instances as (start time in ms, id), latest started
+        first over all shards; ``before``: only those that sort after this pair (a page's
+        last row), so each page reads its own rows, not every candidate."""
         self.ensure_built()
         found: list[tuple[float, str]] = []
         for shard in range(self.keys.shards):
-            found += self._newest_in_shard(shard, status, flow, held, limit)
+            found += self._newest_in_shard(shard, status, flow, held, limit=limit, before=before)
         found.sort(reverse=True)
-        return [instance_id for _, instance_id in found[:limit]]
+        return found[:limit]
 
     def _newest_in_shard(
-        self, shard: int, status: str | None, flow: str | None, held: bool | None, limit: int
+        self,
+        shard: int,
+        status: str | None,
+        flow: str | None,
+        held: bool | None,
+        *,
+        limit: int,
+        before: tuple[float, str] | None,
     ) -> list[tuple[float, str]]:
         filters = [self.keys.status_index(shard, status)] if status is not None else []
         if flow is not None:
@@ -76,17 +90,24 @@ class TimeIndexes:
                 smallest = filters[sizes.index(min(sizes))]
                 members = [_text(m) for m in self.client.smembers(smallest)]
                 ranked = self._ranked(started, members, filters, held)
+                if before is not None:
+                    ranked = [row for row in ranked if row < before]
                 ranked.sort(reverse=True)
                 return ranked[:limit]
+        highest: float | str = "+inf" if before is None else before[0]
         picked: list[tuple[float, str]] = []
         page = max(limit, PAGE)
         offset = 0
         while len(picked) < limit:
-            rows: Any = self.client.zrevrange(started, offset, offset + page - 1, withscores=True)
+            rows: Any = self.client.zrevrangebyscore(
+                started, highest, "-inf", start=offset, num=page, withscores=True
+            )
             if not rows:
                 break
             offset += len(rows)
             scores = {_text(member): float(score) for member, score in rows}
+            if before is not None:  # the same millisecond as the last row: ids after it only
+                scores = {m: score for m, score in scores.items() if (score, m) < before}
             for instance_id in self._matching(list(scores), filters, held):
                 picked.append((scores[instance_id], instance_id))
         return picked[:limit]
@@ -189,12 +210,12 @@ class TimeIndexes:
         rows = pipe.execute()
         finished = self.keys.finished_index(shard)
         pipe = self.client.pipeline(transaction=False)
-        scripted: list[bool] = []  # which replies are the purge script's
+        scripted: list[str | None] = []  # the instance of each purge script's reply
         for instance_id, (status, flow) in zip(ids, rows, strict=True):
             if status is None:  # the entry outlived its instance: tidy the indexes
                 pipe.zrem(finished, instance_id)
                 pipe.zrem(self.keys.started_index(shard), instance_id)
-                scripted += [False, False]
+                scripted += [None, None]
                 continue
             keys = [
                 self.keys.instance(instance_id),
@@ -206,9 +227,18 @@ class TimeIndexes:
                 self.keys.steps(instance_id),
             ]
             self._purge(keys=keys, args=[instance_id, _text(status), cutoff], client=pipe)
-            scripted.append(True)
+            scripted.append(instance_id)
         replies = pipe.execute()
-        return sum(1 for reply, ours in zip(replies, scripted, strict=True) if ours and reply == 1)
+        purged = [
+            instance_id
+            for instance_id, reply in zip(scripted, replies, strict=True)
+            if instance_id is not None and reply == 1
+        ]
+        if purged:
+            # the continuity ledger lives outside the instance's slot (it is never written
+            # with a transition), so the purge script cannot delete it with the rest
+            self.client.delete(*[self.keys.ledger(instance_id) for instance_id in purged])
+        return len(purged)
 
 
 def millis_of(timestamp: Any) -> int:

@@ -1,13 +1,10 @@
 """Listing instances a page at a time: newest first, filtered, with a cursor that holds.
 
-The order is (creation time, instance id), latest first; the cursor is the last row's
-pair, so a page continues after it even while new instances arrive (they sort before
-it) or listed ones change status (each is listed at most once).
-
-Every page reads the candidates' creation times from their hashes, which costs one
-pipelined read per candidate of the filters given (the status and flow indexes are
-sets, in no order). A start-time index (a sorted set per shard) would let a page read
-only its own rows; until the store has one, this is linear in the candidates.
+The order is (start time, instance id), latest first, read from the start-time index of
+each shard (``indexes.TimeIndexes``); the cursor is the last row's pair, so a page
+continues after it even while new instances arrive (they sort before it) or listed ones
+change status (each is listed at most once). A page reads its own rows (and, with a
+filter, the index entries it skips), never every candidate.
 """
 
 from __future__ import annotations
@@ -15,13 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from rustyflower.adapters.redis.keys import PRIORITIES, Keyspace
+from rustyflower.adapters.redis.indexes import TimeIndexes, millis_of
+from rustyflower.adapters.redis.keys import PRIORITIES
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.instance_store import LOCAL, InstanceInfo
 
@@ -31,7 +27,6 @@ INFO_FIELDS = (
     "flow", "version", "status", "held", "seq", "epoch", "priority",
     "updated_at", "created_at", "owner",
 )  # fmt: skip
-_READ_CHUNK = 1000
 
 
 class CursorError(RustyFlowerError, ValueError):
@@ -46,29 +41,32 @@ class InstancePage:
     next_cursor: str | None
 
 
-def encode_cursor(info: InstanceInfo) -> str:
-    raw = json.dumps([info.created_at, info.instance_id], separators=(",", ":"))
+def encode_cursor(started_ms: float, instance_id: str) -> str:
+    raw = json.dumps([int(started_ms), instance_id], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[str, str]:
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (start time in ms, id) a cursor holds; a cursor of the earlier form, whose
+    first part was the creation timestamp's text, is read too."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, UnicodeError, binascii.Error):
         raise CursorError(f"cursor {cursor[:40]!r} is not one this listing handed out") from None
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not all(isinstance(part, str) for part in value)
-    ):
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], str):
         raise CursorError(f"cursor {cursor[:40]!r} is not one this listing handed out")
-    return value[0], value[1]
+    started = value[0]
+    if isinstance(started, str) and started:
+        started = millis_of(started)
+    if isinstance(started, bool) or not isinstance(started, int) or started <= 0:
+        raise CursorError(f"cursor {cursor[:40]!r} is not one this listing handed out")
+    return float(started), value[1]
 
 
 def page_instances(
-    client: redis.Redis,
-    keys: Keyspace,
+    indexes: TimeIndexes,
+    read_infos: Callable[[list[str]], list[InstanceInfo | None]],
     *,
     status: str | None = None,
     flow: str | None = None,
@@ -76,56 +74,28 @@ def page_instances(
     limit: int = 50,
     cursor: str | None = None,
 ) -> InstancePage:
-    """Up to ``limit`` instances after ``cursor``, newest first."""
+    """Up to ``limit`` instances after ``cursor``, newest first; ``read_infos`` reads the
+    rows' summaries in one round trip (None for one removed meanwhile)."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status {status!r}: use one of {', '.join(STATUSES)}")
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be from 1 to {MAX_PAGE}")
-    after = decode_cursor(cursor) if cursor is not None else None
-    candidates = _candidates(client, keys, status, flow)
-    rows = [
+    before = decode_cursor(cursor) if cursor is not None else None
+    rows = indexes.newest(status, flow, held, limit + 1, before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    infos = read_infos([instance_id for _, instance_id in rows])
+    # a row whose status changed between the index read and now is left out of this
+    # page; the cursor still moves past it, so no other row is skipped or repeated
+    items = [
         info
-        for info in _infos(client, keys, candidates)
-        if (held is None or info.held == held)
+        for info in infos
+        if info is not None
         and (status is None or info.status == status)
         and (flow is None or info.flow == flow)
-        and (after is None or (info.created_at, info.instance_id) < after)
+        and (held is None or info.held == held)
     ]
-    rows.sort(key=lambda info: (info.created_at, info.instance_id), reverse=True)
-    page = rows[:limit]
-    more = len(rows) > limit
-    return InstancePage(page, encode_cursor(page[-1]) if more and page else None)
-
-
-def _candidates(
-    client: redis.Redis, keys: Keyspace, status: str | None, flow: str | None
-) -> list[str]:
-    found: set[str] = set()
-    for shard in range(keys.shards):
-        if status is not None and flow is not None:
-            members: Any = client.sinter(
-                [keys.status_index(shard, status), keys.flow_index(shard, flow)]
-            )
-        elif status is not None:
-            members = client.smembers(keys.status_index(shard, status))
-        elif flow is not None:
-            members = client.smembers(keys.flow_index(shard, flow))
-        else:
-            members = client.sunion([keys.status_index(shard, each) for each in STATUSES])
-        found.update(_text(member) for member in members)
-    return sorted(found)
-
-
-def _infos(client: redis.Redis, keys: Keyspace, ids: list[str]) -> Iterable[InstanceInfo]:
-    for offset in range(0, len(ids), _READ_CHUNK):
-        chunk = ids[offset : offset + _READ_CHUNK]
-        pipe = client.pipeline(transaction=False)
-        for instance_id in chunk:
-            pipe.hmget(keys.instance(instance_id), INFO_FIELDS)
-        for instance_id, values in zip(chunk, pipe.execute(), strict=True):
-            if values[4] is None:  # removed between the index read and now
-                continue
-            yield info_of(instance_id, values)
+    return InstancePage(items, encode_cursor(*rows[-1]) if more and rows else None)
 
 
 def info_of(instance_id: str, values: list[Any]) -> InstanceInfo:

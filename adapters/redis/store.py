@@ -638,10 +638,10 @@ class RedisStore:
         """Up to ``limit`` instances, newest (latest started) first, optionally filtered."""
         if limit < 1:
             return []
-        ids = self.indexes.newest(status, flow, held, limit)
-        return [info for info in self._infos(ids) if info is not None]
+        rows = self.indexes.newest(status, flow, held, limit)
+        return [info for info in self.infos([i for _, i in rows]) if info is not None]
 
-    def _infos(self, instance_ids: list[str]) -> list[InstanceInfo | None]:
+    def infos(self, instance_ids: list[str]) -> list[InstanceInfo | None]:
         """``info`` of several instances in one round trip (None: gone meanwhile)."""
         pipe = self.client.pipeline(transaction=False)
         for instance_id in instance_ids:

@@ -7,6 +7,7 @@ missing. The store now keeps a start-time index per shard.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from rustyflower.adapters.cli.main import app
 from rustyflower.adapters.redis.conductor import Conductor
 from rustyflower.adapters.redis.keys import Keyspace
+from rustyflower.adapters.redis.listing import CursorError, page_instances
 from rustyflower.adapters.redis.store import RedisStore
 from rustyflower.core.builder import Flow
 from tests.redis.conftest import Runtime
@@ -132,3 +134,69 @@ def test_cli_list_limit_is_newest_first(runtime: Runtime) -> None:
     runtime.conductor.hold(ids[2])
     held = CliRunner().invoke(app, ["list", "--status", "held", "--limit", "1", "--json"], env=env)
     assert [row["instance_id"] for row in json.loads(held.stdout)] == [ids[2]]
+
+
+# --- pages with a cursor (Client.list_instances, the HTTP API, the dashboard) ----------------
+
+
+def pages(runtime: Runtime, limit: int, **filters: object) -> list[list[str]]:
+    """Every page of a listing, followed cursor by cursor."""
+    found: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        page = page_instances(
+            runtime.store.indexes, runtime.store.infos, limit=limit, cursor=cursor, **filters
+        )  # type: ignore[arg-type]
+        found.append([info.instance_id for info in page.items])
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor
+
+
+def test_pages_follow_the_start_time_index_and_read_only_their_rows(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = started_in_order(runtime, 23)
+    read: list[int] = []
+    infos = runtime.store.infos
+    monkeypatch.setattr(runtime.store, "infos", lambda rows: read.append(len(rows)) or infos(rows))
+    assert pages(runtime, 5) == [ids[::-1][n : n + 5] for n in range(0, 23, 5)]
+    # the last page holds 3 rows; no page read more summaries than it shows
+    assert read == [5, 5, 5, 5, 3]
+
+
+def test_pages_hold_while_instances_arrive_and_change(runtime: Runtime) -> None:
+    clock = ticking_clock()
+    ids = started_in_order(runtime, 10, clock=clock)
+    first = page_instances(runtime.store.indexes, runtime.store.infos, limit=4)
+    assert [info.instance_id for info in first.items] == ids[::-1][:4]
+    Conductor(runtime.store, clock=clock).start("waits", {}, instance_id="waits-new")
+    runtime.conductor.signal(ids[5], "go")  # listed next, now succeeded: still listed once
+    rest = page_instances(
+        runtime.store.indexes, runtime.store.infos, limit=100, cursor=first.next_cursor
+    )
+    assert [info.instance_id for info in rest.items] == ids[::-1][4:]
+    assert rest.next_cursor is None
+
+
+def test_instances_started_in_the_same_millisecond_are_paged_by_id(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rustyflower.adapters.redis.indexes.PAGE", 2)  # walk in small steps
+    ids = started_in_order(runtime, 7, clock=lambda: BASE)  # one start time for all
+    for limit, filters in ((3, {}), (2, {"status": "running"})):
+        listed_ids = [i for page in pages(runtime, limit, **filters) for i in page]
+        assert listed_ids == sorted(ids, reverse=True)
+
+
+def test_a_cursor_of_the_earlier_form_and_a_forged_one(runtime: Runtime) -> None:
+    ids = started_in_order(runtime, 6)
+    third = runtime.store.info(ids[3])
+    earlier = base64.urlsafe_b64encode(
+        json.dumps([third.created_at, third.instance_id]).encode()
+    ).decode()
+    page = page_instances(runtime.store.indexes, runtime.store.infos, limit=10, cursor=earlier)
+    assert [info.instance_id for info in page.items] == ids[:3][::-1]
+    for forged in ("not a cursor", base64.urlsafe_b64encode(b'[0, "x"]').decode()):
+        with pytest.raises(CursorError):
+            page_instances(runtime.store.indexes, runtime.store.infos, cursor=forged)

@@ -102,7 +102,7 @@ def test_trimming_keeps_whatever_a_consumer_group_still_needs(rt: Runtime) -> No
 # --- retention of finished instances -----------------------------------------------------------
 
 
-def test_finished_instances_are_deleted_after_the_retention_with_their_history_and_steps(
+def test_finished_instances_are_deleted_after_the_retention_with_history_steps_and_ledger(
     rt: Runtime,
 ) -> None:
     rt.store.register(Flow("one").task("A", "echo").build())
@@ -115,11 +115,13 @@ def test_finished_instances_are_deleted_after_the_retention_with_their_history_a
             lambda: all(rt.store.info(i).status == "succeeded" for i in done), 10, what="done"
         )
         assert rt.client.exists(*instance_keys(rt, done[0])) == 3
+        rt.store.record_ledger(done[0], {"cloud": "aws", "epoch": "2"})  # failed over once
         wait_until(lambda: not any(rt.store.exists(i) for i in done), 5, what="the purge")
         assert worker.stats.purged == 5
     for instance_id in done:
         assert rt.client.exists(*instance_keys(rt, instance_id)) == 0
         assert indexed(rt, instance_id) == []
+    assert not rt.client.exists(rt.keys.ledger(done[0]))
     assert rt.store.info(waiting).status == "running"
     assert indexed(rt, waiting) == ["status:running", "flow:waits", "started"]
     assert [info.instance_id for info in rt.store.list_instances()] == [waiting]
