@@ -1,7 +1,7 @@
 """Failover and failback while a worker holds the instance in its cache (issue 10, item 1).
 
 The failover and failback are driven through the operations the continuity code uses
-(``adapters/continuity/shared.py``): ``RedisStore.fence`` raises the epoch for the cloud,
+(``adapters/continuity/handover.py``): ``RedisStore.fence`` raises the epoch for the cloud,
 then ``Conductor.resume(..., take_ownership=True)`` takes the cloud's snapshot back at the
 next epoch. The cloud does nothing in between here, so the instance comes home at the
 same seq it left with: exactly the case where a worker's cached snapshot (older epoch,
