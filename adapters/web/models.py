@@ -181,12 +181,34 @@ class SignalOut(BaseModel):
 
 
 class OutcomeOut(BaseModel):
+    """What one failover or failback did to one instance (``rustyflower failover --json``'s
+    rows)."""
+
     model_config = ConfigDict(extra="allow")
     instance_id: str
-    action: str
+    action: str = Field(description="failover or failback.")
     cloud: str
-    result: str
+    result: str = Field(
+        description="started (the cloud started it), existing (it was there already), "
+        "resumed (failed back, running here again), reclaimed (failed back before the "
+        "cloud started it), failed (see error)."
+    )
+    ok: bool = Field(description="False when result is failed.")
+    flow: str = ""
+    epoch: int | None = Field(
+        default=None, description="The instance's epoch after the move (fenced at + 1)."
+    )
+    seq: int | None = None
+    status: str | None = Field(default=None, description="Its status after the move.")
+    where: str | None = Field(
+        default=None,
+        description="The execution's ARN (AWS) or the orchestration's instance id (Azure).",
+    )
     error: str | None = None
+    detail: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the cloud said (failback from AWS: execution_status, ...).",
+    )
 
 
 class WebhookOut(BaseModel):

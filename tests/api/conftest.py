@@ -97,8 +97,13 @@ def serve(
     prefix: str,
     settings: ApiSettings,
     transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    keys: SnapshotKeys | None = None,
 ) -> ApiServer:
-    client = AsyncClient.connect(server.url, prefix=prefix, keys=SnapshotKeys.none())
+    """The app served on loopback; its client signs snapshots with ``keys`` (none by
+    default: a cloud refuses unsigned ones, so the lifeboat's tests give theirs)."""
+    chosen = SnapshotKeys.none() if keys is None else keys
+    client = AsyncClient.connect(server.url, prefix=prefix, keys=chosen)
     app = create_app(client, settings, webhook_transport=transport)
     api = ApiServer(app, "127.0.0.1", 0)
     api.start()

@@ -4,6 +4,7 @@
 import { clear, h, toast } from "./dom.js";
 import { mountInstance } from "./instance.js";
 import { mountInstances } from "./instances.js";
+import { mountReports } from "./reports.js";
 import { mountRunner, mountSchedules } from "./runner.js";
 
 const EVERY_MS = 2000;
@@ -26,6 +27,7 @@ function route() {
   if (name === "instance" && rest.length) current = mountInstance(view, decodeURIComponent(rest.join("/")));
   else if (name === "schedules") current = mountSchedules(view);
   else if (name === "runner") current = mountRunner(view);
+  else if (name === "reports") current = mountReports(view, rest[0]);
   else current = mountInstances(view);
   refresh();
 }
