@@ -6,8 +6,8 @@ wraps it) signals the instance it names through its stored task token, once: del
 again, nothing is sent. An EventBridge event routed by moto through the rule and the
 target's input transformer (both as Terraform writes them) starts exactly one execution
 with the event as input; delivered again (same event id), it starts none. The function's
-handler (lambda_aws.triggers) reads the deployed
-triggers from its environment, as Terraform sets it.
+handler (lambda_aws.triggers) reads the deployed triggers from its environment, as
+Terraform sets it.
 """
 
 from __future__ import annotations
