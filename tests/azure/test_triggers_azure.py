@@ -22,6 +22,7 @@ import pytest
 from azure.core.messaging import CloudEvent
 from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.queue import QueueMessageInConverter
 
 from functions_azure import function_app, triggers
 from functions_azure.flows import FlowBundle
@@ -144,7 +145,8 @@ SHIPPING = {
         }
     },
     "triggers": [
-        {"name": "on-approval", "source": "events", "bus": "decisions", "type": "order.approved"}
+        {"name": "on-approval", "source": "events", "bus": "decisions", "type": "order.approved"},
+        {"name": "from-queue", "source": "queue", "queue": "shipments"},
     ],
 }
 EVENT_FUNCTION = triggers.event_function("decisions")
@@ -166,6 +168,16 @@ class EventApp:
         event = EventGridEventInConverter.decode(datum, trigger_metadata={})
         user = self.functions[EVENT_FUNCTION].get_user_function()
         asyncio.run(user.client_function(event=event, client=self.client))
+
+    def deliver_message(self, message_id: str, body: bytes) -> None:
+        """What the host does with a Storage Queue message: the worker decodes it (the
+        SDK's converter, with the trigger metadata the host sends) for the queue function."""
+        metadata = {"Id": meta.Datum(message_id, "string"), "DequeueCount": meta.Datum(1, "int")}
+        message = QueueMessageInConverter.decode(
+            meta.Datum(body, "bytes"), trigger_metadata=metadata
+        )
+        user = self.functions["rustyflower_trigger_queue_shipments"].get_user_function()
+        asyncio.run(user.client_function(msg=message, client=self.client))
 
     def started_input(self, durable_id: str) -> Any:
         """The flow input of the orchestration's starting snapshot."""
@@ -279,6 +291,16 @@ def test_the_cloud_event_event_publish_sends_starts_one_orchestration(
     event_app.deliver(sent)  # delivered again
     event_app.deliver(cloud_event("rustyflower", "order.rejected", detail, "call-2"))
     assert event_app.client.started == [durable_id]
+
+
+def test_a_queue_message_through_the_queue_function_starts_one_orchestration(
+    event_app: EventApp,
+) -> None:
+    event_app.deliver_message("m-1", b'{"order": "Q-1"}')
+    event_app.deliver_message("m-1", b'{"order": "Q-1"}')  # visible again: delivered again
+    durable_id = durable_instance_id("shipping:from-queue@m-1")
+    assert event_app.client.started == [durable_id]
+    assert event_app.started_input(durable_id) == {"order": "Q-1"}
 
 
 def test_the_signalled_markers_container_is_made_on_first_use(
