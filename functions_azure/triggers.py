@@ -12,8 +12,8 @@ schemas are heard (:func:`event_document`). What a message does is
 
 * start: the orchestration ``<flow>:<trigger>@<message id>`` (its Durable id), from the
   snapshot ``core.engine.start`` makes, unless an orchestration of that id is known in
-  any state (the extension would start an id again over a failed or terminated one); a
-  message delivered again finds it there and starts nothing;
+  any state (the extension would start an id again over one that ended, failed or
+  terminated included); a message delivered again finds it there and starts nothing;
 * signal: the event raised to the instance the message names, once per message id (a
   marker blob ``<prefix>triggers/<flow>/<trigger>/<id>``, created only if absent, goes
   first);

@@ -263,8 +263,9 @@ def test_an_event_grid_event_starts_one_orchestration_and_redelivery_none(
 def test_an_event_whose_orchestration_ended_badly_starts_nothing_again(
     event_app: EventApp,
 ) -> None:
-    """The extension would start an instance id again over a failed or terminated one: a
-    redelivered event must not."""
+    """The extension would start an instance id again over one that ended (the replay
+    host does, as its start API): a redelivered event must not, also over a terminated
+    one (the trigger used to count only running and completed ones as started)."""
     event = grid_event("e-7", "order.approved", {"order": "A-7"})
     event_app.deliver(event)
     durable_id = durable_instance_id("shipping:on-approval@e-7")
