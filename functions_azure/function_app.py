@@ -177,16 +177,29 @@ def _hearing(client: Any) -> triggers.Hearing:
     return triggers.Hearing(shipped_flows(settings.flows_path), client, trigger_markers(), settings)
 
 
+def _queue_function(queue: str) -> Callable[..., Any]:
+    # a closure, not a parameter with a default: the worker binds every parameter
+    async def on_message(msg: func.QueueMessage, client: Any) -> None:
+        await triggers.on_queue_message(_hearing(client), queue, str(msg.id), msg.get_body())
+
+    return on_message
+
+
+def _event_function(bus: str) -> Callable[..., Any]:
+    # the worker gives an EventGridEvent or, for the CloudEvents schema, a CloudEvent
+    async def on_event(event: func.EventGridEvent, client: Any) -> None:
+        await triggers.on_event(_hearing(client), bus, triggers.event_document(event))
+
+    return on_event
+
+
 def register_triggers(target: Any, flows: FlowBundle, prefix: str) -> list[str]:
     """One queue function per queue the shipped flows' triggers listen to, and one Event
-    Grid function when any listens to a bus; the names of the functions registered."""
+    Grid function per bus; the names of the functions registered."""
     names: list[str] = []
     for queue in triggers.trigger_queues(flows):
         name = "rustyflower_trigger_queue_" + queue.replace("-", "_")
-
-        async def on_message(msg: func.QueueMessage, client: Any, queue: str = queue) -> None:
-            await triggers.on_queue_message(_hearing(client), queue, str(msg.id), msg.get_body())
-
+        on_message = _queue_function(queue)
         on_message.__name__ = name
         wired(
             target.function_name(name),
@@ -194,25 +207,16 @@ def register_triggers(target: Any, flows: FlowBundle, prefix: str) -> list[str]:
             target.durable_client_input(client_name="client"),
         )(on_message)
         names.append(name)
-    if any(t.trigger.source == "events" for t in triggers.app_triggers(flows)):
-
-        async def on_event(event: func.EventGridEvent, client: Any) -> None:
-            document = {
-                "id": event.id,
-                "topic": event.topic,
-                "type": event.event_type,
-                "subject": event.subject,
-                "data": event.get_json(),
-            }
-            topics = AzureServiceSettings.from_env(os.environ).topics
-            await triggers.on_event(_hearing(client), document, topics)
-
+    for bus in triggers.trigger_buses(flows):
+        name = triggers.event_function(bus)
+        on_event = _event_function(bus)
+        on_event.__name__ = name
         wired(
-            target.function_name(triggers.EVENT_FUNCTION),
+            target.function_name(name),
             target.event_grid_trigger(arg_name="event"),
             target.durable_client_input(client_name="client"),
         )(on_event)
-        names.append(triggers.EVENT_FUNCTION)
+        names.append(name)
     return names
 
 

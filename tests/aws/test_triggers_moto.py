@@ -3,8 +3,11 @@
 An SQS message starts exactly one execution, named after the instance id the message
 makes; delivered again, it starts none. An EventBridge event (as the rule's target
 wraps it) signals the instance it names through its stored task token, once: delivered
-again, nothing is sent. The function's handler (lambda_aws.triggers) reads the deployed
-triggers from its environment, as Terraform sets it.
+again, nothing is sent. An EventBridge event routed by moto through the rule and the
+target's input transformer (both as Terraform writes them) starts exactly one execution
+with the event as input; delivered again (same event id), it starts none. The function's
+handler (lambda_aws.triggers) reads the deployed triggers from its environment, as
+Terraform sets it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tests.aws.test_lambda_kit import (
     lambda_world,
     set_environment,
 )
+from tests.aws.test_terraform import resource
 
 pytestmark = pytest.mark.emulator
 
@@ -173,3 +177,130 @@ def test_a_message_whose_start_fails_comes_again(world: tuple[LambdaWorld, str])
     runner.triggers = [broken]
     answer = runner.handle(sqs_event(queue_arn, "m-9", {}))
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m-9"}]}
+
+
+# a flow an EventBridge event starts: its input is the event as a trigger reads it
+SHIPPING = parse_definition(
+    {
+        "name": "shipping",
+        "start_at": "Ship",
+        "states": {"Ship": {"type": "wait_for_event", "event": "shipped", "end": True}},
+        "triggers": [
+            {
+                "name": "on-approval",
+                "source": "events",
+                "bus": "decisions",
+                "type": "order.approved",
+            }
+        ],
+    }
+)
+
+
+def rule_target_template(key: str) -> str:
+    """The rule target's input template, as infra/terraform/aws/triggers.tf writes it."""
+    target = resource("aws_cloudwatch_event_target.event_triggers")
+    template = str(target["input_transformer"][0]["input_template"])
+    assert "${each.key}" in template
+    return template.replace("${each.key}", key)
+
+
+def test_an_eventbridge_event_starts_one_execution_and_redelivery_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto routes a ``put_events`` on the bus through the rule (Terraform's event pattern)
+    and the target's input transformer (Terraform's template) to an SQS queue standing in
+    for the trigger function: what the queue holds is the payload Lambda would be invoked
+    with. moto cannot invoke a Python Lambda without Docker, so that payload is handed to
+    the real ``lambda_aws.triggers.handler`` by the test, once and then again, as
+    EventBridge's retry of an asynchronous invocation delivers the same event (same id)."""
+    set_environment(monkeypatch)
+    with lambda_world() as opened:
+        machine = opened.deploy(SHIPPING)
+        trigger = SHIPPING.triggers[0]
+        deployed = {
+            "flow": SHIPPING.name,
+            "machine_arn": machine,
+            "trigger": trigger.model_dump(mode="json", exclude_defaults=True),
+        }
+        monkeypatch.setenv("RUSTYFLOWER_TRIGGERS", json.dumps([deployed]))
+        lambda_aws.triggers.reset()
+        events = boto3.client("events", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        bus = "rf-decisions"  # aws_cloudwatch_event_bus.services: <prefix><bus>
+        events.create_event_bus(Name=bus)
+        inbox = sqs.create_queue(QueueName="trigger-function-stand-in")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        rule = "rf-shipping-on-approval"
+        events.put_rule(
+            Name=rule,
+            EventBusName=bus,
+            EventPattern=json.dumps({"detail-type": [trigger.type]}),
+        )
+        events.put_targets(
+            Rule=rule,
+            EventBusName=bus,
+            Targets=[
+                {
+                    "Id": "trigger",
+                    "Arn": inbox_arn,
+                    "InputTransformer": {
+                        "InputTemplate": rule_target_template("shipping/on-approval")
+                    },
+                }
+            ],
+        )
+
+        def publish(detail_type: str, detail: Any) -> str:
+            entry = {
+                "EventBusName": bus,
+                "Source": "shop",
+                "DetailType": detail_type,
+                "Detail": json.dumps(detail),
+            }
+            return str(events.put_events(Entries=[entry])["Entries"][0]["EventId"])
+
+        def invocations() -> list[dict[str, Any]]:
+            got = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10)
+            return [json.loads(m["Body"]) for m in got.get("Messages", [])]
+
+        def started() -> list[str]:
+            listed = opened.stepfunctions.list_executions(stateMachineArn=machine)
+            return sorted(e["name"] for e in listed["executions"])
+
+        detail = {"order": "A-1", "by": "ann"}
+        publish("order.rejected", detail)
+        assert invocations() == []  # the rule's pattern lets only the trigger's type through
+        event_id = publish("order.approved", detail)
+        (payload,) = invocations()
+        assert payload["rustyflower_trigger"] == "shipping/on-approval"
+        assert payload["event"]["id"] == event_id
+
+        assert lambda_aws.triggers.handler(payload, FakeContext()) == {}
+        instance_id = f"shipping:on-approval@{event_id}"
+        name = execution_name(instance_id, 0)
+        assert started() == [name]
+        arn = machine.replace(":stateMachine:", ":execution:") + ":" + name
+        given = json.loads(opened.stepfunctions.describe_execution(executionArn=arn)["input"])
+        assert given["rf"]["instance_id"] == instance_id
+        assert given["input"] == {"type": "order.approved", "source": "shop", "detail": detail}
+
+        # the same event delivered again, while its execution runs and after it closed
+        assert lambda_aws.triggers.handler(payload, FakeContext()) == {}
+        assert started() == [name]
+        opened.stop_all()  # closed (moto fails an execution stopped in a token wait)
+        assert opened.wait(arn)["status"] != "RUNNING"
+        runner = lambda_aws.triggers.runner()
+        existing = runner.existing
+        assert lambda_aws.triggers.handler(payload, FakeContext()) == {}
+        assert runner.existing == existing + 1
+        assert started() == [name]
+
+        # another event (another id) is another start
+        second = publish("order.approved", detail)
+        (again,) = invocations()
+        lambda_aws.triggers.handler(again, FakeContext())
+        assert started() == sorted([name, execution_name(f"shipping:on-approval@{second}", 0)])
+        lambda_aws.triggers.reset()

@@ -1,8 +1,8 @@
 """The flows' triggers on the site: Redis streams, heard through consumer groups.
 
-A message on a queue starts exactly one instance, also when it is delivered again (a
-worker that took it died before acknowledging it, and another claims it); an event on a
-bus signals the instance it names once, however often it comes.
+A message on a queue, and an event on a bus, starts exactly one instance, also when it is
+delivered again (a worker that took it died before acknowledging it, and another claims
+it); an event on a bus signals the instance it names once, however often it comes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 import pytest
 
 from rustyflower.adapters.redis.triggers import TriggerListener, trigger_group
-from rustyflower.adapters.services.onprem import OnPremBackends, queue_stream
+from rustyflower.adapters.services.onprem import OnPremBackends, event_stream, queue_stream
 from rustyflower.core.model import parse_definition
 from rustyflower.core.services import EventPublish, QueueSend
 from tests.redis.conftest import Runtime
@@ -43,6 +43,23 @@ FLOW = parse_definition(
                 "instance_path": "$.detail.instance",
                 "input_path": "$.detail.by",
             },
+        ],
+    }
+)
+
+# a flow an event starts: its input is the event as a trigger reads it (input_path $)
+SHIPPING = parse_definition(
+    {
+        "name": "shipping",
+        "start_at": "Ship",
+        "states": {"Ship": {"type": "wait_for_event", "event": "shipped", "end": True}},
+        "triggers": [
+            {
+                "name": "on-approval",
+                "source": "events",
+                "bus": "decisions",
+                "type": "order.approved",
+            }
         ],
     }
 )
@@ -85,6 +102,50 @@ def test_a_message_starts_one_instance_and_redelivery_starts_none(runtime: Runti
     assert instances(runtime) == sorted(
         [f"orders:new-orders@{sent}", f"orders:new-orders@{second}"]
     )
+
+
+def test_an_event_starts_one_instance_and_redelivery_starts_none(runtime: Runtime) -> None:
+    runtime.store.register(SHIPPING)
+    heard = listener(runtime, "w1", visibility=0.2)
+    producer = OnPremBackends(runtime.client, runtime.keys.prefix)
+    detail = {"order": "A-1", "by": "ann"}
+    sent = producer.publish_event(EventPublish("decisions", "order.approved", detail), "p1")
+    # the publisher's call run again (a crash, a failover) sends no second event
+    assert producer.publish_event(EventPublish("decisions", "order.approved", detail), "p1") == sent
+    stream = event_stream(runtime.keys.prefix, "decisions")
+    group = trigger_group("shipping", "on-approval")
+
+    def started() -> list[str]:
+        return sorted(i.instance_id for i in runtime.store.list_instances(flow="shipping"))
+
+    # a worker takes the event, starts the instance and dies before acknowledging it
+    read = runtime.client.xreadgroup(group, "dead", {stream: ">"}, count=1)
+    (_, ((entry_id, fields),)) = read[0]
+    assert entry_id.decode() == sent
+    heard.handle(heard.listening[0], sent, fields)
+    instance_id = f"shipping:on-approval@{sent}"
+    assert started() == [instance_id]
+    snapshot = runtime.store.load(instance_id, fresh=True)
+    assert snapshot.state.input == {
+        "type": "order.approved",
+        "source": "rustyflower",
+        "detail": {"order": "A-1", "by": "ann"},
+    }
+    seq = snapshot.seq
+
+    time.sleep(0.3)  # past the visibility timeout: another worker claims the same event
+    assert heard.round() == 1
+    assert started() == [instance_id]  # the same event id: nothing started again
+    assert runtime.store.load(instance_id, fresh=True).seq == seq  # nor touched
+    assert runtime.client.xpending(stream, group)["pending"] == 0
+    heard.handle(heard.listening[0], sent, fields)  # heard once more (a replay): nothing
+    assert started() == [instance_id]
+
+    # another type is no event of the trigger; another event of its type is another start
+    producer.publish_event(EventPublish("decisions", "order.rejected", detail), "p2")
+    other = producer.publish_event(EventPublish("decisions", "order.approved", detail), "p3")
+    assert heard.round() == 2
+    assert started() == sorted([instance_id, f"shipping:on-approval@{other}"])
 
 
 def test_an_event_signals_the_instance_it_names_once(runtime: Runtime) -> None:

@@ -254,6 +254,12 @@ var platformSettings = [
     name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
     value: 'ClientId=${identityClientId};Authorization=AAD'
   }
+  {
+    // the worker of Python 3.12 and older imports its own azure-functions unless told to
+    // use the app's: the app needs >= 1.25 (Event Grid triggers decode CloudEvents)
+    name: 'PYTHON_ISOLATE_WORKER_DEPENDENCIES'
+    value: '1'
+  }
 ]
 
 // Flex Consumption sets runtime and version from functionAppConfig and refuses these.
