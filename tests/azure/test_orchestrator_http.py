@@ -1,7 +1,7 @@
 """The app's HTTP endpoints: start (verification, idempotency), status, events, terminate.
 
 The endpoints are the app's own registered functions, called with a
-:class:`FakeDurableClient` (no Functions host runs here) whose orchestrations run on the
+:class:`LocalDurableClient` (no Functions host runs here) whose orchestrations run on the
 replay host with the real SDK orchestrator.
 """
 
@@ -17,6 +17,9 @@ import pytest
 
 from functions_azure.function_app import app
 from rustyflower.adapters.azure.ids import durable_instance_id, is_durable_id
+from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
+from rustyflower.adapters.localcloud.durable_history import EPOCH
+from rustyflower.adapters.localcloud.durable_host import DurableHost
 from rustyflower.core.engine import EventReceived, advance, outstanding, start
 from rustyflower.core.model import parse_definition
 from rustyflower.core.snapshot import (
@@ -27,7 +30,6 @@ from rustyflower.core.snapshot import (
 )
 from rustyflower.core.snapshot.canonical import canonical_json
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot, to_document
-from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient
 from tests.azure.support import (
     KEYS,
     MEMORY_SINK,
@@ -72,13 +74,13 @@ LEAF = parse_definition(
 )
 
 
-def settle(client: FakeDurableClient, seconds: float = 10) -> None:
+def settle(client: LocalDurableClient, seconds: float = 10) -> None:
     """Run the host a little while (not until the approval's one-hour timeout)."""
     client.host.run(until=client.host.clock + timedelta(seconds=seconds))
 
 
-def new_client() -> FakeDurableClient:
-    return FakeDurableClient(DurableHost(app, durations=conformance_durations))
+def new_client() -> LocalDurableClient:
+    return LocalDurableClient(DurableHost(app, durations=conformance_durations))
 
 
 def approval_snapshot(instance_id: str = "order-42") -> Any:
@@ -367,7 +369,7 @@ def test_a_child_snapshot_must_belong_to_the_parent() -> None:
 # --- status, events, terminate ------------------------------------------------------------
 
 
-def started_client() -> FakeDurableClient:
+def started_client() -> LocalDurableClient:
     client = new_client()
     post_snapshot(client, start_body(approval_snapshot()))
     settle(client)

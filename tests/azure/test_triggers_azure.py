@@ -20,12 +20,13 @@ from functions_azure.flows import FlowBundle
 from functions_azure.function_app import app, register_triggers
 from functions_azure.settings import AppSettings
 from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
+from rustyflower.adapters.localcloud.durable_host import DurableHost
 from rustyflower.core.model import parse_definition
 from tests.azure.azurite import (  # noqa: F401 - pytest fixtures used by name
     azurite_connection_string_fixture,
     azurite_fixture,
 )
-from tests.azure.durable_host import DurableHost, FakeDurableClient
 
 pytestmark = [pytest.mark.emulator, pytest.mark.usefixtures("azure_env")]
 
@@ -70,7 +71,7 @@ def test_a_message_starts_one_orchestration_and_an_event_signals_it_once(
     )
     container.create_container()
     host = DurableHost(app)
-    client = FakeDurableClient(host)
+    client = LocalDurableClient(host)
     hearing = triggers.Hearing(
         FlowBundle([FLOW]), client, triggers.blob_first_time(container), AppSettings()
     )
