@@ -126,6 +126,8 @@ def azure(
             f"a local azure for {data_dir} is already running (pid {holder}); stop it first "
             "or give another --data-dir"
         )
+    for pid in cloud_settings.stop_leftovers(data_dir, CLOUD):
+        log.warning("stopped Azurite (pid %d), left running by a killed local azure", pid)
     registry = load_registry(activities or [])
     keys = _keys()
     with _until_stopped() as stopped:
@@ -236,7 +238,8 @@ def _run(
         ENV_CONTAINER: container,
     }
     with serving(server):
-        path = cloud_settings.record(data_dir, CLOUD, settings)
+        helpers = {"azurite": storage.pid} if storage.pid is not None else {}
+        path = cloud_settings.record(data_dir, CLOUD, settings, helpers)
         try:
             _banner(server, storage, settings, path, data_dir, activities, keys)
             reported = False
@@ -264,7 +267,7 @@ def _banner(
 ) -> None:
     ports = ", ".join(f"{service} {number}" for service, number in storage.ports.items())
     err.print(
-        f"[bold green]local azure[/] Function App at [bold]{escape(server.url)}[/]", soft_wrap=True
+        f"[bold green]local azure[/]: Function App at [bold]{escape(server.url)}[/]", soft_wrap=True
     )
     err.print(f"Azurite on 127.0.0.1: {escape(ports)}", soft_wrap=True)
     err.print(

@@ -7,6 +7,10 @@ as defaults: a variable set (not empty) in the environment wins, and an option g
 over both. A file whose process is gone (a local cloud killed with ``kill -9``) is
 ignored, and replaced by the next local cloud; the local cloud removes its file when it
 stops.
+
+The file also names the helper processes a local cloud started (Azurite runs in a session
+of its own, so a ``kill -9`` of the cloud leaves it running): the next local cloud of the
+same data directory stops those it finds still running (``stop_leftovers``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ __all__ = [
     "recorded",
     "running",
     "settings_file",
+    "stop_leftovers",
 ]
 
 PATTERN = "cloud-*.json"
@@ -48,14 +55,54 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _read(path: Path) -> tuple[int | None, dict[str, str]]:
+def _document(path: Path) -> dict[str, Any]:
     try:
         found: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _read(path: Path) -> tuple[int | None, dict[str, str]]:
+    found = _document(path)
+    try:
         pid = int(found["pid"])
         settings = {str(name): str(value) for name, value in dict(found["settings"]).items()}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None, {}
     return pid, settings
+
+
+def _command_line(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    return ""
+
+
+def stop_leftovers(data_dir: Path, cloud: str, timeout: float = 10.0) -> list[int]:
+    """Stop the helpers (``name -> pid``) a killed local ``cloud`` left running; the pids
+    stopped. Only a process whose command line still names the helper is touched (a pid
+    reused since is left alone); without /proc nothing is."""
+    path = settings_file(data_dir, cloud)
+    found = _document(path)
+    pid, _ = _read(path)
+    if pid is None or pid == os.getpid() or _alive(pid):
+        return []
+    stopped: list[int] = []
+    helpers: Any = found.get("helpers") or {}
+    for name, helper in dict(helpers).items():
+        with contextlib.suppress(TypeError, ValueError, ProcessLookupError, PermissionError):
+            helper_pid = int(helper)
+            if str(name) not in _command_line(helper_pid):
+                continue
+            os.kill(helper_pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _command_line(helper_pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            stopped.append(helper_pid)
+    return stopped
 
 
 def running(data_dir: Path, cloud: str) -> int | None:
@@ -66,9 +113,15 @@ def running(data_dir: Path, cloud: str) -> int | None:
     return None
 
 
-def record(data_dir: Path, cloud: str, settings: Mapping[str, str]) -> Path:
-    """Write this process's settings for ``cloud``; refused while another live process
-    holds the file (one local cloud of a kind per data directory)."""
+def record(
+    data_dir: Path,
+    cloud: str,
+    settings: Mapping[str, str],
+    helpers: Mapping[str, int] | None = None,
+) -> Path:
+    """Write this process's settings for ``cloud`` (and the pids of the ``helpers`` it
+    started, by name); refused while another live process holds the file (one local
+    cloud of a kind per data directory)."""
     path = settings_file(data_dir, cloud)
     pid = running(data_dir, cloud)
     if pid is not None:
@@ -77,7 +130,8 @@ def record(data_dir: Path, cloud: str, settings: Mapping[str, str]) -> Path:
             f"(or delete {path} if that process is not ours)"
         )
     data_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"pid": os.getpid(), "settings": dict(settings)}, indent=2) + "\n"
+    document = {"pid": os.getpid(), "helpers": dict(helpers or {}), "settings": dict(settings)}
+    text = json.dumps(document, indent=2) + "\n"
     partial = path.with_suffix(".json.partial")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:

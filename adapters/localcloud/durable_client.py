@@ -11,8 +11,10 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
-from azure.durable_functions import DurableOrchestrationClient
-from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+from azure.durable_functions import DurableOrchestrationClient  # type: ignore[import-untyped]
+from azure.durable_functions.models.DurableOrchestrationStatus import (  # type: ignore[import-untyped]
+    DurableOrchestrationStatus,
+)
 
 from rustyflower.adapters.localcloud.durable_history import HostError
 

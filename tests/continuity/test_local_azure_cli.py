@@ -156,9 +156,13 @@ def local_azure(data_dir: Path, *args: str) -> Iterator[LocalAzure]:
         azure = LocalAzure(process, data_dir, settings_from(lines), azurite_children(process.pid))
         yield azure
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
+        if process.poll() is None:  # a failed test: stop it as a user would, kill if stuck
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
 
 
 def rustyflower(
@@ -225,6 +229,21 @@ def test_the_local_azure_serves_records_its_settings_and_stops_clean_on_ctrl_c(
     assert not (data_dir / "cloud-azure.json").exists()
     assert all(port_is_free(port) for port in ports)
     assert not any(alive(pid) for pid in azure.azurite_pids)
+
+
+@pytest.mark.usefixtures("azurite")
+def test_an_azurite_left_by_a_killed_local_azure_is_stopped_by_the_next(tmp_path: Path) -> None:
+    data_dir = tmp_path / "site"
+    with local_azure(data_dir) as first:
+        (left,) = first.azurite_pids
+        first.process.kill()  # kill -9: no cleanup; Azurite runs in a session of its own
+        first.process.wait(timeout=30)
+        assert alive(left)
+        with local_azure(data_dir) as second:
+            assert not alive(left)
+            assert second.azurite_pids and left not in second.azurite_pids
+            assert second.stop() == 0
+    assert not (data_dir / "cloud-azure.json").exists()
 
 
 @pytest.mark.usefixtures("azurite")
