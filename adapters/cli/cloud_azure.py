@@ -15,6 +15,7 @@ the ``azure`` extra.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import secrets
@@ -113,6 +114,12 @@ def azure(
     from rustyflower.adapters.localcloud import function_app  # noqa: PLC0415
 
     data_dir = connection_of(ctx).data_dir
+    if not _has_azure_sdks():
+        raise CliEnvironmentError(
+            "the local Azure runs the Azure Functions SDKs: pip install 'rustyflower[azure]'"
+        )
+    if flows is not None and not flows.exists():
+        raise CliEnvironmentError(f"--flows {flows}: no such file or folder")
     try:
         folder = function_app.find_app_folder(app_folder)
         executable = emulator.find_azurite(azurite, (folder, Path.cwd()))
@@ -145,6 +152,13 @@ def azure(
         finally:
             storage.stop()
             err.print("local azure stopped", soft_wrap=True)
+
+
+def _has_azure_sdks() -> bool:
+    try:
+        return importlib.util.find_spec("azure.durable_functions") is not None
+    except ModuleNotFoundError:  # no azure namespace at all
+        return False
 
 
 def _keys() -> SnapshotKeys:
@@ -189,8 +203,6 @@ def _app_settings(storage: Azurite, container: str, activities: str, flows: Path
         "RUSTYFLOWER_ACTIVITIES": activities,
     }
     if flows is not None:
-        if not flows.exists():
-            raise CliEnvironmentError(f"--flows {flows}: no such file or folder")
         settings["RUSTYFLOWER_FLOWS_PATH"] = str(flows.resolve())
     os.environ.update(settings)
     BlobSnapshotStore.from_connection_string(connection, container).ensure_container()
