@@ -7,6 +7,7 @@ replay host with the real SDK orchestrator.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -520,3 +521,28 @@ def test_a_finished_snapshot_completes_at_once() -> None:
     client.host.run()
     result = client.host.instances["done-1"].output
     assert (result["status"], result["output"], result["seq"]) == ("succeeded", {"x": 1}, 1)
+
+
+# --- the long-running host of `rustyflower cloud azure` ------------------------------------------
+
+
+def test_a_host_that_does_not_record_keeps_only_the_last_episode_and_no_activity_runs() -> None:
+    """``rustyflower cloud azure`` runs for hours: its host keeps what it must (the last
+    answer of each instance), not every episode's context nor every activity run."""
+    recording = LocalDurableClient(DurableHost(app, durations=conformance_durations))
+    lean = LocalDurableClient(
+        DurableHost(app, durations=conformance_durations, record=False, max_episodes=None)
+    )
+    for client in (recording, lean):
+        post_snapshot(client, start_body(approval_snapshot()))
+        settle(client)
+        asyncio.run(client.raise_event("order-42", "approval", {"ok": True}))
+        settle(client)
+    kept = recording.host.instances["order-42"]
+    lean_instance = lean.host.instances["order-42"]
+    assert kept.status == lean_instance.status == "Completed"
+    assert kept.output == lean_instance.output
+    assert len(kept.episodes) > 1 and recording.host.activity_runs  # activity, checkpoints
+    assert lean_instance.episodes == kept.episodes[-1:]
+    assert lean.host.activity_runs == []
+    assert lean.host.verify_determinism() == 2  # the kept episode and the final history
