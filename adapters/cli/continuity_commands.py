@@ -14,7 +14,6 @@ splitting them would only move those shared pieces into a module of their own.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rustyflower.adapters.cli.cloud_settings import cloud_environment
 from rustyflower.adapters.cli.context import (
     ConnectedCommand,
     Connection,
@@ -361,6 +361,7 @@ def failover(
         cloud,
         connection.store if connection is not None else None,
         snapshot_keys(),
+        connection_of(ctx).data_dir,
         aws={
             "region": region,
             "state_machine_arn": state_machine_arn,
@@ -456,6 +457,7 @@ def failback(
         cloud,
         connection.store,
         None,
+        connection.data_dir,
         aws={
             "region": region,
             "state_machine_arn": state_machine_arn,
@@ -480,21 +482,24 @@ def _continuity(
     cloud: Cloud,
     store: InstanceStore | None,
     keys: SnapshotKeys | None,
+    data_dir: Path,
     *,
     aws: dict[str, Any],
     azure: dict[str, Any],
 ) -> CloudContinuity:
-    """The cloud's continuity, its settings from the environment overridden by the
-    options given (``aws`` or ``azure``); a setting it cannot use exits 3."""
+    """The cloud's continuity, its settings from the environment (over those a local
+    cloud recorded in ``data_dir``: cloud_settings.py) overridden by the options given
+    (``aws`` or ``azure``); a setting it cannot use exits 3."""
+    environ = cloud_environment(data_dir)
     try:
         if cloud == "aws":
             from rustyflower.adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
 
-            settings = AwsSettings.from_env(os.environ, **aws)
+            settings = AwsSettings.from_env(environ, **aws)
             return AwsContinuity(store, settings, keys=keys)
         from rustyflower.adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
 
-        return AzureContinuity(store, AzureSettings.from_env(os.environ, **azure), keys=keys)
+        return AzureContinuity(store, AzureSettings.from_env(environ, **azure), keys=keys)
     except ContinuityConfigError as error:
         raise CliEnvironmentError(str(error)) from None
 
@@ -515,7 +520,7 @@ def start_in_cloud_command(
     from rustyflower.adapters.redis.conductor import new_instance_id  # noqa: PLC0415
 
     cloud = _cloud(on, "--on")
-    runner = _continuity(cloud, connection.store, None, aws={}, azure={})
+    runner = _continuity(cloud, connection.store, None, connection.data_dir, aws={}, azure={})
     chosen = instance_id or new_instance_id()
     try:
         outcome = start_in_cloud(runner, flow, flow_input, instance_id=chosen, version=version)
@@ -676,6 +681,7 @@ def signal_elsewhere(
     """``rustyflower signal`` for an instance living in a cloud: deliver it there and say
     where; None when the instance is local (the caller signals it here)."""
     try:
-        return deliver_signal(connection.store, instance_id, event, data)
+        environ = cloud_environment(connection.data_dir)
+        return deliver_signal(connection.store, instance_id, event, data, environ)
     except ContinuityConfigError as error:
         raise CliEnvironmentError(str(error)) from None

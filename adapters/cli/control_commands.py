@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from rustyflower.adapters.cli.context import connection_of
+from rustyflower.adapters.cli.continuity_commands import signal_elsewhere
 from rustyflower.adapters.cli.errors import CliEnvironmentError
 from rustyflower.adapters.cli.files import (
     STDIO,
@@ -71,26 +72,34 @@ def signal_instance(
 ) -> None:
     """Deliver an external event to an instance that waits for it (wherever it lives)."""
     payload = parse_json_argument(data, "--data")
-    try:
-        receipt = connection_of(ctx).public_client.signal(instance_id, event, payload)
-    except ContinuityConfigError as error:
-        raise CliEnvironmentError(str(error)) from None
-    if receipt.status is not None:
-        _control_done(f"delivered {event}", receipt.status, as_json)
-        return
+    connection = connection_of(ctx)
+    # in a cloud: delivered with the cloud settings of the environment over those a local
+    # cloud recorded in --data-dir (cloud_settings.py), which the public client cannot see
+    delivered = signal_elsewhere(connection, instance_id, event, payload)
+    if delivered is not None:
+        cloud, detail = delivered.cloud, delivered.detail
+    else:
+        try:
+            receipt = connection.public_client.signal(instance_id, event, payload)
+        except ContinuityConfigError as error:
+            raise CliEnvironmentError(str(error)) from None
+        if receipt.status is not None:
+            _control_done(f"delivered {event}", receipt.status, as_json)
+            return
+        cloud, detail = str(receipt.cloud), receipt.detail or ""
     # it lives in AWS or Azure
     if as_json:
         emit_json(
             {
                 "action": f"delivered {event}",
                 "instance_id": instance_id,
-                "cloud": receipt.cloud,
-                "detail": receipt.detail or "",
+                "cloud": cloud,
+                "detail": detail,
             }
         )
     else:
-        detail = f" ({receipt.detail})" if receipt.detail else ""
-        message = f"delivered {event}: {instance_id} lives in {receipt.cloud}{detail}"
+        detail = f" ({detail})" if detail else ""
+        message = f"delivered {event}: {instance_id} lives in {cloud}{detail}"
         out.print(escape(message), soft_wrap=True)
 
 

@@ -2,7 +2,7 @@
 
 A conformance run in Azure goes: run the case on the in-process virtual runtime up to
 transition *k* (:func:`cut_virtual`), post the signed snapshot to the app's real HTTP
-starter (``continue_snapshot``, with a :class:`FakeDurableClient` over the replay host),
+starter (``continue_snapshot``, with a :class:`LocalDurableClient` over the replay host),
 hand over the scripted events the outside world has already scheduled, and let the
 :class:`DurableHost` run the real SDK orchestrator to the end (:func:`continue_in_azure`).
 """
@@ -21,6 +21,9 @@ import azure.functions as func
 from functions_azure.function_app import app
 from functions_azure.settings import ACTIVITY
 from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
+from rustyflower.adapters.localcloud.durable_history import EPOCH, Instance, functions_of
+from rustyflower.adapters.localcloud.durable_host import DurableHost
 from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.engine import Snapshot, advance, start
 from rustyflower.core.errors import NoWaiterError, StaleEventError
@@ -29,7 +32,6 @@ from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 from rustyflower.core.snapshot.document import encode_snapshot
 from rustyflower.core.snapshot.handover import encode_handover
 from rustyflower.testing import FlowLibrary, ScriptedEvent, VirtualRuntime, World
-from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient, Instance, functions_of
 from tests.conformance.activities import VIRTUAL_DURATIONS, registry
 from tests.conformance.corpus import Case, EventSpec
 
@@ -101,7 +103,7 @@ def http_request(
     )
 
 
-def call_http(name: str, req: func.HttpRequest, client: FakeDurableClient) -> func.HttpResponse:
+def call_http(name: str, req: func.HttpRequest, client: LocalDurableClient) -> func.HttpResponse:
     """Call one of the app's HTTP functions (its user code, with the client given)."""
     user = functions_of(app)[name].get_user_function()
     response: func.HttpResponse = asyncio.run(user.client_function(req=req, client=client))
@@ -120,7 +122,7 @@ def start_body(
     return encode_handover(data, keys, children=children, flows=definitions)
 
 
-def post_snapshot(client: FakeDurableClient, body: bytes) -> func.HttpResponse:
+def post_snapshot(client: LocalDurableClient, body: bytes) -> func.HttpResponse:
     req = http_request("POST", "http://localhost:7071/api/instances", body)
     return call_http("continue_snapshot", req, client)
 
@@ -217,7 +219,7 @@ def cut_virtual(case: Case, k: int, activities: ActivityRegistry | None = None) 
 @dataclass
 class AzureRun:
     host: DurableHost
-    client: FakeDurableClient
+    client: LocalDurableClient
     instance: Instance
     start_status: int
 
@@ -264,7 +266,7 @@ def continue_in_azure(
         batch=batch,
         schema=schema,
     )
-    client = FakeDurableClient(host)
+    client = LocalDurableClient(host)
     flows = [definition.document() for definition in case.subflows]
     response = post_snapshot(client, start_body(handover.snapshot, flows))
     durable_id = durable_instance_id(handover.snapshot.instance_id)

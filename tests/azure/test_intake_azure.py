@@ -20,9 +20,10 @@ from functions_azure.flows import FlowBundle
 from functions_azure.function_app import app
 from functions_azure.settings import AppSettings
 from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
+from rustyflower.adapters.localcloud.durable_host import DurableHost
 from rustyflower.core.model import load_definition
 from tests.azure.azurite import ACCOUNT, ACCOUNT_KEY, Azurite, AzuriteNotInstalled
-from tests.azure.durable_host import DurableHost, FakeDurableClient
 from tests.tooling import missing_tool
 
 pytestmark = [pytest.mark.emulator, pytest.mark.usefixtures("azure_env")]
@@ -66,7 +67,7 @@ def test_intake_runs_unchanged_on_the_local_azure(
         )
         request = json.loads((EXAMPLE / "input.json").read_text())
         host = DurableHost(app)
-        client = FakeDurableClient(host)
+        client = LocalDurableClient(host)
         hearing = triggers.Hearing(
             FlowBundle([definition]), client, triggers.blob_first_time(markers), AppSettings()
         )

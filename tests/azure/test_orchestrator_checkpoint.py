@@ -19,11 +19,13 @@ from functions_azure.checkpoint import (
 from functions_azure.function_app import app
 from functions_azure.payloads import snapshot_text
 from functions_azure.settings import AppSettings
+from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
+from rustyflower.adapters.localcloud.durable_history import EPOCH
+from rustyflower.adapters.localcloud.durable_host import DurableHost
 from rustyflower.core.engine import start
 from rustyflower.core.model import parse_definition
 from rustyflower.core.settings import SettingsError
 from rustyflower.core.snapshot.document import decode_snapshot
-from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient
 from tests.azure.support import (
     KEYS,
     MEMORY_SINK,
@@ -52,7 +54,7 @@ STEPS = parse_definition(
 
 def run_steps(instance_id: str = "steps-1") -> Any:
     host = DurableHost(app, durations=conformance_durations)
-    client = FakeDurableClient(host)
+    client = LocalDurableClient(host)
     snapshot = start(STEPS, {}, instance_id, EPOCH).snapshot
     assert post_snapshot(client, start_body(snapshot)).status_code == 202
     host.run()
@@ -111,7 +113,7 @@ def test_a_failing_sink_does_not_fail_the_flow(monkeypatch: pytest.MonkeyPatch) 
 def test_checkpoint_lag_shows_in_the_custom_status() -> None:
     host = DurableHost(app, durations=conformance_durations)
     snapshot = start(STEPS, {}, "steps-2", EPOCH).snapshot
-    post_snapshot(FakeDurableClient(host), start_body(snapshot))
+    post_snapshot(LocalDurableClient(host), start_body(snapshot))
     host.run(until=EPOCH + timedelta(seconds=2.5))
     status = host.instances["steps-2"].custom_status
     assert status["seq"] == 3

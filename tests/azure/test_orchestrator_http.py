@@ -1,12 +1,13 @@
 """The app's HTTP endpoints: start (verification, idempotency), status, events, terminate.
 
 The endpoints are the app's own registered functions, called with a
-:class:`FakeDurableClient` (no Functions host runs here) whose orchestrations run on the
+:class:`LocalDurableClient` (no Functions host runs here) whose orchestrations run on the
 replay host with the real SDK orchestrator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -17,6 +18,9 @@ import pytest
 
 from functions_azure.function_app import app
 from rustyflower.adapters.azure.ids import durable_instance_id, is_durable_id
+from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
+from rustyflower.adapters.localcloud.durable_history import EPOCH
+from rustyflower.adapters.localcloud.durable_host import DurableHost
 from rustyflower.core.engine import EventReceived, advance, outstanding, start
 from rustyflower.core.model import parse_definition
 from rustyflower.core.snapshot import (
@@ -27,7 +31,6 @@ from rustyflower.core.snapshot import (
 )
 from rustyflower.core.snapshot.canonical import canonical_json
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot, to_document
-from tests.azure.durable_host import EPOCH, DurableHost, FakeDurableClient
 from tests.azure.support import (
     KEYS,
     MEMORY_SINK,
@@ -72,13 +75,13 @@ LEAF = parse_definition(
 )
 
 
-def settle(client: FakeDurableClient, seconds: float = 10) -> None:
+def settle(client: LocalDurableClient, seconds: float = 10) -> None:
     """Run the host a little while (not until the approval's one-hour timeout)."""
     client.host.run(until=client.host.clock + timedelta(seconds=seconds))
 
 
-def new_client() -> FakeDurableClient:
-    return FakeDurableClient(DurableHost(app, durations=conformance_durations))
+def new_client() -> LocalDurableClient:
+    return LocalDurableClient(DurableHost(app, durations=conformance_durations))
 
 
 def approval_snapshot(instance_id: str = "order-42") -> Any:
@@ -367,7 +370,7 @@ def test_a_child_snapshot_must_belong_to_the_parent() -> None:
 # --- status, events, terminate ------------------------------------------------------------
 
 
-def started_client() -> FakeDurableClient:
+def started_client() -> LocalDurableClient:
     client = new_client()
     post_snapshot(client, start_body(approval_snapshot()))
     settle(client)
@@ -518,3 +521,28 @@ def test_a_finished_snapshot_completes_at_once() -> None:
     client.host.run()
     result = client.host.instances["done-1"].output
     assert (result["status"], result["output"], result["seq"]) == ("succeeded", {"x": 1}, 1)
+
+
+# --- the long-running host of `rustyflower cloud azure` ------------------------------------------
+
+
+def test_a_host_that_does_not_record_keeps_only_the_last_episode_and_no_activity_runs() -> None:
+    """``rustyflower cloud azure`` runs for hours: its host keeps what it must (the last
+    answer of each instance), not every episode's context nor every activity run."""
+    recording = LocalDurableClient(DurableHost(app, durations=conformance_durations))
+    lean = LocalDurableClient(
+        DurableHost(app, durations=conformance_durations, record=False, max_episodes=None)
+    )
+    for client in (recording, lean):
+        post_snapshot(client, start_body(approval_snapshot()))
+        settle(client)
+        asyncio.run(client.raise_event("order-42", "approval", {"ok": True}))
+        settle(client)
+    kept = recording.host.instances["order-42"]
+    lean_instance = lean.host.instances["order-42"]
+    assert kept.status == lean_instance.status == "Completed"
+    assert kept.output == lean_instance.output
+    assert len(kept.episodes) > 1 and recording.host.activity_runs  # activity, checkpoints
+    assert lean_instance.episodes == kept.episodes[-1:]
+    assert lean.host.activity_runs == []
+    assert lean.host.verify_determinism() == 2  # the kept episode and the final history

@@ -16,6 +16,13 @@ import pytest
 from functions_azure import orchestration
 from functions_azure.function_app import app
 from functions_azure.payloads import OrchestrationInput, snapshot_text
+from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
+from rustyflower.adapters.localcloud.durable_history import (
+    EPOCH,
+    TIMER_CREATED,
+    NonDeterminismError,
+)
+from rustyflower.adapters.localcloud.durable_host import DurableHost
 from rustyflower.core.contract import ControlEvent
 from rustyflower.core.engine import (
     ActivityCompleted,
@@ -29,13 +36,6 @@ from rustyflower.core.engine import (
 from rustyflower.core.errors import NoWaiterError
 from rustyflower.core.model import FlowDefinition, parse_definition
 from rustyflower.core.snapshot.document import encode_snapshot
-from tests.azure.durable_host import (
-    EPOCH,
-    TIMER_CREATED,
-    DurableHost,
-    FakeDurableClient,
-    NonDeterminismError,
-)
 from tests.azure.support import (
     KEYS,
     conformance_durations,
@@ -65,7 +65,7 @@ def run_flow(
 ) -> tuple[DurableHost, Any]:
     """Start ``definition`` in the app through the starter and run it on the replay host."""
     host = host or DurableHost(app, durations=conformance_durations)
-    client = FakeDurableClient(host)
+    client = LocalDurableClient(host)
     snapshot = start(definition, data, instance_id, host.clock).snapshot
     body = start_body(snapshot, [f.document() for f in flows or []])
     assert post_snapshot(client, body).status_code == 202
@@ -310,7 +310,7 @@ def test_a_child_snapshot_continues_the_child_where_it_stood() -> None:
     assert isinstance(call, RunActivity)
     at_rest = advance(child.snapshot, ActivityCompleted(call.call_id, {"x": 1}), EPOCH).snapshot
     host = DurableHost(app, durations=conformance_durations, now=EPOCH + timedelta(seconds=30))
-    client = FakeDurableClient(host)
+    client = LocalDurableClient(host)
     body = start_body(parent.snapshot, [CHILD.document()], [encode_snapshot(at_rest, KEYS)])
     assert post_snapshot(client, body).status_code == 202
     host.run()
@@ -323,7 +323,7 @@ def test_a_child_snapshot_continues_the_child_where_it_stood() -> None:
 def test_without_its_snapshot_a_child_starts_again_with_the_same_keys() -> None:
     parent = start(PARENT, {"x": 1}, "family", EPOCH)
     host = DurableHost(app, durations=conformance_durations, now=EPOCH + timedelta(seconds=30))
-    client = FakeDurableClient(host)
+    client = LocalDurableClient(host)
     assert post_snapshot(client, start_body(parent.snapshot, [CHILD.document()])).status_code == 202
     host.run()
     runs = activity_runs(host)

@@ -30,12 +30,14 @@ from functions_azure.function_app import app, register_triggers
 from functions_azure.payloads import OrchestrationInput, snapshot_from_text
 from functions_azure.settings import AppSettings
 from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
+from rustyflower.adapters.localcloud.durable_history import functions_of
+from rustyflower.adapters.localcloud.durable_host import DurableHost
 from rustyflower.core.model import parse_definition
 from tests.azure.azurite import (  # noqa: F401 - pytest fixtures used by name
     azurite_connection_string_fixture,
     azurite_fixture,
 )
-from tests.azure.durable_host import DurableHost, FakeDurableClient, functions_of
 
 pytestmark = [pytest.mark.emulator, pytest.mark.usefixtures("azure_env")]
 
@@ -79,7 +81,7 @@ def test_a_message_starts_one_orchestration_and_an_event_signals_it_once(
     )
     container.create_container()
     host = DurableHost(app)
-    client = FakeDurableClient(host)
+    client = LocalDurableClient(host)
     hearing = triggers.Hearing(
         FlowBundle([FLOW]), client, triggers.blob_first_time(container), AppSettings()
     )
@@ -158,7 +160,7 @@ class EventApp:
 
     functions: dict[str, Any]
     host: DurableHost
-    client: FakeDurableClient
+    client: LocalDurableClient
 
     def deliver(self, body: dict[str, Any]) -> None:
         """What the Functions host does with one event of a subscription's delivery: the
@@ -199,7 +201,7 @@ def event_app(
     fresh = df.DFApp()
     register_triggers(fresh, function_app.shipped_flows(str(flows)), "svc-")
     host = DurableHost(app)
-    yield EventApp(functions_of(fresh), host, FakeDurableClient(host))
+    yield EventApp(functions_of(fresh), host, LocalDurableClient(host))
     function_app.trigger_markers.cache_clear()
 
 

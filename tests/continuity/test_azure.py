@@ -2,8 +2,9 @@
 
 The site runs on a real Redis with a worker in this process. The Function App is
 ``azure_kit.ReplayFunctionApp``: an HTTP server on 127.0.0.1 whose routes call the app's
-wired HTTP functions, with the real SDK orchestrator replayed by ``tests/azure``'s
-``DurableHost``; the app's checkpoint function writes to Azurite, where failback reads.
+wired HTTP functions, with the real SDK orchestrator replayed by the product's
+``DurableHost`` (``rustyflower.adapters.localcloud``); the app's checkpoint function writes
+to Azurite, where failback reads.
 Everything goes through the CLI as an operator would type it.
 """
 

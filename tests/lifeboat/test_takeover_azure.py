@@ -26,6 +26,7 @@ from rustyflower.adapters.azure.lifeboat import BlobLeaseStore, BlobReplicaStore
 from rustyflower.adapters.continuity.lifeboat_setup import LifeboatSettings, build_agent
 from rustyflower.adapters.continuity.site_agent import AgentOptions, SiteAgent
 from rustyflower.adapters.continuity.watchdog import Watchdog, WatchdogSettings
+from rustyflower.adapters.localcloud.durable_history import functions_of
 from rustyflower.adapters.redis.conductor import FencedError
 from rustyflower.adapters.redis.lifeboat_feed import RedisReplicationFeed
 from rustyflower.core.engine import EventReceived, StartChildFlow
@@ -35,7 +36,6 @@ from tests.azure.azurite import (  # noqa: F401 - pytest fixtures used by name
     Azurite,
     azurite_connection_string_fixture,
 )
-from tests.azure.durable_host import functions_of
 from tests.azure.support import KEYS, app_settings
 from tests.continuity.azure_kit import FUNCTION_KEY, ReplayFunctionApp, running_app
 from tests.continuity.kit import APPROVAL, EXPECTED, Site

@@ -9,7 +9,7 @@
   ``rustyflower``, never through the folder it lives in (``rustyflower.adapters.public``);
 * the runtimes (``redis``, ``aws``, ``azure``, ``local``) never import each other, and
   continuity sees the site's store only through the port (``core.instance_store``), never
-  through the Redis runner;
+  through the Redis runner; the local clouds (``localcloud``) never reach the site;
 * the shipped code has no import cycle: not at module level, and not once the imports
   made inside functions are counted too (a lazy import must not hide a loop).
 """
@@ -114,6 +114,20 @@ def test_continuity_sees_the_store_only_through_the_port() -> None:
         if any(module == "rustyflower.core.instance_store" for _, module in imports_of(path))
     ]
     assert {"handover.py", "cloud.py", "batch.py", "signals.py"} <= set(port_users)
+
+
+def test_the_local_clouds_never_reach_the_site() -> None:
+    """``adapters/localcloud`` plays a cloud (``rustyflower cloud azure``): it may use the
+    cloud adapters, never the site's runtimes, continuity or the CLI; the Function App it
+    runs is loaded from a folder, never imported (test above)."""
+    site = (
+        "rustyflower.adapters.redis",
+        "rustyflower.adapters.local",
+        "rustyflower.adapters.continuity",
+        "rustyflower.adapters.cli",
+        "redis",
+    )
+    assert violations("adapters/localcloud", site) == []
 
 
 # --- import cycles ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""A replay harness that plays the Azure Functions host for the real Durable Functions SDK.
+"""A replay host that plays the Azure Functions host for the real Durable Functions SDK.
 
 No Functions host can run here, so this module does what the host and the Durable
-extension do for an out-of-process (Python) orchestrator, on a virtual clock:
+extension do for an out-of-process (Python) orchestrator, on a clock of its own (virtual
+in the tests; ``rustyflower cloud azure`` moves it with the real time, :mod:`.azure`):
 
 * it keeps each orchestration's history (OrchestratorStarted, ExecutionStarted,
   TaskScheduled/Completed/Failed, TimerCreated/Fired, EventRaised,
@@ -27,6 +28,9 @@ extension do for an out-of-process (Python) orchestrator, on a virtual clock:
 
 :meth:`DurableHost.verify_determinism` replays every recorded episode from scratch (and
 each generation's final history) and checks the orchestrator answers identically.
+
+The records it keeps (history types, instances, episodes) are in :mod:`.durable_history`;
+the Durable client binding the app's client functions are given, in :mod:`.durable_client`.
 """
 
 from __future__ import annotations
@@ -38,146 +42,52 @@ import itertools
 import json
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import azure.functions as func
-from azure.durable_functions import DurableOrchestrationClient
-from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
-EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
+from rustyflower.adapters.localcloud.durable_history import (
+    CALL_ACTIVITY,
+    CALL_SUB,
+    CONTINUE_AS_NEW,
+    CREATE_TIMER,
+    EPOCH,
+    EVENT_RAISED,
+    EXECUTION_STARTED,
+    EXECUTION_TERMINATED,
+    ORCHESTRATOR_COMPLETED,
+    ORCHESTRATOR_STARTED,
+    SUB_COMPLETED,
+    SUB_CREATED,
+    SUB_FAILED,
+    TASK_COMPLETED,
+    TASK_FAILED,
+    TASK_SCHEDULED,
+    TIMER_CREATED,
+    TIMER_FIRED,
+    WAIT_FOR_EVENT,
+    ActivityRun,
+    Durations,
+    Episode,
+    HostError,
+    Instance,
+    NonDeterminismError,
+    QueuedMessage,
+    as_history,
+    flatten,
+    functions_of,
+    parse_time,
+    signature,
+    timestamp,
+)
 
-# history event types (HistoryEventType) and action types (ActionType)
-EXECUTION_STARTED, EXECUTION_TERMINATED = 0, 3
-TASK_SCHEDULED, TASK_COMPLETED, TASK_FAILED = 4, 5, 6
-SUB_CREATED, SUB_COMPLETED, SUB_FAILED = 7, 8, 9
-TIMER_CREATED, TIMER_FIRED = 10, 11
-ORCHESTRATOR_STARTED, ORCHESTRATOR_COMPLETED = 12, 13
-EVENT_RAISED = 15
-
-CALL_ACTIVITY, CALL_ACTIVITY_RETRY = 0, 1
-CALL_SUB, CALL_SUB_RETRY = 2, 3
-CONTINUE_AS_NEW, CREATE_TIMER, WAIT_FOR_EVENT = 4, 5, 6
-WHEN_ANY, WHEN_ALL = 11, 12
-
-ENDED = frozenset({"Completed", "Failed", "Terminated"})
-
-
-class HostError(AssertionError):
-    """The orchestration did something the host would refuse, or the run went wrong."""
-
-
-class NonDeterminismError(HostError):
-    """Replaying the history gave other actions than the ones already recorded."""
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def flatten(actions: list[Any]) -> list[dict[str, Any]]:
-    """Replay schema V2's action payload as the flat list of atomic actions, in order."""
-    flat: list[dict[str, Any]] = []
-    for action in actions:
-        if isinstance(action, list):
-            flat += flatten(action)
-        elif action.get("actionType") in (WHEN_ANY, WHEN_ALL):
-            flat += flatten(action.get("compoundActions", []))
-        else:
-            flat.append(action)
-    return flat
-
-
-def signature(action: dict[str, Any]) -> tuple[Any, ...]:
-    """What must not change on replay for an action already in the history."""
-    kind = action["actionType"]
-    if kind == CREATE_TIMER:
-        return (kind, action["fireAt"])
-    if kind in (CALL_SUB, CALL_SUB_RETRY):
-        return (kind, action["functionName"], action.get("instanceId"), action.get("input"))
-    return (kind, action.get("functionName"), action.get("input"))
-
-
-@dataclass
-class Episode:
-    """One call of the orchestrator: what the host sent and what came back."""
-
-    generation: int
-    context: str
-    answer: dict[str, Any] | None
-    error: str | None
-
-
-@dataclass
-class Instance:
-    instance_id: str
-    name: str
-    input: str | None
-    parent: tuple[str, int, int] | None = None
-    """(parent instance id, parent execution, TaskScheduledId of the call)."""
-    status: str = "Pending"
-    generation: int = 0
-    execution: int = 0
-    """Unique per generation (the extension's execution id): old messages are told apart."""
-    history: list[dict[str, Any]] = field(default_factory=list)
-    scheduled: list[tuple[Any, ...]] = field(default_factory=list)
-    inbox: list[dict[str, Any]] = field(default_factory=list)
-    output: Any = None
-    custom_status: Any = None
-    failure: str | None = None
-    created: datetime = EPOCH
-    updated: datetime = EPOCH
-    finished_at: datetime | None = None
-    episodes: list[Episode] = field(default_factory=list)
-    generations: list[tuple[str | None, list[dict[str, Any]], dict[str, Any] | None]] = field(
-        default_factory=list
-    )
-    """Each ended generation's input, final history and last answer (for the replay check)."""
-    cancelled_timers: int = 0
-
-    @property
-    def ended(self) -> bool:
-        return self.status in ENDED
-
-
-@dataclass(order=True)
-class _Item:
-    when: datetime
-    order: int
-    target: str = field(compare=False)
-    execution: int | None = field(compare=False)
-    """None: a message to the instance (an event), delivered to whatever execution runs."""
-    event: dict[str, Any] = field(compare=False)
-
-
-@dataclass
-class ActivityRun:
-    function: str
-    input: Any
-    at: datetime
-
-
-Durations = Callable[[str, Any], float]
-_FUNCTIONS: dict[int, dict[str, Any]] = {}
-
-
-def functions_of(app: Any) -> dict[str, Any]:
-    """The app's functions by name (``get_functions`` may be called once per app only)."""
-    found = _FUNCTIONS.get(id(app))
-    if found is None:
-        found = {f.get_function_name(): f for f in app.get_functions()}
-        _FUNCTIONS[id(app)] = found
-    return found
-
+__all__ = ["DurableHost", "EpisodeHook"]
 
 EpisodeHook = Callable[["DurableHost", Instance], None]
+"""Called after every episode (the tests' scripted outside world sends events from it)."""
 
 
 class DurableHost:
@@ -192,9 +102,13 @@ class DurableHost:
         batch: bool = True,
         schema: int = 1,
         long_timers: tuple[str, str] | None = None,
-        max_episodes: int = 20_000,
+        max_episodes: int | None = 20_000,
         on_episode: EpisodeHook | None = None,
+        record: bool = True,
     ) -> None:
+        """``max_episodes`` stops an endless orchestration (None: no limit, a long-running
+        host); ``record=False`` keeps only each instance's last episode and no activity runs
+        (a long-running host: :meth:`verify_determinism` then checks only what is kept)."""
         self.functions = functions_of(app)
         self.clock = now
         self.durations = durations or (lambda _name, _input: 0.0)
@@ -203,10 +117,11 @@ class DurableHost:
         self.long_timers = long_timers
         self.max_episodes = max_episodes
         self.on_episode = on_episode
+        self.record = record
         self.instances: dict[str, Instance] = {}
         self.activity_runs: list[ActivityRun] = []
         self.episode_count = 0
-        self._agenda: list[_Item] = []
+        self._agenda: list[QueuedMessage] = []
         self._order: Iterator[int] = itertools.count()
         self._executions: Iterator[int] = itertools.count(1)
 
@@ -306,7 +221,8 @@ class DurableHost:
     def _push(
         self, when: datetime, target: str, execution: int | None, event: dict[str, Any]
     ) -> None:
-        heapq.heappush(self._agenda, _Item(when, next(self._order), target, execution, event))
+        message = QueuedMessage(when, next(self._order), target, execution, event)
+        heapq.heappush(self._agenda, message)
 
     def _event(self, kind: int, event_id: int = -1, **fields: Any) -> dict[str, Any]:
         return {
@@ -373,7 +289,7 @@ class DurableHost:
 
     def _episode(self, instance: Instance) -> None:
         self.episode_count += 1
-        if self.episode_count > self.max_episodes:
+        if self.max_episodes is not None and self.episode_count > self.max_episodes:
             raise HostError(f"more than {self.max_episodes} episodes: an endless orchestration?")
         instance.status = "Running"
         instance.updated = self.clock
@@ -384,6 +300,8 @@ class DurableHost:
         context = self.context_json(instance, sent)
         answer, error = self.call_orchestrator(instance.name, context)
         instance.episodes.append(Episode(instance.generation, context, answer, error))
+        if not self.record:
+            del instance.episodes[:-1]
         instance.history += new
         if answer is None:
             instance.history.append(self._event(ORCHESTRATOR_COMPLETED))
@@ -533,7 +451,8 @@ class DurableHost:
         if function is None:
             raise HostError(f"no activity function {name!r}")
         decoded = ActivityTriggerConverter.decode(meta.Datum(text, "json"), trigger_metadata=None)
-        self.activity_runs.append(ActivityRun(name, decoded, self.clock))
+        if self.record:
+            self.activity_runs.append(ActivityRun(name, decoded, self.clock))
         user = function.get_user_function()
         trigger = function.get_trigger()
         assert trigger is not None
@@ -542,7 +461,7 @@ class DurableHost:
         if target is not None:
             for binding in function.get_bindings():
                 if binding.get_dict_repr().get("type") == "durableClient":
-                    kwargs[binding.name] = FakeDurableClient(self)
+                    kwargs[binding.name] = LocalDurableClient(self)
         else:
             target = user
         try:
@@ -598,7 +517,7 @@ class DurableHost:
                     for event in history
                     if event["EventType"] in (TASK_SCHEDULED, TIMER_CREATED, SUB_CREATED)
                 ]
-                got = [_as_history(s) for s in scheduled]
+                got = [as_history(s) for s in scheduled]
                 if got != expected:
                     raise NonDeterminismError(
                         f"{instance.instance_id}: a full replay scheduled {got}, the history "
@@ -611,85 +530,3 @@ class DurableHost:
                     )
                 checked += 1
         return checked
-
-
-def _as_history(action_signature: tuple[Any, ...]) -> tuple[Any, ...]:
-    kind = action_signature[0]
-    if kind == CREATE_TIMER:
-        return (TIMER_CREATED, None, action_signature[1])
-    if kind == CALL_SUB:
-        return (SUB_CREATED, action_signature[1], None)
-    return (TASK_SCHEDULED, action_signature[1], None)
-
-
-# --- a Durable client over the host ------------------------------------------------------------
-
-BINDING = {
-    "taskHubName": "TestHub",
-    "creationUrls": {
-        "createNewInstancePostUri": "http://localhost:7071/runtime/webhooks/durabletask/orchestrators/{functionName}[/{instanceId}]?code=KEY",
-    },
-    "managementUrls": {
-        "id": "INSTANCEID",
-        "statusQueryGetUri": "http://localhost:7071/runtime/webhooks/durabletask/instances/INSTANCEID?taskHub=TestHub&connection=Storage&code=KEY",
-        "sendEventPostUri": "http://localhost:7071/runtime/webhooks/durabletask/instances/INSTANCEID/raiseEvent/{eventName}?taskHub=TestHub&connection=Storage&code=KEY",
-        "terminatePostUri": "http://localhost:7071/runtime/webhooks/durabletask/instances/INSTANCEID/terminate?reason={text}&taskHub=TestHub&connection=Storage&code=KEY",
-        "purgeHistoryDeleteUri": "http://localhost:7071/runtime/webhooks/durabletask/instances/INSTANCEID?taskHub=TestHub&connection=Storage&code=KEY",
-    },
-    "rpcBaseUrl": "http://127.0.0.1:17071/durabletask/",
-}
-
-
-class FakeDurableClient:
-    """A test fake of ``DurableOrchestrationClient`` over a :class:`DurableHost`.
-
-    The same coroutine methods, answers and error messages as the real client gives for
-    the extension's HTTP answers (404 unknown, 410 gone); ``create_check_status_response``
-    is the real client's, over a binding of this fake host.
-    """
-
-    def __init__(self, host: DurableHost) -> None:
-        self.host = host
-        self.started: list[str] = []
-        self.raised: list[tuple[str, str, Any]] = []
-        self.terminated: list[tuple[str, str]] = []
-        self._real = DurableOrchestrationClient(json.dumps(BINDING))
-
-    async def start_new(
-        self,
-        orchestration_function_name: str,
-        instance_id: str | None = None,
-        client_input: Any | None = None,
-    ) -> str:
-        if instance_id is None:
-            raise HostError("RustyFlower always names its instances")
-        try:
-            self.host.start_new(orchestration_function_name, instance_id, client_input)
-        except HostError as error:
-            raise Exception(str(error)) from None
-        self.started.append(instance_id)
-        return instance_id
-
-    async def get_status(self, instance_id: str, *_args: Any) -> DurableOrchestrationStatus:
-        found = self.host.status_json(instance_id)
-        return DurableOrchestrationStatus.from_json(found if found is not None else "")
-
-    async def raise_event(self, instance_id: str, event_name: str, event_data: Any = None) -> None:
-        code = self.host.raise_event(instance_id, event_name, event_data)
-        if code == 404:
-            raise Exception(f"No instance with ID {instance_id} found.")
-        if code == 410:
-            raise Exception(f"Instance with ID {instance_id} is gone: either completed or failed")
-        self.raised.append((instance_id, event_name, event_data))
-
-    async def terminate(self, instance_id: str, reason: str) -> None:
-        code = self.host.terminate(instance_id, reason)
-        if code == 404:
-            raise Exception(f"No instance with ID '{instance_id}' found.")
-        self.terminated.append((instance_id, reason))
-
-    def create_check_status_response(
-        self, request: func.HttpRequest, instance_id: str
-    ) -> func.HttpResponse:
-        response: func.HttpResponse = self._real.create_check_status_response(request, instance_id)
-        return response
