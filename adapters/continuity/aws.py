@@ -424,14 +424,10 @@ class AwsContinuity(CloudContinuity):
             events = self.clients("stepfunctions").get_execution_history(
                 executionArn=arn, reverseOrder=True, maxResults=100, includeExecutionData=False
             )["events"]
-        entered = next(
-            (
-                str(event["stateEnteredEventDetails"].get("name", ""))
-                for event in events
-                if "stateEnteredEventDetails" in event
-            ),
-            "",
-        )
+        # newest first on AWS; the highest id either way (emulators ignore reverseOrder)
+        states = [event for event in events if "stateEnteredEventDetails" in event]
+        newest = max(states, key=lambda event: int(event.get("id", 0)), default=None)
+        entered = str(newest["stateEnteredEventDetails"].get("name", "")) if newest else ""
         position = user_state_of(entered.rsplit("/", 1)[-1]) if entered else ""
         return CloudView(
             "aws",
