@@ -30,7 +30,11 @@ from rustyflower.core.snapshot.keys import SnapshotKeys
 
 __all__ = [
     "DISCARDED_KIND",
+    "FAILED_BACK_KIND",
+    "FAILED_OVER_KIND",
     "LOCAL",
+    "OWNER_KINDS",
+    "RECLAIMED_KIND",
     "CommitResult",
     "InstanceInfo",
     "InstanceStore",
@@ -43,6 +47,18 @@ LOCAL = "local"
 """The owner name of the site's own runner."""
 DISCARDED_KIND = "NewerStateDiscarded"
 """The history entry a resume that rolled back newer state leaves behind."""
+FAILED_OVER_KIND = "FailedOver"
+"""The history entry of a fence for a cloud (detail: ``cloud``, ``epoch``), written by the
+store in the same atomic step as the fence."""
+FAILED_BACK_KIND = "FailedBack"
+"""The history entry of an instance resumed here from a cloud (detail: ``cloud``,
+``epoch``), written in the resume's own commit. AWS stops the execution it leaves with the
+error ``RF.FailedBack`` (``adapters.aws.failback.STOP_ERROR``)."""
+RECLAIMED_KIND = "Reclaimed"
+"""The history entry of ``failback --force``: an instance taken back from a cloud that could
+not be reached or would not stop (detail: ``cloud``, ``epoch``, ``reason``, ``source``)."""
+OWNER_KINDS = frozenset({FAILED_OVER_KIND, FAILED_BACK_KIND, RECLAIMED_KIND})
+"""The history entries that record a change of owner (besides ``TakenOver``, a cloud's)."""
 
 Priority = Literal["high", "normal", "low"]
 """The queue priority an instance's work is dispatched with (fixed when it starts)."""
@@ -67,6 +83,9 @@ class InstanceInfo:
     updated_at: str
     created_at: str
     owner: str
+    owner_since: str = ""
+    """When the owner last changed (a fence, a failback, a takeover); empty when it never
+    did."""
 
 
 class InstanceStore(Protocol):
@@ -97,9 +116,12 @@ class InstanceStore(Protocol):
         """A registered flow (``version`` None: the latest one)."""
         ...
 
-    def fence(self, instance_id: str, epoch: int, owner: str) -> bool:
+    def fence(
+        self, instance_id: str, epoch: int, owner: str, note: Mapping[str, Any] | None = None
+    ) -> bool:
         """Give the instance to ``owner`` at ``epoch``; False when it was there already.
-        From then on the store refuses commits of an older epoch."""
+        From then on the store refuses commits of an older epoch. A ``FailedOver`` history
+        entry (``note`` adds to its detail) is written in the same atomic step."""
         ...
 
     def commit(self, previous: Snapshot | None, transition: Transition) -> CommitResult:
@@ -114,9 +136,12 @@ class InstanceStore(Protocol):
         take_ownership: bool = False,
         discard_newer_state: bool = False,
         now: datetime | None = None,
+        note: Mapping[str, Any] | None = None,
     ) -> Snapshot:
         """Continue ``snapshot`` (a value: nothing is sealed or opened) here, owner
-        local, as :func:`plan_resume` decides; returns the value stored."""
+        local, as :func:`plan_resume` decides; returns the value stored. ``note`` (a
+        ``kind`` and ``detail``) is written to the history in the same commit, at the
+        resumed seq."""
         ...
 
     def adopt(self, snapshot: Snapshot, epoch: int, owner: str, note: Mapping[str, Any]) -> bool:

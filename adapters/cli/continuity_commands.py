@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -441,41 +441,121 @@ def failback(
             rich_help_panel=_AZURE,
         ),
     ] = 60.0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Take them back even when the cloud cannot be reached or will not stop "
+            "(epoch + 1; from the site's snapshot if the cloud's cannot be read). Needs --reason.",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason",
+            help="With --force: why (kept in each instance's history).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Bring instances back from AWS or Azure and resume them here (epoch + 1).
 
     AWS: stop the execution, turn its history into a snapshot, resume it. Azure: hold the
     instance, terminate it at its last checkpoint, resume that checkpoint (and release
-    it). Exit 1 when any instance failed.
+    it). --force: the escape hatch for a cloud that is gone (docs/failover.md, "When the
+    cloud is gone"). Exit 1 when any instance failed.
     """
     cloud = _cloud(from_, "--from")
     ids = instance_ids or []
     if bool(ids) == every:
         raise CliInputError("give instance ids or --all")
+    if force and not (reason or "").strip():
+        raise CliInputError(
+            "--force needs --reason TEXT: say why the instances are taken back without the "
+            "cloud (it is kept in their history)"
+        )
+    if reason is not None and not force:
+        raise CliInputError("--reason goes with --force")
     connection = connection_of(ctx)
-    runner = _continuity(
-        cloud,
-        connection.store,
-        None,
-        connection.data_dir,
-        aws={
-            "region": region,
-            "state_machine_arn": state_machine_arn,
-            "state_machines": _state_machines(state_machine),
-            "state_machine_prefix": state_machine_prefix,
-            "snapshot_bucket": snapshot_bucket,
-        },
-        azure={
-            "function_url": function_url,
-            "function_key": function_key,
-            "storage_connection_string": storage_connection_string,
-            "container": container,
-            "hold": hold,
-            "safe_point_timeout": timeout,
-        },
-    )
+    aws: dict[str, Any] = {
+        "region": region,
+        "state_machine_arn": state_machine_arn,
+        "state_machines": _state_machines(state_machine),
+        "state_machine_prefix": state_machine_prefix,
+        "snapshot_bucket": snapshot_bucket,
+    }
+    azure: dict[str, Any] = {
+        "function_url": function_url,
+        "function_key": function_key,
+        "storage_connection_string": storage_connection_string,
+        "container": container,
+        "hold": hold,
+        "safe_point_timeout": timeout,
+    }
     targets = select_instances(connection.store, "failback", cloud, ids, every)
+    if force:
+        assert reason is not None
+        _reclaim(
+            connection.store,
+            cloud,
+            targets,
+            reason.strip(),
+            as_json,
+            environ=cloud_environment(connection.data_dir),
+            aws=aws,
+            azure=azure,
+        )
+        return
+    runner = _continuity(cloud, connection.store, None, connection.data_dir, aws=aws, azure=azure)
     _run("failback", cloud, targets, runner.failback, as_json)
+
+
+def _reclaim(
+    store: InstanceStore,
+    cloud: Cloud,
+    targets: list[str],
+    reason: str,
+    as_json: bool,
+    *,
+    environ: Mapping[str, str],
+    aws: dict[str, Any],
+    azure: dict[str, Any],
+) -> None:
+    """``failback --force``: each instance back at epoch + 1 whatever the cloud does, with
+    a warning for those that came back from the site's snapshot (the cloud's progress
+    since failover is lost: its steps may run again)."""
+    runner: CloudContinuity
+    if cloud == "aws":
+        from rustyflower.adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
+
+        settings = AwsSettings.from_env(environ, **aws, timeout=RECLAIM_TIMEOUT)
+        runner = AwsContinuity(store, settings)
+    else:
+        from rustyflower.adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
+
+        chosen = AzureSettings.from_env(environ, **azure, http_timeout=RECLAIM_TIMEOUT)
+        runner = AzureContinuity(store, chosen, lazy=True)
+
+    def step(instance_id: str) -> Outcome:
+        outcome = runner.reclaim(instance_id, reason)
+        if outcome.detail.get("source") == "site":
+            err.print(
+                escape(
+                    f"WARNING: {instance_id} was taken back from the site's own snapshot (seq "
+                    f"{outcome.seq}, the state at failover time): whatever {cloud} did since "
+                    f"failover is lost and may be done again ({cloud}: "
+                    f"{outcome.detail.get('cloud_error')})"
+                ),
+                style="bold red",
+                soft_wrap=True,
+            )
+        return outcome
+
+    _run("failback", cloud, targets, step, as_json)
+
+
+RECLAIM_TIMEOUT = 5.0
+"""Seconds each call to the cloud may take during ``failback --force`` (tried once)."""
 
 
 def _continuity(

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rustyflower.adapters.cli.cloud_settings import cloud_environment
 from rustyflower.adapters.cli.context import connection_of
 from rustyflower.adapters.cli.continuity_commands import start_in_cloud_command
 from rustyflower.adapters.cli.errors import (
@@ -36,6 +37,7 @@ from rustyflower.adapters.cli.options import (
     command,
 )
 from rustyflower.adapters.cli.render import (
+    cloud_rows,
     compact,
     emit_json,
     err,
@@ -47,11 +49,15 @@ from rustyflower.adapters.cli.render import (
     print_result,
     short_time,
     status_text,
+    where_text,
 )
+from rustyflower.adapters.continuity.outcomes import CloudView
+from rustyflower.adapters.continuity.whereabouts import ask_cloud
 from rustyflower.adapters.redis._status import summary_of
 from rustyflower.adapters.redis.keys import PRIORITIES, Priority
 from rustyflower.adapters.redis.listing import MAX_PAGE
 from rustyflower.client import Client, InstanceInfo, InstanceStatus, ResultTimeoutError
+from rustyflower.core.instance_store import LOCAL
 
 
 def _start_many(
@@ -241,23 +247,36 @@ def status(
     instance_id: InstanceArgument,
     as_json: JsonOption = False,
 ) -> None:
-    """Where an instance stands: status, positions, what it waits for, output or error."""
-    summary = connection_of(ctx).public_client.status(instance_id).as_dict()
+    """Where an instance stands: status, positions, what it waits for, output or error.
+
+    For an instance living in a cloud, the cloud is asked too (with the settings
+    `failback` uses); the site's positions are then its view at failover time.
+    """
+    connection = connection_of(ctx)
+    summary = connection.public_client.status(instance_id).as_dict()
+    view = None
+    if summary["owner"] != LOCAL:
+        view = ask_cloud(connection.store, instance_id, cloud_environment(connection.data_dir))
     if as_json:
-        emit_json(summary)
+        emit_json(summary if view is None else {**summary, "cloud": view.as_dict()})
         return
-    key_values(_status_rows(summary))
+    key_values(_status_rows(summary, view))
 
 
-def _status_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+def _status_rows(summary: dict[str, Any], view: CloudView | None) -> list[tuple[str, str]]:
     status_ = summary["status"]
     rows = [
         ("instance", escape(summary["instance_id"])),
         ("flow", escape(f"{summary['flow']}@{summary['version']}")),
-        ("status", status_text(status_, summary["held"])),
+        ("where", escape(where_text(summary))),
     ]
+    stale = ""
+    if view is not None:
+        rows += cloud_rows(view)
+        stale = " [dim](the site's view at failover time)[/]"
+    rows.append(("status", status_text(status_, summary["held"]) + stale))
     if status_ == "running":
-        rows.append(("at", escape(", ".join(summary["positions"]) or "-")))
+        rows.append(("at", escape(", ".join(summary["positions"]) or "-") + stale))
         items = summary["waiting_for"]
         waiting = [item["text"] for item in items if item["kind"] != "deadline"]
         deadlines = [item["text"] for item in items if item["kind"] == "deadline"]
@@ -267,7 +286,6 @@ def _status_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append(("deadlines", escape("; ".join(deadlines))))
     rows += [
         ("seq", str(summary["seq"])),
-        ("epoch", str(summary["epoch"])),
         ("priority", escape(summary["priority"])),
         ("input", escape(compact(summary["input"]))),
     ]

@@ -10,7 +10,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.text import Text
 
 from rustyflower.core.engine import Command, Event, Snapshot
 from rustyflower.core.timeutil import parse_timestamp
+
+if TYPE_CHECKING:
+    from rustyflower.adapters.continuity.outcomes import CloudView
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -123,10 +126,11 @@ def instances_table(rows: Sequence[Mapping[str, Any]]) -> None:
         "ID",
         "FLOW",
         "STATUS",
+        "WHERE",
         "AT",
         "SEQ",
         "UPDATED (UTC)",
-        keep=("ID", "FLOW", "STATUS", "UPDATED (UTC)"),
+        keep=("ID", "FLOW", "STATUS", "WHERE", "UPDATED (UTC)"),
     )
     fit(
         grid,
@@ -135,6 +139,7 @@ def instances_table(rows: Sequence[Mapping[str, Any]]) -> None:
                 escape(row["instance_id"]),
                 escape(f"{row['flow']}@{row['version']}"),
                 status_text(row["status"], row["held"]),
+                escape(f"{row.get('owner') or 'local'} (epoch {row['epoch']})"),
                 escape(", ".join(row.get("positions") or [])) or "-",
                 str(row["seq"]),
                 short_time(row["updated_at"]),
@@ -143,6 +148,27 @@ def instances_table(rows: Sequence[Mapping[str, Any]]) -> None:
         ],
     )
     show(grid)
+
+
+def where_text(summary: Mapping[str, Any]) -> str:
+    """'aws (epoch 3, since 2026-12-05 07:10:02 UTC)': who owns an instance, and since when."""
+    since = summary.get("owner_since")
+    when = f", since {short_time(since)} UTC" if since else ""
+    return f"{summary['owner']} (epoch {summary['epoch']}{when})"
+
+
+def cloud_rows(view: CloudView) -> list[tuple[str, str]]:
+    """What the cloud said of an instance living there, or the one row saying it could not
+    be asked (values are rich markup)."""
+    if not view.asked:
+        return [("cloud", f"[yellow]{escape(view.problem or 'not asked')}[/]")]
+    rows = [("cloud status", escape(view.status or "?"))]
+    if view.positions:
+        seq = f" (seq {view.seq})" if view.seq is not None else ""
+        rows.append(("cloud at", escape(", ".join(view.positions) + seq)))
+    if view.where:
+        rows.append(("cloud run", escape(view.where)))
+    return rows
 
 
 def key_values(rows: list[tuple[str, str]]) -> None:

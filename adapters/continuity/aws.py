@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
+from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
 from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
     BotoCoreError,
     ClientError,
@@ -45,7 +46,8 @@ from rustyflower.adapters.aws.deployment import (
 )
 from rustyflower.adapters.aws.deployment import execution_arn as execution_arn_of
 from rustyflower.adapters.aws.errors import DigestMismatchError, ResumeError
-from rustyflower.adapters.aws.failback import failback_execution
+from rustyflower.adapters.aws.failback import failback_execution, stop_execution
+from rustyflower.adapters.aws.names import user_state_of
 from rustyflower.adapters.aws.resume import (
     check_digest,
     deployed_digest,
@@ -63,7 +65,7 @@ from rustyflower.adapters.continuity.handover import (
     notify_parent,
     resume_from_cloud,
 )
-from rustyflower.adapters.continuity.outcomes import Delivery, Outcome
+from rustyflower.adapters.continuity.outcomes import CloudView, Delivery, Outcome
 from rustyflower.core.engine import Snapshot
 from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.model import FlowDefinition
@@ -123,6 +125,9 @@ class AwsSettings:
     tokens_table: str | None = None
     token_ttl: int = DEFAULT_TOKEN_TTL
     snapshot_bucket: str | None = None
+    timeout: float | None = None
+    """Seconds of each AWS call, tried once (None: boto3's defaults and retries); set
+    for ``status`` and ``failback --force``, which must not hang on an unreachable AWS."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> AwsSettings:
@@ -165,15 +170,26 @@ class AwsSettings:
 class AwsClients:
     """boto3 clients, made when first used (region and credentials: boto3's usual chain)."""
 
-    def __init__(self, region: str | None = None, **given: Any) -> None:
+    def __init__(
+        self, region: str | None = None, timeout: float | None = None, **given: Any
+    ) -> None:
         self.region = region
+        self.config = (
+            None
+            if timeout is None
+            else Config(
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                retries={"total_max_attempts": 1},
+            )
+        )
         self._clients: dict[str, Any] = dict(given)
 
     def __call__(self, service: str) -> Any:
         found = self._clients.get(service)
         if found is None:
             with _aws(f"connecting to {service}"):
-                found = boto3.client(service, region_name=self.region)
+                found = boto3.client(service, region_name=self.region, config=self.config)
             self._clients[service] = found
         return found
 
@@ -223,7 +239,7 @@ class AwsContinuity(CloudContinuity):
     ) -> None:
         super().__init__(store, keys, now=clock)
         self.settings = settings
-        self.clients = clients or AwsClients(settings.region)
+        self.clients = clients or AwsClients(settings.region, settings.timeout)
         self.clock = clock
         self._digests: dict[str, str | None] = {}
 
@@ -366,9 +382,7 @@ class AwsContinuity(CloudContinuity):
         store = self.store
         info = self._owned(instance_id)
         local = replace(store.load(instance_id, fresh=True), epoch=info.epoch)
-        arn = ledger.read(store, instance_id).get("execution_arn") or execution_arn_of(
-            self.settings.machine_for(local.definition), execution_name(instance_id, info.epoch)
-        )
+        arn = self._execution_of(instance_id, local)
         described = self._describe(arn)
         if described is None:  # the failover never started it: take the local snapshot back
             back = give_back(store, local)
@@ -380,6 +394,48 @@ class AwsContinuity(CloudContinuity):
         back = resume_from_cloud(store, snapshot, "aws")
         notify_parent(store, back, self.now())
         return self._outcome(back, "resumed", arn, str(described.get("status")))
+
+    def _execution_of(self, instance_id: str, local: Snapshot) -> str:
+        """The ARN of the execution continuing the instance at its current epoch."""
+        return ledger.read(self.store, instance_id).get("execution_arn") or execution_arn_of(
+            self.settings.machine_for(local.definition), execution_name(instance_id, local.epoch)
+        )
+
+    def _stop_and_read(self, instance_id: str, local: Snapshot) -> Snapshot:
+        arn = self._execution_of(instance_id, local)
+        described = self._describe(arn)
+        if described is None:
+            raise ContinuityError(f"AWS has no execution {arn}")
+        base = self._base(described, local)
+        stepfunctions = self.clients("stepfunctions")
+        stop_execution(stepfunctions, arn, timeout=self.settings.timeout or 10.0)
+        return failback_execution(stepfunctions, arn, base=base, definition=local.definition)
+
+    def describe(self, instance_id: str) -> CloudView:
+        """DescribeExecution of the instance's execution, and the state it entered last
+        (GetExecutionHistory, newest first)."""
+        with _aws(f"asking AWS about {instance_id!r}"):
+            info = self.store.info(instance_id)
+            local = replace(self.store.load(instance_id), epoch=info.epoch)
+            arn = self._execution_of(instance_id, local)
+            described = self._describe(arn)
+            if described is None:
+                return CloudView("aws", True, status="NOT FOUND", where=arn)
+            events = self.clients("stepfunctions").get_execution_history(
+                executionArn=arn, reverseOrder=True, maxResults=100, includeExecutionData=False
+            )["events"]
+        # newest first on AWS; the highest id either way (emulators ignore reverseOrder)
+        states = [event for event in events if "stateEnteredEventDetails" in event]
+        newest = max(states, key=lambda event: int(event.get("id", 0)), default=None)
+        entered = str(newest["stateEnteredEventDetails"].get("name", "")) if newest else ""
+        position = user_state_of(entered.rsplit("/", 1)[-1]) if entered else ""
+        return CloudView(
+            "aws",
+            True,
+            status=str(described.get("status")),
+            positions=(position,) if position else (),
+            where=arn,
+        )
 
     def _base(self, described: Mapping[str, Any], local: Snapshot) -> Snapshot | None:
         """The snapshot the execution continued: the local one, or the copy in the bucket."""

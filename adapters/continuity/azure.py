@@ -51,7 +51,7 @@ from rustyflower.adapters.continuity.handover import (
     notify_parent,
     resume_from_cloud,
 )
-from rustyflower.adapters.continuity.outcomes import Delivery, Outcome
+from rustyflower.adapters.continuity.outcomes import CloudView, Delivery, Outcome
 from rustyflower.adapters.continuity.subflows import sub_flow_definitions
 from rustyflower.core.contract import RESULT_KIND, ControlEvent
 from rustyflower.core.engine import ReleaseRequested, Snapshot
@@ -79,6 +79,7 @@ ENV_STORAGE = "RUSTYFLOWER_AZURE_STORAGE"
 ENV_CONTAINER = "RUSTYFLOWER_SNAPSHOT_CONTAINER"
 HOLD_EVENT = ControlEvent.HOLD
 FAILBACK_REASON = "failback to on-premises"
+RECLAIM_REASON = "reclaimed by the on-premises site (failback --force)"
 
 
 @dataclass(frozen=True)
@@ -153,13 +154,22 @@ class AzureContinuity(CloudContinuity):
         clock: Callable[[], float] = time.monotonic,
         now: Clock = utc_now,
         keys: SnapshotKeys | None = None,
+        lazy: bool = False,
     ) -> None:
+        """``lazy``: reach for the Function App only when first needed (a reclaim goes on
+        without one); otherwise a missing setting is refused here, before any fence."""
         super().__init__(store, keys, now=now)
         self.settings = settings
-        self.client = client or settings.client()
+        self._client = client if client is not None or lazy else settings.client()
         self.snapshots = snapshots if snapshots is not None else settings.snapshots()
         self.sleep = sleep
         self.clock = clock
+
+    @property
+    def client(self) -> DurableClient:
+        if self._client is None:
+            self._client = self.settings.client()
+        return self._client
 
     # --- failover -------------------------------------------------------------------------
 
@@ -216,6 +226,37 @@ class AzureContinuity(CloudContinuity):
             back = apply_event(store, instance_id, ReleaseRequested(), self.now())
         notify_parent(store, back, self.now())
         return self._outcome(back, "resumed", status.runtime_status)
+
+    def _stop_and_read(self, instance_id: str, local: Snapshot) -> Snapshot:
+        """Terminate the orchestration where it is (no hold, no safe point) and read its
+        final snapshot or last checkpoint."""
+        try:
+            status = self.client.status(instance_id)
+        except InstanceNotFoundError:
+            raise ContinuityError(f"the Function App has no orchestration {instance_id!r}") from (
+                None
+            )
+        if not status.finished:
+            self.client.terminate(instance_id, RECLAIM_REASON)
+        return self._ended_snapshot(instance_id, status)
+
+    def describe(self, instance_id: str) -> CloudView:
+        """The Function App's ``GET instances/{id}``: runtime status and custom status."""
+        try:
+            status = self.client.status(instance_id)
+        except InstanceNotFoundError:
+            return CloudView("azure", True, status="NotFound", where=instance_id)
+        custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+        positions = custom.get("positions")
+        seq = custom.get("seq")
+        return CloudView(
+            "azure",
+            True,
+            status=status.runtime_status,
+            positions=tuple(str(p) for p in positions) if isinstance(positions, list) else (),
+            where=status.durable_instance_id or instance_id,
+            seq=seq if isinstance(seq, int) else None,
+        )
 
     def _terminate_at_safe_point(
         self, instance_id: str, status: InstanceStatus

@@ -4,14 +4,21 @@ Failover: fence the instance here and seal its snapshot (``hand_over``), continu
 the cloud, and record where it went; a refusal the cloud is certain about (nothing
 started) gives the instance back to the site. Failback: bring the instance back, then
 each child that went with it, and forget the record.
+
+Reclaim (``failback --force``): the escape hatch for a cloud that cannot be reached or
+will not stop. It tries to stop the cloud's run and read its state (briefly), and whatever
+happens takes the instance back at epoch + 1, from the cloud's state when it could be read,
+else from the site's own snapshot (the state at failover time). The raised epoch is what
+makes it safe: anything the cloud still sends for the old epoch is refused by the store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -26,14 +33,16 @@ from rustyflower.adapters.continuity.handover import (
     give_back,
     hand_over,
     hand_over_file,
+    notify_parent,
 )
-from rustyflower.adapters.continuity.outcomes import Cloud, Outcome
+from rustyflower.adapters.continuity.outcomes import Cloud, CloudView, Outcome
 from rustyflower.core.engine import Snapshot
 from rustyflower.core.errors import RustyFlowerError
-from rustyflower.core.instance_store import InstanceInfo, InstanceStore
+from rustyflower.core.instance_store import RECLAIMED_KIND, InstanceInfo, InstanceStore
 from rustyflower.core.snapshot import SnapshotKeys
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("rustyflower.continuity")
 
 
 def utc_now() -> datetime:
@@ -103,6 +112,15 @@ class CloudContinuity(ABC):
     def _failback_one(self, instance_id: str, *, root: bool) -> Outcome:
         """Bring one instance back (``root``: the one asked for, not a child of it)."""
 
+    @abstractmethod
+    def _stop_and_read(self, instance_id: str, local: Snapshot) -> Snapshot:
+        """Stop the cloud's run of the instance (no waiting for a safe point) and read its
+        newest state; raises when the cloud cannot be reached or has no run of it."""
+
+    @abstractmethod
+    def describe(self, instance_id: str) -> CloudView:
+        """Ask the cloud where the instance stands (its run's status and current state)."""
+
     # --- failover ---------------------------------------------------------------------------
 
     def failover(self, instance_id: str) -> Outcome:
@@ -156,6 +174,89 @@ class CloudContinuity(ABC):
                 outcome.detail["children"] = children
             ledger.forget(self.store, instance_id)
             return outcome
+
+    # --- reclaim (failback --force) -----------------------------------------------------------
+
+    def reclaim(self, instance_id: str, reason: str) -> Outcome:
+        """Take the instance (and the children that went with it) back whatever the cloud
+        does; see the module's docstring. ``reason`` is written to the history."""
+        record = ledger.read(self.store, instance_id)
+        outcome = self._reclaim_one(instance_id, reason)
+        children: dict[str, str] = {}
+        for child_id in ledger.children(record):
+            try:
+                if self.store.info(child_id).owner != self.cloud:
+                    children[child_id] = f"not in {self.cloud_name}"
+                    continue
+                back = self._reclaim_one(child_id, reason)
+                ledger.forget(self.store, child_id)
+            except RustyFlowerError as error:
+                children[child_id] = f"failed: {error}"
+                continue
+            children[child_id] = f"reclaimed from the {back.detail['source']} (epoch {back.epoch})"
+        if children:
+            outcome.detail["children"] = children
+        ledger.forget(self.store, instance_id)
+        return outcome
+
+    def _reclaim_one(self, instance_id: str, reason: str) -> Outcome:
+        store = self.store
+        info = self._owned(instance_id)
+        local = replace(store.load(instance_id, fresh=True), epoch=info.epoch)
+        problem: str | None = None
+        taken: Snapshot | None = None
+        unreachable: tuple[type[Exception], ...] = (RustyFlowerError, OSError, *self.child_errors)
+        try:
+            with self._guard(f"stopping {instance_id!r} in {self.cloud_name}"):
+                taken = self._stop_and_read(instance_id, local)
+        except unreachable as error:
+            problem = " ".join(str(error).split()) or type(error).__name__
+        if taken is not None and (taken.epoch != info.epoch or taken.seq < local.seq):
+            problem = (
+                f"the state read from {self.cloud_name} (epoch {taken.epoch}, seq {taken.seq}) "
+                f"is not of this failover (epoch {info.epoch}, seq {local.seq} or later)"
+            )
+            taken = None
+        source = "cloud" if taken is not None else "site"
+        chosen = taken if taken is not None else local
+        detail: dict[str, object] = {
+            "cloud": self.cloud,
+            "epoch": info.epoch + 1,
+            "reason": reason,
+            "source": source,
+            "from_seq": chosen.seq,
+        }
+        if problem is not None:
+            detail["cloud_error"] = problem
+        back = store.resume(
+            chosen, take_ownership=True, note={"kind": RECLAIMED_KIND, "detail": detail}
+        )
+        log.warning(
+            "reclaimed %s from %s at epoch %d (from the %s's snapshot, seq %d; reason: %s)%s",
+            instance_id,
+            self.cloud_name,
+            back.epoch,
+            source,
+            back.seq,
+            reason,
+            f"; {self.cloud_name} was not stopped: {problem}" if problem else "",
+        )
+        notify_parent(store, back, self.now())
+        outcome_detail: dict[str, object] = {"source": source, "reason": reason}
+        if problem is not None:
+            outcome_detail["cloud_error"] = problem
+        return Outcome(
+            instance_id,
+            "failback",
+            self.cloud,
+            "reclaimed",
+            flow=back.definition.key,
+            epoch=back.epoch,
+            seq=back.seq,
+            status=back.status,
+            where="local",
+            detail=outcome_detail,
+        )
 
     def _child_back(self, child_id: str) -> str:
         reported: tuple[type[Exception], ...] = (RustyFlowerError, *self.child_errors)

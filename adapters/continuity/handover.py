@@ -188,7 +188,7 @@ def _fence_children(store: InstanceStore, parent: Snapshot, cloud: Cloud) -> lis
         if info.owner not in (LOCAL, cloud) or info.status != "running":
             continue  # finished (its parent will hear of it) or elsewhere already
         if info.owner == LOCAL:
-            store.fence(child_id, info.epoch + 1, cloud)
+            store.fence(child_id, info.epoch + 1, cloud, {"parent": parent.instance_id})
             info = store.info(child_id)
             if info.owner != cloud:
                 continue

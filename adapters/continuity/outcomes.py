@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from rustyflower.core.instance_store import LOCAL
 
-__all__ = ["CLOUDS", "LOCAL", "Action", "Cloud", "Delivery", "Outcome"]
+__all__ = ["CLOUDS", "LOCAL", "Action", "Cloud", "CloudView", "Delivery", "Outcome"]
 
 Cloud = Literal["aws", "azure"]
 CLOUDS: tuple[Cloud, ...] = ("aws", "azure")
@@ -67,3 +67,35 @@ class Delivery:
     instance_id: str
     event: str
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CloudView:
+    """What the cloud says of an instance living there (``rustyflower status``).
+
+    ``asked`` False: the cloud could not be asked (no settings, unreachable); ``problem``
+    says why, and the site's view (the state at failover time) is all there is.
+    """
+
+    cloud: str
+    asked: bool
+    status: str | None = None
+    """``RUNNING``, ``SUCCEEDED``... (AWS) or ``Running``, ``Completed``... (Azure)."""
+    positions: tuple[str, ...] = ()
+    """The states it is at there (AWS: the last state entered)."""
+    where: str | None = None
+    """The execution ARN (AWS) or the orchestration's id (Azure)."""
+    seq: int | None = None
+    """The seq it reached there, when the cloud tells (Azure's custom status)."""
+    problem: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cloud": self.cloud,
+            "asked": self.asked,
+            "status": self.status,
+            "positions": list(self.positions),
+            "where": self.where,
+            "seq": self.seq,
+            "problem": self.problem,
+        }

@@ -54,6 +54,8 @@ class InstanceStatus:
     finished_at: str | None = None
     parent: str | None = None
     """The instance that started this one as a sub-flow."""
+    owner_since: str | None = None
+    """When ``owner`` last changed (a failover, a failback); None when it never did."""
 
     @property
     def finished(self) -> bool:
@@ -83,6 +85,7 @@ class InstanceStatus:
             failed_position=state.failed_position,
             finished_at=state.finished_at,
             parent=state.parent.instance_id if state.parent is not None else None,
+            owner_since=info.owner_since or None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,6 +100,7 @@ class InstanceStatus:
             "epoch": self.epoch,
             "priority": self.priority,
             "owner": self.owner,
+            "owner_since": self.owner_since,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "positions": list(self.positions),
@@ -123,6 +127,7 @@ def summary_of(info: InstanceInfo) -> dict[str, Any]:
         "epoch": info.epoch,
         "priority": info.priority,
         "owner": info.owner,
+        "owner_since": info.owner_since or None,
         "created_at": info.created_at,
         "updated_at": info.updated_at,
     }

@@ -25,7 +25,7 @@ STATUSES = ("running", "succeeded", "failed", "cancelled")
 MAX_PAGE = 1000
 INFO_FIELDS = (
     "flow", "version", "status", "held", "seq", "epoch", "priority",
-    "updated_at", "created_at", "owner",
+    "updated_at", "created_at", "owner", "owner_at",
 )  # fmt: skip
 
 
@@ -112,6 +112,7 @@ def info_of(instance_id: str, values: list[Any]) -> InstanceInfo:
         updated_at=text[7],
         created_at=text[8] or text[7],
         owner=text[9] or LOCAL,
+        owner_since=text[10],
     )
 
 

@@ -157,14 +157,20 @@ redis.call('PEXPIRE', KEYS[1], 3600000)
 return math.ceil((1 - tokens) * 1000 / rate)
 """
 
-# Fence an instance for a new owner (failover): raise its epoch without touching its state.
-# A replicating site notes the change (KEYS[2], KEYS[3] as in COMMIT): the replica's owner
-# and epoch follow.
+# Fence an instance for a new owner (failover): raise its epoch without touching its state,
+# note when the owner changed (ARGV[4]) and write the history entry of the fence (ARGV[5]: a
+# JSON object, given the stored seq here) to KEYS[4], trimmed to ARGV[6] entries: the entry
+# is written exactly when the fence is. A replicating site notes the change (KEYS[2],
+# KEYS[3] as in COMMIT): the replica's owner and epoch follow.
 FENCE = """
-local stored = redis.call('HGET', KEYS[1], 'epoch')
-if not stored then return -2 end
-if tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[2])
+local stored = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+if not stored[1] then return -2 end
+if tonumber(stored[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[2], 'owner_at', ARGV[4])
+local note = cjson.decode(ARGV[5])
+note['seq'] = tonumber(stored[2])
+redis.call('RPUSH', KEYS[4], cjson.encode(note))
+redis.call('LTRIM', KEYS[4], -tonumber(ARGV[6]), -1)
 if redis.call('EXISTS', KEYS[2]) == 1 then
   local now = redis.call('TIME')
   redis.call('ZADD', KEYS[3], 'NX', now[1] * 1000 + math.floor(now[2] / 1000), ARGV[3])

@@ -47,6 +47,8 @@ from rustyflower.core.errors import (
 )
 from rustyflower.core.instance_store import (
     DISCARDED_KIND,
+    FAILED_BACK_KIND,
+    FAILED_OVER_KIND,
     LOCAL,
     CommitResult,
     InstanceInfo,
@@ -484,15 +486,38 @@ class RedisStore:
                 ops += ["x", priority, message.encode()]
         return ops
 
-    def fence(self, instance_id: str, epoch: int, owner: str) -> bool:
-        """Give the instance to a new owner: this store refuses older epochs from now on."""
+    def fence(
+        self,
+        instance_id: str,
+        epoch: int,
+        owner: str,
+        note: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Give the instance to a new owner: this store refuses older epochs from now on.
+
+        The ``FailedOver`` history entry (detail: ``owner``, ``epoch`` and ``note``) is
+        written by the fence script itself, so a fence never goes unrecorded or twice."""
         shard = self.keys.shard_of(instance_id)
         keys = [
             self.keys.instance(instance_id),
             self.keys.lifeboat_switch(shard),
             self.keys.lifeboat_changed(shard),
+            self.keys.history(instance_id),
         ]
-        result = int(self._fence(keys=keys, args=[epoch, owner, instance_id]))
+        at = format_timestamp(now or datetime.now(UTC))
+        entry = {
+            "at": at,
+            "kind": FAILED_OVER_KIND,
+            "position": "",
+            "detail": {"cloud": owner, "epoch": epoch, **dict(note or {})},
+        }
+        document = json.dumps(entry, separators=(",", ":"), default=str)
+        result = int(
+            self._fence(
+                keys=keys, args=[epoch, owner, instance_id, at, document, FULL_HISTORY_LIMIT]
+            )
+        )
         if result == -2:
             raise UnknownInstanceError(f"no instance {instance_id!r} in this store")
         self.forget(instance_id)
@@ -506,12 +531,14 @@ class RedisStore:
         discard_newer_state: bool = False,
         now: datetime | None = None,
         placement: Placement | None = None,
+        note: Mapping[str, Any] | None = None,
     ) -> Snapshot:
         """Continue ``snapshot`` here (owner local) and dispatch its outstanding work.
 
         ``core.instance_store.plan_resume`` decides: an older snapshot than the stored
         one is refused (``EpochConflictError``) unless ``discard_newer_state``, whose
-        rollback is written to the history in the same commit.
+        rollback is written to the history in the same commit, as is ``note`` (a
+        ``FailedBack`` or ``Reclaimed`` entry: ``kind`` and ``detail``).
         """
         try:
             stored: InstanceInfo | None = self.info(snapshot.instance_id)
@@ -526,16 +553,27 @@ class RedisStore:
         resumed = plan.snapshot
         previous = self.load(resumed.instance_id, fresh=True) if stored is not None else None
         notes: list[dict[str, Any]] = []
+        at = format_timestamp(now or datetime.now(UTC))
         if plan.discarded is not None:
-            at = format_timestamp(now or datetime.now(UTC))
             notes.append(
                 {"seq": resumed.seq, "at": at, "kind": DISCARDED_KIND, "detail": plan.discarded}
             )
+        if note is None and stored is not None and stored.owner != LOCAL:
+            # back from a cloud by any road (failback, give-back, `resume --take-ownership`)
+            note = {
+                "kind": FAILED_BACK_KIND,
+                "detail": {"cloud": stored.owner, "epoch": resumed.epoch},
+            }
+        if note is not None:
+            notes.append({"position": "", "detail": None, **note, "seq": resumed.seq, "at": at})
+        fields = {"owner": LOCAL}
+        if stored is not None and stored.owner != LOCAL:
+            fields["owner_at"] = at
         result = self.commit(
             previous,
             Transition(resumed, tuple(outstanding(resumed))),
             placement,
-            extra_fields={"owner": LOCAL},
+            extra_fields=fields,
             notes=notes,
             observed=False,
         )
@@ -563,7 +601,11 @@ class RedisStore:
             result = self.commit(
                 previous,
                 Transition(snapshot, ()),
-                extra_fields={"owner": owner, "epoch": str(epoch)},
+                extra_fields={
+                    "owner": owner,
+                    "epoch": str(epoch),
+                    "owner_at": str(note.get("at") or format_timestamp(datetime.now(UTC))),
+                },
                 notes=[dict(note)],
             )
             self.forget(snapshot.instance_id)

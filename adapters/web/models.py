@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from rustyflower.core.ids import instance_id_problem
 from rustyflower.core.model.flow_data import flow_data_problem
@@ -121,9 +121,17 @@ class InstanceRow(BaseModel):
     seq: int
     epoch: int
     priority: str
-    owner: str
+    owner: str = Field(description="`local`, or the cloud it failed over to (`aws`, `azure`).")
+    owner_since: str | None = Field(
+        default=None, description="When the owner last changed (None: it never did)."
+    )
     created_at: str
     updated_at: str
+
+    @field_validator("owner_since", mode="before")
+    @classmethod
+    def _never_is_none(cls, value: Any) -> Any:
+        return value or None  # the store's "never" is an empty field
 
 
 class InstanceOut(InstanceRow):

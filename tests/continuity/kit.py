@@ -166,8 +166,8 @@ class Site:
             assert result.exit_code == 0, (result.stdout, result.stderr)
         return result
 
-    def cli_json(self, *args: str, ok: bool = True) -> Any:
-        result = self.cli(*args, "--json", ok=ok)
+    def cli_json(self, *args: str, ok: bool = True, env: Mapping[str, str] | None = None) -> Any:
+        result = self.cli(*args, "--json", ok=ok, env=env)
         return json.loads(command_output(result.stdout))
 
     def reference_run(self, instance_id: str) -> Snapshot:

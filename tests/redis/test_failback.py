@@ -162,6 +162,49 @@ def test_a_fenced_instance_still_drops_its_timer_and_keeps_it_after_failback(
     assert rt.client.zscore(rt.keys.timers(0), member) is not None
 
 
+def test_the_fence_and_the_resume_write_their_history_entries_once(rt: Runtime) -> None:
+    """FailedOver comes from the fence script, FailedBack from the resume's commit: an entry
+    exactly when the owner changed, never twice, and the time the owner changed."""
+    flow = Flow("moving").wait("Rest", seconds=60).task("Finish", "echo").build()
+    rt.store.register(flow)
+    instance = rt.conductor.start("moving", {}).instance_id
+    assert rt.store.info(instance).owner_since == ""  # never moved
+    seq = rt.store.info(instance).seq
+    assert rt.store.fence(instance, 1, "aws", {"why": "drill"})
+    assert not rt.store.fence(instance, 1, "aws")  # not again: no second entry
+    assert not rt.store.fence(instance, 1, "azure")
+    moved = [entry for entry in rt.store.history(instance) if entry["kind"] == "FailedOver"]
+    assert moved == [
+        {
+            "seq": seq,
+            "at": moved[0]["at"],
+            "kind": "FailedOver",
+            "position": "",
+            "detail": {"cloud": "aws", "epoch": 1, "why": "drill"},
+        }
+    ]
+    since = rt.store.info(instance).owner_since
+    assert since == moved[0]["at"]
+    in_the_cloud = replace(rt.store.load(instance, fresh=True), epoch=1)
+    rt.conductor.resume(encode_snapshot(in_the_cloud, rt.store.snapshot_keys), take_ownership=True)
+    last = rt.store.history(instance)[-1]
+    assert (last["kind"], last["seq"], last["detail"]) == (
+        "FailedBack",
+        seq,
+        {"cloud": "aws", "epoch": 2},
+    )
+    info = rt.store.info(instance)
+    assert (info.owner, info.epoch, info.owner_since) == ("local", 2, last["at"])
+    # a resume of a local instance is no failback: no entry, the owner's time stays
+    rt.conductor.resume(
+        encode_snapshot(rt.store.load(instance, fresh=True), rt.store.snapshot_keys),
+        take_ownership=True,
+    )
+    kinds = [entry["kind"] for entry in rt.store.history(instance)]
+    assert (kinds.count("FailedOver"), kinds.count("FailedBack")) == (1, 1)
+    assert rt.store.info(instance).owner_since == last["at"]
+
+
 # --- end to end: fail over to AWS (moto's Step Functions executor) and back -----------------
 
 REST_SECONDS = 5
