@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from rustyflower.adapters.cli import continuity_commands, runner
+from rustyflower.adapters.cli import cloud_commands, continuity_commands, runner
 from rustyflower.adapters.cli.context import (
     DEFAULT_PREFIX,
     Connection,
@@ -302,6 +302,7 @@ def keygen(
 
 runner.install(app)
 continuity_commands.install(app)
+cloud_commands.install(app)
 
 
 def main() -> None:
