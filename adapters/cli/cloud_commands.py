@@ -84,17 +84,16 @@ def aws(
     failback, signal and status find them while it runs. Needs the 'local' extra.
     """
     configure_logging(verbose)
-    local_aws = _local_aws_module()
-    registry = load_registry(activities or [])
-    files = [registry.apply_defaults(d) for d in _flow_files(flows or [])]
     connection = connection_of(ctx)
-    path = record_path(connection.data_dir, "aws")
-    running = LocalCloudRecord.read(path)
+    running = LocalCloudRecord.read(record_path(connection.data_dir, "aws"))
     if running is not None and running.alive and running.pid != os.getpid():
         raise CliEnvironmentError(
             f"a local AWS for {connection.data_dir} already runs (pid {running.pid}, "
             f"{running.endpoint}); stop it first, or give another --data-dir"
         )
+    local_aws = _local_aws_module()
+    registry = load_registry(activities or [])
+    files = [registry.apply_defaults(d) for d in _flow_files(flows or [])]
     # the Lambda handlers (lambda_aws) are found as `python -m` finds modules: from here
     if str(Path.cwd()) not in sys.path and "" not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
@@ -108,6 +107,8 @@ def aws(
         _announce(cloud.deploy(files))
         site = _SiteFlows(connection)
         _announce(cloud.deploy(site.definitions()))
+        path = record_path(connection.data_dir, "aws")
+        _banner(endpoint, cloud.site_environment(), path)  # before the record: it says ready
         written = LocalCloudRecord(
             cloud="aws",
             pid=os.getpid(),
@@ -115,7 +116,6 @@ def aws(
             environment=cloud.site_environment(),
             targets=local_aws.TARGETS,
         ).write(connection.data_dir)
-        _banner(endpoint, cloud.site_environment(), written)
         for added in _until_stopped(refresh, site.definitions):
             _announce(cloud.deploy(added))
     finally:
