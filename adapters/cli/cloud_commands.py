@@ -209,8 +209,7 @@ def _announce(keys: list[str]) -> None:
 def _banner(endpoint: str, environment: dict[str, str], written: Path) -> None:
     out.print(f"[bold green]local AWS[/] at [bold]{escape(endpoint)}[/]", soft_wrap=True)
     out.print(
-        f"the commands of this directory find it through {escape(str(written))}; "
-        "elsewhere, export:",
+        f"commands with this --data-dir find it through {escape(str(written))}; elsewhere, export:",
         soft_wrap=True,
     )
     for name, value in environment.items():

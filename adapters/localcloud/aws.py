@@ -25,9 +25,10 @@ import os
 import socket
 import threading
 import urllib.request
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
 from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
@@ -95,6 +96,8 @@ TARGETS = (
 )
 """Settings that point the site at an AWS: set, they mean another AWS than this one."""
 
+_CONFIG = cast(dict[str, dict[str, Any]], default_user_config)
+"""moto's process-wide settings (``mock_aws(config=...)`` sets the same ones)."""
 _QUIET = ("moto", "werkzeug", "aws_lambda_powertools", "botocore")
 
 
@@ -277,6 +280,10 @@ class LocalAws:
         return self.endpoint
 
     def _configure(self) -> None:
+        self._patches.enter_context(warnings.catch_warnings())  # the filters, as they were
+        # with metrics off, Powertools never flushes an invocation's dimensions, and
+        # warns at the next one that it replaces them: that is expected here
+        warnings.filterwarnings("ignore", message=r"Dimension '.*' has already been added")
         if self.quiet:
             for name in _QUIET:
                 logger = logging.getLogger(name)
@@ -286,9 +293,9 @@ class LocalAws:
             ("stepfunctions", {"execute_state_machine": True}),
             ("lambda", {"use_docker": False}),
         ):
-            current = default_user_config.setdefault(section, {})  # type: ignore[misc]
+            current = _CONFIG.setdefault(section, {})
             self._saved_config[section] = dict(current)
-            current.update(values)  # type: ignore[attr-defined]
+            current.update(values)
         hosted.registry = self.registry
         # the handlers (and moto's sub-flow client: "localhost:$MOTO_PORT") reach moto
         # as any AWS client does
@@ -387,7 +394,7 @@ class LocalAws:
                 os.environ[name] = value
         self._saved_env.clear()
         for section, values in self._saved_config.items():
-            current = default_user_config[section]  # type: ignore[literal-required]
+            current = _CONFIG[section]
             current.clear()
             current.update(values)
         self._saved_config.clear()

@@ -132,8 +132,8 @@ def local_cloud_defaults(
                 target[name] = value
         yield records
     finally:
-        for name, value in saved.items():
-            if value is None:
+        for name, earlier in saved.items():
+            if earlier is None:
                 target.pop(name, None)
             else:
-                target[name] = value
+                target[name] = earlier
