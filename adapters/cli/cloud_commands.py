@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Annotated
 
+import redis
 import typer
 
 from rustyflower.adapters.cli.context import ConnectedCommand, Connection, connection_of
@@ -31,7 +32,6 @@ from rustyflower.adapters.cli.logs import configure_logging
 from rustyflower.adapters.cli.options import ActivitiesOption, Group
 from rustyflower.adapters.cli.render import err, escape, out
 from rustyflower.adapters.localcloud.record import LocalCloudRecord, record_path
-from rustyflower.adapters.redis.connection import RedisUnavailableError
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.model import FlowDefinition
 
@@ -169,14 +169,10 @@ class _SiteFlows:
                 for flow in client.flows()
                 for version in flow["versions"]
             ]
-        except (RedisUnavailableError, RustyFlowerError, OSError) as error:
+        except (RustyFlowerError, redis.RedisError, OSError) as error:
+            # no site yet (no dev server), or one that went away: it may come (back)
             if not self.warned:
                 log.warning("no flows from the site yet (%s); trying again", error)
-                self.warned = True
-            return []
-        except Exception as error:  # redis-py's errors: a site that went away comes back
-            if not self.warned:
-                log.warning("the site cannot be read (%s); trying again", error)
                 self.warned = True
             return []
 

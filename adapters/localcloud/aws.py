@@ -181,6 +181,7 @@ class LocalAws:
         self.deployed: dict[str, str] = {}
         """``flow@version`` -> its machine's ARN."""
         self._definitions: dict[str, FlowDefinition] = {}
+        self._refused: set[str] = set()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._router: _Router | None = None
@@ -457,7 +458,9 @@ class LocalAws:
                     ),
                 )
             except CompileError as error:
-                log.warning("flow %s has no machine: %s", key, error)
+                if key not in self._refused:  # said once; tried again with each deploy
+                    log.warning("flow %s has no machine: %s", key, error)
+                    self._refused.add(key)
                 continue
             arn = self.machine_arn(definition)
             text = json.dumps(document)
