@@ -189,3 +189,22 @@ def test_failover_signal_and_failback_through_the_cli(tmp_path: Path) -> None:
         assert finished["output"] == EXPECTED
         assert cloud.interrupt() == 0, cloud.output()
     assert not cloud.record_file.exists()
+
+
+def test_outside_a_checkout_the_missing_handlers_are_one_clear_line(tmp_path: Path) -> None:
+    """The Lambda handlers (lambda_aws) ship with the checkout, not the package."""
+    outside = {k: v for k, v in env().items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [RUSTYFLOWER, "cloud", "aws", "--port", "0", "--data-dir", str(tmp_path / "data")],
+        cwd=tmp_path,
+        env=outside,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert "handler lambda_aws.activity.handler: No module named 'lambda_aws'" in done.stderr
+    assert "run it from a RustyFlower checkout" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "cloud-aws.json").exists()
