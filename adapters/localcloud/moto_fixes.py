@@ -14,6 +14,10 @@ the tests' moto harnesses (tests/aws) apply them through :func:`step_functions_f
   failover): moto waits ``int(seconds left)`` read against the naive *local* clock, so
   it ends up to a second early (hours off outside UTC); Step Functions waits until the
   timestamp;
+* executions starting side by side: moto's ``Preprocessor`` keeps its query-language
+  scopes in a list shared by every instance (a class attribute), so two executions
+  parsing their definitions at once corrupt each other's (``IndexError`` in the
+  executor's thread, and the execution never ends); each instance gets its own list;
 * the Lambda integration (``lambda:invoke``): moto without Docker only echoes the
   payload; the caller's ``invoke`` answers instead (``lambdas.LambdaRouter``).
 """
@@ -44,10 +48,12 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_sfn,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
 __all__ = [
     "LambdaInvoke",
     "any_error_name",
+    "own_scopes",
     "sfn_parameters",
     "sfn_response",
     "step_functions_fixes",
@@ -114,17 +120,27 @@ def timestamp_wait_seconds(self: Any, env: Any) -> int:
     return whole
 
 
+_ORIGINAL_PREPROCESSOR_INIT = Preprocessor.__init__
+
+
+def own_scopes(self: Any, *args: Any, **kwargs: Any) -> None:
+    """A ``Preprocessor`` with query-language scopes of its own (not the class's list)."""
+    _ORIGINAL_PREPROCESSOR_INIT(self, *args, **kwargs)
+    self._query_language_per_scope = []
+
+
 @contextmanager
 def step_functions_fixes(invoke: LambdaInvoke, *, exact_timestamps: bool = True) -> Iterator[None]:
     """moto's executor patched while the block runs: Lambda invokes go to ``invoke``;
-    sub-flows, ``States.*`` errors out of Parallel and Map and (``exact_timestamps``) Waits
-    until a timestamp behave as in Step Functions."""
+    sub-flows, ``States.*`` errors out of Parallel and Map, executions starting at once
+    and (``exact_timestamps``) Waits until a timestamp behave as in Step Functions."""
     patches: list[tuple[Any, str, Any]] = [
         (lambda_eval_utils, "_invoke_lambda_function", invoke),
         (_SFN_SERVICE, "_normalise_parameters", sfn_parameters),
         (_SFN_SERVICE, "_normalise_response", sfn_response),
         (branches_decl, "CustomErrorName", any_error_name),
         (iteration_worker, "CustomErrorName", any_error_name),
+        (Preprocessor, "__init__", own_scopes),
     ]
     if exact_timestamps:
         patches.append((timestamp.Timestamp, "_get_wait_seconds", timestamp_wait_seconds))
