@@ -23,6 +23,7 @@ import typer
 
 from rustyflower.adapters.cli.cloud_settings import cloud_environment
 from rustyflower.adapters.cli.context import (
+    CloudCommand,
     ConnectedCommand,
     Connection,
     connection_of,
@@ -130,8 +131,8 @@ FunctionKeyOption = Annotated[
 def install(app: typer.Typer) -> None:
     """Add ``export``, ``failover`` and ``failback`` to the ``rustyflower`` app."""
     app.add_typer(export_app, name="export")
-    app.command("failover", cls=ConnectedCommand)(failover)
-    app.command("failback", cls=ConnectedCommand)(failback)
+    app.command("failover", cls=CloudCommand)(failover)
+    app.command("failback", cls=CloudCommand)(failback)
 
 
 # --- export asl -------------------------------------------------------------------------------

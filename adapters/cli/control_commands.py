@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rustyflower.adapters.cli.context import connection_of
+from rustyflower.adapters.cli.context import CloudCommand, connection_of
 from rustyflower.adapters.cli.continuity_commands import signal_elsewhere
 from rustyflower.adapters.cli.errors import CliEnvironmentError
 from rustyflower.adapters.cli.files import (
@@ -60,7 +60,7 @@ def _control_result(action: str, status: InstanceStatus) -> dict[str, Any]:
     }
 
 
-@command("signal")
+@command("signal", CloudCommand)
 def signal_instance(
     ctx: typer.Context,
     instance_id: InstanceArgument,

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from rustyflower.adapters.cli.cloud_settings import cloud_environment
-from rustyflower.adapters.cli.context import connection_of
+from rustyflower.adapters.cli.context import CloudCommand, connection_of
 from rustyflower.adapters.cli.continuity_commands import start_in_cloud_command
 from rustyflower.adapters.cli.errors import (
     EXIT_FLOW_FAILED,
@@ -80,7 +80,7 @@ def _start_many(
     err.print(f"started {len(started)} instance(s) of {escape(flow)}")
 
 
-@command("start")
+@command("start", CloudCommand)
 def start(
     ctx: typer.Context,
     flow: Annotated[str, typer.Argument(help="Flow name.", show_default=False)],
@@ -241,7 +241,7 @@ def _where(status: InstanceStatus) -> str:
     return text + (f", waiting for {'; '.join(waiting)}" if waiting else "")
 
 
-@command("status")
+@command("status", CloudCommand)
 def status(
     ctx: typer.Context,
     instance_id: InstanceArgument,

@@ -30,13 +30,13 @@ instance id of its own (``<file>.<case>`` uninterrupted, ``<file>.<case>.cut<k>`
 cut after transition k), so runs side by side share no task token, idempotency key or
 child execution name; the virtual run of a cut uses that same id.
 
-moto 5.2 needs two fixes to run compiled machines (``tests/aws/test_compiler_kit.py``,
-imported from there): the ``states:startExecution.sync`` parameters and answer, and
-``States.*`` errors leaving a Parallel branch or a Map iteration. The conformance runs
-need three more, here: a Wait on a ``Timestamp(Path)`` (every resumed wait and retry
-delay) ends on time rather than up to a second early (:func:`_timestamp_wait_seconds`),
-``SendTaskSuccess`` is retried past a race with executions being started
-(:class:`SignalsRetried`), and a definition's ANTLR syntax tree is kept across its
+moto 5.2 needs three fixes to run compiled machines, which the local AWS applies too
+(``rustyflower.adapters.localcloud.moto_fixes``, the one place they live): the
+``states:startExecution.sync`` parameters and answer, ``States.*`` errors leaving a
+Parallel branch or a Map iteration, and a Wait on a ``Timestamp(Path)`` (every resumed
+wait and retry delay) ending on time rather than up to a second early. The conformance
+runs need two more, here: ``SendTaskSuccess`` is retried past a race with executions
+being started (:class:`SignalsRetried`), and a definition's ANTLR syntax tree is kept across its
 executions (:class:`ParsedOnce`: moto's parse is most of its CPU, and a starved
 executor drifts in time). The handlers run one invocation at a time in this process
 (Powertools' logger and metrics are per process, as in Lambda), each activity invoke
@@ -63,18 +63,6 @@ from unittest import mock
 
 import boto3
 from moto import mock_aws
-from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-    FailureEventException,
-)
-from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
-    iteration_worker,
-)
-from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
-from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-    state_task_service_sfn,
-)
-from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.backend import execution_worker
@@ -94,13 +82,14 @@ from rustyflower.adapters.aws import (
 )
 from rustyflower.adapters.aws.compiler import machine_comment
 from rustyflower.adapters.aws.contract import PayloadError, activity_call
+from rustyflower.adapters.localcloud.lambdas import LambdaRouter as LocalLambdaRouter
+from rustyflower.adapters.localcloud.moto_fixes import step_functions_fixes
 from rustyflower.core.engine import EventReceived, Snapshot
 from rustyflower.core.errors import NoWaiterError
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.timeutil import parse_timestamp
 from rustyflower.testing import EPOCH, World, round_trip, run_flow
 from tests.aws import test_lambda_kit as kit
-from tests.aws.test_compiler_kit import _any_error_name, _sfn_parameters, _sfn_response
 from tests.aws.test_lambda_kit import (
     ACCOUNT,
     ACTIVITY_FUNCTION,
@@ -109,7 +98,6 @@ from tests.aws.test_lambda_kit import (
     ROLE_ARN,
     TOKENS_FUNCTION,
     TOKENS_TABLE,
-    FakeContext,
     create_tables,
     first_waiter,
     flow_arns,
@@ -173,21 +161,24 @@ class Invocation:
     """``errorType`` of an unhandled error, else None."""
 
 
-class LambdaRouter:
-    """moto's Lambda integration, answered by the real ``lambda_aws`` handlers in-process.
-
-    The answer is what Lambda's Invoke returns to Step Functions: ``Payload`` the
-    handler's result, or, when the handler raises, ``FunctionError: Unhandled`` and the
-    Python runtime's error document (``errorType`` = the exception's class name).
+class LambdaRouter(LocalLambdaRouter):
+    """moto's Lambda integration, answered by the real ``lambda_aws`` handlers in-process:
+    the local AWS's router (``rustyflower.adapters.localcloud.lambdas``: one invocation at a
+    time, Lambda's answer and its unhandled-error document), with each activity call
+    lasting its virtual duration and every invocation recorded.
     """
 
     def __init__(self, durations: Mapping[str, Callable[[Any], float]]) -> None:
+        super().__init__(
+            {
+                ACTIVITY_FUNCTION: lambda_aws.activity.handler,
+                TOKENS_FUNCTION: lambda_aws.tokens.handler,
+            }
+        )
         self.durations = durations
         self.invocations: list[Invocation] = []
         self.deadline_tokens: list[str] = []
-        self.closed = threading.Event()
         self._lock = threading.Lock()
-        self._serial = threading.Lock()
 
     def duration(self, payload: Any) -> float:
         try:
@@ -197,42 +188,17 @@ class LambdaRouter:
         measure = self.durations.get(call.activity)
         return 0.0 if measure is None else float(measure(call.input))
 
-    def invoke(self, parameters: dict[str, Any], region: str, state_credentials: Any) -> Any:
-        raw = parameters.get("Payload")
-        payload = json.loads(raw) if isinstance(raw, str | bytes | bytearray) else raw
-        function = parameters["FunctionName"]
-        handler: Callable[[Any, Any], Any]
+    def before(self, function: str, payload: Any) -> None:
         if function == ACTIVITY_FUNCTION:
             # the call lasts its virtual duration: the Task's TimeoutSeconds races it
             self.closed.wait(max(self.duration(payload), LAMBDA_LATENCY_SECONDS))
-            handler = lambda_aws.activity.handler
-        elif function == TOKENS_FUNCTION:
-            if isinstance(payload, dict) and payload.get("kind") == "deadline":
-                with self._lock:
-                    self.deadline_tokens.append(str(payload.get("task_token")))
-            handler = lambda_aws.tokens.handler
-        else:
-            return _unhandled(
-                "ResourceNotFoundException", f"no function {function} in this harness"
-            )
-        if self.closed.is_set():  # moto is closing: never reach past it
-            return _unhandled("RF.HarnessClosed", "the moto world is closed")
-        name = function.rsplit(":", 1)[-1]
-        context = FakeContext(
-            function_name=name, invoked_function_arn=function, remaining_ms=900_000
-        )
-        try:
-            with self._serial:  # one invocation at a time: the handlers share Powertools state
-                output = handler(payload, context)
-        except Exception as error:  # Lambda's unhandled error, as the Python runtime reports it
-            self._record(Invocation(function, payload, type(error).__name__))
-            return _unhandled(type(error).__name__, str(error))
-        self._record(Invocation(function, payload, None))
-        return {"StatusCode": 200, "Payload": output}
+        elif isinstance(payload, dict) and payload.get("kind") == "deadline":
+            with self._lock:
+                self.deadline_tokens.append(str(payload.get("task_token")))
 
-    def _record(self, invocation: Invocation) -> None:
+    def record(self, function: str, payload: Any, error: str | None) -> None:
         with self._lock:
-            self.invocations.append(invocation)
+            self.invocations.append(Invocation(function, payload, error))
 
     def activity_calls(self, instance_id: str) -> list[Invocation]:
         with self._lock:
@@ -241,19 +207,6 @@ class LambdaRouter:
                 for i in self.invocations
                 if i.function == ACTIVITY_FUNCTION and i.payload.get("instance_id") == instance_id
             ]
-
-
-def _unhandled(error_type: str, message: str) -> dict[str, Any]:
-    return {
-        "StatusCode": 200,
-        "FunctionError": "Unhandled",
-        "Payload": {
-            "errorType": error_type,
-            "errorMessage": message,
-            "requestId": "00000000-0000-0000-0000-000000000000",
-            "stackTrace": [],
-        },
-    }
 
 
 # --- state machines -------------------------------------------------------------------------
@@ -615,25 +568,6 @@ class MotoWorld:
         )
 
 
-def _timestamp_wait_seconds(self: Any, env: Any) -> int:
-    """moto 5.2's Wait on a ``Timestamp``/``TimestampPath`` waits ``int(seconds left)``,
-    read against the naive *local* clock: it ends up to a second early (and hours off
-    outside UTC). Step Functions waits until the timestamp. This waits out the fraction
-    first, then lets moto wait the whole seconds left."""
-    self.string.eval(env=env)
-    text = env.stack.pop()
-    moment = self._from_timestamp_string(timestamp=text)
-    if moment is None:
-        raise FailureEventException(self._create_failure_event(env, text))
-    left = (moment.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
-    if left <= 0:
-        return 0
-    whole = int(left)
-    if left > whole:
-        env.program_state_event.wait(left - whole)
-    return whole
-
-
 class ParsedOnce(AmazonStateLanguageParser):
     """moto parses a machine's definition with ANTLR at every execution start: for the
     large compiled machines (routers, resume copies) that is most of moto's CPU, which
@@ -695,17 +629,11 @@ def moto_world(
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
-    sfn_service = state_task_service_sfn.StateTaskServiceSfn
     try:
         with (
             mock.patch.dict(os.environ, FUNCTION_ENV),
             mock_aws(config=MOTO_CONFIG),
-            mock.patch.object(lambda_eval_utils, "_invoke_lambda_function", router.invoke),
-            mock.patch.object(sfn_service, "_normalise_parameters", _sfn_parameters),
-            mock.patch.object(sfn_service, "_normalise_response", _sfn_response),
-            mock.patch.object(branches_decl, "CustomErrorName", _any_error_name),
-            mock.patch.object(iteration_worker, "CustomErrorName", _any_error_name),
-            mock.patch.object(timestamp.Timestamp, "_get_wait_seconds", _timestamp_wait_seconds),
+            step_functions_fixes(router.invoke),  # the local AWS's, exact timestamps included
             mock.patch.object(execution_worker, "AmazonStateLanguageParser", ParsedOnce),
         ):
             _reset_lambda_caches()

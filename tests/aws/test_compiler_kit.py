@@ -1,9 +1,10 @@
 """Helpers of the compiler and resume tests (no tests here): ARNs, lint, a moto runner.
 
-``MotoMachines`` runs compiled machines on moto's Step Functions executor. moto's Lambda
-without Docker only echoes its payload, so while it is open the Lambda integration is
-routed in-process: the activity function runs the conformance activities the way the
-activity handler does (``adapters.aws.contract.activity_call``: an exception's class name
+``MotoMachines`` runs compiled machines on moto's Step Functions executor, with the fixes
+moto needs (``rustyflower.adapters.localcloud.moto_fixes``). moto's Lambda without Docker
+only echoes its payload, so while it is open the Lambda integration is routed
+in-process: the activity function runs the conformance activities the way the activity
+handler does (``adapters.aws.contract.activity_call``: an exception's class name
 becomes ``errorType``), and the token function records the task tokens it is given.
 This is a test stand-in for ``lambda_aws/``, not that code.
 """
@@ -17,29 +18,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from unittest import mock
 
 import boto3
 from moto import mock_aws
-from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
-    CustomErrorName,
-)
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
-    StatesErrorName,
-)
-from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
-    iteration_worker,
-)
-from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
-from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-    state_task_service_sfn,
-)
 from statelint.config import Config
 from statelint.linter import Linter
 
 from rustyflower.adapters.aws import AwsServiceBindings, compile_flow, deployment
 from rustyflower.adapters.aws.contract import activity_call, token_request
+from rustyflower.adapters.localcloud.moto_fixes import step_functions_fixes
 from rustyflower.core.activities import ActivityContext, ActivityRegistry
 from rustyflower.core.model import FlowDefinition
 from tests.conformance.activities import registry as conformance_registry
@@ -234,50 +221,6 @@ class MotoMachines:
         return self.wait(self.start(arn, execution_input, name), **options)
 
 
-_SFN_SERVICE = state_task_service_sfn.StateTaskServiceSfn
-_ORIGINAL_SFN_PARAMETERS = _SFN_SERVICE._normalise_parameters
-
-
-def _sfn_parameters(
-    self: Any,
-    parameters: dict[str, Any],
-    boto_service_name: str | None = None,
-    service_action_name: str | None = None,
-) -> None:
-    """moto 5.2 passes ASL's ``StateMachineArn``/``Name``/``Input`` to boto as they are.
-
-    LocalStack (which moto's executor comes from) turns them into boto's ``stateMachineArn``
-    and the answers back into ``ExecutionArn``/``Output``; moto left both steps out, so the
-    ``states:startExecution`` integration fails with ``KeyError: 'StateMachineArn'``.
-    """
-    _ORIGINAL_SFN_PARAMETERS(self, parameters, boto_service_name, service_action_name)
-    for key in list(parameters):
-        parameters[key[:1].lower() + key[1:]] = parameters.pop(key)
-
-
-def _sfn_response(
-    self: Any,
-    response: Any,
-    boto_service_name: str | None = None,
-    service_action_name: str | None = None,
-) -> None:
-    if isinstance(response, dict):
-        for key in list(response):
-            response[key[:1].upper() + key[1:]] = response.pop(key)
-
-
-def _any_error_name(error_name: str | None) -> Any:
-    """moto 5.2 re-raises a branch's or an item's error as a *custom* name, which refuses
-    ``States.*``: a States.Timeout could not leave a Parallel or Map. Step Functions passes it
-    on as it is."""
-    if error_name is not None and error_name.startswith("States."):
-        try:
-            return StatesErrorName.from_name(error_name)
-        except ValueError:
-            pass
-    return CustomErrorName(error_name)
-
-
 def _json_or_text(text: str | None) -> Any:
     if not text:
         return None
@@ -294,13 +237,10 @@ def moto_machines(registry: ActivityRegistry = conformance_registry) -> Iterator
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
+        # moto's fixes live with the local AWS (adapters/localcloud/moto_fixes.py)
         with (
             mock_aws(config=MOTO_CONFIG),
-            mock.patch.object(lambda_eval_utils, "_invoke_lambda_function", lambdas.invoke),
-            mock.patch.object(_SFN_SERVICE, "_normalise_parameters", _sfn_parameters),
-            mock.patch.object(_SFN_SERVICE, "_normalise_response", _sfn_response),
-            mock.patch.object(branches_decl, "CustomErrorName", _any_error_name),
-            mock.patch.object(iteration_worker, "CustomErrorName", _any_error_name),
+            step_functions_fixes(lambdas.invoke, exact_timestamps=False),
         ):
             client = boto3.client("stepfunctions", region_name=REGION)
             yield MotoMachines(client, lambdas)

@@ -5,7 +5,8 @@ and the snapshot bucket the way infra/terraform/aws does, sets the functions' en
 and routes the state machine's Lambda invokes in-process to the **real** handlers of
 ``lambda_aws`` (``activity.handler``, ``tokens.handler``), returning Lambda's unhandled-
 error shape when a handler raises: ``errorType`` is the exception's class name, exactly
-what the Lambda runtime reports.
+what the Lambda runtime reports. The router and moto's fixes are the local AWS's
+(``rustyflower.adapters.localcloud``), in mock mode rather than server mode.
 """
 
 from __future__ import annotations
@@ -13,25 +14,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 
 import boto3
 import pytest
 from moto import mock_aws
-from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
-    iteration_worker,
-)
-from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
-from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-    state_task_service_sfn,
-)
 
 import lambda_aws.activity
 import lambda_aws.aws
@@ -40,11 +31,10 @@ import lambda_aws.tokens
 import rustyflower.adapters.aws.tokens
 from lambda_aws import settings as names
 from rustyflower.adapters.aws import compile_flow, deployment
+from rustyflower.adapters.localcloud.lambdas import LambdaRouter
+from rustyflower.adapters.localcloud.moto_fixes import step_functions_fixes
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.snapshot.keys import SnapshotKeys, generate_signing_key
-
-# moto's executor needs these fixes to run compiled machines (see test_compiler_kit)
-from tests.aws.test_compiler_kit import _any_error_name, _sfn_parameters, _sfn_response
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -142,40 +132,21 @@ def flow_arns(definitions: Iterable[FlowDefinition]) -> dict[str, str]:
     return deployment.flow_arns(definitions, machine_arn)
 
 
-@dataclass
-class RealLambdas:
-    """The state machine's Lambda integration, answered by lambda_aws's handlers.
+class RealLambdas(LambdaRouter):
+    """The state machine's Lambda integration, answered by lambda_aws's handlers: the
+    local AWS's router (``rustyflower.adapters.localcloud.lambdas``), recording each call."""
 
-    One invocation at a time, as in one Lambda execution environment: the handlers share
-    the process's Powertools logger and metrics, as they do in Lambda.
-    """
-
-    invocations: list[tuple[str, Any]] = field(default_factory=list)
-    serial: threading.Lock = field(default_factory=threading.Lock)
-
-    def invoke(self, parameters: dict[str, Any], region: str, state_credentials: Any) -> Any:
-        raw = parameters.get("Payload")
-        payload = json.loads(raw) if isinstance(raw, str | bytes | bytearray) else raw
-        function = parameters["FunctionName"]
-        self.invocations.append((function, payload))
-        if function == ACTIVITY_FUNCTION:
-            handler: Any = lambda_aws.activity.handler
-        elif function == TOKENS_FUNCTION:
-            handler = lambda_aws.tokens.handler
-        else:
-            raise AssertionError(f"no function {function}")
-        name = function.rsplit(":", 1)[-1]
-        context = FakeContext(function_name=name, invoked_function_arn=function)
-        try:
-            with self.serial:
-                output = handler(payload, context)
-        except Exception as error:  # Lambda's unhandled error, as the runtime reports it
-            return {
-                "StatusCode": 200,
-                "FunctionError": "Unhandled",
-                "Payload": {"errorType": type(error).__name__, "errorMessage": str(error)},
+    def __init__(self) -> None:
+        super().__init__(
+            {
+                ACTIVITY_FUNCTION: lambda_aws.activity.handler,
+                TOKENS_FUNCTION: lambda_aws.tokens.handler,
             }
-        return {"StatusCode": 200, "Payload": output}
+        )
+        self.invocations: list[tuple[str, Any]] = []
+
+    def before(self, function: str, payload: Any) -> None:
+        self.invocations.append((function, payload))
 
 
 @dataclass
@@ -291,15 +262,10 @@ def lambda_world() -> Iterator[LambdaWorld]:
     quiet = logging.getLogger("moto")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
-    sfn_service = state_task_service_sfn.StateTaskServiceSfn
     try:
         with (
             mock_aws(config=MOTO_CONFIG),
-            mock.patch.object(lambda_eval_utils, "_invoke_lambda_function", lambdas.invoke),
-            mock.patch.object(sfn_service, "_normalise_parameters", _sfn_parameters),
-            mock.patch.object(sfn_service, "_normalise_response", _sfn_response),
-            mock.patch.object(branches_decl, "CustomErrorName", _any_error_name),
-            mock.patch.object(iteration_worker, "CustomErrorName", _any_error_name),
+            step_functions_fixes(lambdas.invoke, exact_timestamps=False),
         ):
             reset_caches()
             dynamodb = boto3.client("dynamodb", region_name=REGION)

@@ -81,7 +81,7 @@ def test_every_command_that_connects_takes_the_connection_options_after_its_name
             connected.append(f"{path} (own server)")
 
     walk(group, "")
-    assert len(connected) == 32, connected
+    assert len(connected) == 33, connected
     assert "dev (own server)" in connected
     assert {
         "status",
@@ -92,6 +92,7 @@ def test_every_command_that_connects_takes_the_connection_options_after_its_name
         "purge",
         "report",
         "replicate",
+        "cloud aws",
     } <= set(connected)
 
 

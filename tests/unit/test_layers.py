@@ -130,6 +130,21 @@ def test_the_local_clouds_never_reach_the_site() -> None:
     assert violations("adapters/localcloud", site) == []
 
 
+def test_moto_and_the_local_clouds_stay_behind_the_cloud_command() -> None:
+    """moto is the optional extra ``local``: only ``adapters/localcloud`` imports it, and
+    only the ``cloud`` command imports the modules that do (``record`` has no SDK: the
+    continuity commands read it)."""
+    with_moto = ("rustyflower.adapters.localcloud.aws", "rustyflower.adapters.localcloud.lambdas")
+    with_moto += ("rustyflower.adapters.localcloud.moto_fixes",)
+    outside = [
+        hit
+        for folder in ("core", "adapters", "functions_azure", "lambda_aws")
+        for hit in violations(folder, ("moto", *with_moto))
+        if not hit.startswith(("adapters/localcloud/", "adapters/cli/cloud_commands.py"))
+    ]
+    assert outside == []
+
+
 # --- import cycles ------------------------------------------------------------------------------
 
 SHIPPED = {
