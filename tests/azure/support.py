@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ import azure.functions as func
 from functions_azure.function_app import app
 from functions_azure.settings import ACTIVITY
 from rustyflower.adapters.azure.ids import durable_instance_id
+from rustyflower.adapters.localcloud.azure import http_request
 from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
 from rustyflower.adapters.localcloud.durable_history import EPOCH, Instance, functions_of
 from rustyflower.adapters.localcloud.durable_host import DurableHost
@@ -85,22 +86,6 @@ def conformance_durations(function: str, payload: Any) -> float:
 
 
 # --- calling the app's functions ---------------------------------------------------------
-
-
-def http_request(
-    method: str,
-    url: str,
-    body: bytes = b"",
-    route_params: Mapping[str, str] | None = None,
-    params: Mapping[str, str] | None = None,
-) -> func.HttpRequest:
-    return func.HttpRequest(
-        method=method,
-        url=url,
-        body=body,
-        route_params=dict(route_params or {}),
-        params=dict(params or {}),
-    )
 
 
 def call_http(name: str, req: func.HttpRequest, client: LocalDurableClient) -> func.HttpResponse:

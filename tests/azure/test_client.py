@@ -50,6 +50,7 @@ from rustyflower.adapters.azure.durable_client import (
     WaitTimeoutError,
     durable_instance_id,
 )
+from rustyflower.adapters.localcloud.azure import match
 from rustyflower.core.engine import start
 from rustyflower.core.model import parse_definition
 from rustyflower.core.snapshot import SigningKey, SnapshotKeys
@@ -241,18 +242,6 @@ APP_ROUTES = (
     ),
     ("POST", ("instances", "{instance_id}", "terminate"), http_api.terminate_instance),
 )
-
-
-def match(template: tuple[str, ...], parts: list[str]) -> dict[str, str] | None:
-    if len(template) != len(parts):
-        return None
-    params: dict[str, str] = {}
-    for expected, part in zip(template, parts, strict=True):
-        if expected.startswith("{"):
-            params[expected[1:-1]] = part
-        elif expected != part:
-            return None
-    return params
 
 
 class _Handler(BaseHTTPRequestHandler):
