@@ -38,16 +38,18 @@ class FastPacker:
     strict errors); see ``packer_options``."""
 
     def __init__(self) -> None:
-        encoder = Encoder(encoding="utf-8", encoding_errors="strict", decode_responses=False)
-        self._fallback = PythonRespSerializer(_BUFFER_CUTOFF, encoder.encode)
+        encoder = Encoder("utf-8", "strict", False)  # type: ignore[no-untyped-call]
+        self._fallback: Any = PythonRespSerializer(_BUFFER_CUTOFF, encoder.encode)
 
     def pack(self, *args: Any) -> list[bytes]:
         if not _PLAIN.issuperset(map(type, args)):
-            return self._fallback.pack(*args)
+            packed: list[bytes] = self._fallback.pack(*args)
+            return packed
         name = args[0]
         # redis-py splits a command name given with its subcommand ('CONFIG GET')
         head = tuple(name.encode().split()) if isinstance(name, str) else tuple(name.split())
-        return [hiredis.pack_command(head + args[1:])]
+        plain: Any = head + args[1:]  # str, bytes and int only (checked above)
+        return [hiredis.pack_command(plain)]
 
 
 def packer_options(options: dict[str, Any]) -> dict[str, Any]:
