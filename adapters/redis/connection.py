@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import redis
 from redis.cluster import RedisCluster
 
+from rustyflower.adapters.redis.packing import packer_options
 from rustyflower.core.errors import RustyFlowerError
 
 URL_VARIABLE = "RUSTYFLOWER_REDIS_URL"
@@ -51,7 +52,7 @@ def connect(url: str, **options: Any) -> redis.Redis:
     check_url(url)
     try:
         client = redis.Redis.from_url(
-            url, socket_connect_timeout=5, health_check_interval=30, **options
+            url, socket_connect_timeout=5, health_check_interval=30, **packer_options(options)
         )
     except ValueError as error:  # redis-py's own messages name options, never values
         raise RedisUrlError(f"the Redis URL {redact(url)} cannot be used: {error}") from None

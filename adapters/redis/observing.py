@@ -19,6 +19,7 @@ Per shard (so every key stays in the instance's hash slot):
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -37,8 +38,10 @@ EVENTS_MAXLEN = 100_000
 some 10-15 MB each. Reports over a window older than the oldest entry say so."""
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
 def field(*parts: str | int) -> str:
-    """A counter's field name (see the module's docstring)."""
+    """A counter's field name (see the module's docstring); the same few series come back
+    on every commit, so their names are encoded once (the cache is bounded)."""
     return json.dumps(list(parts), separators=(",", ":"))
 
 
