@@ -15,6 +15,7 @@ from typing import Any
 
 from rustyflower.adapters.continuity.cloud import CloudContinuity
 from rustyflower.adapters.continuity.outcomes import Cloud, Outcome
+from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.instance_store import InstanceStore
 
 __all__ = [
@@ -30,9 +31,9 @@ RECLAIM_TIMEOUT = 5.0
 """Seconds each call to the cloud may take during a reclaim (tried once)."""
 
 
-class ReclaimReasonError(ValueError):
-    """``force`` without a reason, or a reason without ``force``; ``field`` names the one
-    at fault (as the door that raised it calls it)."""
+class ReclaimReasonError(RustyFlowerError, ValueError):
+    """``force`` without a reason, or a reason without ``force`` (a ``ValueError``: bad
+    arguments); ``field`` names the one at fault (as the door that raised it calls it)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
