@@ -265,7 +265,9 @@ class OutcomeOut(BaseModel):
     error: str | None = None
     detail: dict[str, Any] = Field(
         default_factory=dict,
-        description="What the cloud said (failback from AWS: execution_status, ...).",
+        description="What the cloud said (failback from AWS: execution_status, ...); a "
+        "forced failback's: source (cloud: its state; site: the site's snapshot, the "
+        "cloud's progress lost), reason, cloud_error and warning.",
     )
 
 
