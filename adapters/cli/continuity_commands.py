@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,6 +46,12 @@ from rustyflower.adapters.continuity.batch import run_batch, select_instances
 from rustyflower.adapters.continuity.cloud import CloudContinuity
 from rustyflower.adapters.continuity.errors import ContinuityConfigError, ContinuityError
 from rustyflower.adapters.continuity.outcomes import CLOUDS, Action, Cloud, Delivery, Outcome
+from rustyflower.adapters.continuity.reclaim import (
+    ReclaimReasonError,
+    checked_reason,
+    reclaim_runner,
+    reclaim_step,
+)
 from rustyflower.adapters.continuity.signals import deliver_signal
 from rustyflower.adapters.continuity.subflows import sub_flow_calls, sub_flow_definitions
 from rustyflower.core.instance_store import InstanceStore
@@ -470,13 +476,10 @@ def failback(
     ids = instance_ids or []
     if bool(ids) == every:
         raise CliInputError("give instance ids or --all")
-    if force and not (reason or "").strip():
-        raise CliInputError(
-            "--force needs --reason TEXT: say why the instances are taken back without the "
-            "cloud (it is kept in their history)"
-        )
-    if reason is not None and not force:
-        raise CliInputError("--reason goes with --force")
+    try:
+        chosen_reason = checked_reason(force, reason, force_name="--force", reason_name="--reason")
+    except ReclaimReasonError as error:
+        raise CliInputError(str(error)) from None
     connection = connection_of(ctx)
     aws: dict[str, Any] = {
         "region": region,
@@ -494,69 +497,25 @@ def failback(
         "safe_point_timeout": timeout,
     }
     targets = select_instances(connection.store, "failback", cloud, ids, every)
-    if force:
-        assert reason is not None
-        _reclaim(
-            connection.store,
-            cloud,
-            targets,
-            reason.strip(),
-            as_json,
-            environ=cloud_environment(connection.data_dir),
-            aws=aws,
-            azure=azure,
-        )
+    if chosen_reason is not None:
+        try:
+            runner = reclaim_runner(
+                cloud,
+                connection.store,
+                cloud_environment(connection.data_dir),
+                aws if cloud == "aws" else azure,
+            )
+        except ContinuityConfigError as error:
+            raise CliEnvironmentError(str(error)) from None
+        _run("failback", cloud, targets, reclaim_step(runner, chosen_reason, _warn), as_json)
         return
     runner = _continuity(cloud, connection.store, None, connection.data_dir, aws=aws, azure=azure)
     _run("failback", cloud, targets, runner.failback, as_json)
 
 
-def _reclaim(
-    store: InstanceStore,
-    cloud: Cloud,
-    targets: list[str],
-    reason: str,
-    as_json: bool,
-    *,
-    environ: Mapping[str, str],
-    aws: dict[str, Any],
-    azure: dict[str, Any],
-) -> None:
-    """``failback --force``: each instance back at epoch + 1 whatever the cloud does, with
-    a warning for those that came back from the site's snapshot (the cloud's progress
-    since failover is lost: its steps may run again)."""
-    runner: CloudContinuity
-    if cloud == "aws":
-        from rustyflower.adapters.continuity.aws import AwsContinuity, AwsSettings  # noqa: PLC0415
-
-        settings = AwsSettings.from_env(environ, **aws, timeout=RECLAIM_TIMEOUT)
-        runner = AwsContinuity(store, settings)
-    else:
-        from rustyflower.adapters.continuity.azure import AzureContinuity, AzureSettings  # noqa: PLC0415
-
-        chosen = AzureSettings.from_env(environ, **azure, http_timeout=RECLAIM_TIMEOUT)
-        runner = AzureContinuity(store, chosen, lazy=True)
-
-    def step(instance_id: str) -> Outcome:
-        outcome = runner.reclaim(instance_id, reason)
-        if outcome.detail.get("source") == "site":
-            err.print(
-                escape(
-                    f"WARNING: {instance_id} was taken back from the site's own snapshot (seq "
-                    f"{outcome.seq}, the state at failover time): whatever {cloud} did since "
-                    f"failover is lost and may be done again ({cloud}: "
-                    f"{outcome.detail.get('cloud_error')})"
-                ),
-                style="bold red",
-                soft_wrap=True,
-            )
-        return outcome
-
-    _run("failback", cloud, targets, step, as_json)
-
-
-RECLAIM_TIMEOUT = 5.0
-"""Seconds each call to the cloud may take during ``failback --force`` (tried once)."""
+def _warn(warning: str) -> None:
+    """A reclaim from the site's snapshot: loud on stderr (the cloud's progress is lost)."""
+    err.print(escape(f"WARNING: {warning}"), style="bold red", soft_wrap=True)
 
 
 def _continuity(

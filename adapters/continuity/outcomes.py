@@ -42,6 +42,19 @@ class Outcome:
     def ok(self) -> bool:
         return self.result != "failed"
 
+    @property
+    def source(self) -> str | None:
+        """A reclaim's (``failback --force``): ``cloud`` (the cloud's own state) or
+        ``site`` (the site's snapshot: the cloud's progress since failover is lost)."""
+        found = self.detail.get("source")
+        return None if found is None else str(found)
+
+    @property
+    def warning(self) -> str | None:
+        """Why a reclaim from the site's snapshot may run steps again (None otherwise)."""
+        found = self.detail.get("warning")
+        return None if found is None else str(found)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "instance_id": self.instance_id,

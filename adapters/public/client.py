@@ -24,9 +24,16 @@ from typing import Any
 from rustyflower.adapters.continuity.batch import run_batch, select_instances
 from rustyflower.adapters.continuity.cloud import CloudContinuity
 from rustyflower.adapters.continuity.errors import ContinuityConfigError, ContinuityError
-from rustyflower.adapters.continuity.outcomes import CLOUDS, LOCAL, Cloud, Outcome
+from rustyflower.adapters.continuity.outcomes import CLOUDS, LOCAL, Cloud, CloudView, Outcome
+from rustyflower.adapters.continuity.reclaim import (
+    ReclaimReasonError,
+    checked_reason,
+    reclaim_runner,
+    reclaim_step,
+)
 from rustyflower.adapters.continuity.signals import deliver_signal
 from rustyflower.adapters.continuity.start import start_in_cloud
+from rustyflower.adapters.continuity.whereabouts import ask_cloud
 from rustyflower.adapters.redis._async_client import AsyncClient as _RedisAsyncClient
 from rustyflower.adapters.redis._async_client import AsyncInstanceHandle
 from rustyflower.adapters.redis._client import Client as _RedisClient
@@ -135,13 +142,37 @@ class Client(_RedisClient):
         source: str,
         every: bool = False,
         settings: Mapping[str, Any] | None = None,
+        force: bool = False,
+        reason: str | None = None,
     ) -> list[Outcome]:
         """Bring instances back from AWS or Azure (``source``) and resume them here, as
-        ``rustyflower failback --from``; one ``Outcome`` per instance."""
+        ``rustyflower failback --from``; one ``Outcome`` per instance.
+
+        ``force=True`` (with a ``reason``, kept in each instance's history) is
+        ``failback --force``: each instance comes back at epoch + 1 whatever the cloud
+        does, from the cloud's state when it can be read, else from the site's snapshot
+        (the state at failover time); ``outcome.source`` says which (``cloud`` or
+        ``site``) and ``outcome.warning`` says what may run again (docs/failover.md,
+        "When the cloud is gone"). ``force`` without a reason, or a reason without
+        ``force``, raises ``ValueError``.
+        """
         cloud = _cloud(source)
-        runner = self._continuity(cloud, settings)
+        chosen_reason = checked_reason(force, reason)
+        if chosen_reason is not None:
+            runner = reclaim_runner(cloud, self._store, os.environ, settings)
+            step = reclaim_step(runner, chosen_reason)
+        else:
+            step = self._continuity(cloud, settings).failback
         targets = select_instances(self._store, "failback", cloud, instance_ids, every)
-        return run_batch(targets, runner.failback, action="failback", cloud=cloud)
+        return run_batch(targets, step, action="failback", cloud=cloud)
+
+    def ask_cloud(self, instance_id: str) -> CloudView | None:
+        """What the cloud an instance lives in says of it (its run's status, the states it
+        is at), as ``rustyflower status`` shows it; None for a local instance. The cloud
+        is asked once, briefly, with the settings ``failover`` reads from the
+        environment; when it cannot be asked, ``asked`` is False and ``problem`` says why
+        (this never raises for an unreachable cloud)."""
+        return ask_cloud(self._store, instance_id, os.environ)
 
     def _continuity(self, cloud: Cloud, settings: Mapping[str, Any] | None) -> CloudContinuity:
         overrides = dict(settings or {})
@@ -185,10 +216,22 @@ class AsyncClient(_RedisAsyncClient):
         source: str,
         every: bool = False,
         settings: Mapping[str, Any] | None = None,
+        force: bool = False,
+        reason: str | None = None,
     ) -> list[Outcome]:
+        checked_reason(force, reason)  # at once, not in a thread
         return await self._run(
-            self.sync.failback, instance_ids, source=source, every=every, settings=settings
+            self.sync.failback,
+            instance_ids,
+            source=source,
+            every=every,
+            settings=settings,
+            force=force,
+            reason=reason,
         )
+
+    async def ask_cloud(self, instance_id: str) -> CloudView | None:
+        return await self._run(self.sync.ask_cloud, instance_id)
 
 
 def _cloud(value: str) -> Cloud:
@@ -202,6 +245,7 @@ __all__ = [
     "AsyncClient",
     "AsyncInstanceHandle",
     "Client",
+    "CloudView",
     "ContentionError",
     "ContinuityConfigError",
     "ContinuityError",
@@ -216,6 +260,7 @@ __all__ = [
     "InstancePage",
     "InstanceStatus",
     "Outcome",
+    "ReclaimReasonError",
     "RedisUnavailableError",
     "ReplicationStats",
     "ReplicationTarget",

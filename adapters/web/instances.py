@@ -21,6 +21,7 @@ from rustyflower.adapters.web.models import (
     InstanceOut,
     InstancePageOut,
     InstanceRow,
+    InstanceStatusOut,
     ReasonRequest,
     SignalOut,
     SignalRequest,
@@ -235,9 +236,23 @@ async def retry(instance_id: str, client: Client) -> dict[str, Any]:
 
 @router.get(
     "/{instance_id:path}",
-    response_model=InstanceOut,
+    response_model=InstanceStatusOut,
     responses=ERRORS,
     summary="Where an instance stands",
 )
-async def status(instance_id: str, client: Client) -> dict[str, Any]:
-    return _out(await client.status(_checked(instance_id)))
+async def status(
+    instance_id: str,
+    client: Client,
+    ask_cloud: Annotated[
+        bool,
+        Query(
+            description="For an instance living in a cloud, ask the cloud too (`cloud`; "
+            "once, briefly: 'could not be asked: ...' when it cannot be reached)."
+        ),
+    ] = False,
+) -> dict[str, Any]:
+    found = _out(await client.status(_checked(instance_id)))
+    if ask_cloud and found["owner"] != "local":
+        view = await client.ask_cloud(instance_id)
+        found["cloud"] = view.as_dict() if view is not None else None
+    return found

@@ -82,6 +82,29 @@ class FailbackRequest(_Request):
     source: Cloud = Field(alias="from")
     instance_ids: list[InstanceId] = Field(default_factory=list, max_length=MAX_BULK)
     all: bool = False
+    force: bool = Field(
+        default=False,
+        description="Take them back even when the cloud cannot be reached or will not stop "
+        "(epoch + 1; from the site's snapshot if the cloud's cannot be read: the outcome's "
+        "detail.source and detail.warning say so). Needs reason.",
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="With force (and only with it): why; kept in each instance's history.",
+    )
+    hold: bool | None = Field(
+        default=None,
+        description="Azure only: hold the instance there first, so it settles at a "
+        "checkpoint (default true).",
+    )
+    safe_point_timeout: float | None = Field(
+        default=None,
+        ge=1.0,
+        le=3600.0,
+        description="Azure only: seconds to wait for the instance to stand still at a "
+        "checkpoint (default 60).",
+    )
 
 
 def _every_status() -> list[FinishStatus]:
@@ -144,6 +167,33 @@ class InstanceOut(InstanceRow):
     failed_position: str | None = None
     finished_at: str | None = None
     parent: str | None = None
+
+
+class CloudViewOut(BaseModel):
+    """What the cloud an instance lives in says of it (``rustyflower status --json``'s
+    ``cloud``)."""
+
+    cloud: str = Field(description="aws or azure.")
+    asked: bool = Field(description="False: it could not be asked (see problem).")
+    status: str | None = Field(
+        default=None, description="Its run's status there (RUNNING... on AWS, Running... on Azure)."
+    )
+    positions: list[str] = Field(default_factory=list, description="The states it is at there.")
+    where: str | None = Field(
+        default=None, description="The execution's ARN (AWS) or the orchestration's id (Azure)."
+    )
+    seq: int | None = Field(default=None, description="The seq it reached there, when told.")
+    problem: str | None = Field(
+        default=None, description="Why it was not asked, or 'could not be asked: ...'."
+    )
+
+
+class InstanceStatusOut(InstanceOut):
+    cloud: CloudViewOut | None = Field(
+        default=None,
+        description="With ?ask_cloud=true, for an instance living in a cloud: what the cloud "
+        "says (the rest is the site's view, as at failover time); null otherwise.",
+    )
 
 
 class StartedOut(InstanceOut):
@@ -215,7 +265,9 @@ class OutcomeOut(BaseModel):
     error: str | None = None
     detail: dict[str, Any] = Field(
         default_factory=dict,
-        description="What the cloud said (failback from AWS: execution_status, ...).",
+        description="What the cloud said (failback from AWS: execution_status, ...); a "
+        "forced failback's: source (cloud: its state; site: the site's snapshot, the "
+        "cloud's progress lost), reason, cloud_error and warning.",
     )
 
 

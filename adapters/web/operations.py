@@ -18,6 +18,7 @@ from rustyflower.adapters.web.models import (
     FlowOut,
     OutcomeOut,
 )
+from rustyflower.client import ReclaimReasonError
 from rustyflower.core.reports import parse_since
 from rustyflower.core.timeutil import parse_timestamp
 
@@ -87,10 +88,38 @@ async def failover(body: FailoverRequest, client: Client) -> list[dict[str, Any]
 
 @router.post("/v1/failback", response_model=list[OutcomeOut], responses=ERRORS, tags=["lifeboat"])
 async def failback(body: FailbackRequest, client: Client) -> list[dict[str, Any]]:
-    """Bring instances back from AWS or Azure and resume them here."""
+    """Bring instances back from AWS or Azure and resume them here. `force` (with a
+    `reason`) takes them back even when the cloud is gone (docs/failover.md, "When the
+    cloud is gone"); `hold` and `safe_point_timeout` are Azure's."""
     _one_of(body.instance_ids, body.all)
-    outcomes = await client.failback(body.instance_ids, source=body.source, every=body.all)
+    try:
+        outcomes = await client.failback(
+            body.instance_ids,
+            source=body.source,
+            every=body.all,
+            settings=_azure_settings(body),
+            force=body.force,
+            reason=body.reason,
+        )
+    except ReclaimReasonError as error:  # the client's rule: force needs a reason, and back
+        field = f"body.{error.field}"
+        raise ApiError(422, "invalid_request", f"{field}: {error}", field) from None
     return [outcome.as_dict() for outcome in outcomes]
+
+
+def _azure_settings(body: FailbackRequest) -> dict[str, Any] | None:
+    """``hold`` and ``safe_point_timeout``, given: Azure's settings (refused for AWS)."""
+    given = {
+        name: value
+        for name, value in (("hold", body.hold), ("safe_point_timeout", body.safe_point_timeout))
+        if value is not None
+    }
+    if given and body.source != "azure":
+        name = next(iter(given))
+        raise ApiError(
+            422, "invalid_request", f"body.{name}: Azure only (from is aws)", f"body.{name}"
+        )
+    return given or None
 
 
 def _one_of(instance_ids: list[str], every: bool) -> None:
