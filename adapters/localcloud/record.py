@@ -52,6 +52,8 @@ CLEARED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 another account's credentials over the local cloud's."""
 
 PATTERN = "cloud-*.json"
+NAMES = {"aws": "AWS", "azure": "Azure"}
+"""How the messages name each cloud."""
 
 
 class LocalCloudRunningError(Exception):
@@ -60,9 +62,10 @@ class LocalCloudRunningError(Exception):
     def __init__(self, path: Path, holder: LocalCloudRecord) -> None:
         self.path = path
         self.holder = holder
+        name = NAMES.get(holder.cloud, holder.cloud)
         super().__init__(
-            f"a local {holder.cloud} for {path.parent} is already running (pid {holder.pid}, "
-            f"{holder.endpoint}); stop it first, or give another --data-dir (or delete {path} "
+            f"a local {name} for {path.parent} is already running (pid {holder.pid}) at "
+            f"{holder.endpoint}; stop it first, or give another --data-dir (or delete {path} "
             "if that process is not a local cloud)"
         )
 

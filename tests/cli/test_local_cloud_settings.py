@@ -89,7 +89,7 @@ def test_a_live_local_cloud_is_never_overwritten_nor_removed(tmp_path: Path) -> 
     holder = running(tmp_path, "azure")
     assert holder is not None and holder.pid == other
     assert cloud_environment(tmp_path, {}) == {URL: "http://127.0.0.1:11"}
-    with pytest.raises(LocalCloudRunningError, match=f"already running \\(pid {other},"):
+    with pytest.raises(LocalCloudRunningError, match=f"already running \\(pid {other}\\)"):
         azure(os.getpid(), {URL: "http://127.0.0.1:12"}).write(tmp_path)
     forget(tmp_path, "azure")
     assert path.exists()

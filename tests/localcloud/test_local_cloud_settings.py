@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lambda_aws.settings import HANDLERS as TERRAFORM_HANDLERS
+from rustyflower.adapters import localcloud
 from rustyflower.adapters.cli.main import app
 from rustyflower.adapters.localcloud.lambdas import HANDLERS
 from rustyflower.adapters.localcloud.record import (
@@ -97,6 +98,9 @@ def test_without_the_local_extra_the_command_names_it(
         if name == "moto" or name.startswith(("moto.", "rustyflower.adapters.localcloud.aws")):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "moto", None)  # as if it were not installed
+    # a module imported before is also an attribute of its package, which `from ... import`
+    # would take without importing anything
+    monkeypatch.delattr(localcloud, "aws", raising=False)
     result = CliRunner().invoke(app, ["cloud", "aws", "--data-dir", str(tmp_path)])
     assert result.exit_code == 3, (result.stdout, result.stderr)
     assert "pip install 'rustyflower[local]'" in result.stderr
