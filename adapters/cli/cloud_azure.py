@@ -6,7 +6,7 @@ Function App (``adapters/localcloud/azure.py``): the real app's HTTP functions a
 real Durable SDK orchestrator on the replay host, the user's activities run by the app's
 activity function in this process. It prints the settings ``failover --to azure``,
 ``signal``, ``failback --from azure`` and ``start --on azure`` read, and records them in
-``--data-dir`` (``cloud_settings.py``) so those commands find them without exporting.
+``--data-dir`` (``adapters/localcloud/record.py``) so those commands find them without exporting.
 Runs until Ctrl-C (or SIGTERM), then stops both and removes what it wrote; exit 0.
 
 The Azure SDK parts are imported inside the command: the other commands must not need
@@ -30,13 +30,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rustyflower.adapters.cli import cloud_settings
 from rustyflower.adapters.cli.context import connection_of
 from rustyflower.adapters.cli.errors import CliEnvironmentError
 from rustyflower.adapters.cli.loading import load_registry
 from rustyflower.adapters.cli.logs import configure_logging
 from rustyflower.adapters.cli.options import ActivitiesOption
 from rustyflower.adapters.cli.render import err, escape
+from rustyflower.adapters.localcloud.record import (
+    LocalCloudRecord,
+    LocalCloudRunningError,
+    forget,
+    record_path,
+    running,
+    stop_leftovers,
+)
 from rustyflower.adapters.redis.connection import DEFAULT_DATA_DIR
 from rustyflower.core.snapshot import SnapshotKeys
 
@@ -127,13 +134,11 @@ def azure(
         raise CliEnvironmentError(str(error)) from None
     if port and not emulator.port_is_free(port):
         raise CliEnvironmentError(f"--port {port} is in use; free it or give another (0: any)")
-    holder = cloud_settings.running(data_dir, CLOUD)
-    if holder is not None:
-        raise CliEnvironmentError(
-            f"a local azure for {data_dir} is already running (pid {holder}); stop it first "
-            "or give another --data-dir"
-        )
-    for pid in cloud_settings.stop_leftovers(data_dir, CLOUD):
+    holder = running(data_dir, CLOUD)
+    if holder is not None:  # said before anything starts; write() refuses it too
+        path = record_path(data_dir, CLOUD)
+        raise CliEnvironmentError(str(LocalCloudRunningError(path, holder)))
+    for pid in stop_leftovers(data_dir, CLOUD):
         log.warning("stopped Azurite (pid %d), left running by a killed local azure", pid)
     registry = load_registry(activities or [])
     keys = _keys()
@@ -243,6 +248,8 @@ def _run(
     )
     from rustyflower.adapters.localcloud.azure import serving  # noqa: PLC0415
 
+    # set, these mean another Azure than this one: the record then does not apply
+    targets = (ENV_FUNCTION_URL, ENV_STORAGE)
     settings = {
         ENV_FUNCTION_URL: server.url,
         ENV_FUNCTION_KEY: server.function_key,
@@ -251,7 +258,17 @@ def _run(
     }
     with serving(server):
         helpers = {"azurite": storage.pid} if storage.pid is not None else {}
-        path = cloud_settings.record(data_dir, CLOUD, settings, helpers)
+        try:
+            path = LocalCloudRecord(
+                cloud=CLOUD,
+                pid=os.getpid(),
+                endpoint=server.url,
+                environment=settings,
+                targets=targets,
+                helpers=helpers,
+            ).write(data_dir)
+        except LocalCloudRunningError as error:  # another one started meanwhile
+            raise CliEnvironmentError(str(error)) from None
         try:
             _banner(server, storage, settings, path, data_dir, activities, keys)
             reported = False
@@ -265,7 +282,7 @@ def _run(
                         soft_wrap=True,
                     )
         finally:
-            cloud_settings.forget(data_dir, CLOUD)
+            forget(data_dir, CLOUD)
 
 
 def _banner(

@@ -4,8 +4,9 @@
 ``cloud azure`` (``cloud_azure``) serves a local Azure the same way.
 ``cloud aws`` serves a local AWS (``adapters.localcloud.aws``) until Ctrl-C: it prints the
 settings to export and records them in ``<data-dir>/cloud-aws.json``, which ``failover``,
-``failback``, ``signal``, ``status`` and ``start`` read as their defaults (``CloudCommand``)
-while it runs, the way the other commands find ``rustyflower dev`` through ``server.url``.
+``failback``, ``signal``, ``status`` and ``start`` read as their defaults while it runs
+(``adapters.localcloud.record``: the one record both local clouds write), the way the
+other commands find ``rustyflower dev`` through ``server.url``.
 
 Each cloud is a command of ``cloud_app``; another cloud's module adds its own
 (``@cloud_app.command("azure", cls=...)``) and ``install`` adds the group once.
@@ -27,14 +28,24 @@ import redis
 import typer
 
 from rustyflower.adapters.cli import cloud_azure
-from rustyflower.adapters.cli.cloud_settings import LocalCloudCommand
-from rustyflower.adapters.cli.context import ConnectedCommand, Connection, connection_of
+from rustyflower.adapters.cli.context import (
+    ConnectedCommand,
+    Connection,
+    LocalCloudCommand,
+    connection_of,
+)
 from rustyflower.adapters.cli.errors import CliEnvironmentError, CliInputError
 from rustyflower.adapters.cli.loading import load_registry, read_definition
 from rustyflower.adapters.cli.logs import configure_logging
 from rustyflower.adapters.cli.options import ActivitiesOption, Group
 from rustyflower.adapters.cli.render import err, escape, out
-from rustyflower.adapters.localcloud.record import LocalCloudRecord, record_path
+from rustyflower.adapters.localcloud.record import (
+    LocalCloudRecord,
+    LocalCloudRunningError,
+    forget,
+    record_path,
+    running,
+)
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.model import FlowDefinition
 
@@ -42,6 +53,7 @@ __all__ = ["cloud_app", "install"]
 
 log = logging.getLogger("rustyflower.cli")
 
+CLOUD = "aws"
 LOCAL_EXTRA = "pip install 'rustyflower[local]'"
 FLOW_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -89,12 +101,10 @@ def aws(
     """
     configure_logging(verbose)
     connection = connection_of(ctx)
-    running = LocalCloudRecord.read(record_path(connection.data_dir, "aws"))
-    if running is not None and running.alive and running.pid != os.getpid():
-        raise CliEnvironmentError(
-            f"a local AWS for {connection.data_dir} already runs (pid {running.pid}, "
-            f"{running.endpoint}); stop it first, or give another --data-dir"
-        )
+    holder = running(connection.data_dir, CLOUD)
+    if holder is not None:  # said before the emulator starts; write() refuses it too
+        path = record_path(connection.data_dir, CLOUD)
+        raise CliEnvironmentError(str(LocalCloudRunningError(path, holder)))
     local_aws = _local_aws_module()
     registry = load_registry(activities or [])
     files = [registry.apply_defaults(d) for d in _flow_files(flows or [])]
@@ -111,22 +121,23 @@ def aws(
         _announce(cloud.deploy(files))
         site = _SiteFlows(connection)
         _announce(cloud.deploy(site.definitions()))
-        path = record_path(connection.data_dir, "aws")
+        path = record_path(connection.data_dir, CLOUD)
         _banner(endpoint, cloud.site_environment(), path)  # before the record: it says ready
-        written = LocalCloudRecord(
-            cloud="aws",
-            pid=os.getpid(),
-            endpoint=endpoint,
-            environment=cloud.site_environment(),
-            targets=local_aws.TARGETS,
-        ).write(connection.data_dir)
+        try:
+            written = LocalCloudRecord(
+                cloud=CLOUD,
+                pid=os.getpid(),
+                endpoint=endpoint,
+                environment=cloud.site_environment(),
+                targets=local_aws.TARGETS,
+            ).write(connection.data_dir)
+        except LocalCloudRunningError as error:  # another one started meanwhile
+            raise CliEnvironmentError(str(error)) from None
         for added in _until_stopped(refresh, site.definitions):
             _announce(cloud.deploy(added))
     finally:
         if written is not None:
-            recorded = LocalCloudRecord.read(written)
-            if recorded is not None and recorded.pid == os.getpid():
-                written.unlink(missing_ok=True)
+            forget(connection.data_dir, CLOUD)
         cloud.stop()
         err.print("local AWS stopped; nothing of it is kept")
 

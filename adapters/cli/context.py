@@ -13,7 +13,6 @@ The connection options are read in one place and the client is built once per ru
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,6 @@ import typer.main
 
 from rustyflower.adapters.cli.errors import CliEnvironmentError, CliInputError
 from rustyflower.adapters.cli.options import Command
-from rustyflower.adapters.localcloud.record import local_cloud_defaults
 from rustyflower.adapters.redis.connection import (
     DEFAULT_DATA_DIR,
     URL_VARIABLE,
@@ -233,22 +231,15 @@ class ConnectedCommand(Command):
             settings.prefix = given["prefix"]
         if given.get("data_dir") is not None:
             settings.data_dir = Path(given["data_dir"])
-        with self.defaults(settings):
-            return super().invoke(ctx)
-
-    def defaults(self, settings: Connection) -> contextlib.AbstractContextManager[Any]:
-        """Settings laid into the environment while the command runs (none here)."""
-        return contextlib.nullcontext()
+        return super().invoke(ctx)
 
 
-class CloudCommand(ConnectedCommand):
-    """A command that may reach a cloud (``failover``, ``failback``, ``signal``,
-    ``status``, ``start``): the settings of a local cloud running for its ``--data-dir``
-    (``rustyflower cloud aws``, recorded beside ``server.url``) are its defaults while no
-    other cloud is set in the environment (``adapters.localcloud.record``)."""
+class LocalCloudCommand(ConnectedCommand):
+    """A local cloud's command (``cloud azure``): it connects to no Redis, but takes
+    ``--data-dir`` after its name too (where it records its settings for the other
+    commands: ``adapters.localcloud.record``)."""
 
-    def defaults(self, settings: Connection) -> contextlib.AbstractContextManager[Any]:
-        return local_cloud_defaults(settings.data_dir)
+    connection_options = ("data_dir",)
 
 
 class ServerCommand(ConnectedCommand):

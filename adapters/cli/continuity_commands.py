@@ -21,9 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rustyflower.adapters.cli.cloud_settings import cloud_environment
 from rustyflower.adapters.cli.context import (
-    CloudCommand,
     ConnectedCommand,
     Connection,
     connection_of,
@@ -54,6 +52,7 @@ from rustyflower.adapters.continuity.reclaim import (
 )
 from rustyflower.adapters.continuity.signals import deliver_signal
 from rustyflower.adapters.continuity.subflows import sub_flow_calls, sub_flow_definitions
+from rustyflower.adapters.localcloud.record import cloud_environment
 from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.model import FlowDefinition
 from rustyflower.core.snapshot import SnapshotKeys
@@ -137,8 +136,8 @@ FunctionKeyOption = Annotated[
 def install(app: typer.Typer) -> None:
     """Add ``export``, ``failover`` and ``failback`` to the ``rustyflower`` app."""
     app.add_typer(export_app, name="export")
-    app.command("failover", cls=CloudCommand)(failover)
-    app.command("failback", cls=CloudCommand)(failback)
+    app.command("failover", cls=ConnectedCommand)(failover)
+    app.command("failback", cls=ConnectedCommand)(failback)
 
 
 # --- export asl -------------------------------------------------------------------------------
@@ -528,7 +527,7 @@ def _continuity(
     azure: dict[str, Any],
 ) -> CloudContinuity:
     """The cloud's continuity, its settings from the environment (over those a local
-    cloud recorded in ``data_dir``: cloud_settings.py) overridden by the options given
+    cloud recorded in ``data_dir``: adapters/localcloud/record.py) overridden by the options given
     (``aws`` or ``azure``); a setting it cannot use exits 3."""
     environ = cloud_environment(data_dir)
     try:

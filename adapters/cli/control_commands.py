@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rustyflower.adapters.cli.context import CloudCommand, connection_of
+from rustyflower.adapters.cli.context import connection_of
 from rustyflower.adapters.cli.continuity_commands import signal_elsewhere
 from rustyflower.adapters.cli.errors import CliEnvironmentError
 from rustyflower.adapters.cli.files import (
@@ -60,7 +60,7 @@ def _control_result(action: str, status: InstanceStatus) -> dict[str, Any]:
     }
 
 
-@command("signal", CloudCommand)
+@command("signal")
 def signal_instance(
     ctx: typer.Context,
     instance_id: InstanceArgument,
@@ -73,8 +73,8 @@ def signal_instance(
     """Deliver an external event to an instance that waits for it (wherever it lives)."""
     payload = parse_json_argument(data, "--data")
     connection = connection_of(ctx)
-    # in a cloud: delivered with the cloud settings of the environment over those a local
-    # cloud recorded in --data-dir (cloud_settings.py), which the public client cannot see
+    # in a cloud: delivered with the settings a local cloud recorded in --data-dir over
+    # the environment's (adapters/localcloud/record.py), which the public client cannot see
     delivered = signal_elsewhere(connection, instance_id, event, payload)
     if delivered is not None:
         cloud, detail = delivered.cloud, delivered.detail

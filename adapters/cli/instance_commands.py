@@ -15,8 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rustyflower.adapters.cli.cloud_settings import cloud_environment
-from rustyflower.adapters.cli.context import CloudCommand, connection_of
+from rustyflower.adapters.cli.context import connection_of
 from rustyflower.adapters.cli.continuity_commands import start_in_cloud_command
 from rustyflower.adapters.cli.errors import (
     EXIT_FLOW_FAILED,
@@ -53,6 +52,7 @@ from rustyflower.adapters.cli.render import (
 )
 from rustyflower.adapters.continuity.outcomes import CloudView
 from rustyflower.adapters.continuity.whereabouts import ask_cloud
+from rustyflower.adapters.localcloud.record import cloud_environment
 from rustyflower.adapters.redis._status import summary_of
 from rustyflower.adapters.redis.keys import PRIORITIES, Priority
 from rustyflower.adapters.redis.listing import MAX_PAGE
@@ -80,7 +80,7 @@ def _start_many(
     err.print(f"started {len(started)} instance(s) of {escape(flow)}")
 
 
-@command("start", CloudCommand)
+@command("start")
 def start(
     ctx: typer.Context,
     flow: Annotated[str, typer.Argument(help="Flow name.", show_default=False)],
@@ -241,7 +241,7 @@ def _where(status: InstanceStatus) -> str:
     return text + (f", waiting for {'; '.join(waiting)}" if waiting else "")
 
 
-@command("status", CloudCommand)
+@command("status")
 def status(
     ctx: typer.Context,
     instance_id: InstanceArgument,

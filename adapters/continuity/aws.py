@@ -28,7 +28,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
+import botocore.session  # type: ignore[import-untyped, unused-ignore]
 from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
+from botocore.configprovider import (  # type: ignore[import-untyped, unused-ignore]
+    ConstantProvider,
+)
 from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
     BotoCoreError,
     ClientError,
@@ -85,6 +89,10 @@ __all__ = [
 ENV_CONTINUE_FUNCTION = "RUSTYFLOWER_CONTINUE_FUNCTION"
 """Name or ARN of the continue Lambda (``lambda_aws.continuation.handler``)."""
 ENV_REGION = "AWS_REGION"
+ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+ENV_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+ENV_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+ENV_SESSION_TOKEN = "AWS_SESSION_TOKEN"
 REFUSALS = frozenset(
     {
         "BadRequest",
@@ -128,13 +136,22 @@ class AwsSettings:
     timeout: float | None = None
     """Seconds of each AWS call, tried once (None: boto3's defaults and retries); set
     for ``status`` and ``failback --force``, which must not hang on an unreachable AWS."""
+    endpoint_url: str | None = None
+    """Where every service is reached (a local AWS); None: AWS's own endpoints."""
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    """Credentials given with the settings (a local AWS's record): they are handed to
+    boto3 explicitly, so the process environment need not carry them; None: boto3's
+    usual chain (environment, profile, instance role)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> AwsSettings:
         """Settings from ``environ`` (``AWS_REGION``/``AWS_DEFAULT_REGION``,
         ``RUSTYFLOWER_STATE_MACHINE_PREFIX``, ``RUSTYFLOWER_CONTINUE_FUNCTION``,
-        ``RUSTYFLOWER_TOKENS_TABLE``, ``RUSTYFLOWER_SNAPSHOT_BUCKET``); ``overrides`` that
-        are not None win."""
+        ``RUSTYFLOWER_TOKENS_TABLE``, ``RUSTYFLOWER_SNAPSHOT_BUCKET``, ``AWS_ENDPOINT_URL``,
+        ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``);
+        ``overrides`` that are not None win."""
 
         def text(name: str) -> str | None:
             return setting_text(environ, name)
@@ -145,6 +162,10 @@ class AwsSettings:
             "continue_function": text(ENV_CONTINUE_FUNCTION),
             "tokens_table": text(ENV_TOKENS_TABLE),
             "snapshot_bucket": text(ENV_SNAPSHOT_BUCKET),
+            "endpoint_url": text(ENV_ENDPOINT_URL),
+            "access_key_id": text(ENV_ACCESS_KEY_ID),
+            "secret_access_key": text(ENV_SECRET_ACCESS_KEY),
+            "session_token": text(ENV_SESSION_TOKEN),
         }
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
@@ -168,12 +189,19 @@ class AwsSettings:
 
 
 class AwsClients:
-    """boto3 clients, made when first used (region and credentials: boto3's usual chain)."""
+    """boto3 clients, made when first used: with the endpoint and credentials of the
+    settings when they carry them, boto3's usual chain for the rest."""
 
     def __init__(
-        self, region: str | None = None, timeout: float | None = None, **given: Any
+        self,
+        region: str | None = None,
+        timeout: float | None = None,
+        *,
+        settings: AwsSettings | None = None,
+        **given: Any,
     ) -> None:
         self.region = region
+        self.connection = _connection_arguments(settings)
         self.config = (
             None
             if timeout is None
@@ -184,14 +212,44 @@ class AwsClients:
             )
         )
         self._clients: dict[str, Any] = dict(given)
+        self._made: Any = None
+
+    def _session(self) -> Any:
+        """boto3's default session; for an endpoint given with its credentials (a local
+        AWS), one whose named profile (``AWS_PROFILE``) is set aside: a profile missing
+        here, or another account's, must not stand in the way of the local cloud."""
+        if "endpoint_url" not in self.connection or "aws_access_key_id" not in self.connection:
+            return boto3
+        if self._made is None:
+            core = botocore.session.Session()
+            store = core.get_component("config_store")
+            store.set_config_provider("profile", ConstantProvider(None))
+            self._made = boto3.session.Session(botocore_session=core)
+        return self._made
 
     def __call__(self, service: str) -> Any:
         found = self._clients.get(service)
         if found is None:
             with _aws(f"connecting to {service}"):
-                found = boto3.client(service, region_name=self.region, config=self.config)
+                found = self._session().client(
+                    service, region_name=self.region, config=self.config, **self.connection
+                )
             self._clients[service] = found
         return found
+
+
+def _connection_arguments(settings: AwsSettings | None) -> dict[str, str]:
+    """``boto3.client``'s endpoint and credential arguments the settings carry (a key
+    without its secret is boto3's to complain about: it is given as it is)."""
+    if settings is None:
+        return {}
+    given = {
+        "endpoint_url": settings.endpoint_url,
+        "aws_access_key_id": settings.access_key_id,
+        "aws_secret_access_key": settings.secret_access_key,
+        "aws_session_token": settings.session_token,
+    }
+    return {name: value for name, value in given.items() if value}
 
 
 @contextmanager
@@ -239,7 +297,7 @@ class AwsContinuity(CloudContinuity):
     ) -> None:
         super().__init__(store, keys, now=clock)
         self.settings = settings
-        self.clients = clients or AwsClients(settings.region, settings.timeout)
+        self.clients = clients or AwsClients(settings.region, settings.timeout, settings=settings)
         self.clock = clock
         self._digests: dict[str, str | None] = {}
 
@@ -494,7 +552,7 @@ def signal_aws(
             f"instance {instance_id!r} lives in AWS: set {ENV_TOKENS_TABLE} (the task-token "
             "table) to signal it"
         )
-    made = clients or AwsClients(settings.region)
+    made = clients or AwsClients(settings.region, settings=settings)
     with _aws(f"signalling {instance_id!r}"):
         store = TokenStore(settings.tokens_table, made("dynamodb"), settings.token_ttl)
         try:

@@ -203,8 +203,14 @@ def test_the_local_azure_serves_records_its_settings_and_stops_clean_on_ctrl_c(
     data_dir = tmp_path / "site"
     with local_azure(data_dir) as azure:
         recorded = json.loads((data_dir / "cloud-azure.json").read_text())
-        assert recorded["settings"] == azure.settings
-        assert recorded["pid"] == azure.process.pid
+        # the one record format (adapters/localcloud/record.py), as cloud aws writes it
+        assert recorded["environment"] == azure.settings
+        assert (recorded["cloud"], recorded["pid"]) == ("azure", azure.process.pid)
+        assert recorded["endpoint"] == azure.url
+        assert recorded["targets"] == [
+            "RUSTYFLOWER_AZURE_FUNCTION_URL",
+            "RUSTYFLOWER_AZURE_STORAGE",
+        ]
         assert (data_dir / "cloud-azure.json").stat().st_mode & 0o077 == 0  # a key inside
         key = azure.settings["RUSTYFLOWER_AZURE_FUNCTION_KEY"]
         assert call(f"{azure.url}/api/instances/nobody", key) == 404

@@ -95,7 +95,7 @@ def test_ctrl_c_stops_the_local_aws_and_leaves_nothing(tmp_path: Path) -> None:
         # one local AWS per data directory: a second one says which runs
         second = run(tmp_path / "data", "cloud", "aws", "--port", "0", ok=False)
         assert second.returncode == 3, second.stderr
-        assert f"a local AWS for {data_dir} already runs (pid {record.pid}" in second.stderr
+        assert f"a local AWS for {data_dir} is already running (pid {record.pid})" in second.stderr
         assert cloud.interrupt() == 0, cloud.output()
     assert port_free(port)
     assert not cloud.record_file.exists()
