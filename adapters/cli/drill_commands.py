@@ -8,6 +8,7 @@ connection options (its own server, as ``dev``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
@@ -88,7 +89,10 @@ def drill(
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        report = run_drill(options, lambda line: err.print("drill: " + escape(line)))
+        # the Lambda handlers log and flush metrics on stdout, as in Lambda: here that
+        # is stderr, so that stdout holds the report (and --json parses)
+        with contextlib.redirect_stdout(sys.stderr):
+            report = run_drill(options, lambda line: err.print("drill: " + escape(line)))
     except DrillError as error:
         raise CliEnvironmentError(str(error)) from None
     document = report.document()
@@ -111,6 +115,7 @@ def _print(document: dict[str, Any]) -> None:
         ("RPO p50 / p99 (transitions)", f"{rpo['p50']:g} / {rpo['p99']:g}"),
         ("RTO (kill -> cloud continues)", f"{document['rto_seconds']}s"),
         ("not replicated at the kill", ", ".join(document["not_replicated"]) or "none"),
+        ("site transitions superseded", str(document["superseded_entries"]) + " entries"),
         ("duplicate transitions", str(document["duplicate_transitions"])),
         ("output mismatches", str(document["mismatches"])),
         ("duplicate executions", str(document["duplicate_executions"])),

@@ -14,9 +14,18 @@ from typing import Any
 from rustyflower.adapters.drill.flows import EVENT, FLOWS, MAIN, event_data, flow_input, registry
 from rustyflower.adapters.local import FlowLibrary, ScriptedEvent, World, run_flow
 
-__all__ = ["Outcome", "Report", "duplicate_executions", "percentile", "reference_outputs"]
+__all__ = [
+    "Outcome",
+    "Report",
+    "duplicate_executions",
+    "duplicate_transitions",
+    "effective_history",
+    "percentile",
+    "reference_outputs",
+]
 
 FLOW_ENDS = frozenset({"FlowSucceeded", "FlowFailed", "FlowCancelled"})
+OWNERSHIP = frozenset({"TakenOver", "FailedOver", "FailedBack", "Reclaimed"})
 
 
 def reference_outputs(seed: int, instance_ids: list[str]) -> dict[str, Any]:
@@ -44,14 +53,34 @@ def percentile(values: list[int], share: float) -> float:
     return float(cuts[min(98, max(0, round(share * 100) - 1))])
 
 
+def effective_history(history: list[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], int]:
+    """The history without what a takeover superseded, and how many entries that was.
+
+    A ``TakenOver`` entry says from which seq the cloud continued (``from_seq``): the
+    site's entries past it were never replicated; the cloud redid those transitions (the
+    RPO), and its entries follow. Ownership entries carry the seq they happened at."""
+    kept: list[Mapping[str, Any]] = []
+    superseded = 0
+    for entry in history:
+        detail = entry.get("detail")
+        if entry.get("kind") == "TakenOver" and isinstance(detail, Mapping):
+            cut = detail.get("from_seq")
+            if isinstance(cut, int):
+                before = len(kept)
+                kept = [one for one in kept if not (isinstance(one.get("seq"), int) and one["seq"] > cut)]
+                superseded += before - len(kept)
+        kept.append(entry)
+    return kept, superseded
+
+
 def duplicate_transitions(history: list[Mapping[str, Any]]) -> int:
-    """Transitions applied twice: an entry repeated as it was (same seq, kind, position,
-    detail), a seq going back (a transition replayed over a later one), and flow ends
-    beyond the first. One transition writes several entries under one seq."""
+    """Transitions applied twice in the effective history: an entry repeated as it was
+    (same seq, kind, position, detail), a seq going back, flow ends beyond the first.
+    One transition writes several entries under one seq."""
     seen: set[str] = set()
     repeated = backwards = ends = 0
     last = -1
-    for entry in history:
+    for entry in effective_history(history)[0]:
         identity = json.dumps(
             [entry.get("seq"), entry.get("kind"), entry.get("position"), entry.get("detail")],
             sort_keys=True,
@@ -59,7 +88,7 @@ def duplicate_transitions(history: list[Mapping[str, Any]]) -> int:
         repeated += identity in seen
         seen.add(identity)
         seq = entry.get("seq")
-        if isinstance(seq, int):
+        if isinstance(seq, int) and entry.get("kind") not in OWNERSHIP:
             backwards += seq < last
             last = max(last, seq)
         ends += entry.get("kind") in FLOW_ENDS
@@ -88,6 +117,8 @@ class Outcome:
     site_seq: int
     duplicates: int
     matches: bool
+    superseded: int = 0
+    """History entries of the site's transitions a takeover superseded (redone in the cloud)."""
 
 
 @dataclass
@@ -141,6 +172,7 @@ class Report:
             },
             "rto_seconds": None if self.rto_seconds is None else round(self.rto_seconds, 3),
             "not_replicated": self.not_replicated,
+            "superseded_entries": sum(o.superseded for o in self.outcomes),
             "duplicate_transitions": self.duplicates,
             "mismatches": self.mismatches,
             "duplicate_executions": self.duplicate_executions,
@@ -154,6 +186,7 @@ class Report:
                     "site_seq": o.site_seq,
                     "replicated_seq": o.replicated_seq,
                     "duplicates": o.duplicates,
+                    "superseded": o.superseded,
                     "matches": o.matches,
                 }
                 for o in self.outcomes

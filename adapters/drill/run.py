@@ -19,6 +19,7 @@ from rustyflower.adapters.drill.check import (
     Report,
     duplicate_executions,
     duplicate_transitions,
+    effective_history,
     reference_outputs,
 )
 from rustyflower.adapters.drill.flows import (
@@ -211,6 +212,7 @@ def _drill(  # noqa: PLR0913, PLR0917 - the drill's one sequence, its parts name
             )
             continue
         snapshot = site.store.load(instance_id, fresh=True)
+        history = site.store.history(instance_id)
         where = "site"
         if instance_id in failed_back:
             where = cloud.cloud if failed_back[instance_id] == "succeeded" else "site-after-failback"
@@ -221,8 +223,9 @@ def _drill(  # noqa: PLR0913, PLR0917 - the drill's one sequence, its parts name
                 where,
                 replicated[instance_id],
                 site_seqs.get(instance_id, 0),
-                duplicate_transitions(site.store.history(instance_id)),
+                duplicate_transitions(history),
                 snapshot.state.output == reference[instance_id],
+                effective_history(history)[1],
             )
         )
     report.duplicate_executions = duplicate_executions(ledger)
