@@ -39,7 +39,7 @@ def drill(
     instances: Annotated[int, typer.Option(min=1, max=2000, help="Instances to run.")] = 20,
     seed: Annotated[
         int | None,
-        typer.Option(help="Seeds the inputs and the kill moment (default: a random one).")
+        typer.Option(help="Seeds the inputs and the kill moment (default: a random one)."),
     ] = None,
     redis_url: Annotated[
         str | None,

@@ -31,7 +31,9 @@ REPLICA_BUCKET = "rustyflower-replicas"
 class DrillAws:
     cloud = "aws"
 
-    def __init__(self, registry: ActivityRegistry, site: str, key_setting: str, threshold: int):
+    def __init__(
+        self, registry: ActivityRegistry, site: str, key_setting: str, threshold: int
+    ) -> None:
         self.local = LocalAws(registry, port=0)
         self.site = site
         self.key_setting = key_setting
@@ -85,7 +87,7 @@ class DrillAws:
         waits yet (the execution has not reached its event wait)."""
         try:
             signal_aws(instance_id, event, data, self.settings())
-        except Exception:  # noqa: BLE001 - not waiting yet: asked again on the next round
+        except Exception:
             return False
         return True
 
@@ -100,16 +102,18 @@ class DrillAws:
         key = f"lifeboat/{self.site}/takeovers/{answer['takeover']['id']}.json"
         body = self.local.client("s3").get_object(Bucket=REPLICA_BUCKET, Key=key)["Body"].read()
         report = TakeoverReport.decode(body)
-        return [one.instance_id for one in report.instances if one.result in ("started", "existing")]
+        return [
+            one.instance_id for one in report.instances if one.result in ("started", "existing")
+        ]
 
     def running(self) -> int:
         """Executions still running in Step Functions."""
         stepfunctions = self.local.client("stepfunctions")
         return sum(
             len(
-                stepfunctions.list_executions(
-                    stateMachineArn=arn, statusFilter="RUNNING"
-                )["executions"]
+                stepfunctions.list_executions(stateMachineArn=arn, statusFilter="RUNNING")[
+                    "executions"
+                ]
             )
             for arn in self.local.deployed.values()
         )

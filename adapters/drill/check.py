@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ def percentile(values: list[int], share: float) -> float:
     return float(cuts[min(98, max(0, round(share * 100) - 1))])
 
 
-def effective_history(history: list[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], int]:
+def effective_history(history: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], int]:
     """The history without what a takeover superseded, and how many entries that was.
 
     A ``TakenOver`` entry says from which seq the cloud continued (``from_seq``): the
@@ -67,13 +67,17 @@ def effective_history(history: list[Mapping[str, Any]]) -> tuple[list[Mapping[st
             cut = detail.get("from_seq")
             if isinstance(cut, int):
                 before = len(kept)
-                kept = [one for one in kept if not (isinstance(one.get("seq"), int) and one["seq"] > cut)]
+                kept = [
+                    one
+                    for one in kept
+                    if not (isinstance(one.get("seq"), int) and one["seq"] > cut)
+                ]
                 superseded += before - len(kept)
         kept.append(entry)
     return kept, superseded
 
 
-def duplicate_transitions(history: list[Mapping[str, Any]]) -> int:
+def duplicate_transitions(history: Sequence[Mapping[str, Any]]) -> int:
     """Transitions applied twice in the effective history: an entry repeated as it was
     (same seq, kind, position, detail), a seq going back, flow ends beyond the first.
     One transition writes several entries under one seq."""
@@ -155,7 +159,9 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not (self.mismatches or self.duplicates or self.duplicate_executions or self.unfinished)
+        return not (
+            self.mismatches or self.duplicates or self.duplicate_executions or self.unfinished
+        )
 
     def document(self) -> dict[str, Any]:
         where: dict[str, int] = defaultdict(int)

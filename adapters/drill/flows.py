@@ -20,7 +20,16 @@ from typing import Any
 from rustyflower.core.activities import ActivityRegistry, current_call
 from rustyflower.core.model import FlowDefinition, parse_definition
 
-__all__ = ["CHILD", "EVENT", "FLOWS", "LEDGER_VARIABLE", "MAIN", "event_data", "flow_input", "registry"]
+__all__ = [
+    "CHILD",
+    "EVENT",
+    "FLOWS",
+    "LEDGER_VARIABLE",
+    "MAIN",
+    "event_data",
+    "flow_input",
+    "registry",
+]
 
 LEDGER_VARIABLE = "RUSTYFLOWER_DRILL_LEDGER"
 EVENT = "approval"
@@ -90,8 +99,14 @@ MAIN: FlowDefinition = parse_definition(
             "Fan": {
                 "type": "parallel",
                 "branches": [
-                    {"start_at": "Stock", "states": {"Stock": _task("stock", "$.order", "$", end=True)}},
-                    {"start_at": "Ship", "states": {"Ship": _task("ship", "$.order", "$", end=True)}},
+                    {
+                        "start_at": "Stock",
+                        "states": {"Stock": _task("stock", "$.order", "$", end=True)},
+                    },
+                    {
+                        "start_at": "Ship",
+                        "states": {"Ship": _task("ship", "$.order", "$", end=True)},
+                    },
                 ],
                 "result_path": "$.fan",
                 "next": "Lines",
@@ -132,7 +147,9 @@ def flow_input(seed: int, index: int) -> dict[str, Any]:
     base = _score_of(f"input-{seed}", index)
     return {
         "order": f"order-{seed}-{index}",
-        "lines": [{"sku": f"sku-{(base + line) % 97}", "qty": line + 1} for line in range(base % 3 + 1)],
+        "lines": [
+            {"sku": f"sku-{(base + line) % 97}", "qty": line + 1} for line in range(base % 3 + 1)
+        ],
     }
 
 

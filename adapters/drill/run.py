@@ -127,7 +127,7 @@ def run_drill(options: DrillOptions, progress: Progress) -> Report:
             cloud.stop()
 
 
-def _drill(  # noqa: PLR0913, PLR0917 - the drill's one sequence, its parts named
+def _drill(  # noqa: PLR0917 - the drill's one sequence, its parts named
     options: DrillOptions,
     cloud: DrillAws,
     site: DrillSite,
@@ -163,9 +163,9 @@ def _drill(  # noqa: PLR0913, PLR0917 - the drill's one sequence, its parts name
 
     def deliver() -> bool:
         for index, instance_id in enumerate(ids):
-            if instance_id in taken and instance_id not in signalled:
-                if cloud.signal(instance_id, EVENT, event_data(options.seed, index)):
-                    signalled.add(instance_id)
+            waiting = instance_id in taken and instance_id not in signalled
+            if waiting and cloud.signal(instance_id, EVENT, event_data(options.seed, index)):
+                signalled.add(instance_id)
         return signalled == taken
 
     _until("the cloud's event waits", deliver, SETTLE_TIMEOUT)
@@ -215,7 +215,9 @@ def _drill(  # noqa: PLR0913, PLR0917 - the drill's one sequence, its parts name
         history = site.store.history(instance_id)
         where = "site"
         if instance_id in failed_back:
-            where = cloud.cloud if failed_back[instance_id] == "succeeded" else "site-after-failback"
+            where = (
+                cloud.cloud if failed_back[instance_id] == "succeeded" else "site-after-failback"
+            )
         report.outcomes.append(
             Outcome(
                 instance_id,

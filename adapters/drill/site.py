@@ -92,9 +92,9 @@ class DrillSite:
     def kill(self) -> None:
         """SIGKILL the Valkey, then stop the worker and the agent with nothing said to
         anyone (no lease released, no backlog flushed: they cannot reach the site)."""
-        if self._server is not None and self._server._process is not None:  # noqa: SLF001
-            os.kill(self._server._process.pid, signal.SIGKILL)  # noqa: SLF001
-            self._server._process.wait(timeout=10)  # noqa: SLF001
+        if self._server is not None and self._server._process is not None:
+            os.kill(self._server._process.pid, signal.SIGKILL)
+            self._server._process.wait(timeout=10)
         self._stop.set()
         if self._worker is not None:
             self._worker.stop(timeout=0.5)

@@ -30,7 +30,9 @@ def drill(*options: str, work: Path) -> tuple[int, dict[str, Any], str]:
         "--json",
         *options,
     ]
-    ran = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False)
+    ran = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False
+    )
     assert ran.returncode in (0, 1), ran.stderr[-3000:]
     return ran.returncode, json.loads(ran.stdout), ran.stderr
 
