@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from rustyflower.adapters.cli import cloud_commands, continuity_commands, runner
+from rustyflower.adapters.cli import cloud_commands, continuity_commands, drill_commands, runner
 from rustyflower.adapters.cli.context import (
     DEFAULT_PREFIX,
     Connection,
@@ -303,6 +303,7 @@ def keygen(
 runner.install(app)
 continuity_commands.install(app)
 cloud_commands.install(app)
+drill_commands.install(app)
 
 
 def main() -> None:

@@ -132,15 +132,30 @@ def test_the_local_clouds_never_reach_the_site() -> None:
 
 def test_moto_and_the_local_clouds_stay_behind_the_cloud_command() -> None:
     """moto is the optional extra ``local``: only ``adapters/localcloud`` imports it, and
-    only the ``cloud`` command imports the modules that do (``record`` has no SDK: the
-    continuity commands read it)."""
+    only the ``cloud`` command and the drill (``adapters/drill``, behind the ``drill``
+    command) import the modules that do (``record`` has no SDK: the continuity commands
+    read it)."""
     with_moto = ("rustyflower.adapters.localcloud.aws", "rustyflower.adapters.localcloud.lambdas")
     with_moto += ("rustyflower.adapters.localcloud.moto_fixes",)
     outside = [
         hit
         for folder in ("core", "adapters", "functions_azure", "lambda_aws")
         for hit in violations(folder, ("moto", *with_moto))
-        if not hit.startswith(("adapters/localcloud/", "adapters/cli/cloud_commands.py"))
+        if not hit.startswith(
+            ("adapters/localcloud/", "adapters/drill/", "adapters/cli/cloud_commands.py")
+        )
+    ]
+    assert outside == []
+
+
+def test_only_the_drill_command_imports_the_drill() -> None:
+    """``adapters/drill`` composes the site's runner, continuity and a local cloud (with
+    moto): nothing shipped reaches it but the ``drill`` command."""
+    outside = [
+        hit
+        for folder in ("core", "adapters", "functions_azure", "lambda_aws")
+        for hit in violations(folder, ("rustyflower.adapters.drill",))
+        if not hit.startswith(("adapters/drill/", "adapters/cli/drill_commands.py"))
     ]
     assert outside == []
 

@@ -1,0 +1,72 @@
+"""``rustyflower drill --to aws`` run as a user runs it: a subprocess from the checkout
+(the local AWS hosts lambda_aws's handlers from there), its --json report parsed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.emulator, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+N = 20
+
+
+def drill(*options: str, work: Path) -> tuple[int, dict[str, Any], str]:
+    command = [
+        str(Path(sys.executable).with_name("rustyflower")),
+        "drill",
+        "--to",
+        "aws",
+        "--instances",
+        str(N),
+        "--work-dir",
+        str(work),
+        "--json",
+        *options,
+    ]
+    ran = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False
+    )
+    assert ran.returncode in (0, 1), ran.stderr[-3000:]
+    return ran.returncode, json.loads(ran.stdout), ran.stderr
+
+
+def test_a_drill_whose_site_dies_with_everything_parked_ends_clean(tmp_path: Path) -> None:
+    """Killed once every instance waits for its event (replication caught up): the cloud
+    takes every one over, gets the events, ends them; the site fails them back."""
+    code, report, stderr = drill("--seed", "11", "--kill-after", "5", work=tmp_path)
+    assert code == 0, report
+    assert report["instances"] == N and report["ok"] is True
+    assert (report["mismatches"], report["duplicate_transitions"]) == (0, 0)
+    assert report["duplicate_executions"] == 0 and report["unfinished"] == []
+    assert report["not_replicated"] == [] and report["rpo_transitions"]["p99"] == 0
+    assert report["finished_in"] == {"aws": N}
+    assert 10 <= report["rto_seconds"] < 60  # the watchdog's threshold is 10 s
+    assert "watchdog took over 20 instance(s)" in stderr
+    ids = [row["instance"] for row in report["per_instance"]]
+    assert len(set(ids)) == N
+
+
+def test_a_kill_before_replication_accounts_for_every_instance(tmp_path: Path) -> None:
+    """Killed right after the starts: what the replicator had not shipped is named (the
+    cloud never had it) and ends on the site when it comes back; nothing is dropped."""
+    code, report, _ = drill("--seed", "12", "--kill-after", "0", work=tmp_path)
+    rows = {row["instance"]: row for row in report["per_instance"]}
+    assert len(rows) == N
+    assert report["not_replicated"], "the kill came after everything replicated"
+    for name in report["not_replicated"]:
+        assert rows[name]["replicated_seq"] is None
+        assert rows[name]["finished_in"] == "site"
+    assert all(row["status"] == "succeeded" for row in rows.values())
+    assert (report["mismatches"], report["duplicate_transitions"], report["unfinished"]) == (
+        0,
+        0,
+        [],
+    )
+    assert code == (0 if report["ok"] else 1)
