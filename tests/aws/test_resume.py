@@ -147,14 +147,19 @@ def test_task_in_flight_keeps_its_idempotency_key() -> None:
     node = rf["resume"]
     assert node["route"] == "Charge~resume"
     assert node["data"] == {"total": 5}
-    assert node["call"] == {"attempt": 1, "tag": "1", "timeout": 20}
+    assert node["call"] == {"attempt": 1, "tag": "1", "timeout": 20, "positional_key": True}
     # the payload the resume entry sends gives the Lambda the engine's key
     payload = {
         "activity": "charge",
         "input": node["data"],
         "instance_id": rf["instance_id"],
         "attempt": node["call"]["attempt"],
-        "call": {"scope": None, "state": "Charge", "tag": node["call"]["tag"]},
+        "call": {
+            "scope": None,
+            "state": "Charge",
+            "tag": node["call"]["tag"],
+            "positional_key": node["call"]["positional_key"],
+        },
     }
     assert activity_call(payload).idempotency_key == call.idempotency_key
 
