@@ -247,9 +247,11 @@ class _NodeBuilder:
             node = self.base(token, delay_route(copy, token.state))
             node["until"] = _whole_seconds(retry.command.fire_at)
             if isinstance(state, TaskState):
+                # the next attempt is not issued yet: key it as the engine will
                 call: dict[str, Any] = {
                     "attempt": token.attempt + 1,
                     "tag": f"e{self.snapshot.epoch}s{self.snapshot.seq}",
+                    "positional_key": not self.structure.repeatable(token.position),
                 }
                 if state.timeout_seconds is not None:
                     call["timeout"] = state.timeout_seconds

@@ -375,8 +375,16 @@ def test_activity_payload_contract() -> None:
     }
     call = activity_call(payload)
     assert call.position == "Each[0]/T"
-    assert call.idempotency_key == "order-1:Each[0]/T:2:9"
-    for broken in ({**payload, "attempt": 0}, {**payload, "activity": ""}, {**payload, "call": 1}):
+    assert call.idempotency_key == "order-1:Each[0]/T:2:9"  # a machine without the flag
+    positional = {**payload, "call": {**payload["call"], "positional_key": True}}
+    assert activity_call(positional).idempotency_key == "order-1:Each[0]/T:2"
+    flag_not_bool = {**payload, "call": {**payload["call"], "positional_key": "yes"}}
+    for broken in (
+        {**payload, "attempt": 0},
+        {**payload, "activity": ""},
+        {**payload, "call": 1},
+        flag_not_bool,
+    ):
         with pytest.raises(PayloadError):
             activity_call(broken)
     deadline = token_request({"kind": "deadline", "instance_id": "i", "task_token": "t"})

@@ -53,6 +53,21 @@ def test_a_drill_whose_site_dies_with_everything_parked_ends_clean(tmp_path: Pat
     assert len(set(ids)) == N
 
 
+def test_a_drill_killed_mid_flight_runs_no_call_twice(tmp_path: Path) -> None:
+    """Killed while calls run (the default moment): the cloud continues from replicas a few
+    transitions behind the site and makes the calls the site made since under the site's
+    keys, so the ledger (an activity that honours its key) runs none of them twice."""
+    code, report, _ = drill("--seed", "3", work=tmp_path)
+    assert report["superseded_entries"] > 0, "the kill came after the last transition"
+    assert report["duplicate_executions"] == 0, report
+    assert (report["mismatches"], report["duplicate_transitions"], report["unfinished"]) == (
+        0,
+        0,
+        [],
+    )
+    assert code == 0 and report["ok"] is True
+
+
 def test_a_kill_before_replication_accounts_for_every_instance(tmp_path: Path) -> None:
     """Killed right after the starts: what the replicator had not shipped is named (the
     cloud never had it) and ends on the site when it comes back; nothing is dropped."""
