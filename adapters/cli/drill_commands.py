@@ -122,6 +122,7 @@ def _print(document: dict[str, Any]) -> None:
         ("duplicate transitions", str(document["duplicate_transitions"])),
         ("output mismatches", str(document["mismatches"])),
         ("duplicate executions", str(document["duplicate_executions"])),
+        ("calls repeated, same key", str(document["honoured_repeats"]) + " (not executed)"),
         ("unfinished", ", ".join(document["unfinished"]) or "none"),
         (
             "finished in",

@@ -19,6 +19,7 @@ from rustyflower.adapters.drill.check import (
     duplicate_executions,
     duplicate_transitions,
     effective_history,
+    honoured_repeats,
     reference_outputs,
 )
 from rustyflower.adapters.drill.cloud import DrillCloud, DrillError, open_cloud
@@ -229,5 +230,6 @@ def _drill(  # noqa: PLR0917 - the drill's one sequence, its parts named
             )
         )
     report.duplicate_executions = duplicate_executions(ledger)
+    report.honoured_repeats = honoured_repeats(ledger)
     progress("checked every instance")
     return report
