@@ -55,7 +55,7 @@ def drill_score(payload: dict[str, Any]) -> dict[str, Any]:
         return result
     with _ledger_lock:
         ledger = Path(path)
-        entry = {
+        entry: dict[str, Any] = {
             "key": call.idempotency_key,
             "instance": call.instance_id,
             "call": f"{tag}:{json.dumps(value, sort_keys=True)}",
