@@ -3,25 +3,23 @@ names no cloud: start it with the drill's flows, give the site its lifeboat sett
 the watchdog as its schedule would, read a replica, deliver an event to an instance it
 continues, count what still runs there, fail back from it, stop it.
 
-Each cloud module is imported only when chosen (``open_cloud``): the AWS one needs moto
-(the ``local`` extra), the Azure one the Azure Functions SDKs and Azurite.
+Each cloud module is imported only when chosen (``run.open_cloud``): the AWS one needs
+moto (the ``local`` extra), the Azure one the Azure Functions SDKs and Azurite.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol
 
 from rustyflower.adapters.continuity.cloud import CloudContinuity
 from rustyflower.adapters.continuity.lifeboat_setup import LifeboatSettings
-from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.lifeboat.replica import Replica
 from rustyflower.core.lifeboat.takeover import TakeoverReport
 from rustyflower.core.model import FlowDefinition
 
-__all__ = ["CLOUDS", "DrillCloud", "DrillError", "continued_by", "open_cloud"]
+__all__ = ["CLOUDS", "EXTRAS", "DrillCloud", "DrillError", "continued_by"]
 
 CLOUDS = ("aws", "azure")
 EXTRAS = {"aws": "local", "azure": "azure"}
@@ -65,31 +63,3 @@ class DrillCloud(Protocol):
 def continued_by(report: TakeoverReport) -> list[str]:
     """The instances a takeover continued (started, or found started by an earlier run)."""
     return [one.instance_id for one in report.instances if one.result in ("started", "existing")]
-
-
-def open_cloud(
-    cloud: str,
-    registry: ActivityRegistry,
-    *,
-    site: str,
-    key_setting: str,
-    threshold: int,
-    work: Path,
-) -> DrillCloud:
-    """The drill's local ``cloud``; its module is imported here, so only the chosen
-    cloud's SDKs are needed (DrillError naming the extra when they are missing)."""
-    try:
-        if cloud == "aws":
-            from rustyflower.adapters.drill.aws import DrillAws  # noqa: PLC0415
-
-            return DrillAws(registry, site, key_setting, threshold)
-        if cloud == "azure":
-            from rustyflower.adapters.drill.azure import DrillAzure  # noqa: PLC0415
-
-            return DrillAzure(registry, site, key_setting, threshold, work)
-    except ModuleNotFoundError as error:
-        raise DrillError(
-            f"the drill on {cloud} needs the local {cloud} ({error.name} is missing): "
-            f"pip install 'rustyflower[{EXTRAS[cloud]}]'"
-        ) from None
-    raise DrillError(f"--to {cloud}: the drill runs on {', '.join(CLOUDS)}")

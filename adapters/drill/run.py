@@ -22,7 +22,7 @@ from rustyflower.adapters.drill.check import (
     honoured_repeats,
     reference_outputs,
 )
-from rustyflower.adapters.drill.cloud import DrillCloud, DrillError, open_cloud
+from rustyflower.adapters.drill.cloud import CLOUDS, EXTRAS, DrillCloud, DrillError
 from rustyflower.adapters.drill.flows import (
     EVENT,
     FLOWS,
@@ -34,9 +34,10 @@ from rustyflower.adapters.drill.flows import (
 )
 from rustyflower.adapters.drill.site import DrillSite
 from rustyflower.adapters.redis.conductor import Conductor
+from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 
-__all__ = ["DrillError", "DrillOptions", "run_drill"]
+__all__ = ["DrillError", "DrillOptions", "open_cloud", "run_drill"]
 
 SITE = "drill-site"
 TAKEOVER_AFTER = 10
@@ -89,6 +90,34 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def open_cloud(
+    cloud: str,
+    registry: ActivityRegistry,
+    *,
+    site: str,
+    key_setting: str,
+    threshold: int,
+    work: Path,
+) -> DrillCloud:
+    """The drill's local ``cloud``; its module is imported here, so only the chosen
+    cloud's SDKs are needed (DrillError naming the extra when they are missing)."""
+    try:
+        if cloud == "aws":
+            from rustyflower.adapters.drill.aws import DrillAws  # noqa: PLC0415
+
+            return DrillAws(registry, site, key_setting, threshold)
+        if cloud == "azure":
+            from rustyflower.adapters.drill.azure import DrillAzure  # noqa: PLC0415
+
+            return DrillAzure(registry, site, key_setting, threshold, work)
+    except ModuleNotFoundError as error:
+        raise DrillError(
+            f"the drill on {cloud} needs the local {cloud} ({error.name} is missing): "
+            f"pip install 'rustyflower[{EXTRAS[cloud]}]'"
+        ) from None
+    raise DrillError(f"--to {cloud}: the drill runs on {', '.join(CLOUDS)}")
 
 
 def run_drill(options: DrillOptions, progress: Progress) -> Report:

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rustyflower.adapters.cli.main import app
-from rustyflower.adapters.drill.cloud import DrillError, open_cloud
+from rustyflower.adapters.drill.cloud import DrillError
 from rustyflower.adapters.drill.flows import registry
+from rustyflower.adapters.drill.run import open_cloud
 
 
 def test_a_cloud_the_drill_does_not_know_is_refused_naming_both() -> None:
