@@ -23,8 +23,10 @@ from rustyflower.adapters.cli.render import emit_json, err, escape, fit, show, t
 
 __all__ = ["drill", "install"]
 
-CLOUDS = ("aws",)
-QUIET = ("rustyflower", "moto", "werkzeug", "botocore", "aws_lambda_powertools", "redis")
+CLOUDS = ("aws", "azure")
+"""adapters/drill/cloud.py's (not imported before the command runs: it loads the site's
+parts)."""
+QUIET = ("rustyflower", "moto", "werkzeug", "botocore", "aws_lambda_powertools", "redis", "azure")
 """Loggers silenced while the drill runs: it kills its own site on purpose, and the
 parts it stops say so loudly; its progress lines say what happens."""
 
@@ -35,7 +37,7 @@ def install(app: typer.Typer) -> None:
 
 
 def drill(
-    to: Annotated[str, typer.Option("--to", help="The local cloud to fail over to: aws.")],
+    to: Annotated[str, typer.Option("--to", help="The local cloud to fail over to: aws or azure.")],
     instances: Annotated[int, typer.Option(min=1, max=2000, help="Instances to run.")] = 20,
     seed: Annotated[
         int | None,
@@ -77,9 +79,10 @@ def drill(
     except ModuleNotFoundError as error:
         raise CliEnvironmentError(
             f"the drill needs the local clouds ({error.name} is missing): "
-            "pip install 'rustyflower[local]'"
+            f"pip install 'rustyflower[{'azure' if cloud == 'azure' else 'local'}]'"
         ) from None
     # the local AWS runs the Lambda handlers of lambda_aws from the checkout, as `cloud aws`
+    # (the local Azure finds the Function App from here too, or in this package's checkout)
     if str(Path.cwd()) not in sys.path and "" not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     chosen = seed if seed is not None else random.SystemRandom().randrange(1_000_000)
@@ -119,6 +122,7 @@ def _print(document: dict[str, Any]) -> None:
         ("duplicate transitions", str(document["duplicate_transitions"])),
         ("output mismatches", str(document["mismatches"])),
         ("duplicate executions", str(document["duplicate_executions"])),
+        ("calls repeated, same key", str(document["honoured_repeats"]) + " (not executed)"),
         ("unfinished", ", ".join(document["unfinished"]) or "none"),
         (
             "finished in",

@@ -11,6 +11,7 @@ from rustyflower.adapters.aws.deployment import ENV_LEASE_TABLE, ENV_REPLICA_BUC
 from rustyflower.adapters.aws.lifeboat import S3ReplicaStore
 from rustyflower.adapters.continuity.aws import AwsContinuity, AwsSettings, signal_aws
 from rustyflower.adapters.continuity.lifeboat_setup import ENV_SITE_ID, LifeboatSettings
+from rustyflower.adapters.drill.cloud import continued_by
 from rustyflower.adapters.localcloud.aws import LocalAws
 from rustyflower.adapters.localcloud.lambdas import FunctionContext, load_handler
 from rustyflower.core.activities import ActivityRegistry
@@ -34,6 +35,9 @@ class DrillAws:
     def __init__(
         self, registry: ActivityRegistry, site: str, key_setting: str, threshold: int
     ) -> None:
+        # moto takes any credentials; boto3 wants some (the site's clients read the env)
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            os.environ.setdefault(name, "testing")
         self.local = LocalAws(registry, port=0)
         self.site = site
         self.key_setting = key_setting
@@ -67,14 +71,19 @@ class DrillAws:
     def lifeboat(self) -> LifeboatSettings:
         return LifeboatSettings.from_env(os.environ, to="aws", site=self.site)
 
-    def watchdog(self) -> dict[str, Any]:
-        """One scheduled run of the watchdog function; its answer."""
+    def watchdog(self) -> list[str] | None:
+        """One scheduled run of the watchdog function; the instances its takeover
+        continued (from the report it wrote), None when it did not take over."""
         name = f"{self.local.names.prefix}-watchdog"
         context = FunctionContext(
             function_name=name, invoked_function_arn=self.local.names.function_arn("watchdog")
         )
         answer: dict[str, Any] = self._watchdog({}, context)
-        return answer
+        if not answer.get("takeover"):
+            return None
+        key = f"lifeboat/{self.site}/takeovers/{answer['takeover']['id']}.json"
+        body = self.local.client("s3").get_object(Bucket=REPLICA_BUCKET, Key=key)["Body"].read()
+        return continued_by(TakeoverReport.decode(body))
 
     def replica(self, instance_id: str) -> Replica | None:
         return S3ReplicaStore(self.local.client("s3"), REPLICA_BUCKET, self.site).read(instance_id)
@@ -96,15 +105,6 @@ class DrillAws:
 
     def stop(self) -> None:
         self.local.stop()
-
-    def taken(self, answer: dict[str, Any]) -> list[str]:
-        """The instances a takeover continued (from the report the watchdog wrote)."""
-        key = f"lifeboat/{self.site}/takeovers/{answer['takeover']['id']}.json"
-        body = self.local.client("s3").get_object(Bucket=REPLICA_BUCKET, Key=key)["Body"].read()
-        report = TakeoverReport.decode(body)
-        return [
-            one.instance_id for one in report.instances if one.result in ("started", "existing")
-        ]
 
     def running(self) -> int:
         """Executions still running in Step Functions."""

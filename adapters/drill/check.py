@@ -20,6 +20,7 @@ __all__ = [
     "duplicate_executions",
     "duplicate_transitions",
     "effective_history",
+    "honoured_repeats",
     "percentile",
     "reference_outputs",
 ]
@@ -101,13 +102,23 @@ def duplicate_transitions(history: Sequence[Mapping[str, Any]]) -> int:
 
 def duplicate_executions(ledger: Path) -> int:
     """Calls (instance, activity input) executed under more than one idempotency key."""
-    if not ledger.exists():
-        return 0
     keys: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for line in ledger.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
-        keys[entry["instance"], entry["call"]].add(entry["key"])
+    for entry in _ledger(ledger):
+        if not entry.get("repeat"):
+            keys[entry["instance"], entry["call"]].add(entry["key"])
     return sum(len(found) - 1 for found in keys.values())
+
+
+def honoured_repeats(ledger: Path) -> int:
+    """Calls asked again under a key that ran already (answered from the ledger, not
+    executed): what a takeover redid with the site's keys."""
+    return sum(1 for entry in _ledger(ledger) if entry.get("repeat"))
+
+
+def _ledger(ledger: Path) -> list[dict[str, Any]]:
+    if not ledger.exists():
+        return []
+    return [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines()]
 
 
 @dataclass
@@ -133,6 +144,8 @@ class Report:
     rto_seconds: float | None
     outcomes: list[Outcome] = field(default_factory=list)
     duplicate_executions: int = 0
+    honoured_repeats: int = 0
+    """Calls asked again under the same key (not executed again: not a fault)."""
 
     @property
     def lags(self) -> list[int]:
@@ -182,6 +195,7 @@ class Report:
             "duplicate_transitions": self.duplicates,
             "mismatches": self.mismatches,
             "duplicate_executions": self.duplicate_executions,
+            "honoured_repeats": self.honoured_repeats,
             "unfinished": self.unfinished,
             "finished_in": dict(sorted(where.items())),
             "per_instance": [

@@ -5,7 +5,8 @@ The one activity, ``drill_score``, is deterministic and records each execution i
 lines ledger (``RUSTYFLOWER_DRILL_LEDGER``), a file outside the site, so that it survives
 the site's loss: the drill counts from it the calls executed twice under distinct keys. A
 call whose key is recorded already returns the recorded result (it honours the key), as
-an idempotent activity should.
+an idempotent activity should, and is noted as a repeat: the calls a takeover asked again
+under the same key, which the activity did not execute again.
 """
 
 from __future__ import annotations
@@ -54,20 +55,22 @@ def drill_score(payload: dict[str, Any]) -> dict[str, Any]:
         return result
     with _ledger_lock:
         ledger = Path(path)
-        for line in ledger.read_text(encoding="utf-8").splitlines() if ledger.exists() else []:
-            seen = json.loads(line)
-            if seen["key"] == call.idempotency_key:
-                recorded: dict[str, Any] = seen["result"]
-                return recorded  # honoured: the key ran already
-        entry = {
+        entry: dict[str, Any] = {
             "key": call.idempotency_key,
             "instance": call.instance_id,
             "call": f"{tag}:{json.dumps(value, sort_keys=True)}",
             "result": result,
         }
+        for line in ledger.read_text(encoding="utf-8").splitlines() if ledger.exists() else []:
+            seen = json.loads(line)
+            if seen["key"] == call.idempotency_key and not seen.get("repeat"):
+                # honoured: the key ran already; the repeat is noted (not executed)
+                entry = {**entry, "result": seen["result"], "repeat": True}
+                break
         with ledger.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
-    return result
+    recorded: dict[str, Any] = entry["result"]
+    return recorded
 
 
 def _task(tag: str, value_path: str, result_path: str, **rest: Any) -> dict[str, Any]:

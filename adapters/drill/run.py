@@ -13,15 +13,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rustyflower.adapters.drill.aws import DrillAws
 from rustyflower.adapters.drill.check import (
     Outcome,
     Report,
     duplicate_executions,
     duplicate_transitions,
     effective_history,
+    honoured_repeats,
     reference_outputs,
 )
+from rustyflower.adapters.drill.cloud import CLOUDS, EXTRAS, DrillCloud, DrillError
 from rustyflower.adapters.drill.flows import (
     EVENT,
     FLOWS,
@@ -33,10 +34,10 @@ from rustyflower.adapters.drill.flows import (
 )
 from rustyflower.adapters.drill.site import DrillSite
 from rustyflower.adapters.redis.conductor import Conductor
-from rustyflower.core.errors import RustyFlowerError
+from rustyflower.core.activities import ActivityRegistry
 from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 
-__all__ = ["DrillError", "DrillOptions", "run_drill"]
+__all__ = ["DrillError", "DrillOptions", "open_cloud", "run_drill"]
 
 SITE = "drill-site"
 TAKEOVER_AFTER = 10
@@ -45,10 +46,6 @@ watchdog function accepts)."""
 SETTLE_TIMEOUT = 60.0
 
 Progress = Callable[[str], None]
-
-
-class DrillError(RustyFlowerError):
-    """The drill could not run to its end (a step timed out, a part did not start)."""
 
 
 class DrillOptions:
@@ -95,9 +92,35 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def open_cloud(
+    cloud: str,
+    registry: ActivityRegistry,
+    *,
+    site: str,
+    key_setting: str,
+    threshold: int,
+    work: Path,
+) -> DrillCloud:
+    """The drill's local ``cloud``; its module is imported here, so only the chosen
+    cloud's SDKs are needed (DrillError naming the extra when they are missing)."""
+    try:
+        if cloud == "aws":
+            from rustyflower.adapters.drill.aws import DrillAws  # noqa: PLC0415
+
+            return DrillAws(registry, site, key_setting, threshold)
+        if cloud == "azure":
+            from rustyflower.adapters.drill.azure import DrillAzure  # noqa: PLC0415
+
+            return DrillAzure(registry, site, key_setting, threshold, work)
+    except ModuleNotFoundError as error:
+        raise DrillError(
+            f"the drill on {cloud} needs the local {cloud} ({error.name} is missing): "
+            f"pip install 'rustyflower[{EXTRAS[cloud]}]'"
+        ) from None
+    raise DrillError(f"--to {cloud}: the drill runs on {', '.join(CLOUDS)}")
+
+
 def run_drill(options: DrillOptions, progress: Progress) -> Report:
-    if options.cloud != "aws":
-        raise DrillError(f"--to {options.cloud}: the drill runs on aws only for now")
     rng = random.Random(options.seed)
     work = options.work_dir or Path(tempfile.mkdtemp(prefix="rustyflower-drill-"))
     ids = [f"drill-{options.seed}-{index:04d}" for index in range(options.instances)]
@@ -108,18 +131,23 @@ def run_drill(options: DrillOptions, progress: Progress) -> Report:
     key_setting = f"{signing.key_id}:{signing.to_base64()}"
     ledger = work / "executions.jsonl"
     kill_after = options.kill_after if options.kill_after is not None else rng.uniform(0.5, 3.0)
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        os.environ.setdefault(name, "testing")
     with _environment({LEDGER_VARIABLE: str(ledger)}):
-        cloud = DrillAws(registry, SITE, key_setting, TAKEOVER_AFTER)
+        cloud = open_cloud(
+            options.cloud,
+            registry,
+            site=SITE,
+            key_setting=key_setting,
+            threshold=TAKEOVER_AFTER,
+            work=work,
+        )
         site: DrillSite | None = None
         try:
-            progress("starting the local AWS")
+            progress(f"starting the local {options.cloud}")
             cloud.start(FLOWS)
             site = DrillSite(work / "site", cloud.lifeboat(), keys, registry, options.redis_url)
             url = site.open(FLOWS)
             site.run()
-            progress(f"site up at {url} (data in {work / 'site'}), replicating to aws")
+            progress(f"site up at {url} (data in {work / 'site'}), replicating to {options.cloud}")
             return _drill(options, cloud, site, ids, reference, kill_after, ledger, progress)
         finally:
             if site is not None:
@@ -129,7 +157,7 @@ def run_drill(options: DrillOptions, progress: Progress) -> Report:
 
 def _drill(  # noqa: PLR0917 - the drill's one sequence, its parts named
     options: DrillOptions,
-    cloud: DrillAws,
+    cloud: DrillCloud,
     site: DrillSite,
     ids: list[str],
     reference: dict[str, Any],
@@ -150,13 +178,13 @@ def _drill(  # noqa: PLR0917 - the drill's one sequence, its parts named
         for instance_id in ids
     }
 
-    def takeover() -> dict[str, Any] | None:
-        answer = cloud.watchdog()
-        return answer if answer.get("takeover") else None
+    def takeover() -> tuple[list[str]] | None:
+        continued = cloud.watchdog()  # a takeover of nothing (an empty list) is one too
+        return None if continued is None else (continued,)
 
-    answer = _until("the watchdog's takeover", takeover, TAKEOVER_AFTER * 4, every=0.5)
+    (continued,) = _until("the watchdog's takeover", takeover, TAKEOVER_AFTER * 4, every=0.5)
     rto = time.monotonic() - killed
-    taken = set(cloud.taken(answer)) & set(ids)
+    taken = set(continued) & set(ids)
     progress(f"watchdog took over {len(taken)} instance(s) {rto:.1f}s after the kill")
 
     signalled: set[str] = set()
@@ -231,5 +259,6 @@ def _drill(  # noqa: PLR0917 - the drill's one sequence, its parts named
             )
         )
     report.duplicate_executions = duplicate_executions(ledger)
+    report.honoured_repeats = honoured_repeats(ledger)
     progress("checked every instance")
     return report

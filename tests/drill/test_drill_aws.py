@@ -1,40 +1,18 @@
-"""``rustyflower drill --to aws`` run as a user runs it: a subprocess from the checkout
-(the local AWS hosts lambda_aws's handlers from there), its --json report parsed."""
+"""``rustyflower drill --to aws`` run as a user runs it (``tests/drill/kit.py``)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.drill.kit import drill as run_drill
+
 pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 N = 20
-
-
-def drill(*options: str, work: Path) -> tuple[int, dict[str, Any], str]:
-    command = [
-        str(Path(sys.executable).with_name("rustyflower")),
-        "drill",
-        "--to",
-        "aws",
-        "--instances",
-        str(N),
-        "--work-dir",
-        str(work),
-        "--json",
-        *options,
-    ]
-    ran = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False
-    )
-    assert ran.returncode in (0, 1), ran.stderr[-3000:]
-    return ran.returncode, json.loads(ran.stdout), ran.stderr
+drill = partial(run_drill, "aws", N)
 
 
 def test_a_drill_whose_site_dies_with_everything_parked_ends_clean(tmp_path: Path) -> None:

@@ -1,0 +1,73 @@
+"""``rustyflower drill --to azure`` run as a user runs it (``tests/drill/kit.py``): Azurite
+and the real Function App on the replay host (the real Durable SDK orchestrator running
+the core engine), the app's watchdog timer function taking the killed site over."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.drill.kit import drill as run_drill
+
+pytestmark = [pytest.mark.emulator, pytest.mark.slow]
+
+N = 12
+drill = partial(run_drill, "azure")
+
+
+def clean(report: dict[str, Any]) -> None:
+    """Every instance once, finished, with its reference output, nothing executed twice."""
+    rows = {row["instance"]: row for row in report["per_instance"]}
+    assert len(rows) == report["instances"]
+    assert report["duplicate_transitions"] == 0, report
+    assert report["mismatches"] == 0, report
+    assert report["unfinished"] == [], report
+    assert all(row["status"] == "succeeded" for row in rows.values())
+    assert report["duplicate_executions"] == 0, report
+    assert report["ok"] is True
+
+
+def test_a_site_killed_mid_flight_fails_over_to_azure_and_back_clean(tmp_path: Path) -> None:
+    """Killed while instances run (seed 3: at 1.095 s, the replicas some transitions
+    behind): Azure continues each from its replica and redoes what the site had done past
+    it, asking the activity again under the site's own keys (the orchestrator runs the
+    core engine), so the ledger answers those calls and none runs twice."""
+    code, report, stderr = drill(20, "--seed", "3", work=tmp_path)
+    clean(report)
+    assert code == 0
+    assert report["cloud"] == "azure"
+    assert report["rpo_transitions"]["p99"] > 0, "the replicas had caught up: not mid-flight"
+    assert report["superseded_entries"] > 0 and report["honoured_repeats"] > 0, report
+    assert report["finished_in"].get("azure", 0) + report["finished_in"].get("site", 0) == 20
+    assert "watchdog took over" in stderr and "failed back" in stderr
+
+
+def test_a_kill_before_replication_accounts_for_every_instance(tmp_path: Path) -> None:
+    """Killed right after the starts: what the replicator had not shipped is named (Azure
+    never had it) and ends on the site when it comes back; nothing is dropped."""
+    code, report, _ = drill(N, "--seed", "12", "--kill-after", "0", work=tmp_path)
+    clean(report)
+    assert code == 0
+    rows = {row["instance"]: row for row in report["per_instance"]}
+    assert report["not_replicated"], "the kill came after everything replicated"
+    for name in report["not_replicated"]:
+        assert rows[name]["replicated_seq"] is None
+        assert rows[name]["finished_in"] == "site"
+
+
+def test_a_site_killed_with_everything_parked_ends_every_instance_in_azure(
+    tmp_path: Path,
+) -> None:
+    """Killed once every instance waits for its event: Azure takes every one over, gets
+    the events, ends them; the site fails them back (their final snapshots)."""
+    code, report, stderr = drill(N, "--seed", "11", "--kill-after", "5", work=tmp_path)
+    clean(report)
+    assert code == 0
+    assert report["not_replicated"] == [] and report["rpo_transitions"]["p99"] == 0
+    assert report["superseded_entries"] == 0 and report["honoured_repeats"] == 0
+    assert report["finished_in"] == {"azure": N}
+    assert 10 <= report["rto_seconds"] < 60  # the watchdog's threshold is 10 s
+    assert f"watchdog took over {N} instance(s)" in stderr
