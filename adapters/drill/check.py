@@ -142,6 +142,9 @@ class Report:
     seed: int
     kill_after: float
     rto_seconds: float | None
+    """Kill to the first transition in the cloud (the first instance it continued)."""
+    takeover_seconds: float | None = None
+    """Kill to the end of the takeover (every instance continued)."""
     outcomes: list[Outcome] = field(default_factory=list)
     duplicate_executions: int = 0
     honoured_repeats: int = 0
@@ -190,6 +193,9 @@ class Report:
                 "p99": percentile(self.lags, 0.99),
             },
             "rto_seconds": None if self.rto_seconds is None else round(self.rto_seconds, 3),
+            "takeover_seconds": (
+                None if self.takeover_seconds is None else round(self.takeover_seconds, 3)
+            ),
             "not_replicated": self.not_replicated,
             "superseded_entries": sum(o.superseded for o in self.outcomes),
             "duplicate_transitions": self.duplicates,
