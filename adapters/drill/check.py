@@ -101,11 +101,16 @@ def duplicate_transitions(history: Sequence[Mapping[str, Any]]) -> int:
 
 
 def duplicate_executions(ledger: Path) -> int:
-    """Calls (instance, activity input) executed under more than one idempotency key."""
+    """Calls (root instance, activity input) executed under more than one idempotency key.
+
+    Grouped by the root instance (the id before the first ``/``) so that a child flow
+    started twice under two ids (one by the site, one by the cloud) is caught too.
+    """
     keys: dict[tuple[str, str], set[str]] = defaultdict(set)
     for entry in _ledger(ledger):
         if not entry.get("repeat"):
-            keys[entry["instance"], entry["call"]].add(entry["key"])
+            root = str(entry["instance"]).partition("/")[0]
+            keys[root, entry["call"]].add(entry["key"])
     return sum(len(found) - 1 for found in keys.values())
 
 
