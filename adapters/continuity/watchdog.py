@@ -23,6 +23,7 @@ A scheduled run (``lambda_aws/watchdog.py`` every minute; ``functions_azure``'s 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -348,7 +349,7 @@ def run_takeover(
     """
     if concurrency <= 1 or len(takeover.groups) <= 1:
         for taken in takeover.groups:
-            _settle(takeover, taken, lambda group=taken: continue_group(group, takeover))
+            _settle(takeover, taken, functools.partial(continue_group, taken, takeover))
         return takeover.finish()
     with ThreadPoolExecutor(concurrency, thread_name_prefix="takeover") as pool:
         running = {pool.submit(continue_group, taken, takeover): taken for taken in takeover.groups}
