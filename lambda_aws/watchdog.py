@@ -59,6 +59,11 @@ class TakeoverRefused(Exception):
     """The continue step refused a group (the report carries the reason)."""
 
 
+TAKEOVER_CONCURRENCY = 8
+"""Groups continued at once: each is a few round trips (S3, Step Functions), so the last
+instance's recovery no longer waits for every one before it."""
+
+
 def continue_group(
     taken: TakeoverGroup,
     takeover: Takeover,
@@ -148,6 +153,7 @@ def watch(
             s3=s3,
             now=clock(),
         ),
+        concurrency=TAKEOVER_CONCURRENCY,
     )
     counts: dict[str, int] = {}
     for entry in report.instances:

@@ -8,10 +8,13 @@ Activity function (``arn:aws:states:::lambda:invoke``)::
 
     {"activity": "charge", "flow": "order", "input": <effective input>,
      "instance_id": "order-1", "attempt": 2,
-     "call": {"scope": <scope>, "state": "Charge", "tag": "7"}}
+     "call": {"scope": <scope>, "state": "Charge", "tag": "7", "positional_key": true}}
 
 (``flow`` names the metrics the function emits; payloads of machines compiled before it
-was added have none.)
+was added have none.) ``positional_key`` is true for a state entered only once per scope:
+its key is ``instance:position:attempt``, the key the site's engine gives the same call,
+so that a call made again after a failover is recognised; without it (a state on a loop,
+or a machine compiled before the flag) the tag is part of the key.
 
 Token function (``arn:aws:states:::lambda:invoke.waitForTaskToken``)::
 
@@ -67,14 +70,26 @@ def scope_value(scope_text: str) -> Any:
     return value
 
 
-def _call_position(payload: Mapping[str, Any]) -> tuple[str, str]:
+def _call_object(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     call = payload.get("call")
     if not isinstance(call, Mapping):
         raise PayloadError("the payload has no 'call' object")
+    return call
+
+
+def _call_position(payload: Mapping[str, Any]) -> tuple[str, str]:
+    call = _call_object(payload)
     state, tag = call.get("state"), call.get("tag")
     if not isinstance(state, str) or not isinstance(tag, str | int) or isinstance(tag, bool):
         raise PayloadError("'call' needs a text 'state' and a 'tag'")
     return render_scope(call.get("scope")) + state, str(tag)
+
+
+def _positional_key(payload: Mapping[str, Any]) -> bool:
+    flag = _call_object(payload).get("positional_key", False)
+    if not isinstance(flag, bool):
+        raise PayloadError("'call.positional_key' must be true or false")
+    return flag
 
 
 def _instance(payload: Mapping[str, Any]) -> str:
@@ -94,8 +109,9 @@ class ActivityCall:
     position: str
     attempt: int
     idempotency_key: str
-    """``instance:position:attempt:tag``: the engine's key for a call re-issued from a
-    snapshot (the tag is the engine's call number), a new unique key otherwise."""
+    """The engine's key: ``instance:position:attempt`` for a state entered once per scope
+    (the same wherever the call is made), else ``instance:position:attempt:tag`` with the
+    engine's call number for a call re-issued from a snapshot, a new unique tag otherwise."""
     flow: str | None = None
     """The flow's name (for metrics), when the machine sends it."""
 
@@ -122,7 +138,9 @@ def activity_call(payload: Mapping[str, Any]) -> ActivityCall:
         instance_id=instance_id,
         position=position,
         attempt=attempt,
-        idempotency_key=idempotency_key(instance_id, position, attempt, tag),
+        idempotency_key=idempotency_key(
+            instance_id, position, attempt, None if _positional_key(payload) else tag
+        ),
         flow=flow if isinstance(flow, str) and flow else None,
     )
 

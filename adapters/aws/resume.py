@@ -247,9 +247,11 @@ class _NodeBuilder:
             node = self.base(token, delay_route(copy, token.state))
             node["until"] = _whole_seconds(retry.command.fire_at)
             if isinstance(state, TaskState):
+                # the next attempt is not issued yet: key it as the engine will
                 call: dict[str, Any] = {
                     "attempt": token.attempt + 1,
                     "tag": f"e{self.snapshot.epoch}s{self.snapshot.seq}",
+                    "positional_key": not self.structure.repeatable(token.position),
                 }
                 if state.timeout_seconds is not None:
                     call["timeout"] = state.timeout_seconds
@@ -281,17 +283,25 @@ class _NodeBuilder:
             raise self.fail(token, "the task has no activity call in flight")
         command = entry.command
         number = _work_number(command.call_id)
-        expected = idempotency_key(
-            self.snapshot.instance_id, token.position, command.attempt, number
+        instance_id, position, attempt = self.snapshot.instance_id, token.position, command.attempt
+        # a snapshot taken before positional keys keys every call by its number: honour
+        # whichever form the engine gave this call, so the same call keeps its key
+        positional = command.idempotency_key == idempotency_key(
+            instance_id, position, attempt, None
         )
-        if command.idempotency_key != expected:
+        numbered = idempotency_key(instance_id, position, attempt, number)
+        if not positional and command.idempotency_key != numbered:
             raise self.fail(
                 token,
                 f"idempotency key {command.idempotency_key!r} is not the engine's "
-                f"{expected!r}; the AWS runtime could not issue the same call again",
+                f"{numbered!r}; the AWS runtime could not issue the same call again",
             )
         node = self.base(token, resume_route_name(copy, token.state))
-        call: dict[str, Any] = {"attempt": command.attempt, "tag": str(number)}
+        call: dict[str, Any] = {
+            "attempt": command.attempt,
+            "tag": str(number),
+            "positional_key": positional,
+        }
         if state.timeout_seconds is not None:
             timer = self.pending(token, Purpose.TASK_TIMEOUT)
             if timer is not None and isinstance(timer.command, StartTimer):

@@ -23,9 +23,10 @@ A scheduled run (``lambda_aws/watchdog.py`` every minute; ``functions_azure``'s 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -255,6 +256,7 @@ class Takeover:
         """The cloud runs the group now: claim its replicas, report them."""
         root_data, children_data = self.sealed(taken)
         members = [(taken.root, root_data), *zip(taken.children, children_data, strict=True)]
+        running_since = format_timestamp(self.watchdog.now())
         for candidate, data in members:
             snapshot = candidate.snapshot
             header = replace(candidate.header, epoch=snapshot.epoch, owner=self.cloud)
@@ -269,6 +271,7 @@ class Takeover:
                 outcome.result,
                 where=where,
                 error=None if claim != "fenced" else "a newer epoch holds its replica",
+                continued_at=running_since,
             )
 
     def failed(self, taken: TakeoverGroup, error: BaseException) -> None:
@@ -284,6 +287,7 @@ class Takeover:
         *,
         where: str | None = None,
         error: str | None = None,
+        continued_at: str | None = None,
     ) -> None:
         snapshot = candidate.snapshot
         parent = snapshot.state.parent
@@ -297,6 +301,7 @@ class Takeover:
                 where=where,
                 parent=None if parent is None else parent.instance_id,
                 error=error,
+                continued_at=continued_at,
             )
         )
 
@@ -331,15 +336,33 @@ class Takeover:
 
 
 def run_takeover(
-    takeover: Takeover, continue_group: Callable[[TakeoverGroup, Takeover], Continued]
+    takeover: Takeover,
+    continue_group: Callable[[TakeoverGroup, Takeover], Continued],
+    *,
+    concurrency: int = 1,
 ) -> TakeoverReport:
-    """Continue every group with ``continue_group`` (one cloud's way), then finish."""
-    for taken in takeover.groups:
-        try:
-            outcome = continue_group(taken, takeover)
-        except Exception as error:  # one group's refusal must not stop the others
-            log.exception("takeover: %s could not be continued", taken.root.instance_id)
-            takeover.failed(taken, error)
-        else:
-            takeover.continued(taken, outcome)
+    """Continue every group with ``continue_group`` (one cloud's way), then finish.
+
+    With ``concurrency`` > 1 that many groups are continued at once (each is a round trip
+    to the cloud: the last instance's recovery waits for all before it otherwise); what
+    each outcome claims and reports is still done one at a time, here.
+    """
+    if concurrency <= 1 or len(takeover.groups) <= 1:
+        for taken in takeover.groups:
+            _settle(takeover, taken, functools.partial(continue_group, taken, takeover))
+        return takeover.finish()
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="takeover") as pool:
+        running = {pool.submit(continue_group, taken, takeover): taken for taken in takeover.groups}
+        for done in as_completed(running):
+            _settle(takeover, running[done], done.result)
     return takeover.finish()
+
+
+def _settle(takeover: Takeover, taken: TakeoverGroup, outcome: Callable[[], Continued]) -> None:
+    try:
+        continued = outcome()
+    except Exception as error:  # one group's refusal must not stop the others
+        log.exception("takeover: %s could not be continued", taken.root.instance_id)
+        takeover.failed(taken, error)
+    else:
+        takeover.continued(taken, continued)

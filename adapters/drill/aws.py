@@ -11,7 +11,6 @@ from rustyflower.adapters.aws.deployment import ENV_LEASE_TABLE, ENV_REPLICA_BUC
 from rustyflower.adapters.aws.lifeboat import S3ReplicaStore
 from rustyflower.adapters.continuity.aws import AwsContinuity, AwsSettings, signal_aws
 from rustyflower.adapters.continuity.lifeboat_setup import ENV_SITE_ID, LifeboatSettings
-from rustyflower.adapters.drill.cloud import continued_by
 from rustyflower.adapters.localcloud.aws import LocalAws
 from rustyflower.adapters.localcloud.lambdas import FunctionContext, load_handler
 from rustyflower.core.activities import ActivityRegistry
@@ -71,9 +70,9 @@ class DrillAws:
     def lifeboat(self) -> LifeboatSettings:
         return LifeboatSettings.from_env(os.environ, to="aws", site=self.site)
 
-    def watchdog(self) -> list[str] | None:
-        """One scheduled run of the watchdog function; the instances its takeover
-        continued (from the report it wrote), None when it did not take over."""
+    def watchdog(self) -> TakeoverReport | None:
+        """One scheduled run of the watchdog function; the report its takeover wrote,
+        None when it did not take over."""
         name = f"{self.local.names.prefix}-watchdog"
         context = FunctionContext(
             function_name=name, invoked_function_arn=self.local.names.function_arn("watchdog")
@@ -83,7 +82,7 @@ class DrillAws:
             return None
         key = f"lifeboat/{self.site}/takeovers/{answer['takeover']['id']}.json"
         body = self.local.client("s3").get_object(Bucket=REPLICA_BUCKET, Key=key)["Body"].read()
-        return continued_by(TakeoverReport.decode(body))
+        return TakeoverReport.decode(body)
 
     def replica(self, instance_id: str) -> Replica | None:
         return S3ReplicaStore(self.local.client("s3"), REPLICA_BUCKET, self.site).read(instance_id)

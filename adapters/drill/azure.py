@@ -20,7 +20,7 @@ from rustyflower.adapters.azure.durable_client import InstanceNotFoundError
 from rustyflower.adapters.azure.lifeboat import BlobLeaseStore, BlobReplicaStore, replica_container
 from rustyflower.adapters.continuity.azure import AzureContinuity, AzureSettings, signal_azure
 from rustyflower.adapters.continuity.lifeboat_setup import LifeboatSettings
-from rustyflower.adapters.drill.cloud import DrillError, continued_by
+from rustyflower.adapters.drill.cloud import DrillError
 from rustyflower.adapters.localcloud.azure import LocalFunctionApp, serving
 from rustyflower.adapters.localcloud.azurite import Azurite, AzuriteError, find_azurite
 from rustyflower.adapters.localcloud.durable_history import functions_of
@@ -130,9 +130,9 @@ class DrillAzure:
     def _container(self) -> Any:
         return replica_container(REPLICAS, connection_string=self.connection)
 
-    def watchdog(self) -> list[str] | None:
-        """The host fires the watchdog timer; the instances its takeover continued, read
-        from the report the lease names (None while the lease shows no complete one)."""
+    def watchdog(self) -> TakeoverReport | None:
+        """The host fires the watchdog timer; the report of its takeover, the one the
+        lease names (None while the lease shows no complete one)."""
         server = self.server
         self._failed()
         with server.lock:  # the host does one thing at a time
@@ -145,7 +145,7 @@ class DrillAzure:
         if mark is None or not mark.complete or not mark.report:
             return None
         report = BlobReplicaStore(container, self.site).read_report(mark.report)
-        return continued_by(TakeoverReport.decode(report))
+        return TakeoverReport.decode(report)
 
     def replica(self, instance_id: str) -> Replica | None:
         return BlobReplicaStore(self._container(), self.site).read(instance_id)

@@ -101,11 +101,16 @@ def duplicate_transitions(history: Sequence[Mapping[str, Any]]) -> int:
 
 
 def duplicate_executions(ledger: Path) -> int:
-    """Calls (instance, activity input) executed under more than one idempotency key."""
+    """Calls (root instance, activity input) executed under more than one idempotency key.
+
+    Grouped by the root instance (the id before the first ``/``) so that a child flow
+    started twice under two ids (one by the site, one by the cloud) is caught too.
+    """
     keys: dict[tuple[str, str], set[str]] = defaultdict(set)
     for entry in _ledger(ledger):
         if not entry.get("repeat"):
-            keys[entry["instance"], entry["call"]].add(entry["key"])
+            root = str(entry["instance"]).partition("/")[0]
+            keys[root, entry["call"]].add(entry["key"])
     return sum(len(found) - 1 for found in keys.values())
 
 
@@ -142,6 +147,9 @@ class Report:
     seed: int
     kill_after: float
     rto_seconds: float | None
+    """Kill to the first transition in the cloud (the first instance it continued)."""
+    takeover_seconds: float | None = None
+    """Kill to the end of the takeover (every instance continued)."""
     outcomes: list[Outcome] = field(default_factory=list)
     duplicate_executions: int = 0
     honoured_repeats: int = 0
@@ -190,6 +198,9 @@ class Report:
                 "p99": percentile(self.lags, 0.99),
             },
             "rto_seconds": None if self.rto_seconds is None else round(self.rto_seconds, 3),
+            "takeover_seconds": (
+                None if self.takeover_seconds is None else round(self.takeover_seconds, 3)
+            ),
             "not_replicated": self.not_replicated,
             "superseded_entries": sum(o.superseded for o in self.outcomes),
             "duplicate_transitions": self.duplicates,

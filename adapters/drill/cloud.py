@@ -18,8 +18,9 @@ from rustyflower.core.instance_store import InstanceStore
 from rustyflower.core.lifeboat.replica import Replica
 from rustyflower.core.lifeboat.takeover import TakeoverReport
 from rustyflower.core.model import FlowDefinition
+from rustyflower.core.timeutil import parse_timestamp
 
-__all__ = ["CLOUDS", "EXTRAS", "DrillCloud", "DrillError", "continued_by"]
+__all__ = ["CLOUDS", "EXTRAS", "DrillCloud", "DrillError", "continued_by", "first_continued"]
 
 CLOUDS = ("aws", "azure")
 EXTRAS = {"aws": "local", "azure": "azure"}
@@ -39,9 +40,9 @@ class DrillCloud(Protocol):
     def lifeboat(self) -> LifeboatSettings:
         """The site's replication and lease settings for this cloud."""
 
-    def watchdog(self) -> list[str] | None:
-        """One scheduled run of the cloud's watchdog function: the instances a takeover
-        continued, or None while the site's lease is not stale yet."""
+    def watchdog(self) -> TakeoverReport | None:
+        """One scheduled run of the cloud's watchdog function: the report of its takeover,
+        or None while the site's lease is not stale yet."""
 
     def replica(self, instance_id: str) -> Replica | None:
         """The instance's replica in the cloud (None: never shipped)."""
@@ -58,6 +59,17 @@ class DrillCloud(Protocol):
 
     def stop(self) -> None:
         """Stop everything ``start`` started (safe to call after a failed start)."""
+
+
+def first_continued(report: TakeoverReport, killed_at: float) -> float | None:
+    """The RTO: seconds from the kill (``time.time()``) to the first instance the cloud
+    continued (its first transition there), None when the takeover continued none."""
+    moments = [
+        moment.timestamp()
+        for one in report.taken
+        if one.continued_at and (moment := parse_timestamp(one.continued_at)) is not None
+    ]
+    return min(moments) - killed_at if moments else None
 
 
 def continued_by(report: TakeoverReport) -> list[str]:

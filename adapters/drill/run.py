@@ -22,7 +22,14 @@ from rustyflower.adapters.drill.check import (
     honoured_repeats,
     reference_outputs,
 )
-from rustyflower.adapters.drill.cloud import CLOUDS, EXTRAS, DrillCloud, DrillError
+from rustyflower.adapters.drill.cloud import (
+    CLOUDS,
+    EXTRAS,
+    DrillCloud,
+    DrillError,
+    continued_by,
+    first_continued,
+)
 from rustyflower.adapters.drill.flows import (
     EVENT,
     FLOWS,
@@ -35,6 +42,7 @@ from rustyflower.adapters.drill.flows import (
 from rustyflower.adapters.drill.site import DrillSite
 from rustyflower.adapters.redis.conductor import Conductor
 from rustyflower.core.activities import ActivityRegistry
+from rustyflower.core.lifeboat.takeover import TakeoverReport
 from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 
 __all__ = ["DrillError", "DrillOptions", "open_cloud", "run_drill"]
@@ -171,21 +179,25 @@ def _drill(  # noqa: PLR0917 - the drill's one sequence, its parts named
     progress(f"started {len(ids)} instances; killing the site in {kill_after:.2f}s")
     time.sleep(kill_after)
     site.kill()
-    killed = time.monotonic()
+    killed, killed_at = time.monotonic(), time.time()
     progress("site killed (SIGKILL of Valkey; worker and agent stopped without a goodbye)")
     replicated = {
         instance_id: (replica.header.seq if (replica := cloud.replica(instance_id)) else None)
         for instance_id in ids
     }
 
-    def takeover() -> tuple[list[str]] | None:
-        continued = cloud.watchdog()  # a takeover of nothing (an empty list) is one too
-        return None if continued is None else (continued,)
+    def takeover() -> tuple[TakeoverReport] | None:
+        found = cloud.watchdog()  # a takeover of nothing (no instances) is one too
+        return None if found is None else (found,)
 
-    (continued,) = _until("the watchdog's takeover", takeover, TAKEOVER_AFTER * 4, every=0.5)
-    rto = time.monotonic() - killed
-    taken = set(continued) & set(ids)
-    progress(f"watchdog took over {len(taken)} instance(s) {rto:.1f}s after the kill")
+    (taken_over,) = _until("the watchdog's takeover", takeover, TAKEOVER_AFTER * 4, every=0.5)
+    takeover_seconds = time.monotonic() - killed
+    taken = set(continued_by(taken_over)) & set(ids)
+    rto = first_continued(taken_over, killed_at)
+    progress(
+        f"watchdog took over {len(taken)} instance(s) {takeover_seconds:.1f}s after the kill"
+        + (f" (the first ran in the cloud {rto:.1f}s after it)" if rto is not None else "")
+    )
 
     signalled: set[str] = set()
 
@@ -232,7 +244,7 @@ def _drill(  # noqa: PLR0917 - the drill's one sequence, its parts named
         return done
 
     _until("every instance to finish on the site", finished, SETTLE_TIMEOUT)
-    report = Report(cloud.cloud, options.seed, kill_after, rto)
+    report = Report(cloud.cloud, options.seed, kill_after, rto, takeover_seconds)
     for instance_id in ids:
         if not site.store.exists(instance_id):
             report.outcomes.append(

@@ -90,8 +90,17 @@ def work_number(text: str) -> int | None:
         return None
 
 
-def idempotency_key(instance_id: str, position: str, attempt: int, tag: int | str) -> str:
-    """The key an activity call carries: the same call re-issued anywhere has the same key."""
+def idempotency_key(instance_id: str, position: str, attempt: int, tag: int | str | None) -> str:
+    """The key an activity call carries: the same call made again anywhere has the same key.
+
+    ``tag`` is None for a state that is entered only once per scope: its position and
+    attempt name the call on every runtime, so a call the site made and the cloud makes
+    again after a failover (from a snapshot taken before the call) carries the same key.
+    A state on a loop is entered again with the same position; its calls add the tag (the
+    engine's call number) to tell the visits apart.
+    """
+    if tag is None:
+        return f"{instance_id}:{position}:{attempt}"
     return f"{instance_id}:{position}:{attempt}:{tag}"
 
 

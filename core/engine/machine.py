@@ -481,7 +481,10 @@ class _Run:
             position=token.position,
             attempt=attempt,
             idempotency_key=idempotency_key(
-                self.instance_id, token.position, attempt, self.counter
+                self.instance_id,
+                token.position,
+                attempt,
+                self.counter if self.structure.repeatable(token.position) else None,
             ),
             timeout_seconds=state.timeout_seconds,
         )

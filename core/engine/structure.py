@@ -1,4 +1,4 @@
-"""Fast look-ups into a definition: which branch a scope runs, compiled templates."""
+"""Fast look-ups into a definition: which branch a scope runs, compiled templates, loops."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from rustyflower.core.expressions import Template, compile_template
 from rustyflower.core.model import Branch, FlowDefinition, MapState, ParallelState
+from rustyflower.core.model.reentry import reentered_states, reruns_its_branches
 
 _CACHE_SIZE = 64
 
@@ -18,6 +19,7 @@ class FlowStructure:
         self.definition = definition
         self._branches: dict[str, Branch] = {"": definition}
         self._templates: dict[int, Template] = {}
+        self._reentered: dict[int, frozenset[str]] = {}
 
     def branch(self, scope: str) -> Branch:
         """The branch a scope like ``"Ship[0]/Items[3]/"`` runs."""
@@ -36,6 +38,30 @@ class FlowStructure:
         if len(self._branches) < 10_000:
             self._branches[scope] = found
         return found
+
+    def reentered(self, branch: Branch) -> frozenset[str]:
+        """The states of ``branch`` that lie on a loop (:mod:`rustyflower.core.model.reentry`)."""
+        found = self._reentered.get(id(branch))
+        if found is None:
+            found = self._reentered[id(branch)] = reentered_states(branch)
+        return found
+
+    def repeatable(self, position: str) -> bool:
+        """Whether the state at ``position`` can be entered again in the same scope: it,
+        or a Parallel or Map state enclosing it, lies on a loop, or an enclosing one is
+        retried."""
+        scope, _, name = position.rpartition("/")
+        nested = False
+        while True:
+            branch = self.branch(scope + "/" if scope else "")
+            if name in self.reentered(branch):
+                return True
+            if nested and reruns_its_branches(branch.states[name]):
+                return True
+            if not scope:
+                return False
+            parent, owner, _ = split_scope(scope + "/")
+            scope, name, nested = parent[:-1], owner, True
 
     def template(self, source: dict[str, Any]) -> Template:
         key = id(source)

@@ -140,6 +140,8 @@ class TakenInstance:
     """The execution ARN, the orchestration id."""
     parent: str | None = None
     error: str | None = None
+    continued_at: str | None = None
+    """When the cloud had its continuation running (started, or found started)."""
 
 
 @dataclass

@@ -184,6 +184,7 @@ def test_task_invokes_the_activity_lambda_with_the_call_payload() -> None:
             "scope": None,
             "state": "Charge",
             "tag.$": "States.Format('{}@{}', $$.Execution.Name, $$.State.EnteredTime)",
+            "positional_key": True,
         },
     }
 

@@ -147,14 +147,19 @@ def test_task_in_flight_keeps_its_idempotency_key() -> None:
     node = rf["resume"]
     assert node["route"] == "Charge~resume"
     assert node["data"] == {"total": 5}
-    assert node["call"] == {"attempt": 1, "tag": "1", "timeout": 20}
+    assert node["call"] == {"attempt": 1, "tag": "1", "timeout": 20, "positional_key": True}
     # the payload the resume entry sends gives the Lambda the engine's key
     payload = {
         "activity": "charge",
         "input": node["data"],
         "instance_id": rf["instance_id"],
         "attempt": node["call"]["attempt"],
-        "call": {"scope": None, "state": "Charge", "tag": node["call"]["tag"]},
+        "call": {
+            "scope": None,
+            "state": "Charge",
+            "tag": node["call"]["tag"],
+            "positional_key": node["call"]["positional_key"],
+        },
     }
     assert activity_call(payload).idempotency_key == call.idempotency_key
 
@@ -370,8 +375,16 @@ def test_activity_payload_contract() -> None:
     }
     call = activity_call(payload)
     assert call.position == "Each[0]/T"
-    assert call.idempotency_key == "order-1:Each[0]/T:2:9"
-    for broken in ({**payload, "attempt": 0}, {**payload, "activity": ""}, {**payload, "call": 1}):
+    assert call.idempotency_key == "order-1:Each[0]/T:2:9"  # a machine without the flag
+    positional = {**payload, "call": {**payload["call"], "positional_key": True}}
+    assert activity_call(positional).idempotency_key == "order-1:Each[0]/T:2"
+    flag_not_bool = {**payload, "call": {**payload["call"], "positional_key": "yes"}}
+    for broken in (
+        {**payload, "attempt": 0},
+        {**payload, "activity": ""},
+        {**payload, "call": 1},
+        flag_not_bool,
+    ):
         with pytest.raises(PayloadError):
             activity_call(broken)
     deadline = token_request({"kind": "deadline", "instance_id": "i", "task_token": "t"})

@@ -27,6 +27,7 @@ from rustyflower.core.timeutil import parse_timestamp
 from tests.aws.test_compiler_kit import MotoMachines, moto_machines
 from tests.aws.test_resume_shapes import snapshots_at_every_transition
 from tests.conformance.corpus import Case, load_cases
+from tests.conformance.test_conformance import run_case
 
 EVERY_CUT = [
     "task_dataflow::full_pipeline",
@@ -104,6 +105,33 @@ def test_a_call_in_flight_is_issued_again_with_its_key(machines: MotoMachines) -
             in_flight[0].idempotency_key,
             in_flight[0].attempt,
         ]
+
+
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        "task_dataflow::full_pipeline",
+        "map::two_at_a_time",
+        "parallel::all_branches_succeed",
+        "retries::backoff_exhausted",
+        "catches::null_result_path_keeps_input",
+    ],
+)
+def test_every_call_the_cloud_makes_has_the_key_the_site_gave_it(
+    machines: MotoMachines, case_id: str
+) -> None:
+    """The failover frontier: whatever the site did after the snapshot the cloud continues
+    from (calls made, not yet replicated), the cloud makes those calls again under the keys
+    the site used, so an activity that honours its key does not run twice."""
+    case = CASES[case_id]
+    site_keys = {call.idempotency_key for call in run_case(case).calls}
+    made: list[str] = []
+    for snapshot in own_cuts(case):
+        before = len(machines.lambdas.calls)
+        resume(machines, case, snapshot)
+        made += [call["key"] for call in machines.lambdas.calls[before:]]
+    assert made
+    assert set(made) <= site_keys, sorted(set(made) - site_keys)
 
 
 def test_finished_branches_are_not_run_again(machines: MotoMachines) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from rustyflower.core.activities import iter_tasks
+from rustyflower.core.contract import parse_work_id
 from rustyflower.core.model.states import STATE_TYPES, Branch, MapState, ParallelState
 from rustyflower.core.snapshot import SnapshotKeys, generate_signing_key
 from rustyflower.core.snapshot.document import encode_snapshot
@@ -137,15 +138,17 @@ def assert_meets(case: Case, result: RunResult, *, elapsed: bool = True) -> None
 
 
 def work_done(result: RunResult) -> list[str]:
-    """The distinct activity calls of a run: ``instance:position:attempt`` per idempotency key.
+    """The distinct activity calls of a run: ``instance:position:attempt`` per call.
 
-    A call re-run after a failover has the same key, so it counts once. The key's last part
-    (the instance's work counter) is left out: after a failover, events due at the same
-    instant may come in another order, and work started after them is numbered in that
-    order.
+    A call re-run after a failover counts once. The call number is left out (a looping
+    state's key carries it): after a failover, events due at the same instant may come in
+    another order, and work started after them is numbered in that order.
     """
-    keys = {call.idempotency_key for call in result.calls}
-    return sorted(key.rpartition(":")[0] for key in keys)
+    calls = {
+        f"{call.instance_id}:{parse_work_id(call.call_id).position}:{call.attempt}"
+        for call in result.calls
+    }
+    return sorted(calls)
 
 
 # --- the corpus itself ----------------------------------------------------------------------

@@ -37,6 +37,7 @@ from rustyflower.adapters.redis.conductor import FencedError
 from rustyflower.adapters.redis.lifeboat_feed import RedisReplicationFeed
 from rustyflower.core.engine import EventReceived
 from rustyflower.core.lifeboat.takeover import TakeoverReport
+from rustyflower.core.timeutil import parse_timestamp
 from tests.aws.test_lambda_kit import (
     BUCKET,
     KEYS,
@@ -282,6 +283,44 @@ def test_a_takeover_whose_run_died_is_finished_idempotently(site: Site, world: L
     assert results == {first.root.instance_id: "existing", other: "started"}
     assert {one.epoch for one in report.instances} == {1}  # not raised twice
     assert dog.check().kind == "taken"
+
+
+def test_groups_continued_at_once_are_reported_one_by_one(site: Site, world: LambdaWorld) -> None:
+    """The handler continues groups side by side; a refused one does not stop the others,
+    and each continued instance says when it ran in the cloud (the drill's RTO)."""
+    names = [f"many-{n}" for n in range(5)]
+    for instance_id in names:
+        site.start(instance_id)
+        site.wait_at(instance_id, "Approve")
+    agent = lifeboat(site, renewed=HOUR_AGO)
+    agent.prepare(threading.Event())
+    replicate(agent)
+    dog = Watchdog(
+        WatchdogSettings(site=SITE, cloud="aws", threshold=60.0),
+        DynamoLeaseStore(world.dynamodb, TABLE),
+        S3ReplicaStore(world.s3, BUCKET, SITE),
+        KEYS,
+        lambda: datetime.now(UTC),
+    )
+    takeover = dog.begin(dog.check())
+    assert takeover is not None and len(takeover.groups) == 5
+    real = _continuer()
+    before = datetime.now(UTC)
+
+    def continuer(taken: Any, run: Any) -> Any:
+        if taken.root.instance_id == "many-3":
+            raise lambda_aws.watchdog.TakeoverRefused("refused for the test")
+        return real(taken, run)
+
+    report = lambda_aws.watchdog.run_takeover(takeover, continuer, concurrency=4)
+    results = {one.instance_id: one.result for one in report.instances}
+    assert results == {name: "failed" if name == "many-3" else "started" for name in names}
+    for one in report.instances:
+        moment = parse_timestamp(one.continued_at) if one.continued_at else None
+        assert (moment is None) == (one.instance_id == "many-3")
+        assert moment is None or before <= moment <= datetime.now(UTC)
+    replica = S3ReplicaStore(world.s3, BUCKET, SITE).read("many-3")
+    assert replica is not None and replica.header.owner != "aws"  # refused: still the site's
 
 
 def _continuer() -> Any:

@@ -168,6 +168,10 @@ def test_an_idempotency_key_names_instance_position_attempt_and_call() -> None:
     assert idempotency_key("order-1", "Charge", 2, 7) == "order-1:Charge:2:7"
 
 
+def test_a_call_at_a_state_entered_once_is_keyed_by_position_and_attempt() -> None:
+    assert idempotency_key("order-1", "Ship[0]/Charge", 2, None) == "order-1:Ship[0]/Charge:2"
+
+
 @pytest.mark.parametrize(
     ("errors", "error", "matched"),
     [

@@ -33,11 +33,13 @@ from rustyflower.core.errors import ExpressionError
 from rustyflower.core.model import (
     Catch,
     FlowDefinition,
+    MapState,
     ParallelState,
     SubFlowState,
     TaskState,
     WaitForEventState,
 )
+from rustyflower.core.model.reentry import reentered_states, reruns_its_branches
 from rustyflower.core.snapshot.canonical import definition_digest
 
 
@@ -61,6 +63,7 @@ class CompilerBase(ABC):
         self.services = services
         self.used: set[str] = set()
         self.digest = definition_digest(definition.document())
+        self._reentered: dict[int, frozenset[str]] = {}
 
     # --- the hooks of the concerns --------------------------------------------------------
 
@@ -136,6 +139,21 @@ class CompilerBase(ABC):
 
     def follow(self, copy: Copy, state: Any) -> dict[str, Any]:
         return self.goto(copy, None if state.end else state.next)
+
+    def reentered(self, copy: Copy, name: str) -> bool:
+        """Whether state ``name`` of the copy can be entered again in the same scope (it or
+        an enclosing state lies on a loop): the engine then keys its calls by call number."""
+        if copy.repeats:
+            return True
+        found = self._reentered.get(id(copy.branch))
+        if found is None:
+            found = self._reentered[id(copy.branch)] = reentered_states(copy.branch)
+        return name in found
+
+    def reruns_branches(self, copy: Copy, name: str, state: ParallelState | MapState) -> bool:
+        """Whether the branches of Parallel or Map ``name`` can run again in the same scopes:
+        it can be entered again, or it is retried."""
+        return self.reentered(copy, name) or reruns_its_branches(state)
 
     def scope_field(self, copy: Copy) -> dict[str, Any]:
         return {"scope.$": "$.rf.scope"} if copy.mode == "env" else {"scope": copy.scope}

@@ -72,16 +72,26 @@ class CallStates(ServiceStates):
             "instance_id.$": INSTANCE_ID,
         }
         payload.update(self.input_field("input", state.parameters, input_base))
+        # the key of a call at a state entered once per scope is its position and attempt,
+        # as the engine makes it, so a call the site made before a failover and the cloud
+        # makes again carries the same key (a state on a loop keys by its tag instead)
+        positional = not self.reentered(copy, name)
         if resumed:
             payload["attempt.$"] = "$.rf.node.call.attempt"
             payload["call"] = {
                 "scope.$": "$.rf.scope",
                 "state": name,
                 "tag.$": "$.rf.node.call.tag",
+                "positional_key.$": "$.rf.node.call.positional_key",
             }
         else:
             payload["attempt.$"] = "States.MathAdd($$.State.RetryCount, 1)"
-            payload["call"] = {**self.scope_field(copy), "state": name, "tag.$": NATIVE_TAG}
+            payload["call"] = {
+                **self.scope_field(copy),
+                "state": name,
+                "tag.$": NATIVE_TAG,
+                "positional_key": positional,
+            }
         main["Parameters"] = {"FunctionName": self.activity_arn, "Payload": payload}
         if state.timeout_seconds is not None:
             if resumed:
@@ -94,6 +104,7 @@ class CallStates(ServiceStates):
             next_call: dict[str, Any] = {
                 "attempt.$": "States.MathAdd($.rf.node.call.attempt, 1)",
                 "tag.$": NATIVE_TAG,
+                "positional_key": positional,
             }
             if state.timeout_seconds is not None:
                 next_call["timeout"] = state.timeout_seconds

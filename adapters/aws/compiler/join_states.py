@@ -59,6 +59,7 @@ class JoinStates(CompilerBase):
                 top=False,
                 resumable=False,
                 end=None,
+                repeats=self.reruns_branches(copy, name, state),
             )
             head = None
             if env_branches:
@@ -132,6 +133,7 @@ class JoinStates(CompilerBase):
             top=False,
             resumable=False,
             end=None,
+            repeats=self.reruns_branches(copy, name, state),
         )
         processor = self.branch(child)
         main["ItemProcessor"] = {"ProcessorConfig": {"Mode": "INLINE"}, **processor}

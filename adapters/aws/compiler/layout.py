@@ -104,6 +104,9 @@ class Copy:
     resumable: bool
     end: str | None
     """Where ``end: true`` goes: ``None`` for ASL's End, else a state name."""
+    repeats: bool = False
+    """An enclosing Parallel or Map state lies on a loop: every state here can be entered
+    again in the same scope."""
     uses_end: list[bool] = field(default_factory=lambda: [False])
 
     @property

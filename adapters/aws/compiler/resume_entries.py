@@ -114,6 +114,7 @@ class ResumeEntries(CallStates):
                 top=False,
                 resumable=True,
                 end=None,
+                repeats=self.reruns_branches(copy, name, state),
             )
             enter = branch_helper(prefix, "enter")
             route = branch_helper(prefix, "route")
@@ -189,6 +190,7 @@ class ResumeEntries(CallStates):
             top=False,
             resumable=True,
             end=None,
+            repeats=self.reruns_branches(copy, name, state),
         )
         route = branch_helper(prefix, "route")
         done = branch_helper(prefix, "done")
