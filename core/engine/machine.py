@@ -486,9 +486,7 @@ class _Run:
                 self.instance_id,
                 token.position,
                 attempt,
-                self.counter
-                if self.retried or self.structure.repeatable(token.position)
-                else None,
+                self.counter if self.retried or self.structure.repeatable(token.position) else None,
             ),
             timeout_seconds=state.timeout_seconds,
         )
