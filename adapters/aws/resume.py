@@ -251,7 +251,9 @@ class _NodeBuilder:
                 call: dict[str, Any] = {
                     "attempt": token.attempt + 1,
                     "tag": f"e{self.snapshot.epoch}s{self.snapshot.seq}",
-                    "positional_key": not self.structure.repeatable(token.position),
+                    "positional_key": not (
+                        self.snapshot.state.retried or self.structure.repeatable(token.position)
+                    ),
                 }
                 if state.timeout_seconds is not None:
                     call["timeout"] = state.timeout_seconds

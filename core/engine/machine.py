@@ -165,6 +165,7 @@ def _retry_failed(snapshot: Snapshot, now: datetime) -> Transition:
         )
     run = _Run(snapshot, now)
     run.status = "running"
+    run.retried += 1
     run.output = run.error = run.cause = run.finished_at = None
     run.resume_point = None
     run.record("FlowRetried", state.failed_position, {"error": state.error})
@@ -223,6 +224,7 @@ class _Run:
         self.frames = dict(state.frames)
         self.pending = dict(state.pending)
         self.counter = state.counter
+        self.retried = state.retried
         self.held = state.held
         self.status: Status = snapshot.status
         self.output = state.output
@@ -484,7 +486,7 @@ class _Run:
                 self.instance_id,
                 token.position,
                 attempt,
-                self.counter if self.structure.repeatable(token.position) else None,
+                self.counter if self.retried or self.structure.repeatable(token.position) else None,
             ),
             timeout_seconds=state.timeout_seconds,
         )
@@ -856,6 +858,7 @@ class _Run:
             frames=self.frames,
             pending=self.pending,
             counter=self.counter,
+            retried=self.retried,
             held=self.held,
             output=self.output,
             error=self.error,

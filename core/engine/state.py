@@ -90,6 +90,9 @@ class InstanceState:
     frames: dict[str, Frame] = field(default_factory=dict)
     pending: dict[str, Pending] = field(default_factory=dict)
     counter: StrictInt = 0
+    retried: StrictInt = 0
+    """Operator retries of the failed instance: once retried, its calls carry their number
+    in the key, so a call made again by the retry is not mistaken for the failed one."""
     held: StrictBool = False
     output: Any = None
     error: str | None = None

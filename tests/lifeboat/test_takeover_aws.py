@@ -32,7 +32,11 @@ from rustyflower.adapters.aws.lifeboat import DynamoLeaseStore, S3ReplicaStore
 from rustyflower.adapters.aws.resume import execution_name
 from rustyflower.adapters.continuity.lifeboat_setup import LifeboatSettings, build_agent
 from rustyflower.adapters.continuity.site_agent import AgentOptions, SiteAgent
-from rustyflower.adapters.continuity.watchdog import Watchdog, WatchdogSettings
+from rustyflower.adapters.continuity.watchdog import (
+    DEFAULT_RESUME_AFTER,
+    Watchdog,
+    WatchdogSettings,
+)
 from rustyflower.adapters.redis.conductor import FencedError
 from rustyflower.adapters.redis.lifeboat_feed import RedisReplicationFeed
 from rustyflower.core.engine import EventReceived
@@ -134,6 +138,27 @@ def report_of(world: LambdaWorld, answer: dict[str, Any]) -> TakeoverReport:
     return TakeoverReport.decode(world.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
+def parked_on_a_stale_site(site: Site, names: list[str]) -> None:
+    """``names`` wait for their event, replicated, on a site whose lease is an hour old."""
+    for instance_id in names:
+        site.start(instance_id)
+        site.wait_at(instance_id, "Approve")
+    agent = lifeboat(site, renewed=HOUR_AGO)
+    agent.prepare(threading.Event())
+    replicate(agent)
+
+
+def aws_watchdog(world: LambdaWorld, resume_after: float = DEFAULT_RESUME_AFTER) -> Watchdog:
+    """A watchdog on the handler's stores (threshold 60 s), as the tests drive it by hand."""
+    return Watchdog(
+        WatchdogSettings(site=SITE, cloud="aws", threshold=60.0, resume_after=resume_after),
+        DynamoLeaseStore(world.dynamodb, TABLE),
+        S3ReplicaStore(world.s3, BUCKET, SITE),
+        KEYS,
+        lambda: datetime.now(UTC),
+    )
+
+
 def test_a_fresh_lease_is_left_alone(site: Site, world: LambdaWorld) -> None:
     agent = lifeboat(site)
     agent.prepare(threading.Event())
@@ -201,24 +226,9 @@ def test_split_brain_only_the_epoch_owner_advances_the_instance(
 
 
 def test_two_watchdogs_racing_make_one_takeover(site: Site, world: LambdaWorld) -> None:
-    for instance_id in ("race-1", "race-2"):
-        site.start(instance_id)
-        site.wait_at(instance_id, "Approve")
-    agent = lifeboat(site, renewed=HOUR_AGO)
-    agent.prepare(threading.Event())
-    replicate(agent)
-
+    parked_on_a_stale_site(site, ["race-1", "race-2"])
     # both read the stale lease at the same version, then both write: one wins
-    def dog() -> Watchdog:
-        return Watchdog(
-            WatchdogSettings(site=SITE, cloud="aws", threshold=60.0),
-            DynamoLeaseStore(world.dynamodb, TABLE),
-            S3ReplicaStore(world.s3, BUCKET, SITE),
-            KEYS,
-            lambda: datetime.now(UTC),
-        )
-
-    first, second = dog(), dog()
+    first, second = aws_watchdog(world), aws_watchdog(world)
     seen = [first.check(), second.check()]
     assert [v.kind for v in seen] == ["stale", "stale"]
     assert seen[0].lease == seen[1].lease
@@ -256,19 +266,8 @@ def test_two_watchdogs_racing_make_one_takeover(site: Site, world: LambdaWorld) 
 
 
 def test_a_takeover_whose_run_died_is_finished_idempotently(site: Site, world: LambdaWorld) -> None:
-    for instance_id in ("left-1", "left-2"):
-        site.start(instance_id)
-        site.wait_at(instance_id, "Approve")
-    agent = lifeboat(site, renewed=HOUR_AGO)
-    agent.prepare(threading.Event())
-    replicate(agent)
-    dog = Watchdog(
-        WatchdogSettings(site=SITE, cloud="aws", threshold=60.0, resume_after=0.0),
-        DynamoLeaseStore(world.dynamodb, TABLE),
-        S3ReplicaStore(world.s3, BUCKET, SITE),
-        KEYS,
-        lambda: datetime.now(UTC),
-    )
+    parked_on_a_stale_site(site, ["left-1", "left-2"])
+    dog = aws_watchdog(world, resume_after=0.0)
     takeover = dog.begin(dog.check())
     assert takeover is not None
     # the run dies after continuing one group: no report, the lease's takeover incomplete
@@ -289,19 +288,8 @@ def test_groups_continued_at_once_are_reported_one_by_one(site: Site, world: Lam
     """The handler continues groups side by side; a refused one does not stop the others,
     and each continued instance says when it ran in the cloud (the drill's RTO)."""
     names = [f"many-{n}" for n in range(5)]
-    for instance_id in names:
-        site.start(instance_id)
-        site.wait_at(instance_id, "Approve")
-    agent = lifeboat(site, renewed=HOUR_AGO)
-    agent.prepare(threading.Event())
-    replicate(agent)
-    dog = Watchdog(
-        WatchdogSettings(site=SITE, cloud="aws", threshold=60.0),
-        DynamoLeaseStore(world.dynamodb, TABLE),
-        S3ReplicaStore(world.s3, BUCKET, SITE),
-        KEYS,
-        lambda: datetime.now(UTC),
-    )
+    parked_on_a_stale_site(site, names)
+    dog = aws_watchdog(world)
     takeover = dog.begin(dog.check())
     assert takeover is not None and len(takeover.groups) == 5
     real = _continuer()

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rustyflower.core.engine import ActivityCompleted, RunActivity, advance, start
+from rustyflower.core.engine import (
+    ActivityCompleted,
+    ActivityFailed,
+    RetryFailedRequested,
+    RunActivity,
+    advance,
+    start,
+)
 from rustyflower.core.engine.structure import structure_of
 from rustyflower.core.model import parse_definition
 from rustyflower.core.model.reentry import reentered_states
@@ -143,3 +150,21 @@ def test_states_in_a_retried_parallel_are_keyed_by_call_number() -> None:
     assert call.idempotency_key.startswith("par-1:P[0]/B:1:")
     assert structure_of(definition).repeatable("P[0]/B")
     assert not structure_of(definition).repeatable("P")
+
+
+def test_an_operator_retry_makes_the_failed_call_again_under_a_new_key() -> None:
+    """A provider that records failures under a key (some payment APIs) would answer the
+    retried call with the recorded failure: the retry's calls carry their number."""
+    definition = flow({"A": task(next="B"), "B": task(end=True)})
+    first = start(definition, {}, "order-9", NOW)
+    call = one(first.commands, RunActivity)
+    failed = advance(first.snapshot, ActivityFailed(call.call_id, "Declined"), NOW)
+    assert failed.snapshot.status == "failed" and failed.snapshot.state.retried == 0
+    retried = advance(failed.snapshot, RetryFailedRequested(), NOW)
+    again = one(retried.commands, RunActivity)
+    assert retried.snapshot.state.retried == 1
+    assert call.idempotency_key == "order-9:A:1"
+    assert again.idempotency_key.startswith("order-9:A:1:")
+    assert again.idempotency_key != call.idempotency_key
+    after = advance(retried.snapshot, ActivityCompleted(again.call_id, {}), NOW)
+    assert one(after.commands, RunActivity).idempotency_key.startswith("order-9:B:1:")
