@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 
+from rustyflower.adapters.continuity.replication import Replicator
+from rustyflower.core.lifeboat.feed import ReplicationFeed
 from rustyflower.core.lifeboat.lease import LeaseConflictError, SiteLease
 from rustyflower.core.lifeboat.replica import CloudUnreachableError, ReplicaHeader
+from rustyflower.core.lifeboat.segments import SegmentEntry, segments_prefix
 from tests.lifeboat.clouds import CloudSide
+from tests.lifeboat.site import KEYS
 
 pytestmark = pytest.mark.emulator
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+_NO_FEED = cast(ReplicationFeed, None)
+"""Compaction reads the cloud only; the site's store is not part of it."""
 
 
 def header(seq: int, epoch: int = 0, **rest: str) -> ReplicaHeader:
@@ -107,3 +114,75 @@ def test_an_unplugged_cloud_is_one_clear_error(cloud: CloudSide) -> None:
         link.lease.read("plant-1")
     cloud.cable.plug()
     assert link.replicas.put(header(1), b"x") == "written"
+
+
+def entry(instance_id: str, seq: int, data: bytes | None, epoch: int = 0) -> SegmentEntry:
+    status = "running" if data is not None else "succeeded"
+    return SegmentEntry(ReplicaHeader(instance_id, epoch, seq, status), data)
+
+
+def test_segments_and_replicas_are_read_as_one_view(cloud: CloudSide) -> None:
+    site = cloud.link("plant-1").replicas
+    site.put(ReplicaHeader("moved-on", 0, 3, "running"), b"m3")
+    site.put(ReplicaHeader("finished", 0, 3, "running"), b"f3")
+    site.put_segment([entry("moved-on", 5, b"m5"), entry("new é", 1, b"n1")], 1_000)
+    site.put_segment([entry("finished", 6, None), entry("moved-on", 4, b"m4")], 2_000)
+    for reader in (site, cloud.direct_link("plant-1").replicas):  # the writer, and a stranger
+        seen = {h.instance_id: h.seq for h in reader.headers()}
+        assert seen == {"moved-on": 5, "new é": 1}
+        moved_on = reader.read("moved-on")
+        assert moved_on is not None and moved_on.data == b"m5"
+        assert reader.read("finished") is None
+        assert reader.segment_names() == sorted(reader.segment_names())
+        assert len(reader.segment_names()) == 2
+
+
+def test_a_segment_never_undoes_a_takeover(cloud: CloudSide) -> None:
+    site = cloud.link("plant-1").replicas
+    site.put(ReplicaHeader("order", 0, 3, "running"), b"s3")
+    watchdog = cloud.direct_link("plant-1").replicas
+    watchdog.put(ReplicaHeader("order", 1, 3, "running", owner=cloud.kind), b"claimed")
+    site.put_segment([entry("order", 9, b"s9"), entry("order", 10, None)], 1_000)
+    (found,) = cloud.replicas("plant-1").values()
+    assert (found.epoch, found.seq, found.owner) == (1, 3, cloud.kind)
+    replica = watchdog.read("order")
+    assert replica is not None and replica.data == b"claimed"
+
+
+def test_compaction_folds_segments_into_the_replicas_and_deletes_them(cloud: CloudSide) -> None:
+    link = cloud.link("plant-1")
+    replicator = Replicator(_NO_FEED, {cloud.kind: link.replicas}, KEYS)
+    try:
+        link.replicas.put(ReplicaHeader("finished", 0, 3, "running"), b"f3")
+        cloud.direct_link("plant-1").replicas.put(
+            ReplicaHeader("taken", 1, 2, "running", owner=cloud.kind), b"claimed"
+        )
+        link.replicas.put_segment([entry("a", 1, b"a1"), entry("finished", 4, None)], 1_000)
+        link.replicas.put_segment([entry("a", 2, b"a2"), entry("taken", 8, b"site's")], 2_000)
+        before = cloud.replicas("plant-1")
+        result = replicator.compact(cloud.kind)
+        assert (result.segments, result.instances, result.left) == (2, 3, 0)
+        stranger = cloud.direct_link("plant-1").replicas
+        assert stranger.segment_names() == []
+        assert cloud.replicas("plant-1") == before  # the same view, now per instance
+        assert {h.instance_id: h.seq for h in stranger.base_headers()} == {"a": 2, "taken": 2}
+        assert replicator.status[cloud.kind].fenced == 1  # the takeover's replica held
+        assert replicator.compact(cloud.kind).segments == 0
+    finally:
+        replicator.close()
+
+
+def test_an_unreadable_segment_is_named_and_left_alone(cloud: CloudSide) -> None:
+    link = cloud.link("plant-1")
+    link.replicas.put_segment([entry("a", 1, b"a1")], 1_000)
+    stranger = cloud.direct_link("plant-1").replicas
+    bad = f"{segments_prefix('plant-1')}000000000002000-bad.json"
+    stranger._write_object(bad, b"not a segment")
+    assert [h.instance_id for h in stranger.headers()] == ["a"]
+    assert bad in stranger.unreadable and "not JSON" in stranger.unreadable[bad]
+    replicator = Replicator(_NO_FEED, {cloud.kind: stranger}, KEYS)
+    try:
+        assert replicator.compact(cloud.kind).left == 1
+    finally:
+        replicator.close()
+    assert stranger.segment_names() == [bad]  # never deleted: someone must look at it
