@@ -114,7 +114,7 @@ def replicate(
     site: SiteOption = None,
     takeover_cloud: TakeoverOption = None,
     parallel: Annotated[
-        int, typer.Option(min=1, max=256, help="Writes to each cloud at once.")
+        int, typer.Option(min=1, max=256, help="Writes to each cloud at once while compacting.")
     ] = DEFAULT_PARALLEL,
     settle: Annotated[
         float,

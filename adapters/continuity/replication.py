@@ -45,8 +45,9 @@ from rustyflower.core.lifeboat.replica import (
     RemoveOutcome,
     ReplicaHeader,
     ReplicaStore,
+    instance_name,
 )
-from rustyflower.core.lifeboat.segments import SegmentEntry, newest_entries
+from rustyflower.core.lifeboat.segments import SegmentEntry, newest_entries, segment_written_ms
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 
@@ -62,12 +63,16 @@ __all__ = [
 log = logging.getLogger("rustyflower.replication")
 
 DEFAULT_BATCH = 500
-DEFAULT_PARALLEL = 16
+DEFAULT_PARALLEL = 4
+"""Writes at once while compacting (and segments of one round): few, because every
+thread competes for the interpreter with the shipping round, whose lag is the RPO."""
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
 """Snapshot bytes in one segment at most: a round with more writes several."""
 DEFAULT_COMPACT_EVERY = 10.0
-"""Seconds between two compactions: what a watchdog reads beyond the per-instance
-replicas is at most this much of the site's changes."""
+"""Seconds between two compactions, and the age of the segments they replace."""
+DEFAULT_FOLD_AFTER = 60.0
+"""Seconds an instance's change waits in segments before it goes into its own replica
+(an instance that changes again meanwhile never needs that write)."""
 DEFAULT_SETTLE = 0.2
 """Seconds a change waits before it is shipped: an instance that changes again (or
 finishes) meanwhile goes once (or not at all), for at most this much more lag."""
@@ -161,12 +166,19 @@ class RoundResult:
 
 @dataclass(frozen=True)
 class CompactionResult:
-    """One compaction: segments folded (and deleted), instances written or removed, and
-    segments left (unreadable, or gone before they were read)."""
+    """One compaction: old segments replaced (deleted), instances written to (or removed
+    from) their own replicas, instances carried into a new segment, and old segments left
+    (unreadable, or gone before they were read)."""
 
     segments: int
-    instances: int
+    folded: int
+    carried: int
     left: int
+
+
+def _older(name: str, cutoff_ms: int) -> bool:
+    written = segment_written_ms(name)
+    return written is not None and written <= cutoff_ms
 
 
 def _fold(store: ReplicaStore, entry: SegmentEntry) -> PutOutcome | RemoveOutcome:
@@ -194,6 +206,7 @@ class Replicator:
         settle: float = DEFAULT_SETTLE,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         compact_every: float = DEFAULT_COMPACT_EVERY,
+        fold_after: float = DEFAULT_FOLD_AFTER,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not targets:
@@ -210,6 +223,8 @@ class Replicator:
         self.settle_ms = int(settle * 1000)
         self.segment_bytes = segment_bytes
         self.compact_every = compact_every
+        self.compact_every_ms = int(compact_every * 1000)
+        self.fold_after_ms = int(fold_after * 1000)
         self.clock = clock
         self.status = {
             name: TargetStatus(name, store.where) for name, store in self.targets.items()
@@ -253,11 +268,13 @@ class Replicator:
                 # gone (purged), or finished before it was ever shipped: nothing to say
                 absent.add(entry.instance_id)
             elif found.header.finished:
-                entries.append(SegmentEntry(found.header, None))
+                entries.append(SegmentEntry(found.header, None, fetched.read_ms))
                 absent.add(entry.instance_id)
             else:
                 self.highest_epoch = max(self.highest_epoch, found.header.epoch)
-                entries.append(SegmentEntry(found.header, self._signed(found.data)))
+                entries.append(
+                    SegmentEntry(found.header, self._signed(found.data), fetched.read_ms)
+                )
         writes = [entry.header.instance_id for entry in entries if not entry.tombstone]
         if writes:
             self.feed.will_write(target, writes)  # before the writes: a crash keeps track
@@ -283,7 +300,7 @@ class Replicator:
         return RoundResult(len(pending), 0, len(done))
 
     def _write_segments(
-        self, store: ReplicaStore, status: TargetStatus, entries: Sequence[SegmentEntry]
+        self, store: ReplicaStore, status: TargetStatus | None, entries: Sequence[SegmentEntry]
     ) -> None:
         """The entries as segments of at most ``segment_bytes`` of snapshots, side by side."""
         if not entries:
@@ -300,6 +317,8 @@ class Replicator:
         written_ms = self.feed.now_ms()
         for future in [self._pool.submit(store.put_segment, chunk, written_ms) for chunk in chunks]:
             future.result()
+        if status is None:  # carried by a compaction: nothing new shipped
+            return
         status.segments += len(chunks)
         status.shipped += sum(1 for entry in entries if not entry.tombstone)
         status.removed += sum(1 for entry in entries if entry.tombstone)
@@ -307,21 +326,51 @@ class Replicator:
     # --- compaction ------------------------------------------------------------------------
 
     def compact(self, target: str) -> CompactionResult:
-        """Fold ``target``'s segments into its per-instance replicas, then delete them.
+        """Replace ``target``'s segments older than ``compact_every`` by what they still say.
 
-        Each instance's newest entry goes through the conditional ``put``/``remove``, so a
-        replica a cloud claimed at a higher epoch is ``fenced``, never overwritten. The
-        segments are deleted only when every instance in them was folded.
+        Of each instance's newest entry in those segments: one a newer segment outranks is
+        dropped; a tombstone removes the instance's own replica when it has one (else it is
+        dropped); a change older than ``fold_after`` goes into the instance's own replica
+        (the conditional ``put``: a replica a cloud took over is ``fenced``, never
+        overwritten); a younger one is carried into a new segment, since the instance is
+        likely to change again. So an instance that changes all the time costs segments
+        only, and one that waits costs one write of its own. The old segments are deleted
+        once every entry kept is written.
         """
         status = self.status[target]
         store = self.targets[target]
         names = store.segment_names()
-        if not names:
-            return CompactionResult(0, 0, 0)
+        now_ms = self.feed.now_ms()
+        old = [name for name in names if _older(name, now_ms - self.compact_every_ms)]
+        if not old:
+            return CompactionResult(0, 0, 0, 0)
         loaded = store.segment_entries(names)
-        newest = newest_entries(entry for name in sorted(loaded) for entry in loaded[name])
-        futures = [self._pool.submit(_fold, store, entry) for entry in newest.values()]
+        folding = [name for name in old if name in loaded]
+        newer = newest_entries(
+            entry for name in names if name in loaded and name not in old for entry in loaded[name]
+        )
+        bases = store.base_names()
+        to_fold: list[SegmentEntry] = []
+        to_carry: list[SegmentEntry] = []
+        for instance_id, entry in newest_entries(
+            entry for name in folding for entry in loaded[name]
+        ).items():
+            outranked = newer.get(instance_id)
+            if outranked is not None and outranked.header.order >= entry.header.order:
+                continue
+            if entry.tombstone:
+                if instance_name(store.site, instance_id) in bases:
+                    to_fold.append(entry)
+            elif entry.shipped_ms <= now_ms - self.fold_after_ms:
+                to_fold.append(entry)
+            else:
+                to_carry.append(entry)
         errors: list[BaseException] = []
+        futures = [self._pool.submit(_fold, store, entry) for entry in to_fold]
+        try:
+            self._write_segments(store, None, to_carry)
+        except Exception as error:
+            errors.append(error)
         for future in futures:
             try:
                 outcome = future.result()
@@ -331,15 +380,15 @@ class Replicator:
             if outcome == "fenced":
                 status.fenced += 1
         if errors:
-            self._failed(status, errors[0], len(errors), len(newest))
+            self._failed(status, errors[0], len(errors), len(futures) + 1)
             first = errors[0]
             if isinstance(first, CloudUnreachableError):
                 raise first
             raise CloudUnreachableError(f"{target}: compaction: {first}") from first
-        store.delete_segments(sorted(loaded))
+        store.delete_segments(folding)
         status.compactions += 1
         status.last_compacted_at = self.clock()
-        return CompactionResult(len(loaded), len(newest), len(names) - len(loaded))
+        return CompactionResult(len(folding), len(to_fold), len(to_carry), len(old) - len(folding))
 
     def _signed(self, data: bytes) -> bytes:
         """The stored snapshot as it is when signed; re-sealed with the site's keys when it

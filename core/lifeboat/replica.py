@@ -220,6 +220,14 @@ class ReplicaStore(Protocol):
 
     def segment_entries(self, names: Sequence[str]) -> dict[str, list[SegmentEntry]]: ...
 
+    def current_segments(self) -> dict[str, list[SegmentEntry]]:
+        """Every segment there now, read whole (listed again when one went meanwhile)."""
+        ...
+
+    def base_names(self) -> set[str]:
+        """The names of the per-instance replicas there now."""
+        ...
+
     def delete_segments(self, names: Sequence[str]) -> None: ...
 
     def write_report(self, takeover_id: str, body: bytes) -> str:

@@ -42,6 +42,7 @@ from rustyflower.core.lifeboat.replica import (
     Replica,
     ReplicaError,
     ReplicaHeader,
+    instances_prefix,
     site_root,
 )
 
@@ -54,12 +55,14 @@ __all__ = [
     "merged_headers",
     "newest_entries",
     "segment_name",
+    "segment_written_ms",
     "segments_prefix",
 ]
 
 SEGMENT_FORMAT = "rustyflower.replica-segment/1"
 
 log = logging.getLogger("rustyflower.replication")
+_CONSISTENT_READS = 5
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class SegmentEntry:
 
     header: ReplicaHeader
     data: bytes | None
+    shipped_ms: int = 0
+    """When this change was first shipped (the site store's clock, ms); a compaction that
+    carries the entry into a new segment keeps it, so its age is the change's own."""
 
     @property
     def tombstone(self) -> bool:
@@ -83,6 +89,12 @@ def segment_name(site: str, written_ms: int, nonce: str | None = None) -> str:
     return f"{segments_prefix(site)}{written_ms:015d}-{nonce or secrets.token_hex(6)}.json"
 
 
+def segment_written_ms(name: str) -> int | None:
+    """When a segment was written, from its name (None: not a segment's name)."""
+    stamp = name.rsplit("/", 1)[-1].split("-", 1)[0]
+    return int(stamp) if stamp.isdigit() else None
+
+
 def encode_segment(site: str, entries: Sequence[SegmentEntry]) -> bytes:
     """The segment's bytes: JSON, each snapshot base64 (sealed bytes may be encrypted)."""
     document = {
@@ -92,6 +104,7 @@ def encode_segment(site: str, entries: Sequence[SegmentEntry]) -> bytes:
             {
                 "header": entry.header.metadata(),
                 "data": None if entry.data is None else base64.b64encode(entry.data).decode(),
+                "shipped_ms": entry.shipped_ms,
             }
             for entry in entries
         ],
@@ -122,15 +135,18 @@ def _entry(raw: Any, where: str) -> SegmentEntry:
     header = ReplicaHeader.from_metadata(
         {str(name): str(value) for name, value in raw["header"].items()}, where
     )
+    shipped_ms = raw.get("shipped_ms", 0)
+    if not isinstance(shipped_ms, int) or isinstance(shipped_ms, bool) or shipped_ms < 0:
+        raise ReplicaError(f"{where}: 'shipped_ms' must be a whole number of milliseconds")
     data = raw.get("data")
     if data is None:
         if not header.finished:
             raise ReplicaError(f"{where}: only a finished instance's entry may carry no snapshot")
-        return SegmentEntry(header, None)
+        return SegmentEntry(header, None, shipped_ms)
     if not isinstance(data, str):
         raise ReplicaError(f"{where}: 'data' must be base64 text")
     try:
-        return SegmentEntry(header, base64.b64decode(data, validate=True))
+        return SegmentEntry(header, base64.b64decode(data, validate=True), shipped_ms)
     except binascii.Error:
         raise ReplicaError(f"{where}: 'data' is not base64") from None
 
@@ -250,10 +266,25 @@ class SegmentedReplicas:
             for name in names:
                 self._segments.pop(name, None)
 
+    def base_names(self) -> set[str]:
+        """The names of the per-instance replicas there now."""
+        return set(self._list_objects(instances_prefix(self.site)))
+
+    def current_segments(self) -> dict[str, list[SegmentEntry]]:
+        """Every segment there now, read whole. A compaction writes what it keeps (into
+        the replicas or a new segment) before it deletes: when a listed segment is gone at
+        its reading, listing again finds where its changes went."""
+        for _ in range(_CONSISTENT_READS):
+            names = self.segment_names()
+            loaded = self.segment_entries(names)
+            if all(name in loaded or name in self.unreadable for name in names):
+                break
+        return loaded
+
     def _segment_view(self) -> dict[str, SegmentEntry]:
-        # listed before the per-instance replicas are read: a segment compacted meanwhile
-        # reached the replicas before it was deleted
-        loaded = self.segment_entries(self.segment_names())
+        # segments before the per-instance replicas: a segment folded and deleted meanwhile
+        # reached the replicas first
+        loaded = self.current_segments()
         return newest_entries(entry for name in sorted(loaded) for entry in loaded[name])
 
     # --- the merged view ----------------------------------------------------------------------

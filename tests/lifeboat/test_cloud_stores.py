@@ -8,25 +8,24 @@ from the same version exactly one wins; an unreachable cloud is one clear error.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import cast
 
 import pytest
 
 from rustyflower.adapters.continuity.replication import Replicator
-from rustyflower.core.lifeboat.feed import ReplicationFeed
 from rustyflower.core.lifeboat.lease import LeaseConflictError, SiteLease
-from rustyflower.core.lifeboat.replica import CloudUnreachableError, ReplicaHeader
+from rustyflower.core.lifeboat.replica import CloudUnreachableError, ReplicaHeader, ReplicaStore
 from rustyflower.core.lifeboat.segments import SegmentEntry, segments_prefix
 from tests.lifeboat.clouds import CloudSide
-from tests.lifeboat.site import KEYS
+from tests.lifeboat.site import KEYS, Site
+from tests.redis.conftest import Runtime
 
 pytestmark = pytest.mark.emulator
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-_NO_FEED = cast(ReplicationFeed, None)
-"""Compaction reads the cloud only; the site's store is not part of it."""
 
 
 def header(seq: int, epoch: int = 0, **rest: str) -> ReplicaHeader:
@@ -149,30 +148,76 @@ def test_a_segment_never_undoes_a_takeover(cloud: CloudSide) -> None:
     assert replica is not None and replica.data == b"claimed"
 
 
-def test_compaction_folds_segments_into_the_replicas_and_deletes_them(cloud: CloudSide) -> None:
-    link = cloud.link("plant-1")
-    replicator = Replicator(_NO_FEED, {cloud.kind: link.replicas}, KEYS)
+@contextlib.contextmanager
+def compacting(runtime: Runtime, replicas: ReplicaStore) -> Iterator[Replicator]:
+    """A replicator over the site's real feed (its clock is the store's), compacting
+    ``replicas`` at once (segments written a second ago are old enough)."""
+    replicator = Replicator(
+        Site(runtime).feed, {replicas.cloud: replicas}, KEYS, compact_every=1.0, fold_after=60.0
+    )
     try:
-        link.replicas.put(ReplicaHeader("finished", 0, 3, "running"), b"f3")
-        cloud.direct_link("plant-1").replicas.put(
-            ReplicaHeader("taken", 1, 2, "running", owner=cloud.kind), b"claimed"
-        )
-        link.replicas.put_segment([entry("a", 1, b"a1"), entry("finished", 4, None)], 1_000)
-        link.replicas.put_segment([entry("a", 2, b"a2"), entry("taken", 8, b"site's")], 2_000)
-        before = cloud.replicas("plant-1")
-        result = replicator.compact(cloud.kind)
-        assert (result.segments, result.instances, result.left) == (2, 3, 0)
-        stranger = cloud.direct_link("plant-1").replicas
-        assert stranger.segment_names() == []
-        assert cloud.replicas("plant-1") == before  # the same view, now per instance
-        assert {h.instance_id: h.seq for h in stranger.base_headers()} == {"a": 2, "taken": 2}
-        assert replicator.status[cloud.kind].fenced == 1  # the takeover's replica held
-        assert replicator.compact(cloud.kind).segments == 0
+        yield replicator
     finally:
         replicator.close()
 
 
-def test_an_unreadable_segment_is_named_and_left_alone(cloud: CloudSide) -> None:
+def test_compaction_folds_what_waits_and_drops_what_is_over(
+    cloud: CloudSide, runtime: Runtime
+) -> None:
+    link = cloud.link("plant-1")
+    link.replicas.put(ReplicaHeader("finished", 0, 3, "running"), b"f3")
+    cloud.direct_link("plant-1").replicas.put(
+        ReplicaHeader("taken", 1, 2, "running", owner=cloud.kind), b"claimed"
+    )
+    # shipped long ago (shipped_ms 0): unchanged since, so each goes to its own replica
+    link.replicas.put_segment(
+        [entry("a", 1, b"a1"), entry("finished", 4, None), entry("short", 2, None)], 1_000
+    )
+    link.replicas.put_segment([entry("a", 2, b"a2"), entry("taken", 8, b"site's")], 2_000)
+    before = cloud.replicas("plant-1")
+    with compacting(runtime, link.replicas) as replicator:
+        result = replicator.compact(cloud.kind)
+        # "a" and "taken" written (fenced: the takeover's replica holds), "finished"
+        # removed, "short" (finished, never had a replica of its own) needs nothing
+        assert (result.segments, result.folded, result.carried, result.left) == (2, 3, 0, 0)
+        assert replicator.status[cloud.kind].fenced == 1
+        assert replicator.compact(cloud.kind).segments == 0
+    stranger = cloud.direct_link("plant-1").replicas
+    assert stranger.segment_names() == []
+    assert cloud.replicas("plant-1") == before  # the same view, now per instance
+    assert {h.instance_id: h.seq for h in stranger.base_headers()} == {"a": 2, "taken": 2}
+
+
+def test_compaction_carries_what_changes_and_keeps_newer_segments(
+    cloud: CloudSide, runtime: Runtime
+) -> None:
+    link = cloud.link("plant-1")
+    with compacting(runtime, link.replicas) as replicator:
+        now = replicator.feed.now_ms()
+        recent = now - 2_000  # changed 2 s ago: likely to change again, carried
+        link.replicas.put_segment(
+            [
+                SegmentEntry(ReplicaHeader("busy", 0, 5, "running"), b"b5", recent),
+                SegmentEntry(ReplicaHeader("outranked", 0, 1, "running"), b"o1", recent),
+            ],
+            now - 5_000,
+        )
+        fresh = link.replicas.put_segment([entry("outranked", 2, b"o2")], now)  # not old yet
+        before = cloud.replicas("plant-1")
+        result = replicator.compact(cloud.kind)
+        assert (result.segments, result.folded, result.carried) == (1, 0, 1)
+    stranger = cloud.direct_link("plant-1").replicas
+    names = stranger.segment_names()
+    assert fresh in names and len(names) == 2  # the fresh one and the carried entry's
+    assert stranger.base_names() == set()  # nothing written per instance
+    assert cloud.replicas("plant-1") == before
+    carried = stranger.current_segments()[next(name for name in names if name != fresh)]
+    assert [(e.header.instance_id, e.data, e.shipped_ms) for e in carried] == [
+        ("busy", b"b5", recent)  # its age is its own, not the new segment's
+    ]
+
+
+def test_an_unreadable_segment_is_named_and_left_alone(cloud: CloudSide, runtime: Runtime) -> None:
     link = cloud.link("plant-1")
     link.replicas.put_segment([entry("a", 1, b"a1")], 1_000)
     stranger = cloud.direct_link("plant-1").replicas
@@ -180,9 +225,6 @@ def test_an_unreadable_segment_is_named_and_left_alone(cloud: CloudSide) -> None
     stranger._write_object(bad, b"not a segment")
     assert [h.instance_id for h in stranger.headers()] == ["a"]
     assert bad in stranger.unreadable and "not JSON" in stranger.unreadable[bad]
-    replicator = Replicator(_NO_FEED, {cloud.kind: stranger}, KEYS)
-    try:
+    with compacting(runtime, stranger) as replicator:
         assert replicator.compact(cloud.kind).left == 1
-    finally:
-        replicator.close()
     assert stranger.segment_names() == [bad]  # never deleted: someone must look at it
