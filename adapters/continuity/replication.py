@@ -325,7 +325,7 @@ class Replicator:
 
     # --- compaction ------------------------------------------------------------------------
 
-    def compact(self, target: str) -> CompactionResult:
+    def compact(self, target: str, *, everything: bool = False) -> CompactionResult:
         """Replace ``target``'s segments older than ``compact_every`` by what they still say.
 
         Of each instance's newest entry in those segments: one a newer segment outranks is
@@ -335,13 +335,19 @@ class Replicator:
         overwritten); a younger one is carried into a new segment, since the instance is
         likely to change again. So an instance that changes all the time costs segments
         only, and one that waits costs one write of its own. The old segments are deleted
-        once every entry kept is written.
+        once every entry kept is written. ``everything``: every segment is old and every
+        change goes to its instance's replica (nothing is carried).
         """
         status = self.status[target]
         store = self.targets[target]
         names = store.segment_names()
         now_ms = self.feed.now_ms()
-        old = [name for name in names if _older(name, now_ms - self.compact_every_ms)]
+        old_by, fold_by = (
+            (now_ms + 1, now_ms + 1)
+            if everything
+            else (now_ms - self.compact_every_ms, now_ms - self.fold_after_ms)
+        )
+        old = [name for name in names if everything or _older(name, old_by)]
         if not old:
             return CompactionResult(0, 0, 0, 0)
         loaded = store.segment_entries(names)
@@ -361,7 +367,7 @@ class Replicator:
             if entry.tombstone:
                 if instance_name(store.site, instance_id) in bases:
                     to_fold.append(entry)
-            elif entry.shipped_ms <= now_ms - self.fold_after_ms:
+            elif entry.shipped_ms <= fold_by:
                 to_fold.append(entry)
             else:
                 to_carry.append(entry)

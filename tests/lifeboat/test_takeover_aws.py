@@ -196,7 +196,7 @@ def test_split_brain_only_the_epoch_owner_advances_the_instance(
     # ... but the cloud's copy is the cloud's now: the site's segment is outranked, and
     # folding it into the instance's replica is refused
     replicate(agent)
-    agent.replicator.compact("aws")
+    agent.replicator.compact("aws", everything=True)
     assert agent.replicator.status["aws"].fenced >= 1
     replica = S3ReplicaStore(world.s3, BUCKET, SITE).read("order-1")
     assert replica is not None and (replica.header.epoch, replica.header.owner) == (1, "aws")
