@@ -251,22 +251,14 @@ class S3ReplicaStore(SegmentedReplicas):
                 keys += [str(item["Key"]) for item in page.get("Contents", [])]
         return keys
 
-    def _read_objects(self, names: Sequence[str]) -> list[bytes | None]:
-        if not names:
-            return []
-        with (
-            _reaching(self.where, "reading segments"),
-            ThreadPoolExecutor(max_workers=min(_READERS, len(names))) as pool,
-        ):
-            return list(pool.map(self._get_or_none, names))
-
-    def _get_or_none(self, key: str) -> bytes | None:
-        try:
-            body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as error:
-            if error_code(error) in _MISSING:
-                return None
-            raise
+    def _read_object(self, name: str) -> bytes | None:
+        with _reaching(self.where, f"reading segment {name}"):
+            try:
+                body: bytes = self.s3.get_object(Bucket=self.bucket, Key=name)["Body"].read()
+            except ClientError as error:
+                if error_code(error) in _MISSING:
+                    return None
+                raise
         return body
 
     def _delete_objects(self, names: Sequence[str]) -> None:

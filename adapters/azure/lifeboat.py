@@ -20,7 +20,6 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
 from azure.core import MatchConditions
@@ -71,7 +70,6 @@ ENV_REPLICA_ACCOUNT_URL = "RUSTYFLOWER_REPLICA_ACCOUNT_URL"
 """Blob service URL reached with an Entra ID identity (instead of a connection string)."""
 DEFAULT_REPLICA_CONTAINER = "rustyflower-lifeboat"
 _ATTEMPTS = 8
-_READERS = 16
 _JSON = ContentSettings(content_type="application/json")
 
 
@@ -262,22 +260,14 @@ class BlobReplicaStore(SegmentedReplicas):
             except ResourceNotFoundError as error:
                 _unreachable(self.where, "listing segments", error)
 
-    def _read_objects(self, names: Sequence[str]) -> list[bytes | None]:
-        if not names:
-            return []
-        with (
-            _reaching(self.where, "reading segments"),
-            ThreadPoolExecutor(max_workers=min(_READERS, len(names))) as pool,
-        ):
-            return list(pool.map(self._download_or_none, names))
-
-    def _download_or_none(self, name: str) -> bytes | None:
-        try:
-            return bytes(self.container.download_blob(name).readall())
-        except ResourceNotFoundError as error:
-            if _code(error) == "ContainerNotFound":
-                raise
-            return None
+    def _read_object(self, name: str) -> bytes | None:
+        with _reaching(self.where, f"reading segment {name}"):
+            try:
+                return bytes(self.container.download_blob(name).readall())
+            except ResourceNotFoundError as error:
+                if _code(error) == "ContainerNotFound":
+                    _unreachable(self.where, "reading a segment", error)
+                return None
 
     def _delete_objects(self, names: Sequence[str]) -> None:
         with _reaching(self.where, "deleting compacted segments"):

@@ -35,6 +35,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ SEGMENT_FORMAT = "rustyflower.replica-segment/1"
 
 log = logging.getLogger("rustyflower.replication")
 _CONSISTENT_READS = 5
+_READERS = 16
 
 
 @dataclass(frozen=True)
@@ -215,9 +217,17 @@ class SegmentedReplicas:
     def _list_objects(self, prefix: str) -> list[str]:
         raise NotImplementedError
 
-    def _read_objects(self, names: Sequence[str]) -> list[bytes | None]:
-        """Each object's bytes, None where it is gone (read side by side)."""
+    def _read_object(self, name: str) -> bytes | None:
+        """The object's bytes, None when it is gone."""
         raise NotImplementedError
+
+    def _read_objects(self, names: Sequence[str]) -> list[bytes | None]:
+        """Each object's bytes, None where it is gone (read side by side: a takeover reads
+        every segment not compacted yet)."""
+        if not names:
+            return []
+        with ThreadPoolExecutor(max_workers=min(_READERS, len(names))) as pool:
+            return list(pool.map(self._read_object, names))
 
     def _delete_objects(self, names: Sequence[str]) -> None:
         raise NotImplementedError
