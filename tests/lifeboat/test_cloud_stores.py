@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rustyflower.adapters.continuity.replication import Replicator
+from rustyflower.adapters.continuity.replication import CompactionResult, Replicator
 from rustyflower.core.lifeboat.lease import LeaseConflictError, SiteLease
 from rustyflower.core.lifeboat.replica import CloudUnreachableError, ReplicaHeader, ReplicaStore
 from rustyflower.core.lifeboat.segments import SegmentEntry, segments_prefix
@@ -228,3 +228,28 @@ def test_an_unreadable_segment_is_named_and_left_alone(cloud: CloudSide, runtime
     with compacting(runtime, stranger) as replicator:
         assert replicator.compact(cloud.kind).left == 1
     assert stranger.segment_names() == [bad]  # never deleted: someone must look at it
+
+
+def test_a_reader_finds_what_a_compaction_carried_while_it_read(
+    cloud: CloudSide, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader lists a segment, a compaction carries its entry into a new segment and
+    deletes it, then the reader reads it: gone. Listing again finds the new segment."""
+    link = cloud.link("plant-1")
+    reader = cloud.direct_link("plant-1").replicas
+    with compacting(runtime, link.replicas) as replicator:
+        now = replicator.feed.now_ms()
+        busy = SegmentEntry(ReplicaHeader("busy", 0, 5, "running"), b"b5", now)
+        link.replicas.put_segment([busy], now - 5_000)
+        reading = reader._read_object
+        compactions: list[CompactionResult] = []
+
+        def compacted_first(name: str) -> bytes | None:
+            if not compactions:
+                compactions.append(replicator.compact(cloud.kind))
+            return reading(name)
+
+        monkeypatch.setattr(reader, "_read_object", compacted_first)
+        seen = {h.instance_id: h.seq for h in reader.headers()}
+    assert compactions and compactions[0].carried == 1
+    assert seen == {"busy": 5}
