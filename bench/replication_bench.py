@@ -278,6 +278,7 @@ def lag_at_rate(
     *,
     parallel: int,
     settle: float,
+    compact_every: float,
     pause: int,
 ) -> dict[str, Any]:
     keys = SnapshotKeys.signing_only(SIGNING)
@@ -317,6 +318,8 @@ def lag_at_rate(
             str(parallel),
             "--settle",
             str(settle),
+            "--compact-every",
+            str(compact_every),
         ]
         with (
             process(worker, env, work / f"worker-{cloud}.log") as worker_process,
@@ -405,6 +408,10 @@ def lag_at_rate(
         "writes_measured": window.get("count"),
         "shipped": target.get("shipped"),
         "removed": target.get("removed"),
+        "segments": target.get("segments"),
+        "compactions": target.get("compactions"),
+        "fenced": target.get("fenced"),
+        "compact_every_s": compact_every,
         "failures": target.get("failures"),
         "backlog_max": max((b for _, b, _ in samples), default=0),
         "lag_now_max_s": round(max((lag for _, _, lag in samples), default=0.0), 3),
@@ -425,8 +432,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="transitions per second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--clouds", default="aws,azure", help="aws, azure, both, or none")
-    parser.add_argument("--parallel", type=int, default=16)
+    parser.add_argument("--parallel", type=int, default=4)  # the replicator's default
     parser.add_argument("--settle", type=float, default=0.2)
+    parser.add_argument("--compact-every", type=float, default=10.0)
     parser.add_argument(
         "--pause", type=int, default=1, help="seconds of Wait between two steps of a chain"
     )
@@ -472,6 +480,7 @@ def main() -> None:
                         work,
                         parallel=args.parallel,
                         settle=args.settle,
+                        compact_every=args.compact_every,
                         pause=args.pause,
                     )
                 )

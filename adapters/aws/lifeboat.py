@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
@@ -55,6 +55,7 @@ from rustyflower.core.lifeboat.replica import (
     remove_decision,
     report_name,
 )
+from rustyflower.core.lifeboat.segments import SegmentedReplicas
 
 __all__ = [
     "ENV_LEASE_TABLE",
@@ -65,6 +66,7 @@ __all__ = [
 ]
 
 _ATTEMPTS = 8
+_READERS = 16
 _CONFLICT = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
@@ -96,12 +98,13 @@ def _unreachable(where: str, doing: str, error: BaseException) -> NoReturn:
     raise CloudUnreachableError(f"AWS {where} while {doing}: {text}") from None
 
 
-class S3ReplicaStore:
+class S3ReplicaStore(SegmentedReplicas):
     """``ReplicaStore`` in one S3 bucket (thread-safe: the replicator ships side by side)."""
 
     cloud = "aws"
 
     def __init__(self, s3: Any, bucket: str, site: str) -> None:
+        super().__init__()
         self.s3 = s3
         self.bucket = bucket
         self.site = check_site_id(site)
@@ -206,17 +209,16 @@ class S3ReplicaStore:
 
     # --- reading ----------------------------------------------------------------------
 
-    def headers(self) -> list[ReplicaHeader]:
-        keys: list[str] = []
-        with _reaching(self.where, "listing the replicas"):
-            paginator = self.s3.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=instances_prefix(self.site)):
-                keys += [str(item["Key"]) for item in page.get("Contents", [])]
-            with ThreadPoolExecutor(max_workers=16) as pool:
-                found = list(pool.map(self._head, keys))
+    def base_headers(self) -> list[ReplicaHeader]:
+        keys = self._list_objects(instances_prefix(self.site))
+        with (
+            _reaching(self.where, "listing the replicas"),
+            ThreadPoolExecutor(max_workers=_READERS) as pool,
+        ):
+            found = list(pool.map(self._head, keys))
         return [entry[1] for entry in found if entry is not None]
 
-    def read(self, instance_id: str) -> Replica | None:
+    def read_base(self, instance_id: str) -> Replica | None:
         key = instance_name(self.site, instance_id)
         with _reaching(self.where, f"reading the replica of {instance_id!r}"):
             try:
@@ -231,6 +233,49 @@ class S3ReplicaStore:
         )
         self._remember(key, (str(answer["ETag"]), header))
         return Replica(header, data)
+
+    # --- segments (``core.lifeboat.segments``) ------------------------------------------------
+
+    def _write_object(self, name: str, body: bytes) -> None:
+        with _reaching(self.where, f"writing segment {name}"):
+            # a segment's name is new: no condition, and a retried request writes the same
+            self.s3.put_object(
+                Bucket=self.bucket, Key=name, Body=body, ContentType="application/json"
+            )
+
+    def _list_objects(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        with _reaching(self.where, f"listing {prefix}"):
+            paginator = self.s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys += [str(item["Key"]) for item in page.get("Contents", [])]
+        return keys
+
+    def _read_object(self, name: str) -> bytes | None:
+        with _reaching(self.where, f"reading segment {name}"):
+            try:
+                body: bytes = self.s3.get_object(Bucket=self.bucket, Key=name)["Body"].read()
+            except ClientError as error:
+                if error_code(error) in _MISSING:
+                    return None
+                raise
+        return body
+
+    def _delete_objects(self, names: Sequence[str]) -> None:
+        with _reaching(self.where, "deleting compacted segments"):
+            for start in range(0, len(names), 1000):  # DeleteObjects takes 1,000 at most
+                chunk = names[start : start + 1000]
+                answer = self.s3.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
+                )
+                failed = answer.get("Errors") or []
+                if failed:
+                    first = failed[0]
+                    raise CloudUnreachableError(
+                        f"AWS {self.where}: could not delete {len(failed)} segment(s), "
+                        f"first {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                    )
 
     def write_report(self, takeover_id: str, body: bytes) -> str:
         key = report_name(self.site, takeover_id)

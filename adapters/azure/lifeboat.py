@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from azure.core import MatchConditions
@@ -54,6 +54,7 @@ from rustyflower.core.lifeboat.replica import (
     remove_decision,
     report_name,
 )
+from rustyflower.core.lifeboat.segments import SegmentedReplicas
 
 __all__ = [
     "DEFAULT_REPLICA_CONTAINER",
@@ -115,12 +116,13 @@ def _unreachable(where: str, doing: str, error: BaseException) -> NoReturn:
     ) from None
 
 
-class BlobReplicaStore:
+class BlobReplicaStore(SegmentedReplicas):
     """``ReplicaStore`` in one Blob container (thread-safe)."""
 
     cloud = "azure"
 
     def __init__(self, container: ContainerClient, site: str) -> None:
+        super().__init__()
         self.container = container
         self.site = check_site_id(site)
         self._written: dict[str, tuple[str, ReplicaHeader]] = {}
@@ -216,7 +218,7 @@ class BlobReplicaStore:
         with self._lock:
             self._written.pop(name, None)
 
-    def headers(self) -> list[ReplicaHeader]:
+    def base_headers(self) -> list[ReplicaHeader]:
         with _reaching(self.where, "listing the replicas"):
             return [
                 ReplicaHeader.from_metadata(blob.metadata or {}, blob.name)
@@ -225,7 +227,7 @@ class BlobReplicaStore:
                 )
             ]
 
-    def read(self, instance_id: str) -> Replica | None:
+    def read_base(self, instance_id: str) -> Replica | None:
         name = instance_name(self.site, instance_id)
         with _reaching(self.where, f"reading the replica of {instance_id!r}"):
             try:
@@ -239,6 +241,42 @@ class BlobReplicaStore:
         header = ReplicaHeader.from_metadata(props.metadata or {}, name)
         self._remember(name, (str(props.etag), header))
         return Replica(header, data)
+
+    # --- segments (``core.lifeboat.segments``) ------------------------------------------------
+
+    def _write_object(self, name: str, body: bytes) -> None:
+        with _reaching(self.where, f"writing segment {name}"):
+            try:
+                # a segment's name is new: a retried request writes the same bytes again
+                self.container.upload_blob(name, body, overwrite=True, content_settings=_JSON)
+            except ResourceNotFoundError as error:
+                _unreachable(self.where, "writing a segment", error)
+
+    def _list_objects(self, prefix: str) -> list[str]:
+        with _reaching(self.where, f"listing {prefix}"):
+            try:
+                names = self.container.list_blob_names(name_starts_with=prefix)
+                return [str(name) for name in names]
+            except ResourceNotFoundError as error:
+                _unreachable(self.where, "listing segments", error)
+
+    def _read_object(self, name: str) -> bytes | None:
+        with _reaching(self.where, f"reading segment {name}"):
+            try:
+                return bytes(self.container.download_blob(name).readall())
+            except ResourceNotFoundError as error:
+                if _code(error) == "ContainerNotFound":
+                    _unreachable(self.where, "reading a segment", error)
+                return None
+
+    def _delete_objects(self, names: Sequence[str]) -> None:
+        with _reaching(self.where, "deleting compacted segments"):
+            for name in names:
+                try:
+                    self.container.delete_blob(name)
+                except ResourceNotFoundError as error:
+                    if _code(error) == "ContainerNotFound":
+                        _unreachable(self.where, "deleting segments", error)
 
     def write_report(self, takeover_id: str, body: bytes) -> str:
         name = report_name(self.site, takeover_id)

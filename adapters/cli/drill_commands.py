@@ -20,6 +20,7 @@ import typer
 from rustyflower.adapters.cli.errors import CliEnvironmentError, CliInputError
 from rustyflower.adapters.cli.options import Command, JsonOption
 from rustyflower.adapters.cli.render import emit_json, err, escape, fit, show, table
+from rustyflower.adapters.continuity.replication import DEFAULT_SETTLE
 
 __all__ = ["drill", "install"]
 
@@ -60,6 +61,16 @@ def drill(
             show_default=False,
         ),
     ] = None,
+    settle: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=60.0,
+            help="Seconds a change waits before the site's replicator ships it (as "
+            "`replicate --settle`): a larger one leaves the replicas further behind the "
+            "site at the kill.",
+        ),
+    ] = DEFAULT_SETTLE,
     work_dir: Annotated[
         Path | None,
         typer.Option(
@@ -87,7 +98,13 @@ def drill(
         sys.path.insert(0, str(Path.cwd()))
     chosen = seed if seed is not None else random.SystemRandom().randrange(1_000_000)
     options = DrillOptions(
-        cloud, instances, chosen, redis_url=redis_url, kill_after=kill_after, work_dir=work_dir
+        cloud,
+        instances,
+        chosen,
+        redis_url=redis_url,
+        kill_after=kill_after,
+        work_dir=work_dir,
+        settle=settle,
     )
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -115,6 +132,7 @@ def _print(document: dict[str, Any]) -> None:
         ("seed", str(document["seed"])),
         ("instances", str(document["instances"])),
         ("kill after", f"{document['kill_after_seconds']}s"),
+        ("replication settle", f"{document['settle_seconds']}s"),
         ("RPO p50 / p99 (transitions)", f"{rpo['p50']:g} / {rpo['p99']:g}"),
         ("RTO (kill -> first cloud transition)", f"{document['rto_seconds']}s"),
         ("takeover done (kill -> all continued)", f"{document['takeover_seconds']}s"),

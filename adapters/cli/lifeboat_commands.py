@@ -27,7 +27,11 @@ from rustyflower.adapters.cli.options import JsonOption, command
 from rustyflower.adapters.cli.render import emit_json, escape, fit, out, show, table
 from rustyflower.adapters.continuity.errors import ContinuityConfigError
 from rustyflower.adapters.continuity.lifeboat_setup import LifeboatSettings, build_agent
-from rustyflower.adapters.continuity.replication import DEFAULT_PARALLEL, DEFAULT_SETTLE
+from rustyflower.adapters.continuity.replication import (
+    DEFAULT_COMPACT_EVERY,
+    DEFAULT_PARALLEL,
+    DEFAULT_SETTLE,
+)
 from rustyflower.adapters.continuity.site_agent import AgentOptions, SiteAgent
 from rustyflower.core.errors import RustyFlowerError
 
@@ -75,6 +79,7 @@ def lifeboat_agent(
     takeover_cloud: str | None = None,
     parallel: int | None = None,
     settle: float | None = None,
+    compact_every: float | None = None,
 ) -> SiteAgent:
     """The site agent of the settings (options over the environment); a missing or bad
     setting is a CliEnvironmentError (exit 3)."""
@@ -93,6 +98,7 @@ def lifeboat_agent(
             options=AgentOptions(name=name),
             parallel=parallel or DEFAULT_PARALLEL,
             settle=DEFAULT_SETTLE if settle is None else settle,
+            compact_every=DEFAULT_COMPACT_EVERY if compact_every is None else compact_every,
         )
     except (ContinuityConfigError, ValueError) as error:
         raise CliEnvironmentError(str(error)) from None
@@ -108,7 +114,7 @@ def replicate(
     site: SiteOption = None,
     takeover_cloud: TakeoverOption = None,
     parallel: Annotated[
-        int, typer.Option(min=1, max=256, help="Writes to each cloud at once.")
+        int, typer.Option(min=1, max=256, help="Writes to each cloud at once while compacting.")
     ] = DEFAULT_PARALLEL,
     settle: Annotated[
         float,
@@ -119,6 +125,16 @@ def replicate(
             "again (or finishes) meanwhile is written once (or not at all).",
         ),
     ] = DEFAULT_SETTLE,
+    compact_every: Annotated[
+        float,
+        typer.Option(
+            min=0.5,
+            max=3600.0,
+            help="Seconds between two compactions: each round ships one segment per cloud, "
+            "folded into one object per instance this often (what a watchdog reads beyond "
+            "those objects is at most this much of the site's changes).",
+        ),
+    ] = DEFAULT_COMPACT_EVERY,
     status: Annotated[
         bool, typer.Option("--status", help="Print the running replicator's status and exit.")
     ] = False,
@@ -146,6 +162,7 @@ def replicate(
         takeover_cloud=takeover_cloud,
         parallel=parallel,
         settle=settle,
+        compact_every=compact_every,
     )
     stop = threading.Event()
     previous = {

@@ -21,6 +21,7 @@ from rustyflower.adapters.aws.deployment import ENV_LEASE_TABLE, ENV_REPLICA_BUC
 from rustyflower.adapters.continuity.errors import ContinuityConfigError
 from rustyflower.adapters.continuity.outcomes import CLOUDS, Cloud
 from rustyflower.adapters.continuity.replication import (
+    DEFAULT_COMPACT_EVERY,
     DEFAULT_PARALLEL,
     DEFAULT_SETTLE,
     Replicator,
@@ -226,6 +227,7 @@ def build_agent(
     links: Mapping[str, CloudLink] | None = None,
     parallel: int = DEFAULT_PARALLEL,
     settle: float = DEFAULT_SETTLE,
+    compact_every: float = DEFAULT_COMPACT_EVERY,
 ) -> SiteAgent:
     """The site's agent: a replicator to every target, the lease keeper of every cloud."""
     made = dict(links) if links is not None else settings.links()
@@ -235,6 +237,7 @@ def build_agent(
         keys,
         parallel=parallel,
         settle=settle,
+        compact_every=compact_every,
     )
     keeper = SiteLeaseKeeper(settings.site, made, store, keys, takeover_by=settings.takeover_by)
     return SiteAgent(settings.site, feed, replicator, keeper, options)

@@ -3,14 +3,21 @@
 The store notes changed instances (``core.lifeboat.feed``); for each target (``aws``,
 ``azure``) a round collects the notes into the target's backlog, takes the oldest
 ``batch`` entries noted at least ``settle`` seconds ago, reads those instances as stored
-and ships them side by side (``parallel`` at once): a running instance's sealed snapshot
-is put (a conditional write, ``core.lifeboat.replica.put_decision``), a finished one's
-replica is removed (no request at all when it never had one: the feed's ``present``
-set). What was shipped leaves the backlog unless the instance changed meanwhile (then it
-goes again). The settle time trades a little lag for far fewer writes: an instance that
-changes several times (or starts and finishes) within it is written once (or never).
-Nothing here is on the commit path: a cloud that is slow or unreachable only grows the
-backlog (one entry per instance), and the next rounds catch up.
+and ships them all as one *segment* (``core.lifeboat.segments``; several when their
+snapshots pass ``segment_bytes``): a running instance's sealed snapshot, or a tombstone
+for one that finished (nothing at all for one that never had a replica: the feed's
+``present`` set). One request per round instead of one per instance: the cloud SDK's
+CPU per request (2-4 ms) no longer caps how many instances a second can be shipped.
+What was shipped leaves the backlog unless the instance changed meanwhile (then it goes
+again). The settle time trades a little lag for fewer bytes: an instance that changes
+several times (or starts and finishes) within it is shipped once (or never). Nothing
+here is on the commit path: a cloud that is slow or unreachable only grows the backlog
+(one entry per instance), and the next rounds catch up.
+
+Every ``compact_every`` seconds a thread of its own folds the segments into the
+per-instance replicas (conditional writes under ``put_decision``, side by side,
+``parallel`` at once: a replica a cloud took over is ``fenced``, never overwritten) and
+deletes them, so what a watchdog reads stays bounded.
 
 The lag of a shipped instance is the time from its oldest change not yet shipped (the
 store's clock) to the moment the cloud confirmed the write: the RPO it had. Each target
@@ -32,16 +39,40 @@ from typing import Any
 
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.lifeboat.feed import Fetched, Pending, ReplicationFeed, Shipped
-from rustyflower.core.lifeboat.replica import CloudUnreachableError, ReplicaStore
+from rustyflower.core.lifeboat.replica import (
+    CloudUnreachableError,
+    PutOutcome,
+    RemoveOutcome,
+    ReplicaHeader,
+    ReplicaStore,
+    instance_name,
+)
+from rustyflower.core.lifeboat.segments import SegmentEntry, newest_entries, segment_written_ms
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
 
-__all__ = ["LagWindow", "Replicator", "RoundResult", "TargetStatus", "percentile"]
+__all__ = [
+    "CompactionResult",
+    "LagWindow",
+    "Replicator",
+    "RoundResult",
+    "TargetStatus",
+    "percentile",
+]
 
 log = logging.getLogger("rustyflower.replication")
 
-DEFAULT_BATCH = 200
-DEFAULT_PARALLEL = 16
+DEFAULT_BATCH = 500
+DEFAULT_PARALLEL = 4
+"""Writes at once while compacting (and segments of one round): few, because every
+thread competes for the interpreter with the shipping round, whose lag is the RPO."""
+DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
+"""Snapshot bytes in one segment at most: a round with more writes several."""
+DEFAULT_COMPACT_EVERY = 10.0
+"""Seconds between two compactions, and the age of the segments they replace."""
+DEFAULT_FOLD_AFTER = 60.0
+"""Seconds an instance's change waits in segments before it goes into its own replica
+(an instance that changes again meanwhile never needs that write)."""
 DEFAULT_SETTLE = 0.2
 """Seconds a change waits before it is shipped: an instance that changes again (or
 finishes) meanwhile goes once (or not at all), for at most this much more lag."""
@@ -90,6 +121,9 @@ class TargetStatus:
     where: str
     shipped: int = 0
     removed: int = 0
+    segments: int = 0
+    compactions: int = 0
+    last_compacted_at: float | None = None
     fenced: int = 0
     failures: int = 0
     rounds: int = 0
@@ -107,6 +141,9 @@ class TargetStatus:
             "window": {"seconds": self.lags.seconds, **self.lags.summary(now)},
             "shipped": self.shipped,
             "removed": self.removed,
+            "segments": self.segments,
+            "compactions": self.compactions,
+            "last_compacted_at": self.last_compacted_at,
             "fenced": self.fenced,
             "failures": self.failures,
             "rounds": self.rounds,
@@ -127,6 +164,34 @@ class RoundResult:
     shipped: int
 
 
+@dataclass(frozen=True)
+class CompactionResult:
+    """One compaction: old segments replaced (deleted), instances written to (or removed
+    from) their own replicas, instances carried into a new segment, and old segments left
+    (unreadable, or gone before they were read)."""
+
+    segments: int
+    folded: int
+    carried: int
+    left: int
+
+
+def _older(name: str, cutoff_ms: int) -> bool:
+    written = segment_written_ms(name)
+    return written is not None and written <= cutoff_ms
+
+
+def _fold(store: ReplicaStore, entry: SegmentEntry) -> PutOutcome | RemoveOutcome:
+    if entry.data is None:
+        return store.remove(entry.header)
+    return store.put(entry.header, entry.data)
+
+
+def _header_of(fetched: Fetched, instance_id: str) -> ReplicaHeader | None:
+    found = fetched.instances[instance_id]
+    return None if found is None else found.header
+
+
 class Replicator:
     """Ships a site's changed instances to its replica stores (one thread per target)."""
 
@@ -139,6 +204,9 @@ class Replicator:
         batch: int = DEFAULT_BATCH,
         parallel: int = DEFAULT_PARALLEL,
         settle: float = DEFAULT_SETTLE,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        compact_every: float = DEFAULT_COMPACT_EVERY,
+        fold_after: float = DEFAULT_FOLD_AFTER,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not targets:
@@ -153,6 +221,10 @@ class Replicator:
         self.keys = keys
         self.batch = batch
         self.settle_ms = int(settle * 1000)
+        self.segment_bytes = segment_bytes
+        self.compact_every = compact_every
+        self.compact_every_ms = int(compact_every * 1000)
+        self.fold_after_ms = int(fold_after * 1000)
         self.clock = clock
         self.status = {
             name: TargetStatus(name, store.where) for name, store in self.targets.items()
@@ -172,10 +244,10 @@ class Replicator:
     # --- one round -----------------------------------------------------------------------
 
     def ship_round(self, target: str) -> RoundResult:
-        """Collect, ship the oldest part of ``target``'s backlog, take off what went.
+        """Collect, ship the oldest part of ``target``'s backlog as segments, take off what went.
 
-        Raises ``CloudUnreachableError`` when every instance of the round failed to reach
-        the cloud (the caller backs off); single failures are counted and retried later.
+        Raises ``CloudUnreachableError`` when the round's segments could not be written
+        (the caller backs off; the instances stay in the backlog).
         """
         status = self.status[target]
         store = self.targets[target]
@@ -186,61 +258,143 @@ class Replicator:
         if not pending:
             return RoundResult(0, 0, 0)
         fetched = self.feed.fetch(target, [entry.instance_id for entry in pending])
-        writes = [
-            instance_id
-            for instance_id, found in fetched.instances.items()
-            if found is not None and not found.header.finished
-        ]
+        entries: list[SegmentEntry] = []
+        absent: set[str] = set()
+        for entry in pending:
+            found = fetched.instances[entry.instance_id]
+            if found is None or (
+                found.header.finished and entry.instance_id not in fetched.present
+            ):
+                # gone (purged), or finished before it was ever shipped: nothing to say
+                absent.add(entry.instance_id)
+            elif found.header.finished:
+                entries.append(SegmentEntry(found.header, None, fetched.read_ms))
+                absent.add(entry.instance_id)
+            else:
+                self.highest_epoch = max(self.highest_epoch, found.header.epoch)
+                entries.append(
+                    SegmentEntry(found.header, self._signed(found.data), fetched.read_ms)
+                )
+        writes = [entry.header.instance_id for entry in entries if not entry.tombstone]
         if writes:
             self.feed.will_write(target, writes)  # before the writes: a crash keeps track
-        futures = [
-            (entry, self._pool.submit(self._ship, store, fetched, entry.instance_id))
+        try:
+            self._write_segments(store, status, entries)
+        except Exception as error:
+            self._failed(status, error, len(pending), len(pending))
+            if isinstance(error, CloudUnreachableError):
+                raise
+            raise CloudUnreachableError(f"{target}: {error}") from error
+        status.failing_since = None
+        done = [
+            Shipped(
+                entry,
+                _header_of(fetched, entry.instance_id),
+                fetched.read_ms,
+                entry.instance_id in absent,
+            )
             for entry in pending
         ]
-        done: list[Shipped] = []
+        self.feed.shipped(target, done)
+        self._measure(status, pending)
+        return RoundResult(len(pending), 0, len(done))
+
+    def _write_segments(
+        self, store: ReplicaStore, status: TargetStatus | None, entries: Sequence[SegmentEntry]
+    ) -> None:
+        """The entries as segments of at most ``segment_bytes`` of snapshots, side by side."""
+        if not entries:
+            return
+        chunks: list[list[SegmentEntry]] = [[]]
+        size = 0
+        for entry in entries:
+            length = 0 if entry.data is None else len(entry.data)
+            if chunks[-1] and size + length > self.segment_bytes:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(entry)
+            size += length
+        written_ms = self.feed.now_ms()
+        for future in [self._pool.submit(store.put_segment, chunk, written_ms) for chunk in chunks]:
+            future.result()
+        if status is None:  # carried by a compaction: nothing new shipped
+            return
+        status.segments += len(chunks)
+        status.shipped += sum(1 for entry in entries if not entry.tombstone)
+        status.removed += sum(1 for entry in entries if entry.tombstone)
+
+    # --- compaction ------------------------------------------------------------------------
+
+    def compact(self, target: str, *, everything: bool = False) -> CompactionResult:
+        """Replace ``target``'s segments older than ``compact_every`` by what they still say.
+
+        Of each instance's newest entry in those segments: one a newer segment outranks is
+        dropped; a tombstone removes the instance's own replica when it has one (else it is
+        dropped); a change older than ``fold_after`` goes into the instance's own replica
+        (the conditional ``put``: a replica a cloud took over is ``fenced``, never
+        overwritten); a younger one is carried into a new segment, since the instance is
+        likely to change again. So an instance that changes all the time costs segments
+        only, and one that waits costs one write of its own. The old segments are deleted
+        once every entry kept is written. ``everything``: every segment is old and every
+        change goes to its instance's replica (nothing is carried).
+        """
+        status = self.status[target]
+        store = self.targets[target]
+        names = store.segment_names()
+        now_ms = self.feed.now_ms()
+        old_by, fold_by = (
+            (now_ms + 1, now_ms + 1)
+            if everything
+            else (now_ms - self.compact_every_ms, now_ms - self.fold_after_ms)
+        )
+        old = [name for name in names if everything or _older(name, old_by)]
+        if not old:
+            return CompactionResult(0, 0, 0, 0)
+        loaded = store.segment_entries(names)
+        folding = [name for name in old if name in loaded]
+        newer = newest_entries(
+            entry for name in names if name in loaded and name not in old for entry in loaded[name]
+        )
+        bases = store.base_names()
+        to_fold: list[SegmentEntry] = []
+        to_carry: list[SegmentEntry] = []
+        for instance_id, entry in newest_entries(
+            entry for name in folding for entry in loaded[name]
+        ).items():
+            outranked = newer.get(instance_id)
+            if outranked is not None and outranked.header.order >= entry.header.order:
+                continue
+            if entry.tombstone:
+                if instance_name(store.site, instance_id) in bases:
+                    to_fold.append(entry)
+            elif entry.shipped_ms <= fold_by:
+                to_fold.append(entry)
+            else:
+                to_carry.append(entry)
         errors: list[BaseException] = []
-        for entry, future in futures:
+        futures = [self._pool.submit(_fold, store, entry) for entry in to_fold]
+        try:
+            self._write_segments(store, None, to_carry)
+        except Exception as error:
+            errors.append(error)
+        for future in futures:
             try:
                 outcome = future.result()
-            except Exception as error:  # one instance's failure; the others still count
+            except Exception as error:  # counted; the segments stay for the next compaction
                 errors.append(error)
                 continue
-            found = fetched.instances[entry.instance_id]
-            header = None if found is None else found.header
-            absent = outcome in ("removed", "absent", "gone")
-            done.append(Shipped(entry, header, fetched.read_ms, absent))
             if outcome == "fenced":
                 status.fenced += 1
-            elif outcome == "removed":
-                status.removed += 1
-            elif outcome in ("written", "kept"):
-                status.shipped += 1
-        if done:
-            self.feed.shipped(target, done)
-        self._measure(status, [item.pending for item in done])
         if errors:
-            self._failed(status, errors[0], len(errors), len(pending))
-            if not done:
-                raise (
-                    errors[0]
-                    if isinstance(errors[0], CloudUnreachableError)
-                    else (CloudUnreachableError(f"{target}: {errors[0]}"))
-                )
-        else:
-            status.failing_since = None
-        return RoundResult(len(pending), len(errors), len(done))
-
-    def _ship(self, store: ReplicaStore, fetched: Fetched, instance_id: str) -> str:
-        found = fetched.instances[instance_id]
-        if found is None:
-            return "gone"  # deleted here (purged): its replica went when it finished
-        header = found.header
-        self.highest_epoch = max(self.highest_epoch, header.epoch)
-        if header.finished:
-            if instance_id not in fetched.present:
-                return "absent"  # finished before it was ever shipped: nothing to remove
-            return store.remove(header)
-        return store.put(header, self._signed(found.data))
+            self._failed(status, errors[0], len(errors), len(futures) + 1)
+            first = errors[0]
+            if isinstance(first, CloudUnreachableError):
+                raise first
+            raise CloudUnreachableError(f"{target}: compaction: {first}") from first
+        store.delete_segments(folding)
+        status.compactions += 1
+        status.last_compacted_at = self.clock()
+        return CompactionResult(len(folding), len(to_fold), len(to_carry), len(old) - len(folding))
 
     def _signed(self, data: bytes) -> bytes:
         """The stored snapshot as it is when signed; re-sealed with the site's keys when it
@@ -317,6 +471,17 @@ class Replicator:
             failures = 0
             if result.handled < self.batch:
                 stop.wait(idle)
+
+    def run_compaction(self, target: str, stop: threading.Event) -> None:
+        """Compact ``target`` every ``compact_every`` seconds until ``stop`` (a thread of its
+        own: folding hundreds of instances must not hold up the next round's segment)."""
+        while not stop.wait(self.compact_every):
+            try:
+                self.compact(target)
+            except RustyFlowerError as error:
+                log.warning("compaction of %s: %s; the segments stay", target, error)
+            except Exception:
+                log.exception("compaction of %s failed; the segments stay", target)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

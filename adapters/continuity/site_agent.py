@@ -126,6 +126,7 @@ class SiteAgent:
         self._term_stop = threading.Event()
         for target in self.replicator.targets:
             self._spawn(f"rustyflower-replicate-{target}", functools.partial(self._ship, target))
+            self._spawn(f"rustyflower-compact-{target}", functools.partial(self._compact, target))
         self._spawn("rustyflower-site-lease", self._renew_loop)
 
     def _end_term(self) -> None:
@@ -151,6 +152,9 @@ class SiteAgent:
 
     def _ship(self, target: str) -> None:
         self.replicator.run(target, self._term_stop, self.options.idle)
+
+    def _compact(self, target: str) -> None:
+        self.replicator.run_compaction(target, self._term_stop)
 
     def _renew_loop(self) -> None:
         while not self._term_stop.is_set():

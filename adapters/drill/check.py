@@ -150,6 +150,8 @@ class Report:
     """Kill to the first transition in the cloud (the first instance it continued)."""
     takeover_seconds: float | None = None
     """Kill to the end of the takeover (every instance continued)."""
+    settle: float = 0.0
+    """The replicator's settle time (seconds) in the drill."""
     outcomes: list[Outcome] = field(default_factory=list)
     duplicate_executions: int = 0
     honoured_repeats: int = 0
@@ -193,6 +195,7 @@ class Report:
             "seed": self.seed,
             "instances": len(self.outcomes),
             "kill_after_seconds": round(self.kill_after, 3),
+            "settle_seconds": self.settle,
             "rpo_transitions": {
                 "p50": percentile(self.lags, 0.5),
                 "p99": percentile(self.lags, 0.99),

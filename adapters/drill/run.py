@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rustyflower.adapters.continuity.replication import DEFAULT_SETTLE
 from rustyflower.adapters.drill.check import (
     Outcome,
     Report,
@@ -66,6 +67,7 @@ class DrillOptions:
         redis_url: str | None = None,
         kill_after: float | None = None,
         work_dir: Path | None = None,
+        settle: float = DEFAULT_SETTLE,
     ) -> None:
         self.cloud = cloud
         self.instances = instances
@@ -73,6 +75,9 @@ class DrillOptions:
         self.redis_url = redis_url
         self.kill_after = kill_after
         self.work_dir = work_dir
+        self.settle = settle
+        """Seconds a change waits before the site's replicator ships it (its own default:
+        the drill rehearses the RPO the site runs with)."""
 
 
 def _until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.2) -> Any:
@@ -152,7 +157,9 @@ def run_drill(options: DrillOptions, progress: Progress) -> Report:
         try:
             progress(f"starting the local {options.cloud}")
             cloud.start(FLOWS)
-            site = DrillSite(work / "site", cloud.lifeboat(), keys, registry, options.redis_url)
+            site = DrillSite(
+                work / "site", cloud.lifeboat(), keys, registry, options.redis_url, options.settle
+            )
             url = site.open(FLOWS)
             site.run()
             progress(f"site up at {url} (data in {work / 'site'}), replicating to {options.cloud}")
@@ -244,7 +251,7 @@ def _drill(  # noqa: PLR0917 - the drill's one sequence, its parts named
         return done
 
     _until("every instance to finish on the site", finished, SETTLE_TIMEOUT)
-    report = Report(cloud.cloud, options.seed, kill_after, rto, takeover_seconds)
+    report = Report(cloud.cloud, options.seed, kill_after, rto, takeover_seconds, options.settle)
     for instance_id in ids:
         if not site.store.exists(instance_id):
             report.outcomes.append(

@@ -41,6 +41,8 @@ class DrillSite:
     registry: ActivityRegistry
     redis_url: str | None = None
     """An outside Redis (not killed by the drill: its worker and agent are)."""
+    settle: float = 0.0
+    """Seconds a change waits before the replicator ships it."""
     prefix: str = "rfdrill"
     store: RedisStore = field(init=False)
     url: str = field(init=False, default="")
@@ -73,7 +75,7 @@ class DrillSite:
             feed=RedisReplicationFeed(self.store),
             keys=self.keys,
             options=AgentOptions(name=f"drill-{os.getpid()}", renew_interval=RENEW_EVERY),
-            settle=0.0,
+            settle=self.settle,
         )
         self._stop = threading.Event()
         self.agent.prepare(self._stop)

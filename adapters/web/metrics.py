@@ -200,7 +200,8 @@ def _replication(replication: ReplicationStats | None) -> list[Metric]:
     )
     shipped = CounterMetricFamily(
         "rustyflower_replication_shipped",
-        "Snapshots written to the cloud by the leading replicator (since it started).",
+        "Snapshots shipped to the cloud (in segments) by the leading replicator "
+        "(since it started).",
         labels=["cloud"],
     )
     failures = CounterMetricFamily(

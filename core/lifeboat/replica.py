@@ -10,9 +10,12 @@ Every write is conditional on what is there (an ETag), under one ordering rule,
 :func:`put_decision`: a higher epoch wins over any lower one, and within one epoch the
 higher ``seq`` wins. So a site that lost its instances to a cloud (which wrote them at
 epoch + 1 when it took them over) can no longer overwrite them: its write is
-``fenced``. Layout, under one bucket or container::
+``fenced``. The site's replicator ships a round's instances as one *segment*
+(``core.lifeboat.segments``), folded into the per-instance objects later; readers see
+both as one view. Layout, under one bucket or container::
 
     lifeboat/<site>/instances/<sha256 of the instance id>.snapshot
+    lifeboat/<site>/segments/<ms>-<random>.json      many instances' changes at once
     lifeboat/<site>/takeovers/<takeover id>.json     the watchdog's reports
     lifeboat/<site>/lease.json                       the site lease (Azure; AWS: DynamoDB)
 """
@@ -20,13 +23,16 @@ epoch + 1 when it took them over) can no longer overwrite them: its write is
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import quote, unquote
 
 from rustyflower.core.errors import RustyFlowerError
 from rustyflower.core.instance_store import LOCAL
+
+if TYPE_CHECKING:
+    from rustyflower.core.lifeboat.segments import SegmentEntry
 
 __all__ = [
     "ROOT",
@@ -196,10 +202,33 @@ class ReplicaStore(Protocol):
         ...
 
     def headers(self) -> list[ReplicaHeader]:
-        """Every replica's header (what a watchdog chooses from)."""
+        """Every in-flight replica's newest header, segments included (what a watchdog
+        chooses from)."""
         ...
 
-    def read(self, instance_id: str) -> Replica | None: ...
+    def read(self, instance_id: str) -> Replica | None:
+        """The instance's newest replica, segments included."""
+        ...
+
+    def put_segment(self, entries: Sequence[SegmentEntry], written_ms: int) -> str:
+        """Write many instances' changes as one new segment; its name."""
+        ...
+
+    def segment_names(self) -> list[str]:
+        """The segments not compacted yet, oldest first."""
+        ...
+
+    def segment_entries(self, names: Sequence[str]) -> dict[str, list[SegmentEntry]]: ...
+
+    def current_segments(self) -> dict[str, list[SegmentEntry]]:
+        """Every segment there now, read whole (listed again when one went meanwhile)."""
+        ...
+
+    def base_names(self) -> set[str]:
+        """The names of the per-instance replicas there now."""
+        ...
+
+    def delete_segments(self, names: Sequence[str]) -> None: ...
 
     def write_report(self, takeover_id: str, body: bytes) -> str:
         """Store a takeover report; returns its name."""

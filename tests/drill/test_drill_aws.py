@@ -34,11 +34,18 @@ def test_a_drill_whose_site_dies_with_everything_parked_ends_clean(tmp_path: Pat
     assert len(set(ids)) == N
 
 
+BEHIND = ("--settle", "1", "--kill-after", "1.8")
+"""A drill whose replicas are behind the site at the kill, whatever the machine's load."""
+
+
 def test_a_drill_killed_mid_flight_runs_no_call_twice(tmp_path: Path) -> None:
-    """Killed while calls run (the default moment): the cloud continues from replicas a few
-    transitions behind the site and makes the calls the site made since under the site's
-    keys, so the ledger (an activity that honours its key) runs none of them twice."""
-    code, report, _ = drill("--seed", "3", work=tmp_path)
+    """Killed while calls run: the cloud continues from replicas some transitions behind
+    the site and makes the calls the site made since under the site's keys, so the ledger
+    (an activity that honours its key) runs none of them twice. The replicas are made to
+    lag: with a settle time of 1 s the replicator ships each instance at about 1 s and
+    nothing after, so the 0.8 s before the kill at 1.8 s are the site's alone."""
+    code, report, _ = drill("--seed", "3", *BEHIND, work=tmp_path)
+    assert not report["not_replicated"], "the replicator shipped nothing before the kill"
     assert report["superseded_entries"] > 0, "the kill came after the last transition"
     # the frontier was crossed: calls the site made were asked again, under its keys
     assert report["honoured_repeats"] > 0, report

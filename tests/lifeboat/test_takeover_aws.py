@@ -193,8 +193,10 @@ def test_split_brain_only_the_epoch_owner_advances_the_instance(
     # the site has not seen the takeover yet and advances the instance at epoch 0 ...
     moved = site.conductor.signal("order-1", "approval", {"by": "bob"})
     assert moved.snapshot.epoch == 0
-    # ... but the cloud's copy is the cloud's now: the site's write is refused
+    # ... but the cloud's copy is the cloud's now: the site's segment is outranked, and
+    # folding it into the instance's replica is refused
     replicate(agent)
+    agent.replicator.compact("aws", everything=True)
     assert agent.replicator.status["aws"].fenced >= 1
     replica = S3ReplicaStore(world.s3, BUCKET, SITE).read("order-1")
     assert replica is not None and (replica.header.epoch, replica.header.owner) == (1, "aws")

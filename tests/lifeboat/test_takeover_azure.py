@@ -188,7 +188,12 @@ def test_split_brain_only_the_epoch_owner_advances_the_instance(
     site.conductor.signal("order-1", "approval", {"by": "bob"})  # the site, unaware
     while agent.replicator.ship_round("azure").handled:
         pass
-    assert agent.replicator.status["azure"].fenced >= 1  # the cloud's copy is the cloud's
+    # the cloud's copy is the cloud's: the site's segment is outranked, its folding refused
+    replicas = replica_container(containers[1], connection_string=azurite_connection_string)
+    replica = BlobReplicaStore(replicas, SITE).read("order-1")
+    assert replica is not None and (replica.header.epoch, replica.header.owner) == (1, "azure")
+    agent.replicator.compact("azure", everything=True)
+    assert agent.replicator.status["azure"].fenced >= 1
 
     agent.keeper.now = lambda: datetime.now(UTC)
     assert agent.keeper.renew("azure").state == "held"
