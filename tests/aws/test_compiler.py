@@ -783,6 +783,7 @@ def test_sub_flow_starts_the_child_machine_and_waits() -> None:
     assert call["Parameters"] == {
         "input": {"x.$": "$.x"},
         "child": {
+            "scope": None,
             "path": "",
             "state": "Call",
             "attempt.$": "States.MathAdd($$.State.RetryCount, 1)",

@@ -242,6 +242,7 @@ class CallStates(ServiceStates):
             if positional:
                 # ASL's retry count of this wrapper is the engine's attempt - 1
                 parameters["child"] = {
+                    **self.scope_field(copy),  # where failback places the child's start
                     **self.scope_text_field(copy),
                     "state": name,
                     "attempt.$": "States.MathAdd($$.State.RetryCount, 1)",
