@@ -275,7 +275,9 @@ class CallStates(ServiceStates):
         fields, after = self.result_fields(copy, base, root, state, "$[0]", select=False)
         main.update(fields)
         if resumed:
-            again = (self.next_child(state, base), []) if positional else None
+            again: tuple[dict[str, Any], StateItems] | None = None
+            if positional:
+                again = (self.next_child(state, base), [])
             catch, extra = self.error_router(copy, name, base, state, again)
         else:
             retry = retriers_of(self.definition, state)
