@@ -59,7 +59,6 @@ from rustyflower.core.contract import (
     ControlEvent,
     ReservedError,
     RunnerError,
-    child_instance_id,
     work_number,
 )
 from rustyflower.core.engine import (
@@ -122,6 +121,8 @@ class _Work:
     task: Any
     seq: int = -1
     """For a checkpoint: the snapshot seq it writes."""
+    child_id: str | None = None
+    """For a child: its instance id (a positional child's id is not made from ``key``)."""
     scheduled: bool = False
     """Yielded to Durable at least once (a task is only scheduled when yielded)."""
 
@@ -237,8 +238,10 @@ class _Orchestration:
 
     # --- commands -> tasks ---------------------------------------------------------------
 
-    def track(self, kind: str, key: str, task: Any, seq: int = -1) -> _Work:
-        work = _Work(kind, key, task, seq)
+    def track(
+        self, kind: str, key: str, task: Any, seq: int = -1, child_id: str | None = None
+    ) -> _Work:
+        work = _Work(kind, key, task, seq, child_id)
         self.by_task[id(task)] = work
         if kind in _ENGINE_WORK:
             self.work[key] = work
@@ -319,7 +322,7 @@ class _Orchestration:
         task = self.context.call_sub_orchestrator(
             ORCHESTRATOR, child_input.to_json(), instance_id=durable_instance_id(child_id)
         )
-        self.track("child", command.call_id, task)
+        self.track("child", command.call_id, task, child_id=child_id)
 
     def cancel(self, command: CancelWork) -> None:
         work = self.work.pop(command.work_id, None)
@@ -328,10 +331,8 @@ class _Orchestration:
         self.by_task.pop(id(work.task), None)
         if work.kind == "timer":
             _cancel_timer(work.task)
-        elif work.kind == "child":
-            child_id = durable_instance_id(
-                child_instance_id(self.snapshot.instance_id, command.work_id)
-            )
+        elif work.kind == "child" and work.child_id is not None:
+            child_id = durable_instance_id(work.child_id)
             request = {
                 "instance_id": child_id,
                 "event": ControlEvent.CANCEL,
@@ -439,9 +440,9 @@ class _Orchestration:
                 "positions_total": len(positions),
                 "waiting_for": waits[:STATUS_LIST_LIMIT],
                 "children": [
-                    durable_instance_id(child_instance_id(snapshot.instance_id, work.key))
+                    durable_instance_id(work.child_id)
                     for work in self.work.values()
-                    if work.kind == "child"
+                    if work.kind == "child" and work.child_id is not None
                 ][:STATUS_LIST_LIMIT],
                 "generation": self.input.generation,
                 "transitions": self.transitions,

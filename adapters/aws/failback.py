@@ -200,9 +200,10 @@ def _lambda_cause(cause: Any) -> str | None:
 
 def _scope_in(data: Any) -> Any:
     """The scope value a state's data carries inside map iterations (``rf.scope``), or in a
-    sub-flow call (``call.scope``); ``...`` when it carries none."""
+    sub-flow call (``call.scope``, or ``child.scope`` for a child named by its position);
+    ``...`` when it carries none."""
     if isinstance(data, Mapping):
-        for key in ("rf", "call"):
+        for key in ("rf", "call", "child"):
             holder = data.get(key)
             if isinstance(holder, Mapping) and "scope" in holder:
                 return holder["scope"]

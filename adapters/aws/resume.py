@@ -259,6 +259,12 @@ class _NodeBuilder:
                     call["timeout"] = state.timeout_seconds
                 node["call"] = call
                 node.update(self.retry_plan(token, state, next_attempt=token.attempt + 1))
+            elif isinstance(state, SubFlowState) and not self.structure.repeatable(token.position):
+                # the machine starts the next attempt's child under the engine's id,
+                # parent/position@attempt, from the attempt that failed (a state that can be
+                # entered again starts it from the fresh state instead)
+                node["child"] = {"attempt": token.attempt, "position": token.position}
+                node.update(self.retry_plan(token, state, next_attempt=token.attempt + 1))
             return node
         if isinstance(state, TaskState):
             return self.task(token, state, copy)
@@ -341,16 +347,23 @@ class _NodeBuilder:
         if entry is None or not isinstance(entry.command, StartChildFlow):
             raise self.fail(token, "the sub-flow has no child in flight")
         command = entry.command
+        node = self.base(token, resume_route_name(copy, token.state))
         child_id = command.child_instance_id
         child = self.children.get(child_id)
         if child is not None:
             child_input = execution_input(child, now=self.now, children=self.children)
         else:
             child_input = fresh_input(child_id, command.input, epoch=self.snapshot.epoch)
-        node = self.base(token, resume_route_name(copy, token.state))
-        node["child_id"] = child_id
-        node["child_name"] = execution_name(child_id, self.snapshot.epoch)
-        node["child_input"] = child_input
+        # the child keeps the id its command carries, whatever form the engine gave it (a
+        # snapshot from before positional child ids names it by its call); ``attempt`` and
+        # ``position`` name the next attempt's child, as the engine will
+        node["child"] = {
+            "id": child_id,
+            "name": execution_name(child_id, self.snapshot.epoch),
+            "input": child_input,
+            "attempt": token.attempt,
+            "position": token.position,
+        }
         node.update(self.retry_plan(token, state, next_attempt=token.attempt))
         return node
 

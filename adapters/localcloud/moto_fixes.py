@@ -19,17 +19,24 @@ the tests' moto harnesses (tests/aws) apply them through :func:`step_functions_f
   parsing their definitions at once corrupt each other's (``IndexError`` in the
   executor's thread, and the execution never ends); each instance gets its own list;
 * the Lambda integration (``lambda:invoke``): moto without Docker only echoes the
-  payload; the caller's ``invoke`` answers instead (``lambdas.LambdaRouter``).
+  payload; the caller's ``invoke`` answers instead (``lambdas.LambdaRouter``);
+* a retried Parallel: moto evaluates its ``Parameters`` once and gives every attempt the
+  first attempt's input, so ``$$.State.RetryCount`` there is always 0; the context object
+  counts the state's retries, and a sub-flow's wrapper names each attempt's child by it
+  (``parent/position@attempt``): the Parameters are evaluated again for each attempt.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
+from moto.stepfunctions.parser.api import HistoryEventType
+from moto.stepfunctions.parser.asl.component.common.catch.catch_outcome import CatchOutcome
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
     CustomErrorName,
 )
@@ -39,10 +46,14 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
     StatesErrorName,
 )
+from moto.stepfunctions.parser.asl.component.common.retry.retry_outcome import RetryOutcome
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import (
     iteration_worker,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_parallel.state_parallel import (
+    StateParallel,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_sfn,
@@ -54,6 +65,7 @@ __all__ = [
     "LambdaInvoke",
     "any_error_name",
     "own_scopes",
+    "parallel_attempts",
     "sfn_parameters",
     "sfn_response",
     "step_functions_fixes",
@@ -120,6 +132,40 @@ def timestamp_wait_seconds(self: Any, env: Any) -> int:
     return whole
 
 
+def parallel_attempts(self: Any, env: Any) -> None:
+    """``StateParallel._eval_state`` with the Parameters evaluated for each attempt (moto's
+    own evaluates them once, before its retry loop, which is otherwise unchanged here)."""
+    env.states.context_object.context_object_data["State"]["RetryCount"] = 0
+    effective_input = env.stack.pop()  # after InputPath
+    while env.is_running():
+        try:
+            env.stack.append(copy.deepcopy(effective_input))
+            if self.parargs is not None:
+                self.parargs.eval(env=env)
+            # the branches get a copy of their input, never a value they share
+            env.stack.append(copy.deepcopy(env.stack.pop()))
+            self._evaluate_with_timeout(env)
+            break
+        except FailureEventException as failure_event_ex:
+            failure_event = self._from_error(env=env, ex=failure_event_ex)
+            error_output = self._construct_error_output_value(failure_event=failure_event)
+            env.states.set_error_output(error_output)
+            env.states.set_result(error_output)
+            if self.retry is not None:
+                outcome = self._handle_retry(env=env, failure_event=failure_event)
+                if outcome == RetryOutcome.CanRetry:
+                    continue
+            env.event_manager.add_event(
+                context=env.event_history_context,
+                event_type=HistoryEventType.ParallelStateFailed,
+            )
+            if self.catch is not None:
+                self._handle_catch(env=env, failure_event=failure_event)
+                if env.stack[-1] == CatchOutcome.Caught:
+                    break
+            self._handle_uncaught(env=env, failure_event=failure_event)
+
+
 _ORIGINAL_PREPROCESSOR_INIT = Preprocessor.__init__
 
 
@@ -141,6 +187,7 @@ def step_functions_fixes(invoke: LambdaInvoke, *, exact_timestamps: bool = True)
         (branches_decl, "CustomErrorName", any_error_name),
         (iteration_worker, "CustomErrorName", any_error_name),
         (Preprocessor, "__init__", own_scopes),
+        (StateParallel, "_eval_state", parallel_attempts),
     ]
     if exact_timestamps:
         patches.append((timestamp.Timestamp, "_get_wait_seconds", timestamp_wait_seconds))

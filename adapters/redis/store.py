@@ -36,7 +36,6 @@ from rustyflower.core.engine import (
     StartChildFlow,
     StartTimer,
     Transition,
-    child_instance_id,
 )
 from rustyflower.core.engine.machine import outstanding
 from rustyflower.core.errors import (
@@ -465,7 +464,7 @@ class RedisStore:
                         instance_id,
                         snapshot.epoch,
                         priority,
-                        child_instance_id=child_instance_id(instance_id, command.work_id),
+                        child_instance_id=command.child_instance_id,
                     )
                     ops += ["x", priority, message.encode()]
             elif isinstance(command, FinishFlow) and snapshot.state.parent is not None:

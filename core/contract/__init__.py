@@ -37,6 +37,7 @@ from rustyflower.core.contract.services import (
     service_kind,
 )
 from rustyflower.core.contract.work_ids import (
+    CHILD_ATTEMPT_SEPARATOR,
     FLOW_TIMER_POSITION,
     TIMER_PURPOSES,
     Purpose,
@@ -50,6 +51,7 @@ from rustyflower.core.contract.work_ids import (
 )
 
 __all__ = [
+    "CHILD_ATTEMPT_SEPARATOR",
     "CONTROL_EVENTS",
     "FLOW_TIMER_POSITION",
     "RESERVED_PREFIX",

@@ -8,6 +8,12 @@ names never contain ``~`` or ``:`` (core.model.common.STATE_NAME_PATTERN), so th
 parses back unambiguously. A runtime that re-issues work from a snapshot (the compiled
 Step Functions machine does, by payload) builds the same ids with :func:`format_work_id`, with
 a tag of its own in place of the number when the engine did not issue the work.
+
+A child flow's instance id is its parent's id, ``/`` and either the position and attempt
+of the sub_flow call (``order-1/Fork[0]/Ship@2``: a state entered once per scope, named
+alike by every runtime) or the call's work id (``order-1/Fork[0]/Ship~12``: a state that
+can be entered again, and the form of every child id before positional ids): see
+:func:`child_instance_id`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from typing import Final
 
 NUMBER_SEPARATOR: Final = "~"
 PURPOSE_SEPARATOR: Final = ":"
+CHILD_ATTEMPT_SEPARATOR: Final = "@"
+"""Between a positional child id's position and its attempt (``parent/Charge@2``)."""
 FLOW_TIMER_POSITION: Final = "flow"
 """The position in the id of a timer of the flow itself (its deadline)."""
 
@@ -104,6 +112,22 @@ def idempotency_key(instance_id: str, position: str, attempt: int, tag: int | st
     return f"{instance_id}:{position}:{attempt}:{tag}"
 
 
-def child_instance_id(instance_id: str, call_id: str) -> str:
-    """The id of the child flow a sub_flow call starts: stable, so a re-issue is idempotent."""
+def child_instance_id(instance_id: str, position: str, attempt: int, call_id: str | None) -> str:
+    """The id of the child flow a sub_flow call starts: stable, so a re-issue is idempotent.
+
+    ``call_id`` is None for a state entered only once per scope (the rule of
+    :func:`idempotency_key`): the child is ``instance/position@attempt``, the id every
+    runtime gives it, so a child the site started before a failover and the cloud starts
+    again (from a snapshot taken before the start) is the same child, and its calls carry
+    the same keys. Each attempt of a retried sub_flow state starts a new child. A state
+    that can be entered again names its child by the call's work id instead
+    (``instance/position~n``), as every child was named before positional ids; snapshots
+    keep the id their command carries.
+
+    The two forms never collide: a position holds no ``~`` (and an attempt only digits), a
+    work id always holds one. A position may hold ``@``; the attempt is the digits after
+    the last one.
+    """
+    if call_id is None:
+        return f"{instance_id}/{position}{CHILD_ATTEMPT_SEPARATOR}{attempt}"
     return f"{instance_id}/{call_id}"

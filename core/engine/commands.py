@@ -69,6 +69,9 @@ class CancelWork:
 
     work_id: str
     work_kind: str
+    child_instance_id: str | None = None
+    """The child flow to stop, for a ``start_child_flow``: its id is not always derivable
+    from the work id (a positional child is named by position and attempt)."""
     kind: Literal["cancel_work"] = "cancel_work"
 
 

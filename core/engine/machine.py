@@ -569,12 +569,18 @@ class _Run:
         value = effective_input(self.structure, state, token.data)
         attempt = token.attempt + 1
         call_id = self.new_id(token.position)
+        # named like an activity call's key: by position and attempt where the state is
+        # entered once per scope, so a child the site started in the replication gap is the
+        # child the cloud starts again; by call number where it can be entered again
+        numbered = self.retried or self.structure.repeatable(token.position)
         command = StartChildFlow(
             call_id=call_id,
             flow=state.flow,
             version=state.version,
             input=value,
-            child_instance_id=child_instance_id(self.instance_id, call_id),
+            child_instance_id=child_instance_id(
+                self.instance_id, token.position, attempt, call_id if numbered else None
+            ),
             position=token.position,
         )
         ids = [self.add(token.position, Purpose.CHILD, command, deferrable=True, work_id=call_id)]
@@ -830,7 +836,14 @@ class _Run:
     def cancel(self, entry: Pending) -> None:
         del self.pending[entry.id]
         if entry.dispatched:
-            self.commands.append(CancelWork(work_id=entry.id, work_kind=entry.command.kind))
+            child = entry.command if isinstance(entry.command, StartChildFlow) else None
+            self.commands.append(
+                CancelWork(
+                    work_id=entry.id,
+                    work_kind=entry.command.kind,
+                    child_instance_id=None if child is None else child.child_instance_id,
+                )
+            )
 
     def drop(self, token: Token) -> None:
         current = self.tokens.pop(token.position, None)

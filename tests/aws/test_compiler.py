@@ -779,14 +779,24 @@ def test_sub_flow_starts_the_child_machine_and_waits() -> None:
     document = compiled(definition, flow_arns={"child@2": arn})
     call = state(document, "Call")
     assert call["Type"] == "Parallel"
+    # entered once: the child is parent/position@attempt, as the engine names it
     assert call["Parameters"] == {
         "input": {"x.$": "$.x"},
-        "call": {"scope": None, "state": "Call"},
+        "child": {
+            "scope": None,
+            "path": "",
+            "state": "Call",
+            "attempt.$": "States.MathAdd($$.State.RetryCount, 1)",
+        },
     }
     start = state(document, "Call~child")
     assert start["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
     assert start["TimeoutSeconds"] == 60
     assert start["Parameters"]["StateMachineArn"] == arn
+    assert start["Parameters"]["Input"]["rf"]["instance_id.$"] == (
+        "States.Format('{}/{}{}@{}', $$.Execution.Input.rf.instance_id, $.child.path, "
+        "$.child.state, $.child.attempt)"
+    )
     assert "States.Hash" in start["Parameters"]["Name.$"]
     assert start["Parameters"]["Input"]["rf"]["resume"] is None
     assert start["OutputPath"] == "$.Output"
@@ -803,6 +813,66 @@ def test_sub_flow_starts_the_child_machine_and_waits() -> None:
         "ErrorPath": "$.child.Error",
         "CausePath": "$.child.Cause",
     }
+
+
+def test_a_looping_sub_flow_names_its_children_itself() -> None:
+    """A state entered again in the same scope cannot be named by position and attempt:
+    its children get unique ids of the machine's own (the engine numbers them)."""
+    definition = flow(
+        {
+            "Call": {"type": "sub_flow", "flow": "child", "result_path": "$.r", "next": "More"},
+            "More": {
+                "type": "choice",
+                "choices": [
+                    {"when": {"variable": "$.r.more", "boolean_equals": True}, "next": "Call"}
+                ],
+                "default": "Done",
+            },
+            "Done": {"type": "succeed"},
+        },
+        start_at="Call",
+    )
+    document = compiled(definition, flow_arns={"child": "arn:aws:states:::stateMachine:child"})
+    assert state(document, "Call")["Parameters"]["call"] == {"scope": None, "state": "Call"}
+    start = state(document, "Call~child")
+    assert "$$.State.EnteredTime" in start["Parameters"]["Input"]["rf"]["instance_id.$"]
+
+
+def test_a_sub_flow_in_a_map_item_builds_its_position_from_the_scope() -> None:
+    definition = flow(
+        {
+            "Fork": {
+                "type": "parallel",
+                "branches": [
+                    {
+                        "start_at": "Items",
+                        "states": {
+                            "Items": {
+                                "type": "map",
+                                "iterator": {
+                                    "start_at": "Call",
+                                    "states": {
+                                        "Call": {"type": "sub_flow", "flow": "child", "end": True}
+                                    },
+                                },
+                                "end": True,
+                            }
+                        },
+                    }
+                ],
+                "end": True,
+            }
+        },
+        start_at="Fork",
+    )
+    document = compiled(definition, flow_arns={"child": "arn:aws:states:::stateMachine:child"})
+    child = state(document, "Fork[0]/Items[*]/Call")["Parameters"]["child"]
+    # the owners' names are arguments, never text inside the intrinsic's string literal
+    assert child["path.$"] == (
+        "States.Format('{}[{}]/{}[{}]/', $.rf.scope.up.owner, $.rf.scope.up.index, "
+        "$.rf.scope.owner, $.rf.scope.index)"
+    )
+    assert child["state"] == "Call"
 
 
 def test_sub_flow_without_an_arn_names_the_state() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -300,15 +301,39 @@ def test_sub_flow_in_flight_names_its_child() -> None:
     command = next(c for c in transition.commands if isinstance(c, StartChildFlow))
     node = execution_input(transition.snapshot, now=at(1))["rf"]["resume"]
     assert node["route"] == "Call~resume"
-    assert node["child_id"] == command.child_instance_id
-    assert node["child_name"] == execution_name(command.child_instance_id, 3)
-    assert node["child_input"] == fresh_input(command.child_instance_id, {"x": 1}, epoch=3)
+    assert command.child_instance_id == "p-1/Call@1"
+    assert node["child"] == {
+        "id": command.child_instance_id,
+        "name": execution_name(command.child_instance_id, 3),
+        "input": fresh_input(command.child_instance_id, {"x": 1}, epoch=3),
+        "attempt": 1,
+        "position": "Call",
+    }
     # given the child's own snapshot, the child continues where it stands
     child_snapshot = start(child, {"x": 1}, command.child_instance_id, T0).snapshot
     node = execution_input(
         transition.snapshot, now=at(1), children={command.child_instance_id: child_snapshot}
     )["rf"]["resume"]
-    assert node["child_input"]["rf"]["resume"]["route"] == "W~resume"
+    assert node["child"]["input"]["rf"]["resume"]["route"] == "W~resume"
+
+
+def test_a_snapshot_from_before_positional_child_ids_keeps_its_child() -> None:
+    """Its command names the child by its call (``parent/Call~1``): the continuation
+    starts (or re-attaches to) that child, not one under the positional id."""
+    parent = flow({"Call": {"type": "sub_flow", "flow": "child", "end": True}})
+    transition = start(parent, {"x": 1}, "p-1", T0, epoch=3)
+    snapshot = transition.snapshot
+    (entry,) = snapshot.state.pending.values()
+    assert isinstance(entry.command, StartChildFlow)
+    old = replace(entry.command, child_instance_id="p-1/Call~1")
+    snapshot = replace(
+        snapshot,
+        state=replace(snapshot.state, pending={entry.id: replace(entry, command=old)}),
+    )
+    child = execution_input(snapshot, now=at(1))["rf"]["resume"]["child"]
+    assert child["id"] == "p-1/Call~1"
+    assert child["name"] == execution_name("p-1/Call~1", 3)
+    assert child["input"]["rf"]["instance_id"] == "p-1/Call~1"
 
 
 def _snapshot_in_nested_map() -> Snapshot:

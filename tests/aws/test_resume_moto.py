@@ -21,10 +21,21 @@ from typing import Any
 import pytest
 
 from rustyflower.adapters.aws import execution_input, execution_name
-from rustyflower.core.engine import RunActivity, Snapshot, start
+from rustyflower.core.activities import ActivityRegistry, current_call
+from rustyflower.core.engine import (
+    ActivityCompleted,
+    ChildFinished,
+    RunActivity,
+    Snapshot,
+    StartChildFlow,
+    StartTimer,
+    TimerFired,
+    advance,
+    start,
+)
 from rustyflower.core.model import FlowDefinition, parse_definition
 from rustyflower.core.timeutil import parse_timestamp
-from tests.aws.test_compiler_kit import MotoMachines, moto_machines
+from tests.aws.test_compiler_kit import MotoMachines, machine_arn, moto_machines
 from tests.aws.test_resume_shapes import snapshots_at_every_transition
 from tests.conformance.corpus import Case, load_cases
 from tests.conformance.test_conformance import run_case
@@ -134,6 +145,51 @@ def test_every_call_the_cloud_makes_has_the_key_the_site_gave_it(
     assert set(made) <= site_keys, sorted(set(made) - site_keys)
 
 
+def started_children(machines: MotoMachines, case: Case) -> dict[str, str]:
+    """Every child execution started so far on the case's sub-flow machines: its ARN and
+    the instance id it runs (its input's ``rf.instance_id``)."""
+    found: dict[str, str] = {}
+    for definition in case.subflows:
+        listed = machines.client.list_executions(stateMachineArn=machine_arn(definition))
+        for execution in listed["executions"]:
+            arn = execution["executionArn"]
+            described = machines.client.describe_execution(executionArn=arn)
+            found[arn] = json.loads(described["input"])["rf"]["instance_id"]
+    return found
+
+
+@pytest.mark.parametrize(
+    "case_id", ["sub_flow_ids::children_after_a_task", "sub_flow::one_child_per_item"]
+)
+def test_every_child_the_cloud_starts_is_a_child_the_site_started(
+    machines: MotoMachines, case_id: str
+) -> None:
+    """The replication gap for child flows: continued from a snapshot taken before the
+    site started a child (at the top level, in a map item), the machine starts the child
+    under the id the site gave it, so the child is not run twice under two ids."""
+    case = CASES[case_id]
+    root = f"{case.file}.{case.name}"
+    site = {s.instance_id for s in snapshots_at_every_transition(case)} - {root}
+    assert site
+    assert case.flow is not None
+    machines.deploy(case.flow, case.subflows)
+    started: list[str] = []
+    fresh = 0
+    for snapshot in own_cuts(case):
+        before = started_children(machines, case)
+        resume(machines, case, snapshot)
+        new = [c for arn, c in started_children(machines, case).items() if arn not in before]
+        started += new
+        in_flight = {
+            entry.command.child_instance_id
+            for entry in snapshot.state.pending.values()
+            if isinstance(entry.command, StartChildFlow)
+        }
+        fresh += len(set(new) - in_flight)
+    assert fresh  # children the machine named itself, not ones a snapshot named
+    assert set(started) <= site, sorted(set(started) - site)
+
+
 def test_finished_branches_are_not_run_again(machines: MotoMachines) -> None:
     case = CASES["parallel::all_branches_succeed"]
     cut = next(
@@ -237,3 +293,104 @@ def test_the_same_epoch_twice_is_one_execution(machines: MotoMachines) -> None:
         machines.client.start_execution(stateMachineArn=arn, name=name, input=document)
     names = [e["name"] for e in machines.client.list_executions(stateMachineArn=arn)["executions"]]
     assert names.count(name) == 1
+
+
+# --- a retried sub-flow: every attempt's child, wherever the machine starts it ----------------
+
+
+class ChildBoom(Exception):
+    """The child's first attempt fails with this name (its class name, as the Lambda says)."""
+
+
+RETRIED_CHILD = parse_definition(
+    {
+        "name": "first_fails",
+        "start_at": "Work",
+        "states": {"Work": {"type": "task", "activity": "boom_on_first", "end": True}},
+    }
+)
+RETRYING_PARENT = parse_definition(
+    {
+        "name": "retrying_parent",
+        "start_at": "First",
+        "states": {
+            "First": {"type": "task", "activity": "echo", "result_path": None, "next": "Call"},
+            "Call": {
+                "type": "sub_flow",
+                "flow": "first_fails",
+                "retry": [{"errors": ["ChildBoom"], "max_attempts": 2, "interval_seconds": 1}],
+                "result_path": "$.child",
+                "end": True,
+            },
+        },
+    }
+)
+
+
+def _retry_registry() -> ActivityRegistry:
+    registry = ActivityRegistry()
+
+    @registry.activity
+    def echo(payload: Any) -> Any:
+        return payload
+
+    @registry.activity
+    def boom_on_first(payload: Any) -> Any:
+        # the child of attempt 1 fails: only a retry that starts a NEW child succeeds
+        if current_call().instance_id.endswith("@1"):
+            raise ChildBoom("the first attempt's child fails")
+        return {"ran": current_call().instance_id}
+
+    return registry
+
+
+def _site_run_of_the_retrying_parent() -> tuple[list[Snapshot], list[str]]:
+    """The site's run, by the engine: its snapshots (the cuts) and the children it starts."""
+    began = datetime.now(UTC) - timedelta(seconds=30)
+    transition = start(RETRYING_PARENT, {"n": 1}, "retrying-1", began)
+    cuts, children = [transition.snapshot], []
+    first = next(c for c in transition.commands if isinstance(c, RunActivity))
+    transition = advance(transition.snapshot, ActivityCompleted(first.call_id, {"n": 1}), began)
+    cuts.append(transition.snapshot)
+    child = next(c for c in transition.commands if isinstance(c, StartChildFlow))
+    children.append(child.child_instance_id)
+    failed = ChildFinished(child.call_id, "failed", error="ChildBoom")
+    transition = advance(transition.snapshot, failed, began)
+    cuts.append(transition.snapshot)  # waiting for the retry
+    timer = next(c for c in transition.commands if isinstance(c, StartTimer))
+    transition = advance(transition.snapshot, TimerFired(timer.timer_id), began)
+    children.append(
+        next(c for c in transition.commands if isinstance(c, StartChildFlow)).child_instance_id
+    )
+    return cuts, children
+
+
+def test_a_retried_sub_flow_starts_each_attempts_child_under_the_sites_id() -> None:
+    """Continued before the child started (the fresh state's own Retry), with the first
+    child in flight (the resume entry's retry loop) and during the retry's delay: the
+    machine starts the second attempt's child as the engine does, ``parent/Call@2``,
+    never the first attempt's id again."""
+    cuts, site = _site_run_of_the_retrying_parent()
+    assert site == ["retrying-1/Call@1", "retrying-1/Call@2"]
+    with moto_machines(_retry_registry()) as machines:
+        arn = machines.deploy(RETRYING_PARENT, [RETRIED_CHILD])
+        child_machine = machine_arn(RETRIED_CHILD)
+        seen: set[str] = set()
+        for number, snapshot in enumerate(cuts):
+            outcome = machines.run(arn, execution_input(snapshot), f"retrying-cut-{number}")
+            assert outcome.status == "SUCCEEDED", (number, outcome)
+            assert outcome.output["child"] == {"ran": "retrying-1/Call@2"}
+            listed = machines.client.list_executions(stateMachineArn=child_machine)["executions"]
+            started = []
+            for execution in listed:
+                if execution["executionArn"] in seen:
+                    continue
+                seen.add(execution["executionArn"])
+                described = machines.client.describe_execution(
+                    executionArn=execution["executionArn"]
+                )
+                started.append(json.loads(described["input"])["rf"]["instance_id"])
+            waiting = snapshot.state.tokens.get("Call")
+            # during the retry's delay only the second attempt is left to start
+            expected = site[1:] if waiting is not None and waiting.retries == (1,) else site
+            assert sorted(started) == expected, number

@@ -122,8 +122,9 @@ def check_node(node: Mapping[str, Any], branch: Mapping[str, Any], where: str) -
         if "TimeoutSecondsPath" in entry:
             assert isinstance(node["timeout"], int) and node["timeout"] >= 1
     elif kind == "Parallel" and "child" in entry.get("Parameters", {}):
-        assert set(node["child_name"]) <= NAME_CHARS and len(node["child_name"]) <= 80
-        assert node["child_input"]["rf"]["instance_id"] == node["child_id"]
+        child = node["child"]
+        assert set(child["name"]) <= NAME_CHARS and len(child["name"]) <= 80
+        assert child["input"]["rf"]["instance_id"] == child["id"]
         check_retry_plan(node, entry)
     elif kind == "Parallel":
         check_retry_plan(node, entry)

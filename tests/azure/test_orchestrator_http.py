@@ -237,7 +237,7 @@ def test_unsigned_sub_flows_next_to_a_signed_snapshot_are_refused(
     assert signed.status_code == 202
     client.host.run()
     assert client.host.instances["parent-9"].output["status"] == "succeeded"
-    child = client.host.instances[durable_instance_id("parent-9/Call~1")]
+    child = client.host.instances[durable_instance_id("parent-9/Call@1")]
     assert child.output["output"] == "site"
 
 
@@ -266,7 +266,7 @@ def test_shipped_sub_flows_win_over_travelling_ones(
     response = post_snapshot(client, start_body(snapshot, [leaf_version("1", "site").document()]))
     assert response.status_code == 202
     client.host.run()
-    child = client.host.instances[durable_instance_id("parent-12/Call~1")]
+    child = client.host.instances[durable_instance_id("parent-12/Call@1")]
     assert child.output["output"] == "shipped"
 
 
@@ -504,7 +504,7 @@ def test_terminate_reaches_running_child_flows() -> None:
     snapshot = start(caller, {}, "parent-9", EPOCH).snapshot
     post_snapshot(client, start_body(snapshot, [waits.document()]))
     settle(client)
-    child_id = durable_instance_id("parent-9/Call~1")
+    child_id = durable_instance_id("parent-9/Call@1")
     assert client.host.instances["parent-9"].custom_status["children"] == [child_id]
     response = call_http(
         "terminate_flow_instance", route("terminate_flow_instance", "parent-9"), client

@@ -15,7 +15,8 @@ import pytest
 
 from functions_azure import orchestration
 from functions_azure.function_app import app
-from functions_azure.payloads import OrchestrationInput, snapshot_text
+from functions_azure.payloads import OrchestrationInput, snapshot_from_text, snapshot_text
+from rustyflower.adapters.azure.ids import durable_instance_id
 from rustyflower.adapters.localcloud.durable_client import LocalDurableClient
 from rustyflower.adapters.localcloud.durable_history import (
     EPOCH,
@@ -327,8 +328,76 @@ def test_without_its_snapshot_a_child_starts_again_with_the_same_keys() -> None:
     assert post_snapshot(client, start_body(parent.snapshot, [CHILD.document()])).status_code == 202
     host.run()
     runs = activity_runs(host)
-    assert [r.input["command"]["idempotency_key"] for r in runs] == ["family/Call~1:Work:1"]
+    assert [r.input["command"]["idempotency_key"] for r in runs] == ["family/Call@1:Work:1"]
     assert host.instances["family"].finished_at == EPOCH + timedelta(seconds=130)
+
+
+TWINS = flow(
+    "twins",
+    {
+        "Fork": {
+            "type": "parallel",
+            "branches": [
+                {
+                    "start_at": "Slow",
+                    "states": {
+                        "Slow": {
+                            "type": "task",
+                            "activity": "slow",
+                            "parameters": {"seconds": 5, "x": 1},
+                            "next": "CallLeft",
+                        },
+                        "CallLeft": {"type": "sub_flow", "flow": "child", "end": True},
+                    },
+                },
+                {
+                    "start_at": "Quick",
+                    "states": {
+                        "Quick": {"type": "task", "activity": "echo", "next": "CallRight"},
+                        "CallRight": {"type": "sub_flow", "flow": "child", "end": True},
+                    },
+                },
+            ],
+            "end": True,
+        }
+    },
+    "Fork",
+)
+
+
+def test_a_child_the_site_started_in_the_replication_gap_is_started_under_its_id() -> None:
+    """The site started both children after the snapshot Azure continues from, the slow
+    branch's first; in Azure the quick branch gets there first. Named by call number, the
+    children would swap ids (each started under the other's); named by position and
+    attempt, each is the child the site started."""
+    began = start(TWINS, {"x": 1}, "twins-1", EPOCH)
+    slow, quick = (c for c in began.commands if isinstance(c, RunActivity))
+    assert (slow.activity, quick.activity) == ("slow", "echo")
+    site = advance(began.snapshot, ActivityCompleted(slow.call_id, {"x": 1}), EPOCH)
+    left = next(c for c in site.commands if isinstance(c, StartChildFlow))
+    site = advance(site.snapshot, ActivityCompleted(quick.call_id, {"x": 1}), EPOCH)
+    right = next(c for c in site.commands if isinstance(c, StartChildFlow))
+    assert (left.position, right.position) == ("Fork[0]/CallLeft", "Fork[1]/CallRight")
+
+    host = DurableHost(app, durations=conformance_durations, now=EPOCH + timedelta(seconds=30))
+    client = LocalDurableClient(host)
+    body = start_body(began.snapshot, [CHILD.document()])
+    assert post_snapshot(client, body).status_code == 202
+    host.run()
+    assert host.instances["twins-1"].output["status"] == "succeeded"
+    children = {
+        instance_id: instance.input
+        for instance_id, instance in host.instances.items()
+        if instance_id != "twins-1"
+    }
+    by_id = {
+        durable_instance_id(left.child_instance_id): left,
+        durable_instance_id(right.child_instance_id): right,
+    }
+    assert set(children) == set(by_id)
+    for durable_id, command in by_id.items():
+        child = OrchestrationInput.from_json(json.loads(children[durable_id] or "null"))
+        assert snapshot_from_text(child.snapshot).instance_id == command.child_instance_id
 
 
 # --- determinism ------------------------------------------------------------------------------

@@ -465,7 +465,7 @@ def test_sub_flow_starts_a_child() -> None:
         flow="invoice",
         version="2",
         input={"id": 9},
-        child_instance_id=f"i/{command.call_id}",
+        child_instance_id="i/A@1",
         position="A",
     )
     assert outstanding(transition.snapshot) == [command]
@@ -509,7 +509,7 @@ def test_child_failure_is_caught_and_retried() -> None:
     timer = one(transition.commands, StartTimer)
     transition = advance(transition.snapshot, TimerFired(timer.timer_id), at(4))
     second = one(transition.commands, StartChildFlow)
-    assert second.child_instance_id != first.child_instance_id
+    assert (first.child_instance_id, second.child_instance_id) == ("i/A@1", "i/A@2")
     done = advance(transition.snapshot, ChildFinished(second.call_id, "failed", error="Flaky"), NOW)
     assert finish(done).output == {"order": 9, "error": {"Error": "Flaky", "Cause": None}}
 
@@ -520,7 +520,9 @@ def test_child_timeout() -> None:
     timer = one(transition.commands, StartTimer)
     assert timer.purpose == "child_timeout"
     done = advance(transition.snapshot, TimerFired(timer.timer_id), at(30))
-    assert done.commands[0] == CancelWork(work_id=call.call_id, work_kind="start_child_flow")
+    assert done.commands[0] == CancelWork(
+        work_id=call.call_id, work_kind="start_child_flow", child_instance_id="i/A@1"
+    )
     assert finish(done).error == "States.Timeout"
     rejected(done.snapshot, ChildFinished(call.call_id, "succeeded"), InstanceFinishedError)
 

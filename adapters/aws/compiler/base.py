@@ -25,6 +25,7 @@ from rustyflower.adapters.aws.compiler.layout import (
     resume_roles,
 )
 from rustyflower.adapters.aws.compiler.policies import order_policies
+from rustyflower.adapters.aws.contract import render_scope
 from rustyflower.adapters.aws.errors import CompileError
 from rustyflower.adapters.aws.jsonpaths import NotComposable, compose, move_template, reach
 from rustyflower.adapters.aws.names import branch_helper, helper_of, state_name
@@ -157,6 +158,24 @@ class CompilerBase(ABC):
 
     def scope_field(self, copy: Copy) -> dict[str, Any]:
         return {"scope.$": "$.rf.scope"} if copy.mode == "env" else {"scope": copy.scope}
+
+    @staticmethod
+    def scope_text_field(copy: Copy) -> dict[str, Any]:
+        """``path``: the engine's scope text of the copy (``"Fork[0]/Items[3]/"``).
+
+        Known when compiling outside map iterations. Inside one it is built from the scope
+        value the data carries (``$.rf.scope``, one level per ``/`` of the copy's prefix),
+        with its owner names passed as arguments: a state name may hold ``'``, ``{`` or
+        ``}``, which a string literal of an intrinsic function would have to escape.
+        """
+        if not copy.dynamic:
+            return {"path": render_scope(copy.scope)}
+        if copy.mode != "env":  # pragma: no cover - a scoped iterator is compiled in env mode
+            raise CompileError(f"branch {copy.prefix!r}: its scope is not in its data")
+        depth = copy.prefix.count("/")
+        levels = ["$.rf.scope" + ".up" * (depth - 1 - level) for level in range(depth)]
+        arguments = ", ".join(f"{level}.owner, {level}.index" for level in levels)
+        return {"path.$": f"States.Format('{'{}[{}]/' * depth}', {arguments})"}
 
     # --- data flow helpers --------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from rustyflower.adapters.aws.errors import CompileError
 from rustyflower.adapters.aws.jsonpaths import reach
 from rustyflower.adapters.aws.names import helper_of, state_name
 from rustyflower.adapters.aws.services import natively_compiled
-from rustyflower.core.contract import ReservedError, RunnerError
+from rustyflower.core.contract import CHILD_ATTEMPT_SEPARATOR, ReservedError, RunnerError
 from rustyflower.core.model import SubFlowState, TaskState, WaitForEventState
 
 _CHILD_ID = (
@@ -42,10 +42,36 @@ _CHILD_ID = (
     "'{}|{}|{}', States.JsonToString($.call), $$.Execution.Name, $$.State.EnteredTime), "
     "'SHA-256'))"
 )
+"""The child of a sub_flow state that can be entered again: unique, not the engine's id."""
 _CHILD_NAME = (
     f"States.Format('rf-{{}}', States.Hash(States.Format('{{}}|{{}}', {_CHILD_ID}, {EPOCH}), "
     "'SHA-256'))"
 )
+_POSITIONAL_TEMPLATE = f"'{{}}/{{}}{{}}{CHILD_ATTEMPT_SEPARATOR}{{}}'"
+_POSITIONAL_CHILD_ID = (
+    f"States.Format({_POSITIONAL_TEMPLATE}, {INSTANCE_ID}, $.child.path, $.child.state, "
+    "$.child.attempt)"
+)
+"""The engine's id of the child of a state entered once per scope: ``parent/position@attempt``
+(core.contract.child_instance_id), from the wrapper's ``child``: ``path`` (the scope text),
+``state`` and ``attempt``."""
+_NEXT_CHILD_ID = (
+    f"States.Format('{{}}/{{}}{CHILD_ATTEMPT_SEPARATOR}{{}}', {INSTANCE_ID}, "
+    "$.rf.node.child.position, States.MathAdd($.rf.node.child.attempt, 1))"
+)
+"""The engine's id of the next attempt's child, in a resume entry (from its node)."""
+
+
+def _positional_child_name(child_id: str) -> str:
+    """The execution name of a positional child: unique per start, as the names of the
+    other children are (the time the starting state was entered counts in). Should a
+    Step Functions ever give a retried wrapper its first attempt's Parameters again (moto
+    does, adapters/localcloud/moto_fixes.py), the retry would reuse the child's id, but
+    its start would not fail on the name."""
+    return (
+        f"States.Format('rf-{{}}', States.Hash(States.Format('{{}}|{{}}|{{}}|{{}}', {child_id}, "
+        f"{EPOCH}, $$.Execution.Name, $$.State.EnteredTime), 'SHA-256'))"
+    )
 
 
 class CallStates(ServiceStates):
@@ -192,9 +218,14 @@ class CallStates(ServiceStates):
         if state.comment:
             main["Comment"] = state.comment
         child_task: dict[str, Any] = {"Type": "Task", "Resource": START_EXECUTION_SYNC}
+        # a state entered once per scope names its child as the engine does (position and
+        # attempt), so a child the site started before a failover, from a snapshot taken
+        # before the start, is the child the machine starts again (its calls keep their
+        # keys); a state that can be entered again gets a unique id of the machine's own
+        positional = not self.reentered(copy, name)
         if resumed:
             main["Parameters"] = {
-                "child": {"name.$": "$.rf.node.child_name", "input.$": "$.rf.node.child_input"}
+                "child": {"name.$": "$.rf.node.child.name", "input.$": "$.rf.node.child.input"}
             }
             child_task["Parameters"] = {
                 "StateMachineArn": arn,
@@ -208,15 +239,29 @@ class CallStates(ServiceStates):
             elif state.input_path != "$":
                 main["InputPath"] = state.input_path
             parameters = self.input_field("input", state.parameters, input_base)
-            parameters["call"] = {**self.scope_field(copy), "state": name}
+            if positional:
+                # ASL's retry count of this wrapper is the engine's attempt - 1
+                parameters["child"] = {
+                    **self.scope_field(copy),  # where failback places the child's start
+                    **self.scope_text_field(copy),
+                    "state": name,
+                    "attempt.$": "States.MathAdd($$.State.RetryCount, 1)",
+                }
+                child_id, child_name = (
+                    _POSITIONAL_CHILD_ID,
+                    _positional_child_name(_POSITIONAL_CHILD_ID),
+                )
+            else:
+                parameters["call"] = {**self.scope_field(copy), "state": name}
+                child_id, child_name = _CHILD_ID, _CHILD_NAME
             main["Parameters"] = parameters
             child_task["Parameters"] = {
                 "StateMachineArn": arn,
-                "Name.$": _CHILD_NAME,
+                "Name.$": child_name,
                 "Input": {
                     "rf": {
                         "format": RESUME_FORMAT,
-                        "instance_id.$": _CHILD_ID,
+                        "instance_id.$": child_id,
                         "epoch.$": EPOCH,
                         "resume": None,
                     },
@@ -230,7 +275,10 @@ class CallStates(ServiceStates):
         fields, after = self.result_fields(copy, base, root, state, "$[0]", select=False)
         main.update(fields)
         if resumed:
-            catch, extra = self.error_router(copy, name, base, state)
+            again: tuple[dict[str, Any], StateItems] | None = None
+            if positional:
+                again = (self.next_child(state, base), [])
+            catch, extra = self.error_router(copy, name, base, state, again)
         else:
             retry = retriers_of(self.definition, state)
             if retry:
@@ -241,6 +289,35 @@ class CallStates(ServiceStates):
         return self.assemble(
             copy, name, base, main, after=after, transition=self.follow(copy, state), extra=extra
         )
+
+    def next_child(self, state: SubFlowState, base: str) -> dict[str, Any]:
+        """The next attempt of a resumed sub-flow, as the engine makes it: a new child
+        ``parent/position@attempt+1`` started from the state's input again.
+
+        (Entering the fresh state instead would count attempts from 1 again, and start the
+        failed attempt's child id a second time.)
+        """
+        child_input = {
+            "rf": {
+                "format": RESUME_FORMAT,
+                "instance_id.$": _NEXT_CHILD_ID,
+                "epoch.$": EPOCH,
+                "resume": None,
+            },
+            **self.input_field("input", state.parameters, reach(RESUME_ROOT, state.input_path)),
+        }
+        return {
+            "Type": "Pass",
+            "Parameters": {
+                "id.$": _NEXT_CHILD_ID,
+                "name.$": _positional_child_name(_NEXT_CHILD_ID),
+                "input": child_input,
+                "attempt.$": "States.MathAdd($.rf.node.child.attempt, 1)",
+                "position.$": "$.rf.node.child.position",
+            },
+            "ResultPath": "$.rf.node.child",
+            "Next": base,
+        }
 
     def child_branch(
         self, base: str, child_task: dict[str, Any], selector: Mapping[str, Any] | None

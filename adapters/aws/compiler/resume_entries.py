@@ -27,6 +27,7 @@ from rustyflower.adapters.aws.names import (
     branch_copy,
     branch_helper,
     delay_route,
+    helper_of,
     iterator_copy,
     resume_route,
     state_name,
@@ -88,6 +89,13 @@ class ResumeEntries(CallStates):
         if isinstance(state, TaskState):
             main["Next"] = resume_route(copy.prefix, name)
             return [(base, main)]
+        if isinstance(state, SubFlowState) and not self.reentered(copy, name):
+            # the next attempt's child under the engine's id (the fresh state would count
+            # its attempts from 1 again), started by the resume entry, which goes on with
+            # the snapshot's retry counters
+            child = helper_of(base, "child")
+            main["Next"] = child
+            return [(base, main), (child, self.next_child(state, resume_route(copy.prefix, name)))]
         fields, extra = self.back_to(copy, base, self.entry(copy, name))
         main.update(fields)
         return [(base, main), *extra]
