@@ -1,6 +1,7 @@
 """The drill's flows and activities, shipped in the package so a laptop needs nothing else.
 
-Together the flows use tasks, a wait, an event wait, a parallel, a map and a sub-flow.
+Together the flows use tasks, a wait, an event wait, a parallel, a map and sub-flows (one
+started in the parallel, before the event, one after it).
 The one activity, ``drill_score``, is deterministic and records each execution in a JSON
 lines ledger (``RUSTYFLOWER_DRILL_LEDGER``), a file outside the site, so that it survives
 the site's loss: the drill counts from it the calls executed twice under distinct keys. A
@@ -91,6 +92,14 @@ CHILD: FlowDefinition = parse_definition(
         "states": {"Check": _task("child", "$.order", "$.check", end=True)},
     }
 )
+VET: FlowDefinition = parse_definition(
+    {
+        "name": "drill_vet",
+        "version": "1",
+        "start_at": "Vet",
+        "states": {"Vet": _task("vet", "$.order", "$.vet", end=True)},
+    }
+)
 MAIN: FlowDefinition = parse_definition(
     {
         "name": "drill_order",
@@ -109,6 +118,21 @@ MAIN: FlowDefinition = parse_definition(
                     {
                         "start_at": "Ship",
                         "states": {"Ship": _task("ship", "$.order", "$", end=True)},
+                    },
+                    {
+                        # a child started before the event: a kill mid-flight can leave it
+                        # started on the site and not replicated, so the cloud starts it
+                        # again (under the site's id, or the drill counts it twice)
+                        "start_at": "Vet",
+                        "states": {
+                            "Vet": {
+                                "type": "sub_flow",
+                                "flow": VET.name,
+                                "version": VET.version,
+                                "parameters": {"order.$": "$.order"},
+                                "end": True,
+                            }
+                        },
                     },
                 ],
                 "result_path": "$.fan",
@@ -142,7 +166,7 @@ MAIN: FlowDefinition = parse_definition(
         },
     }
 )
-FLOWS = (CHILD, MAIN)
+FLOWS = (CHILD, VET, MAIN)
 
 
 def flow_input(seed: int, index: int) -> dict[str, Any]:
