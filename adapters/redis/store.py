@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from rustyflower.adapters.redis import scripts
+from rustyflower.adapters.redis.compact_json import lenient
 from rustyflower.adapters.redis.indexes import TimeIndexes, index_operations
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
 from rustyflower.adapters.redis.listing import INFO_FIELDS, info_of
@@ -371,21 +372,19 @@ class RedisStore:
             self.keys.lifeboat_changed(shard),
         ]
         history = [
-            json.dumps(
+            lenient(
                 {
                     "seq": e.seq,
                     "at": e.at,
                     "kind": e.kind,
                     "position": e.position,
                     "detail": e.detail,
-                },
-                separators=(",", ":"),
-                default=str,
+                }
             )
             for e in snapshot.state.history
             if e.seq > (previous.seq if previous is not None else 0)
         ]
-        history += [json.dumps(note, separators=(",", ":"), default=str) for note in notes]
+        history += [lenient(note) for note in notes]
         args: list[str | bytes | int] = [
             "" if previous is None else str(previous.seq),
             str(snapshot.seq),
