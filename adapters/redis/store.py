@@ -422,8 +422,10 @@ class RedisStore:
             )
             if placement.concurrency_key:
                 fields["ckey"] = placement.concurrency_key
-        for name, value in fields.items():
-            args += ["h", name, value]
+        if fields:  # one HSET for them all (op 'H': the count, then name, value pairs)
+            args += ["H", len(fields)]
+            for name, value in fields.items():
+                args += [name, value]
         return PreparedCommit(keys, args, snapshot, ack)
 
     def _operations(
