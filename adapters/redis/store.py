@@ -137,6 +137,7 @@ class RedisStore:
         # OrderedDict changed by two threads at once raises KeyError mid-reorder
         self._cache_lock = threading.Lock()
         self._definitions: dict[tuple[str, str], FlowDefinition] = {}
+        self._fixed_keys: dict[int, tuple[Keyspace, tuple[str, ...]]] = {}
         self.events_maxlen = EVENTS_MAXLEN
 
     # --- setup ----------------------------------------------------------------------------
@@ -246,6 +247,11 @@ class RedisStore:
         with self._cache_lock:
             missing = [i for i in dict.fromkeys(instance_ids) if not current(i)]
         if not missing:
+            return
+        if len(missing) == 1:  # a batch of one (work trickling in): no pipeline to build
+            raw = self.client.hget(self.keys.instance(missing[0]), "snap")
+            if raw is not None:
+                self._remember(decode_snapshot(raw, self.snapshot_keys))
             return
         pipe = self.client.pipeline(transaction=False)
         for instance_id in missing:
@@ -364,12 +370,7 @@ class RedisStore:
             self.keys.status_index(shard, old_status),
             self.keys.status_index(shard, snapshot.status),
             self.keys.flow_index(shard, snapshot.definition.name),
-            *self.keys.streams(shard),
-            self.keys.timers(shard),
-            self.keys.started_index(shard),
-            self.keys.finished_index(shard),
-            self.keys.lifeboat_switch(shard),
-            self.keys.lifeboat_changed(shard),
+            *self._shard_keys(shard),
         ]
         history = [
             lenient(
@@ -427,6 +428,24 @@ class RedisStore:
             for name, value in fields.items():
                 args += [name, value]
         return PreparedCommit(keys, args, snapshot, ack)
+
+    def _shard_keys(self, shard: int) -> tuple[str, ...]:
+        """KEYS[6..13] of the commit script: the same for every commit in a shard, so their
+        names are built once (a commit otherwise formats eight of them again)."""
+        keyspace = self.keys
+        found = self._fixed_keys.get(shard)
+        if found is None or found[0] is not keyspace:
+            names = (
+                *keyspace.streams(shard),
+                keyspace.timers(shard),
+                keyspace.started_index(shard),
+                keyspace.finished_index(shard),
+                keyspace.lifeboat_switch(shard),
+                keyspace.lifeboat_changed(shard),
+            )
+            found = (keyspace, names)
+            self._fixed_keys[shard] = found
+        return found[1]
 
     def _operations(
         self, snapshot: Snapshot, transition: Transition, placement: Placement, shard: int
