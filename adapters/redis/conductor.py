@@ -40,6 +40,9 @@ from rustyflower.core.snapshot.document import decode_snapshot
 
 Clock = Callable[[], datetime]
 
+PLACEMENTS_KEPT = 10_000
+"""Instances whose placement a conductor keeps in memory (``Conductor.placement``)."""
+
 
 class FencedError(RustyFlowerError):
     """The instance now belongs to a newer epoch (it failed over); this runtime must stop."""
@@ -134,7 +137,7 @@ class Conductor:
         result = self.store.commit(None, transition, placement)
         if result == "exists":
             return self.store.load(instance_id, fresh=True), False
-        self._placements[instance_id] = placement
+        self._note_placement(instance_id, placement)
         return transition.snapshot, True
 
     def start_many(
@@ -169,7 +172,7 @@ class Conductor:
                         f"instance {transition.snapshot.instance_id!r} could not be created "
                         f"({result})"
                     )
-                self._placements[transition.snapshot.instance_id] = placement
+                self._note_placement(transition.snapshot.instance_id, placement)
                 started.append(transition.snapshot)
         return started
 
@@ -187,7 +190,7 @@ class Conductor:
     ) -> Outcome:
         """Apply one event exactly once; a rejected event is returned, not raised."""
         if placement is not None:
-            self._placements[instance_id] = placement
+            self._note_placement(instance_id, placement)
         fresh = False
         for _ in range(self.max_conflicts):
             snapshot = self.store.load(instance_id, fresh=fresh, at_least=seen_seq)
@@ -232,7 +235,7 @@ class Conductor:
         outcomes: list[Outcome | None] = [None] * len(items)
         for index, item in enumerate(items):
             if item.placement is not None:
-                self._placements[item.instance_id] = item.placement
+                self._note_placement(item.instance_id, item.placement)
             if item.instance_id in batched:
                 # One commit per instance per batch. Chaining a second one on the first's
                 # uncommitted result would let it pass the seq check after the first lost
@@ -308,10 +311,17 @@ class Conductor:
         found = self._placements.get(instance_id)
         if found is None:
             found = self.store.placement(instance_id)
-            if len(self._placements) > 10_000:
-                self._placements.clear()
-            self._placements[instance_id] = found
+            self._note_placement(instance_id, found)
         return found
+
+    def _note_placement(self, instance_id: str, placement: Placement) -> None:
+        """Remember an instance's placement, at most ``PLACEMENTS_KEPT`` of them: a client
+        or worker that runs for months sees millions of instances (each start and each
+        message used to add one for good); one forgotten is read again from its hash."""
+        placements = self._placements
+        if len(placements) >= PLACEMENTS_KEPT and instance_id not in placements:
+            placements.clear()
+        placements[instance_id] = placement
 
     # --- operator controls (raise on rejection: a person asked for it) --------------------
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from rustyflower.adapters.redis.compact_json import compact
 from rustyflower.core.engine import COMMAND_ADAPTER, RunActivity, StartChildFlow
 
 Kind = Literal["activity", "start_child", "notify_parent", "cancel_child"]
@@ -48,7 +49,7 @@ class WorkMessage:
         ):
             if value is not None:
                 document[key] = value
-        return json.dumps(document, separators=(",", ":"))
+        return compact(document)
 
     @classmethod
     def decode(cls, text: str | bytes | None) -> WorkMessage:

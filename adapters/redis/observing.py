@@ -24,6 +24,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from rustyflower.adapters.redis.compact_json import compact
 from rustyflower.adapters.redis.keys import Keyspace
 from rustyflower.core.observations import FlowFinished, FlowStarted, Observation, StepFinished
 
@@ -74,7 +75,7 @@ def observation_ops(
         ops.extend(["f", stats, field(*parts), repr(seconds)])
 
     def event(stream: int, payload: dict[str, Any]) -> None:
-        ops.extend(["e", stream, maxlen, json.dumps(payload, separators=(",", ":"))])
+        ops.extend(["e", stream, maxlen, compact(payload)])
 
     for seen in observations:
         if isinstance(seen, FlowStarted):

@@ -9,6 +9,8 @@ from __future__ import annotations
 # a client waiting for the result blocks on a subscription instead of polling.
 # Ops 's' / 'n' / 'd' add (always / only if absent) or remove the instance in the sorted
 # set KEYS[n]: the start-time and finish-time indexes.
+# Op 'h' sets one more field of the instance's hash, 'H' several at once (a count, then
+# name/value pairs: one HSET where a new instance's four fields took four).
 # Ops 'c' / 'f' / 'e' record what the transition did (observing.observation_ops): add to a
 # counter, add seconds to a sum, append to an event stream (KEYS[n], trimmed to ~ARGV).
 COMMIT = """
@@ -25,7 +27,11 @@ if KEYS[3] ~= KEYS[4] then redis.call('SREM', KEYS[3], ARGV[6]) end
 redis.call('SADD', KEYS[4], ARGV[6])
 redis.call('SADD', KEYS[5], ARGV[6])
 local count = tonumber(ARGV[10])
-for i = 1, count do redis.call('RPUSH', KEYS[2], ARGV[10 + i]) end
+-- the entries in order, up to 1000 per RPUSH (the same list as one RPUSH each; Lua's
+-- unpack cannot take a big map's thousands at once)
+for first = 11, 10 + count, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, first, math.min(first + 999, 10 + count)))
+end
 if count > 0 then redis.call('LTRIM', KEYS[2], -tonumber(ARGV[7]), -1) end
 local i = 11 + count
 while i <= #ARGV do
@@ -42,6 +48,10 @@ while i <= #ARGV do
   elseif op == 'h' then
     redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 2])
     i = i + 3
+  elseif op == 'H' then
+    local last = i + 1 + 2 * tonumber(ARGV[i + 1])
+    redis.call('HSET', KEYS[1], unpack(ARGV, i + 2, last))
+    i = last + 1
   elseif op == 'a' then
     redis.call('XACK', KEYS[6 + tonumber(ARGV[i + 1])], 'workers', ARGV[i + 2])
     i = i + 3

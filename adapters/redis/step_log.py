@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from rustyflower.adapters.redis.compact_json import compact, lenient
 from rustyflower.adapters.redis.keys import Keyspace
 from rustyflower.core.engine import Snapshot, StepTrace
 
@@ -106,13 +107,13 @@ def step_log_ops(
         before = step
         if step.kind == "entered" and passed_on:  # the engine's move: the same object
             entry["as_left"] = True
-            ops += ["e", where, maxlen, json.dumps(entry, separators=(",", ":"))]
+            ops += ["e", where, maxlen, compact(entry)]
             continue
-        data = json.dumps(step.data, separators=(",", ":"), default=str)
+        data = lenient(step.data)
         size = len(data.encode())
         if size > STEP_DATA_LIMIT:
             entry["omitted"] = size
-        text = json.dumps(entry, separators=(",", ":"))
+        text = compact(entry)
         if size <= STEP_DATA_LIMIT:  # the data, encoded once already, as the last member
             text = f'{text[:-1]},"data":{data}}}'
         ops += ["e", where, maxlen, text]

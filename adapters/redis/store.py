@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from rustyflower.adapters.redis import scripts
+from rustyflower.adapters.redis.compact_json import lenient
 from rustyflower.adapters.redis.indexes import TimeIndexes, index_operations
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
 from rustyflower.adapters.redis.listing import INFO_FIELDS, info_of
@@ -135,6 +136,7 @@ class RedisStore:
         # OrderedDict changed by two threads at once raises KeyError mid-reorder
         self._cache_lock = threading.Lock()
         self._definitions: dict[tuple[str, str], FlowDefinition] = {}
+        self._fixed_keys: dict[int, tuple[Keyspace, tuple[str, ...]]] = {}
         self.events_maxlen = EVENTS_MAXLEN
 
     # --- setup ----------------------------------------------------------------------------
@@ -244,6 +246,11 @@ class RedisStore:
         with self._cache_lock:
             missing = [i for i in dict.fromkeys(instance_ids) if not current(i)]
         if not missing:
+            return
+        if len(missing) == 1:  # a batch of one (work trickling in): no pipeline to build
+            raw = self.client.hget(self.keys.instance(missing[0]), "snap")
+            if raw is not None:
+                self._remember(decode_snapshot(raw, self.snapshot_keys))
             return
         pipe = self.client.pipeline(transaction=False)
         for instance_id in missing:
@@ -362,29 +369,22 @@ class RedisStore:
             self.keys.status_index(shard, old_status),
             self.keys.status_index(shard, snapshot.status),
             self.keys.flow_index(shard, snapshot.definition.name),
-            *self.keys.streams(shard),
-            self.keys.timers(shard),
-            self.keys.started_index(shard),
-            self.keys.finished_index(shard),
-            self.keys.lifeboat_switch(shard),
-            self.keys.lifeboat_changed(shard),
+            *self._shard_keys(shard),
         ]
         history = [
-            json.dumps(
+            lenient(
                 {
                     "seq": e.seq,
                     "at": e.at,
                     "kind": e.kind,
                     "position": e.position,
                     "detail": e.detail,
-                },
-                separators=(",", ":"),
-                default=str,
+                }
             )
             for e in snapshot.state.history
             if e.seq > (previous.seq if previous is not None else 0)
         ]
-        history += [json.dumps(note, separators=(",", ":"), default=str) for note in notes]
+        history += [lenient(note) for note in notes]
         args: list[str | bytes | int] = [
             "" if previous is None else str(previous.seq),
             str(snapshot.seq),
@@ -422,9 +422,29 @@ class RedisStore:
             )
             if placement.concurrency_key:
                 fields["ckey"] = placement.concurrency_key
-        for name, value in fields.items():
-            args += ["h", name, value]
+        if fields:  # one HSET for them all (op 'H': the count, then name, value pairs)
+            args += ["H", len(fields)]
+            for name, value in fields.items():
+                args += [name, value]
         return PreparedCommit(keys, args, snapshot, ack)
+
+    def _shard_keys(self, shard: int) -> tuple[str, ...]:
+        """KEYS[6..13] of the commit script: the same for every commit in a shard, so their
+        names are built once (a commit otherwise formats eight of them again)."""
+        keyspace = self.keys
+        found = self._fixed_keys.get(shard)
+        if found is None or found[0] is not keyspace:
+            names = (
+                *keyspace.streams(shard),
+                keyspace.timers(shard),
+                keyspace.started_index(shard),
+                keyspace.finished_index(shard),
+                keyspace.lifeboat_switch(shard),
+                keyspace.lifeboat_changed(shard),
+            )
+            found = (keyspace, names)
+            self._fixed_keys[shard] = found
+        return found[1]
 
     def _operations(
         self, snapshot: Snapshot, transition: Transition, placement: Placement, shard: int

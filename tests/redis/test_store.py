@@ -61,6 +61,38 @@ def test_creating_twice_reports_exists(runtime: Runtime) -> None:
     assert runtime.store.commit(None, transition, Placement()) == "exists"
 
 
+def test_a_new_instance_gets_its_fields_and_its_history_in_order(runtime: Runtime) -> None:
+    """The commit script sets a new instance's fields with one HSET and appends its history
+    with one RPUSH per 1000 entries: the same hash and list as one command each."""
+    definition = two_steps()
+    runtime.store.register(definition)
+    transition = start(definition, {}, "fields", datetime.now(UTC))
+    notes = [{"kind": "Note", "position": "", "detail": {"n": n}} for n in range(2500)]
+    placement = Placement(priority="high", concurrency_key="k1")
+    assert runtime.store.commit(None, transition, placement, notes=notes) == "ok"
+    stored = runtime.client.hgetall(runtime.keys.instance("fields"))
+    assert {k.decode(): v.decode() for k, v in stored.items() if k != b"snap"} == {
+        "seq": "1",
+        "epoch": "0",
+        "status": "running",
+        "held": "0",
+        "updated_at": transition.snapshot.updated_at,
+        "flow": "two",
+        "version": "1",
+        "priority": "high",
+        "ckey": "k1",
+        "created_at": transition.snapshot.updated_at,
+    }
+    history = runtime.store.history("fields")
+    entries = len(transition.snapshot.state.history)
+    assert len(history) == entries + 2500
+    assert [h["kind"] for h in history[:entries]] == [
+        e.kind for e in transition.snapshot.state.history
+    ]
+    assert [h["detail"]["n"] for h in history[entries:]] == list(range(2500))
+    assert runtime.store.placement("fields") == placement
+
+
 def test_start_many_starts_each_instance_once_in_few_round_trips(runtime: Runtime) -> None:
     runtime.store.register(two_steps())
     started = runtime.conductor.start_many("two", [{"n": i} for i in range(250)], chunk=100)
