@@ -16,7 +16,8 @@ size and the server's memory.
 - data: a 10-step chain whose document carries a 1 KB, 100 KB or 1 MB string.
 - Map width: a Map over 100 or 10,000 items (one task each), all at once and with
   ``max_concurrency`` 40; the cost of the transition that starts them and of each item's
-  completion (the first 200 of a wide Map).
+  completion (the first 200 of a wide Map one at a time; of a second instance, sixteen
+  at a time as a worker's batch applies them: one chained commit).
 - live: N instances waiting for an event (started in bulk): Redis memory per instance and
   the RSS of a worker process (bench.runner_worker) over them.
 
@@ -88,6 +89,23 @@ class Driver:
             done += 1
         return done
 
+    def batched_steps(self, instance_id: str, count: int, batch: int = 16) -> int:
+        """Complete ``count`` activities ``batch`` at a time, as a worker's batch does: one
+        ``apply_many``, whose events of one instance are committed as one chain."""
+        from rustyflower.adapters.redis.conductor import PendingEvent  # noqa: PLC0415
+        from rustyflower.core.engine import ActivityCompleted  # noqa: PLC0415
+
+        done = 0
+        while done < count:
+            commands = self.pending(instance_id)[: min(batch, count - done)]
+            if not commands:
+                break
+            self.conductor.apply_many(
+                [PendingEvent(instance_id, ActivityCompleted(c.call_id, c.input)) for c in commands]
+            )
+            done += len(commands)
+        return done
+
     def sizes(self, instance_id: str) -> dict[str, int]:
         keys = self.store.keys
         return {
@@ -149,6 +167,8 @@ def map_rows(driver: Driver, widths: list[int]) -> list[dict[str, Any]]:
             sample = min(width, 200)
             commands = driver.pending(instance_id)
             first = driver.window(lambda i=instance_id, n=sample: driver.steps(i, n))
+            again = driver.client.start(name, list(range(width)), version="1").id
+            batched = driver.window(lambda i=again, n=sample: driver.batched_steps(i, n))
             rows.append(
                 {
                     "map_width": width,
@@ -156,6 +176,7 @@ def map_rows(driver: Driver, widths: list[int]) -> list[dict[str, Any]]:
                     "items_started_at_once": len(commands),
                     "start_transition_client_cpu_ms": round(start_cpu * 1000, 1),
                     "per_item_completion": first,
+                    "per_item_completion_16_a_batch": batched,
                     **driver.sizes(instance_id),
                 }
             )

@@ -40,6 +40,9 @@ from rustyflower.core.snapshot.document import decode_snapshot
 
 Clock = Callable[[], datetime]
 
+CHAIN_LIMIT = 64
+"""Events of one instance a batch commits together at most (``Conductor.apply_many``)."""
+
 PLACEMENTS_KEPT = 10_000
 """Instances whose placement a conductor keeps in memory (``Conductor.placement``)."""
 
@@ -223,45 +226,46 @@ class Conductor:
     def apply_many(self, items: list[PendingEvent]) -> list[Outcome]:
         """Apply several events with one round trip for all their commits.
 
-        Each commit is still its own compare-and-set; one that loses a race (or an event
-        the cached value cannot judge) is applied again on its own, from the stored value.
+        The events of one instance are applied in order, each on the last one's result,
+        and committed together as one compare-and-set (``store.prepare_chain``): a wide
+        Map whose items finish in one batch writes its snapshot once. A commit that loses
+        a race (or an event the cached value cannot judge) is applied again event by
+        event, from the stored value.
         """
         now = self.clock()
-        seen = {item.instance_id: item.seen_seq for item in items if item.seen_seq is not None}
-        self.store.preload([item.instance_id for item in items], at_least=seen)
-        batched: set[str] = set()
-        prepared: list[PreparedCommit] = []
-        planned: list[tuple[int, Transition]] = []
-        outcomes: list[Outcome | None] = [None] * len(items)
+        seen: dict[str, int] = {}
+        by_instance: dict[str, list[int]] = {}
         for index, item in enumerate(items):
             if item.placement is not None:
                 self._note_placement(item.instance_id, item.placement)
-            if item.instance_id in batched:
-                # One commit per instance per batch. Chaining a second one on the first's
-                # uncommitted result would let it pass the seq check after the first lost
-                # a race (same seq, other content): a lost update. It goes on its own below.
-                continue
-            try:
-                snapshot = self.store.load(item.instance_id, at_least=item.seen_seq)
-                transition = advance(snapshot, item.event, now)
-            except (EventRejectedError, UnknownInstanceError):
+            if item.seen_seq is not None:
+                seen[item.instance_id] = max(item.seen_seq, seen.get(item.instance_id, 0))
+            by_instance.setdefault(item.instance_id, []).append(index)
+        self.store.preload(list(by_instance), at_least=seen)
+        prepared: list[PreparedCommit] = []
+        planned: list[list[tuple[int, Transition]]] = []
+        for instance_id, indexes in by_instance.items():
+            chained = self._chain(instance_id, [items[i] for i in indexes], seen, now)
+            if chained is None:
                 continue  # judged again on the stored value below
-            batched.add(item.instance_id)
+            snapshot, links = chained
+            chain = list(zip(indexes, links, strict=False))
+            picked = [items[index] for index, _ in chain]
             prepared.append(
-                self.store.prepare(
+                self.store.prepare_chain(
                     snapshot,
-                    transition,
-                    self.placement(item.instance_id),
-                    ack=item.ack,
-                    fired_timer=item.fired_timer,
+                    links,
+                    self.placement(instance_id),
+                    acks=[item.ack for item in picked if item.ack is not None],
+                    fired_timers=[item.fired_timer for item in picked if item.fired_timer],
                 )
             )
-            planned.append((index, transition))
-        for (index, transition), result in zip(
-            planned, self.store.commit_many(prepared), strict=True
-        ):
+            planned.append(chain)
+        outcomes: list[Outcome | None] = [None] * len(items)
+        for chain, result in zip(planned, self.store.commit_many(prepared), strict=True):
             if result == "ok":
-                outcomes[index] = Applied(transition)
+                for index, transition in chain:
+                    outcomes[index] = Applied(transition)
         finished: list[Outcome] = []
         for index, item in enumerate(items):
             outcome = outcomes[index]
@@ -275,6 +279,29 @@ class Conductor:
                 )
             finished.append(outcome)
         return finished
+
+    def _chain(
+        self, instance_id: str, events: list[PendingEvent], seen: dict[str, int], now: datetime
+    ) -> tuple[Snapshot, list[Transition]] | None:
+        """The instance's (cached) snapshot and the transitions of its first events, each
+        advanced from the last; it stops before an event the cached value rejects (that
+        one and the rest are judged on the stored value). None: nothing to chain."""
+        try:
+            snapshot = self.store.load(instance_id, at_least=seen.get(instance_id))
+        except UnknownInstanceError:
+            return None
+        links: list[Transition] = []
+        current = snapshot
+        for item in events[:CHAIN_LIMIT]:
+            try:
+                transition = advance(current, item.event, now)
+            except EventRejectedError:
+                break
+            links.append(transition)
+            current = transition.snapshot
+        if not links:
+            return None
+        return snapshot, links
 
     def _owned_elsewhere(self, instance_id: str, judged_fresh: bool) -> bool:
         """A fenced answer is final only when the stored instance says another owner has it.

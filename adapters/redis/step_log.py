@@ -81,19 +81,29 @@ class StepVisit:
 
 
 def step_log_ops(
-    trace: Sequence[StepTrace],
-    snapshot: Snapshot,
+    links: Sequence[tuple[Sequence[StepTrace], Snapshot]],
     keys: list[str],
     keyspace: Keyspace,
     *,
     maxlen: int = STEP_LOG_MAXLEN,
 ) -> list[str | bytes | int]:
-    """The commit script's ops (``e``: append to a capped stream) that log ``trace``;
-    appends the log's key to ``keys`` (the script's KEYS) and refers to it by position."""
-    if not trace:
+    """The commit script's ops (``e``: append to a capped stream) that log each link's
+    trace (a commit holds one transition, or a chain of them: ``store.prepare_chain``),
+    each entry with its own transition's seq and time; appends the log's key to ``keys``
+    (the script's KEYS) and refers to it by position."""
+    if not any(trace for trace, _ in links):
         return []
-    keys.append(keyspace.steps(snapshot.instance_id))
+    keys.append(keyspace.steps(links[0][1].instance_id))
     where = len(keys)  # Lua counts from 1
+    ops: list[str | bytes | int] = []
+    for trace, snapshot in links:
+        ops += _trace_ops(trace, snapshot, where, maxlen)
+    return ops
+
+
+def _trace_ops(
+    trace: Sequence[StepTrace], snapshot: Snapshot, where: int, maxlen: int
+) -> list[str | bytes | int]:
     ops: list[str | bytes | int] = []
     before: StepTrace | None = None
     for step in trace:

@@ -111,7 +111,7 @@ class PreparedCommit:
     keys: list[str]
     args: list[str | bytes | int]
     snapshot: Snapshot
-    ack: WorkAck | None
+    acks: tuple[WorkAck, ...] = ()
 
 
 class RedisStore:
@@ -335,9 +335,9 @@ class RedisStore:
         result = _RESULTS[int(reply)]
         if result == "ok":
             self._remember(prepared.snapshot)
-            ack = prepared.ack
-            if ack is not None and not self._acked_in_commit(ack, prepared.snapshot):
-                self.ack(ack)
+            for ack in prepared.acks:
+                if not self._acked_in_commit(ack, prepared.snapshot):
+                    self.ack(ack)
         else:
             self.forget(prepared.snapshot.instance_id)
         return result
@@ -359,7 +359,60 @@ class RedisStore:
         ``observed``: record what the transition did (``observing``); False for a snapshot
         brought in from elsewhere (a resume), whose steps happened there.
         """
-        snapshot = transition.snapshot
+        return self._prepare(
+            previous,
+            (transition,),
+            placement,
+            acks=() if ack is None else (ack,),
+            fired_timers=() if fired_timer is None else (fired_timer,),
+            extra_fields=extra_fields,
+            notes=notes,
+            observed=observed,
+        )
+
+    def prepare_chain(
+        self,
+        previous: Snapshot,
+        chain: Sequence[Transition],
+        placement: Placement,
+        *,
+        acks: Sequence[WorkAck] = (),
+        fired_timers: Sequence[str] = (),
+    ) -> PreparedCommit:
+        """One commit for several transitions of one instance, each taken from the last.
+
+        Stored, it is exactly what committing them one by one would store (the final
+        snapshot; every link's history entries, work, timers, observations and step log,
+        in order), but the snapshot, however large, is encoded, signed and written once:
+        a wide Map's items finishing in one batch cost one write, not one each. It is one
+        compare-and-set against ``previous``: all the links apply, or none.
+        """
+        if not chain:
+            raise ValueError("a chain needs at least one transition")
+        return self._prepare(
+            previous,
+            tuple(chain),
+            placement,
+            acks=tuple(acks),
+            fired_timers=tuple(fired_timers),
+            extra_fields=None,
+            notes=(),
+            observed=True,
+        )
+
+    def _prepare(
+        self,
+        previous: Snapshot | None,
+        chain: tuple[Transition, ...],
+        placement: Placement,
+        *,
+        acks: tuple[WorkAck, ...],
+        fired_timers: tuple[str, ...],
+        extra_fields: dict[str, str] | None,
+        notes: Sequence[Mapping[str, Any]],
+        observed: bool,
+    ) -> PreparedCommit:
+        snapshot = chain[-1].snapshot
         instance_id = snapshot.instance_id
         shard = self.keys.shard_of(instance_id)
         old_status = previous.status if previous is not None else snapshot.status
@@ -371,19 +424,24 @@ class RedisStore:
             self.keys.flow_index(shard, snapshot.definition.name),
             *self._shard_keys(shard),
         ]
-        history = [
-            lenient(
-                {
-                    "seq": e.seq,
-                    "at": e.at,
-                    "kind": e.kind,
-                    "position": e.position,
-                    "detail": e.detail,
-                }
-            )
-            for e in snapshot.state.history
-            if e.seq > (previous.seq if previous is not None else 0)
-        ]
+        history: list[str] = []
+        link_previous = previous
+        for link in chain:  # each link's own new entries: a later one's window may have
+            after = link_previous.seq if link_previous is not None else 0  # dropped them
+            history += [
+                lenient(
+                    {
+                        "seq": e.seq,
+                        "at": e.at,
+                        "kind": e.kind,
+                        "position": e.position,
+                        "detail": e.detail,
+                    }
+                )
+                for e in link.snapshot.state.history
+                if e.seq > after
+            ]
+            link_previous = link.snapshot
         history += [lenient(note) for note in notes]
         args: list[str | bytes | int] = [
             "" if previous is None else str(previous.seq),
@@ -398,17 +456,23 @@ class RedisStore:
             len(history),
             *history,
         ]
-        args += self._operations(snapshot, transition, placement, shard)
+        for link in chain:
+            args += self._operations(link.snapshot, link, placement, shard)
         args += index_operations(previous, snapshot)
         if observed:
-            seen = observe(previous, snapshot)
+            seen = []
+            link_previous = previous
+            for link in chain:
+                seen += observe(link_previous, link.snapshot)
+                link_previous = link.snapshot
             args += observation_ops(
                 seen, keys, self.keys, shard, maxlen=self.events_maxlen, instance_id=instance_id
             )
-            args += step_log_ops(transition.trace, snapshot, keys, self.keys)
-        if ack is not None and self._acked_in_commit(ack, snapshot):
-            args += ["a", ack.priority_index, ack.message_id]
-        if fired_timer is not None:
+            args += step_log_ops([(link.trace, link.snapshot) for link in chain], keys, self.keys)
+        for ack in acks:
+            if self._acked_in_commit(ack, snapshot):
+                args += ["a", ack.priority_index, ack.message_id]
+        for fired_timer in fired_timers:
             args += ["r", timer_member(instance_id, fired_timer)]
         fields = dict(extra_fields or {})
         if previous is None:
@@ -426,7 +490,7 @@ class RedisStore:
             args += ["H", len(fields)]
             for name, value in fields.items():
                 args += [name, value]
-        return PreparedCommit(keys, args, snapshot, ack)
+        return PreparedCommit(keys, args, snapshot, acks)
 
     def _shard_keys(self, shard: int) -> tuple[str, ...]:
         """KEYS[6..13] of the commit script: the same for every commit in a shard, so their
