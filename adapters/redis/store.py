@@ -14,28 +14,29 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from rustyflower.adapters.redis import scripts
-from rustyflower.adapters.redis.compact_json import lenient
-from rustyflower.adapters.redis.indexes import TimeIndexes, index_operations
-from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace, Priority
+from rustyflower.adapters.redis.commit_plan import (
+    FULL_HISTORY_LIMIT,
+    CommitLayout,
+    Placement,
+    PreparedCommit,
+    WorkAck,
+    acked_in_commit,
+    plan_commit,
+)
+from rustyflower.adapters.redis.indexes import TimeIndexes
+from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from rustyflower.adapters.redis.listing import INFO_FIELDS, info_of
-from rustyflower.adapters.redis.messages import WorkMessage, timer_member
-from rustyflower.adapters.redis.observing import EVENTS_MAXLEN, observation_ops
+from rustyflower.adapters.redis.messages import timer_member
+from rustyflower.adapters.redis.observing import EVENTS_MAXLEN
 from rustyflower.adapters.redis.scripting import evalsha_many
-from rustyflower.adapters.redis.step_log import step_log_ops
 from rustyflower.core.engine import (
-    CancelWork,
-    FinishFlow,
-    RunActivity,
     Snapshot,
-    StartChildFlow,
-    StartTimer,
     Transition,
 )
 from rustyflower.core.engine.machine import outstanding
@@ -55,10 +56,9 @@ from rustyflower.core.instance_store import (
     plan_resume,
 )
 from rustyflower.core.model import FlowDefinition, load_definition
-from rustyflower.core.observations import observe
 from rustyflower.core.snapshot import SnapshotKeys
-from rustyflower.core.snapshot.document import decode_snapshot, encode_snapshot
-from rustyflower.core.timeutil import format_timestamp, parse_timestamp
+from rustyflower.core.snapshot.document import decode_snapshot
+from rustyflower.core.timeutil import format_timestamp
 
 __all__ = [
     "FULL_HISTORY_LIMIT",
@@ -76,42 +76,12 @@ __all__ = [
 LOCAL_OWNER = LOCAL
 """The owner of an instance this runner may advance (a failover writes the cloud's name)."""
 
-FULL_HISTORY_LIMIT = 10_000
-"""The store keeps this many history entries per instance (the snapshot keeps fewer)."""
 
 _RESULTS: dict[int, CommitResult] = {1: "ok", 0: "conflict", -1: "fenced", -2: "exists"}
 
 
 class VersionConflictError(RustyFlowerError):
     """A flow version is registered already with different content."""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Queue settings of an instance, fixed when it starts and inherited by its work."""
-
-    priority: Priority = "normal"
-    concurrency_key: str | None = None
-
-
-@dataclass
-class WorkAck:
-    """The stream message a commit acknowledges, so apply and ack happen together."""
-
-    priority_index: int
-    message_id: str
-    shard: int
-    stream: str | None = None
-    """The stream, when not the shard's stream of that priority (routed work): such a
-    message is acknowledged right after the commit, not inside it."""
-
-
-@dataclass(frozen=True)
-class PreparedCommit:
-    keys: list[str]
-    args: list[str | bytes | int]
-    snapshot: Snapshot
-    acks: tuple[WorkAck, ...] = ()
 
 
 class RedisStore:
@@ -136,7 +106,7 @@ class RedisStore:
         # OrderedDict changed by two threads at once raises KeyError mid-reorder
         self._cache_lock = threading.Lock()
         self._definitions: dict[tuple[str, str], FlowDefinition] = {}
-        self._fixed_keys: dict[int, tuple[Keyspace, tuple[str, ...]]] = {}
+        self._layout: CommitLayout | None = None
         self.events_maxlen = EVENTS_MAXLEN
 
     # --- setup ----------------------------------------------------------------------------
@@ -359,7 +329,8 @@ class RedisStore:
         ``observed``: record what the transition did (``observing``); False for a snapshot
         brought in from elsewhere (a resume), whose steps happened there.
         """
-        return self._prepare(
+        return plan_commit(
+            self._commit_layout(),
             previous,
             (transition,),
             placement,
@@ -389,7 +360,8 @@ class RedisStore:
         """
         if not chain:
             raise ValueError("a chain needs at least one transition")
-        return self._prepare(
+        return plan_commit(
+            self._commit_layout(),
             previous,
             tuple(chain),
             placement,
@@ -400,174 +372,19 @@ class RedisStore:
             observed=True,
         )
 
-    def _prepare(
-        self,
-        previous: Snapshot | None,
-        chain: tuple[Transition, ...],
-        placement: Placement,
-        *,
-        acks: tuple[WorkAck, ...],
-        fired_timers: tuple[str, ...],
-        extra_fields: dict[str, str] | None,
-        notes: Sequence[Mapping[str, Any]],
-        observed: bool,
-    ) -> PreparedCommit:
-        snapshot = chain[-1].snapshot
-        instance_id = snapshot.instance_id
-        shard = self.keys.shard_of(instance_id)
-        old_status = previous.status if previous is not None else snapshot.status
-        keys = [
-            self.keys.instance(instance_id),
-            self.keys.history(instance_id),
-            self.keys.status_index(shard, old_status),
-            self.keys.status_index(shard, snapshot.status),
-            self.keys.flow_index(shard, snapshot.definition.name),
-            *self._shard_keys(shard),
-        ]
-        history: list[str] = []
-        link_previous = previous
-        for link in chain:  # each link's own new entries: a later one's window may have
-            after = link_previous.seq if link_previous is not None else 0  # dropped them
-            history += [
-                lenient(
-                    {
-                        "seq": e.seq,
-                        "at": e.at,
-                        "kind": e.kind,
-                        "position": e.position,
-                        "detail": e.detail,
-                    }
-                )
-                for e in link.snapshot.state.history
-                if e.seq > after
-            ]
-            link_previous = link.snapshot
-        history += [lenient(note) for note in notes]
-        args: list[str | bytes | int] = [
-            "" if previous is None else str(previous.seq),
-            str(snapshot.seq),
-            str(snapshot.epoch),
-            encode_snapshot(snapshot, self.snapshot_keys),
-            snapshot.status,
-            instance_id,
-            FULL_HISTORY_LIMIT,
-            "1" if snapshot.state.held else "0",
-            snapshot.updated_at,
-            len(history),
-            *history,
-        ]
-        for link in chain:
-            args += self._operations(link.snapshot, link, placement, shard)
-        args += index_operations(previous, snapshot)
-        if observed:
-            seen = []
-            link_previous = previous
-            for link in chain:
-                seen += observe(link_previous, link.snapshot)
-                link_previous = link.snapshot
-            args += observation_ops(
-                seen, keys, self.keys, shard, maxlen=self.events_maxlen, instance_id=instance_id
+    def _commit_layout(self) -> CommitLayout:
+        layout = self._layout
+        if (
+            layout is None
+            or layout.keyspace is not self.keys
+            or (
+                layout.snapshot_keys is not self.snapshot_keys
+                or layout.events_maxlen != self.events_maxlen
             )
-            args += step_log_ops([(link.trace, link.snapshot) for link in chain], keys, self.keys)
-        for ack in acks:
-            if self._acked_in_commit(ack, snapshot):
-                args += ["a", ack.priority_index, ack.message_id]
-        for fired_timer in fired_timers:
-            args += ["r", timer_member(instance_id, fired_timer)]
-        fields = dict(extra_fields or {})
-        if previous is None:
-            fields.update(
-                {
-                    "flow": snapshot.definition.name,
-                    "version": snapshot.definition.version,
-                    "priority": placement.priority,
-                    "created_at": snapshot.updated_at,
-                }
-            )
-            if placement.concurrency_key:
-                fields["ckey"] = placement.concurrency_key
-        if fields:  # one HSET for them all (op 'H': the count, then name, value pairs)
-            args += ["H", len(fields)]
-            for name, value in fields.items():
-                args += [name, value]
-        return PreparedCommit(keys, args, snapshot, acks)
-
-    def _shard_keys(self, shard: int) -> tuple[str, ...]:
-        """KEYS[6..13] of the commit script: the same for every commit in a shard, so their
-        names are built once (a commit otherwise formats eight of them again)."""
-        keyspace = self.keys
-        found = self._fixed_keys.get(shard)
-        if found is None or found[0] is not keyspace:
-            names = (
-                *keyspace.streams(shard),
-                keyspace.timers(shard),
-                keyspace.started_index(shard),
-                keyspace.finished_index(shard),
-                keyspace.lifeboat_switch(shard),
-                keyspace.lifeboat_changed(shard),
-            )
-            found = (keyspace, names)
-            self._fixed_keys[shard] = found
-        return found[1]
-
-    def _operations(
-        self, snapshot: Snapshot, transition: Transition, placement: Placement, shard: int
-    ) -> list[str | bytes | int]:
-        ops: list[str | bytes | int] = []
-        instance_id = snapshot.instance_id
-        priority = PRIORITIES.index(placement.priority)
-        flow = snapshot.definition.name
-        for command in transition.commands:
-            if isinstance(command, RunActivity):
-                message = WorkMessage(
-                    "activity",
-                    instance_id,
-                    snapshot.epoch,
-                    priority,
-                    command=command,
-                    concurrency_key=placement.concurrency_key,
-                    flow=flow,
-                    seq=snapshot.seq,
-                )
-                ops += ["x", priority, message.encode()]
-            elif isinstance(command, StartTimer):
-                due = parse_timestamp(command.fire_at)
-                assert due is not None
-                ops += ["t", _millis(due), timer_member(instance_id, command.timer_id)]
-            elif isinstance(command, StartChildFlow):
-                message = WorkMessage(
-                    "start_child", instance_id, snapshot.epoch, priority, command=command
-                )
-                ops += ["x", priority, message.encode()]
-            elif isinstance(command, CancelWork):
-                if command.work_kind == "start_timer":
-                    ops += ["r", timer_member(instance_id, command.work_id)]
-                elif command.work_kind == "start_child_flow":
-                    message = WorkMessage(
-                        "cancel_child",
-                        instance_id,
-                        snapshot.epoch,
-                        priority,
-                        child_instance_id=command.child_instance_id,
-                    )
-                    ops += ["x", priority, message.encode()]
-            elif isinstance(command, FinishFlow) and snapshot.state.parent is not None:
-                parent = snapshot.state.parent
-                message = WorkMessage(
-                    "notify_parent",
-                    parent.instance_id,
-                    snapshot.epoch,
-                    priority,
-                    call_id=parent.call_id,
-                    result={
-                        "status": command.status,
-                        "output": command.output,
-                        "error": command.error,
-                        "cause": command.cause,
-                    },
-                )
-                ops += ["x", priority, message.encode()]
-        return ops
+        ):
+            layout = CommitLayout(self.keys, self.snapshot_keys, self.events_maxlen)
+            self._layout = layout
+        return layout
 
     def fence(
         self,
@@ -747,8 +564,7 @@ class RedisStore:
         self.client.xack(stream, CONSUMER_GROUP, ack.message_id)
 
     def _acked_in_commit(self, ack: WorkAck, snapshot: Snapshot) -> bool:
-        """The commit script acknowledges messages of its own shard's priority streams."""
-        return ack.stream is None and ack.shard == self.keys.shard_of(snapshot.instance_id)
+        return acked_in_commit(self.keys, ack, snapshot)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -812,7 +628,3 @@ def _info(instance_id: str, values: list[Any]) -> InstanceInfo | None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _millis(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)

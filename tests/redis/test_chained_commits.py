@@ -57,10 +57,10 @@ def two_sites(runtime: Runtime) -> Iterator[tuple[Site, Site]]:
         site.client.close()
 
 
-def wide_map(max_concurrency: int = 0) -> Any:
+def wide_map(max_concurrency: int = 0, body: Any = None) -> Any:
     return (
         Flow("wide", version="1")
-        .map("Each", Steps().task("T", "echo"), max_concurrency=max_concurrency)
+        .map("Each", body or Steps().task("T", "echo"), max_concurrency=max_concurrency)
         .task("After", "echo")
         .build()
     )
@@ -119,6 +119,25 @@ def test_a_chain_stores_what_one_commit_per_event_stores(
     assert one_by_one.store.load("w", fresh=True).status == "succeeded"
     expected = stored(one_by_one, "w")
     assert expected["stats"] and expected["step_events"] and len(expected["visits"]) > 12
+    assert stored(chained, "w") == expected
+
+
+def test_a_long_chain_keeps_every_history_entry_the_snapshot_window_dropped(
+    two_sites: tuple[Site, Site],
+) -> None:
+    """The snapshot keeps a window of 100 history entries; a chain of 64 completions
+    (CHAIN_LIMIT; the other 6 go alone) adds 128 (each item's first task succeeds, its
+    second is scheduled): the stored history still has every entry."""
+    one_by_one, chained = two_sites
+    for site in two_sites:
+        site.store.register(wide_map(body=Steps().task("T", "echo").task("U", "echo")))
+        site.conductor.start("wide", list(range(70)), instance_id="w")
+    alone, batch = completions(one_by_one, "w"), completions(chained, "w")
+    for item in alone:
+        one_by_one.conductor.apply("w", item.event)
+    assert all(isinstance(done, Applied) for done in chained.conductor.apply_many(batch))
+    expected = stored(one_by_one, "w")
+    assert len(expected["history"]) > 200
     assert stored(chained, "w") == expected
 
 
