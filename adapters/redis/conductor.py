@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rustyflower.adapters.redis.scripting import Rider
 from rustyflower.adapters.redis.store import (
     LOCAL_OWNER,
     InstanceInfo,
@@ -223,14 +224,15 @@ class Conductor:
             f"{event.kind}; try again"
         )
 
-    def apply_many(self, items: list[PendingEvent]) -> list[Outcome]:
+    def apply_many(self, items: list[PendingEvent], rider: Rider | None = None) -> list[Outcome]:
         """Apply several events with one round trip for all their commits.
 
         The events of one instance are applied in order, each on the last one's result,
         and committed together as one compare-and-set (``store.prepare_chain``): a wide
         Map whose items finish in one batch writes its snapshot once. A commit that loses
         a race (or an event the cached value cannot judge) is applied again event by
-        event, from the stored value.
+        event, from the stored value. A ``rider`` (the worker's next read) goes in the
+        round trip of the commits, when there are any.
         """
         now = self.clock()
         seen: dict[str, int] = {}
@@ -262,7 +264,7 @@ class Conductor:
             )
             planned.append(chain)
         outcomes: list[Outcome | None] = [None] * len(items)
-        for chain, result in zip(planned, self.store.commit_many(prepared), strict=True):
+        for chain, result in zip(planned, self.store.commit_many(prepared, rider), strict=True):
             if result == "ok":
                 for index, transition in chain:
                     outcomes[index] = Applied(transition)

@@ -10,6 +10,7 @@ again. A refused call did nothing, so sending it again applies it once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -23,16 +24,40 @@ ScriptCall = tuple[Script, Sequence[Any], Sequence[Any]]
 """A script with the keys and the arguments of one run."""
 
 
-def evalsha_many(client: redis.Redis, script: Script, calls: Sequence[Call]) -> list[Any]:
-    """The replies of ``script`` run once per call, in order, in one round trip."""
-    return run_scripts(client, [(script, keys, args) for keys, args in calls])
+@dataclass
+class Rider:
+    """A script run that rides in the round trip of another batch (the worker's next read
+    sent with its commits). It rides once: its reply, or its error, is kept here."""
+
+    call: ScriptCall
+    reply: Any = None
+    answered: bool = False
 
 
-def run_scripts(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+def evalsha_many(
+    client: redis.Redis, script: Script, calls: Sequence[Call], rider: Rider | None = None
+) -> list[Any]:
+    """The replies of ``script`` run once per call, in order, in one round trip; a
+    ``rider`` not yet answered goes last in the same round trip."""
+    runs: list[ScriptCall] = [(script, keys, args) for keys, args in calls]
+    riding = rider is not None and not rider.answered
+    if rider is not None and riding:
+        runs.append(rider.call)
+    replies = run_scripts(client, runs, raise_errors=False)
+    if rider is not None and riding:
+        rider.reply, rider.answered = replies.pop(), True
+    _raise_first_error(replies)
+    return replies
+
+
+def run_scripts(
+    client: redis.Redis, calls: Sequence[ScriptCall], *, raise_errors: bool = True
+) -> list[Any]:
     """The replies of several script runs, in order, in one round trip.
 
     An error reply of any call (other than NOSCRIPT, which is handled) is raised once
-    every call has been answered, as ``pipeline.execute(raise_on_error=True)`` would.
+    every call has been answered, as ``pipeline.execute(raise_on_error=True)`` would;
+    ``raise_errors`` False returns it among the replies instead.
     """
     if not calls:
         return []
@@ -44,10 +69,15 @@ def run_scripts(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
         again = _send(client, [calls[index] for index in refused])
         for index, reply in zip(refused, again, strict=True):
             replies[index] = reply
+    if raise_errors:
+        _raise_first_error(replies)
+    return replies
+
+
+def _raise_first_error(replies: Sequence[Any]) -> None:
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
-    return replies
 
 
 def _send(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:

@@ -34,7 +34,7 @@ from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from rustyflower.adapters.redis.listing import INFO_FIELDS, info_of
 from rustyflower.adapters.redis.messages import timer_member
 from rustyflower.adapters.redis.observing import EVENTS_MAXLEN
-from rustyflower.adapters.redis.scripting import evalsha_many
+from rustyflower.adapters.redis.scripting import Rider, evalsha_many
 from rustyflower.core.engine import (
     Snapshot,
     Transition,
@@ -286,7 +286,9 @@ class RedisStore:
         )
         return self.settle(prepared, self._commit(keys=prepared.keys, args=prepared.args))
 
-    def commit_many(self, batch: list[PreparedCommit]) -> list[CommitResult]:
+    def commit_many(
+        self, batch: list[PreparedCommit], rider: Rider | None = None
+    ) -> list[CommitResult]:
         """Several commits in one round trip; each is still its own atomic compare-and-set.
 
         Commits for the same instance must come in seq order: the second one's expected
@@ -295,7 +297,10 @@ class RedisStore:
         if not batch:
             return []
         replies = evalsha_many(
-            self.client, self._commit, [(prepared.keys, prepared.args) for prepared in batch]
+            self.client,
+            self._commit,
+            [(prepared.keys, prepared.args) for prepared in batch],
+            rider,
         )
         return [
             self.settle(prepared, reply) for prepared, reply in zip(batch, replies, strict=True)

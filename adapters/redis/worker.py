@@ -46,10 +46,12 @@ from rustyflower.adapters.redis.maintenance import Maintenance, Reclaimed
 from rustyflower.adapters.redis.messages import WorkMessage
 from rustyflower.adapters.redis.reading import (
     MULTI_SHARD_BLOCK_MS,
+    Batch,
     batch_of,
     blocking_read,
     read_shards,
 )
+from rustyflower.adapters.redis.scripting import Rider
 from rustyflower.adapters.redis.store import (
     Placement,
     RedisStore,
@@ -120,6 +122,8 @@ class Worker:
         self.health = Health(self.options.failure_limit)
         self.started_at = time.time()
         self._read_by_priority = self.client.register_script(scripts.READ_BY_PRIORITY)
+        self._read_ahead: dict[str, Batch] = {}
+        """Per consumer (one per thread): messages read with its last commits."""
         self._defer = self.client.register_script(scripts.DEFER)
         self._route = self.client.register_script(scripts.ROUTE)
         self._stopping = threading.Event()
@@ -255,7 +259,8 @@ class Worker:
         while not self._stopping.is_set():
             self.health.begin_round()
             try:
-                if not self._take_reclaimed():
+                # messages read ahead are claimed already: they go before reclaimed ones
+                if self._read_ahead.get(consumer) or not self._take_reclaimed():
                     if len(shards) == 1:
                         self._consume_round(consumer, shards[0])
                     else:
@@ -267,6 +272,8 @@ class Worker:
                 wait = self.health.end_round()
             if wait:
                 self._stopping.wait(wait)
+        if len(shards) == 1:
+            self._finish_read_ahead(consumer, shards[0])
 
     def _take_reclaimed(self) -> bool:
         try:
@@ -277,17 +284,27 @@ class Worker:
         return True
 
     def _consume_round(self, consumer: str, shard: int) -> None:
-        count = self._batch_size()
-        # strict priority first; block on all three only when all are empty
-        found: Any = self._read_by_priority(
-            keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, count]
-        )
-        if found:
-            self._process(shard, batch_of(found))
-            return
-        self._process(
-            shard, blocking_read(self.client, self.keys, shard, consumer, self.options.block_ms)
-        )
+        ahead = self._read_ahead.pop(consumer, None)
+        if ahead is None:  # no read rode with the last commits: read now
+            count = self._batch_size()
+            # strict priority first; block on all three only when all are empty
+            found: Any = self._read_by_priority(
+                keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, count]
+            )
+            ahead = batch_of(found) if found else []
+        if not ahead:
+            ahead = blocking_read(self.client, self.keys, shard, consumer, self.options.block_ms)
+        self._process(shard, ahead, consumer)
+
+    def _finish_read_ahead(self, consumer: str, shard: int) -> None:
+        """Messages a last commit's read claimed when the worker was told to stop: run
+        them rather than leave them to a reclaim after the visibility timeout."""
+        ahead = self._read_ahead.pop(consumer, None)
+        if ahead:
+            try:
+                self._process(shard, ahead)
+            except Exception:
+                log.exception("%s: messages read ahead before stopping failed", consumer)
 
     def _consume_shards(self, consumer: str, shards: list[int], block_on: int) -> None:
         """One round over several shards (see ``reading.read_shards``)."""
@@ -343,8 +360,15 @@ class Worker:
             return 1
         return self.options.batch_size
 
-    def _process(self, shard: int, batch: list[tuple[int, str, dict[Any, Any]]]) -> None:
-        """Run a batch of messages; the activities' results are applied together at the end."""
+    def _process(
+        self, shard: int, batch: list[tuple[int, str, dict[Any, Any]]], consumer: str = ""
+    ) -> None:
+        """Run a batch of messages; the activities' results are applied together at the end.
+
+        With ``consumer`` (a thread reading one shard), the next read rides in the round
+        trip of the results' commits and its messages are the thread's next batch: a step
+        then costs one round trip, not two (a read, then a commit).
+        """
         results: list[PendingEvent] = []
         holders: list[str] = []
         with self.in_flight_lock:
@@ -352,19 +376,33 @@ class Worker:
                 stream = self.keys.stream(shard, PRIORITIES[priority])
                 self.in_flight[message_id] = InFlight(stream, message_id, None)
                 holders.append(message_id)
+        rider = None
+        if consumer and not self._stopping.is_set():
+            read = [CONSUMER_GROUP, consumer, self._batch_size()]
+            rider = Rider((self._read_by_priority, self.keys.streams(shard), read))
         try:
             for priority, message_id, fields in batch:
                 self._handle(WorkAck(priority, message_id, shard), fields, results)
             if results:
-                self._apply_results(results)
+                self._apply_results(results, rider)
         finally:
             with self.in_flight_lock:
                 for holder in holders:
                     self.in_flight.pop(holder, None)
+            if rider is not None and rider.answered:
+                self._take_read_ahead(consumer, rider.reply)
 
-    def _apply_results(self, results: list[PendingEvent]) -> None:
+    def _take_read_ahead(self, consumer: str, reply: Any) -> None:
+        """Keep what the riding read claimed for the thread's next round (an empty list:
+        nothing was there a moment ago, so that round waits for work at once)."""
+        if isinstance(reply, Exception):  # e.g. NOGROUP: the next round reads (and says so)
+            log.warning("%s: the read sent with the commits failed: %s", consumer, reply)
+            return
+        self._read_ahead[consumer] = batch_of(reply) if reply else []
+
+    def _apply_results(self, results: list[PendingEvent], rider: Rider | None = None) -> None:
         try:
-            self._call_with_retry(lambda: self.conductor.apply_many(results))
+            self._call_with_retry(lambda: self.conductor.apply_many(results, rider))
         except Exception:  # e.g. one instance fenced: settle each on its own
             for result in results:
                 try:

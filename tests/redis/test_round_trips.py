@@ -126,3 +126,53 @@ def test_work_messages_carry_the_seq_they_were_dispatched_at(runtime: Runtime) -
     assert WorkMessage.decode(entry[1][b"m"]).seq == created.seq
     with pytest.raises(ValueError, match="seq"):
         WorkMessage.decode('{"k":"cancel_child","i":"x","e":0,"s":"1"}')
+
+
+def test_a_step_of_one_instance_costs_one_round_trip_with_the_read_riding_the_commit(
+    runtime: Runtime, sends: list[bytes]
+) -> None:
+    """L's path: one instance, one step at a time. The worker's next read rides in the
+    round trip of the step's commit (and claims the message that commit dispatched), so
+    a step is one round trip; before, a read, then a commit: two."""
+    from rustyflower.adapters.redis.worker import Worker, WorkerOptions  # noqa: PLC0415
+    from tests.redis.activities import registry  # noqa: PLC0415
+
+    flow = Flow("five", version="1")
+    for index in range(5):
+        flow.task(f"S{index}", "echo")
+    runtime.store.register(flow.build())
+    worker_store = runtime.fresh_store()
+    worker = Worker(worker_store, registry, WorkerOptions(concurrency=1, block_ms=1, name="rt"))
+    started = runtime.conductor.start("five", {"n": 1})
+    worker._consume_round("rt-0", 0)  # reads the first message; its commit reads the next
+    per_round = []
+    for _ in range(4):
+        sends.clear()
+        worker._consume_round("rt-0", 0)
+        per_round.append(len(sends))
+    assert per_round == [1, 1, 1, 1], per_round
+    final = runtime.store.load(started.instance_id, fresh=True)
+    assert (final.status, final.state.output) == ("succeeded", {"n": 1})
+    assert worker._read_ahead["rt-0"] == []  # the last commit's read found nothing
+
+
+def test_messages_read_ahead_when_the_worker_stops_are_run_not_left_claimed(
+    runtime: Runtime,
+) -> None:
+    from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES  # noqa: PLC0415
+    from rustyflower.adapters.redis.worker import Worker, WorkerOptions  # noqa: PLC0415
+    from tests.redis.activities import registry  # noqa: PLC0415
+
+    runtime.store.register(Flow("two", version="1").task("A", "echo").task("B", "echo").build())
+    worker = Worker(
+        runtime.fresh_store(), registry, WorkerOptions(concurrency=1, block_ms=1, name="st")
+    )
+    started = runtime.conductor.start("two", 7)
+    worker._consume_round("st-0", 0)  # runs A; B's message is claimed with A's commit
+    assert len(worker._read_ahead["st-0"]) == 1
+    worker._finish_read_ahead("st-0", 0)  # what the thread does when it stops
+    final = runtime.store.load(started.instance_id, fresh=True)
+    assert (final.status, final.state.output) == ("succeeded", 7)
+    for priority in PRIORITIES:
+        summary = runtime.client.xpending(runtime.keys.stream(0, priority), CONSUMER_GROUP)
+        assert summary["pending"] == 0
