@@ -77,6 +77,13 @@ def completions(site: Site, instance_id: str) -> list[PendingEvent]:
     return sorted(found, key=lambda item: item.event.call_id)  # type: ignore[attr-defined]
 
 
+def started_map(runtime: Runtime, width: int) -> list[PendingEvent]:
+    """A wide Map of ``width`` items started as "w"; a completion for each item."""
+    runtime.store.register(wide_map())
+    runtime.conductor.start("wide", list(range(width)), instance_id="w")
+    return completions(Site(runtime.client, runtime.keys, runtime.store, runtime.conductor), "w")
+
+
 def stored(site: Site, instance_id: str) -> dict[str, Any]:
     """Everything a commit writes for the instance, without ids that name the site."""
 
@@ -142,10 +149,7 @@ def test_a_long_chain_keeps_every_history_entry_the_snapshot_window_dropped(
 
 
 def test_a_batch_of_one_instances_events_is_one_commit(runtime: Runtime) -> None:
-    runtime.store.register(wide_map())
-    runtime.conductor.start("wide", list(range(30)), instance_id="w")
-    site = Site(runtime.client, runtime.keys, runtime.store, runtime.conductor)
-    batch = completions(site, "w")[:16]
+    batch = started_map(runtime, 30)[:16]
     runtime.client.config_resetstat()
     outcomes = runtime.conductor.apply_many(batch)
     assert all(isinstance(outcome, Applied) for outcome in outcomes)
@@ -157,10 +161,7 @@ def test_a_batch_of_one_instances_events_is_one_commit(runtime: Runtime) -> None
 def test_an_event_the_chain_rejects_is_judged_alone_and_the_rest_still_apply(
     runtime: Runtime,
 ) -> None:
-    runtime.store.register(wide_map())
-    runtime.conductor.start("wide", list(range(4)), instance_id="w")
-    site = Site(runtime.client, runtime.keys, runtime.store, runtime.conductor)
-    first, second, third, fourth = completions(site, "w")
+    first, second, third, fourth = started_map(runtime, 4)
     repeated = PendingEvent("w", first.event)  # a redelivered result: applied once only
     outcomes = runtime.conductor.apply_many([first, repeated, second, third, fourth])
     assert [type(outcome) for outcome in outcomes] == [
@@ -179,10 +180,7 @@ def test_an_event_the_chain_rejects_is_judged_alone_and_the_rest_still_apply(
 def test_a_chain_that_loses_a_race_applies_every_event_on_the_stored_value(
     runtime: Runtime,
 ) -> None:
-    runtime.store.register(wide_map())
-    runtime.conductor.start("wide", list(range(3)), instance_id="w")
-    site = Site(runtime.client, runtime.keys, runtime.store, runtime.conductor)
-    first, second, third = completions(site, "w")
+    first, second, third = started_map(runtime, 3)
     other_store = runtime.fresh_store()
     other = Conductor(other_store)
     other_store.load("w")  # cached before the race
