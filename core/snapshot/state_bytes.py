@@ -15,6 +15,8 @@ identity (in C: ``map``/``compress``) and re-serialises only the entries that ch
 A wide Map's frame changes on every item's completion but only in one result and one
 ``done`` flag: its ``items`` (the same tuple throughout) and ``effective_input`` are
 remembered per object, and ``results`` and ``done`` per element, patched the same way.
+The instance's input (often the Map's items, as large as its frame) is remembered per
+object too.
 
 The bytes are exactly those of ``canonical_json`` over the whole state
 (tests/unit/test_state_bytes.py checks it on every kind of state).
@@ -47,7 +49,10 @@ PIECEWISE_FROM = 32
 _CACHE_LIMIT = 50_000
 """Entries remembered (each holds its object, so an id is never reused while cached)."""
 _ENTRIES: dict[int, tuple[object, str, bytes]] = {}
-_MARKERS = {name: f"\x00rustyflower state {name}\x00" for name in _ENTRY_ADAPTERS}
+_PIECES = {*_ENTRY_FIELDS, "input"}
+"""Fields serialised apart from the rest: the entry maps, and the input, which a wide Map
+often takes its items from (then as large as its frame) and which never changes."""
+_MARKERS = {name: f"\x00rustyflower state {name}\x00" for name in _PIECES}
 _MARKER_BYTES = {name: canonical_json(marker) for name, marker in _MARKERS.items()}
 
 _MISSING = object()
@@ -85,7 +90,7 @@ def state_bytes(state: InstanceState) -> bytes:
     """
     if len(state.tokens) + len(state.pending) + len(state.frames) < PIECEWISE_FROM:
         return canonical_json(STATE_ADAPTER.dump_python(state, mode="json"))
-    rest = STATE_ADAPTER.dump_python(state, mode="json", exclude=_ENTRY_FIELDS)
+    rest = STATE_ADAPTER.dump_python(state, mode="json", exclude=_PIECES)
     rest.update(_MARKERS)
     encoded = canonical_json(rest)
     places: list[tuple[int, str]] = []
@@ -99,6 +104,10 @@ def state_bytes(state: InstanceState) -> bytes:
     start = 0
     for at, name in sorted(places):
         pieces.append(encoded[start:at])
+        start = at + len(_MARKER_BYTES[name])
+        if name == "input":
+            pieces.append(_input_bytes(state.input))
+            continue
         members = _map_members(
             name, getattr(state, name), (name, state.started_at, id(state.input))
         )
@@ -107,9 +116,27 @@ def state_bytes(state: InstanceState) -> bytes:
             pieces.append(members[0][1:])
             pieces.extend(islice(members, 1, None))
         pieces.append(b"}")
-        start = at + len(_MARKER_BYTES[name])
     pieces.append(encoded[start:])
     return b"".join(pieces)
+
+
+_INPUTS: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
+_INPUTS_LIMIT = 16
+_ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+def _input_bytes(value: Any) -> bytes:
+    """The input's bytes, remembered for this very object (held, so its id stays its own):
+    the engine carries the same input object from one transition to the next."""
+    cached = _INPUTS.get(id(value))
+    if cached is not None and cached[0] is value:
+        _INPUTS.move_to_end(id(value))
+        return cached[1]
+    encoded = _value_bytes(_ANY_ADAPTER, value)
+    _INPUTS[id(value)] = (value, encoded)
+    if len(_INPUTS) > _INPUTS_LIMIT:
+        _INPUTS.popitem(last=False)
+    return encoded
 
 
 def _map_members(
@@ -201,7 +228,6 @@ WIDE_FRAME_FROM = 64
 """Items from which a Map's frame is serialised piece by piece."""
 _FRAME_ADAPTER: TypeAdapter[Frame] = TypeAdapter(Frame)
 _ITEMS_ADAPTER: TypeAdapter[tuple[Any, ...]] = TypeAdapter(tuple[Any, ...])
-_RESULT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
 _DONE_ADAPTER: TypeAdapter[bool] = TypeAdapter(StrictBool)
 _FRAME_PIECES = {"done", "effective_input", "items", "results"}
 
@@ -233,9 +259,9 @@ def _frame_bytes(frame: Frame) -> bytes:
             frame.items,
             canonical_json(_ITEMS_ADAPTER.dump_python(frame.items, mode="json")),
             frame.effective_input,
-            _value_bytes(_RESULT_ADAPTER, frame.effective_input),
+            _value_bytes(_ANY_ADAPTER, frame.effective_input),
             frame.results,
-            _parts(_RESULT_ADAPTER, frame.results),
+            _parts(_ANY_ADAPTER, frame.results),
             frame.done,
             _parts(_DONE_ADAPTER, frame.done),
         )
@@ -247,11 +273,11 @@ def _frame_bytes(frame: Frame) -> bytes:
         # Each field's new bytes are made before the record takes the new object: a value
         # that is not JSON raises midway and must leave the record as it was.
         if record.effective_input is not frame.effective_input:
-            record.effective_input_bytes = _value_bytes(_RESULT_ADAPTER, frame.effective_input)
+            record.effective_input_bytes = _value_bytes(_ANY_ADAPTER, frame.effective_input)
             record.effective_input = frame.effective_input
         if record.results is not frame.results:
             record.result_parts = _repatch(
-                _RESULT_ADAPTER, record.results, record.result_parts, frame.results
+                _ANY_ADAPTER, record.results, record.result_parts, frame.results
             )
             record.results = frame.results
         if record.done is not frame.done:
@@ -302,7 +328,12 @@ def _repatch(
     very same object are serialised (``old`` is alive here, so its elements are too)."""
     if len(old) != len(new):
         return _parts(adapter, new)
-    parts = list(parts)
-    for index in compress(range(len(new)), map(is_not, new, old)):
-        parts[index] = _value_bytes(adapter, new[index])
+    # Every new element is serialised before ``parts`` changes: one that is not JSON
+    # raises and leaves ``parts`` matching ``old``, which the record still names.
+    changed = [
+        (index, _value_bytes(adapter, new[index]))
+        for index in compress(range(len(new)), map(is_not, new, old))
+    ]
+    for index, encoded in changed:
+        parts[index] = encoded
     return parts

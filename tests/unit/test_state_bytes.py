@@ -322,3 +322,12 @@ def test_any_sequence_of_edits_gives_the_same_bytes_after_each(
             continue
         state = replace(state, tokens=tokens, frames=frames)
         assert state_bytes(state) == whole_bytes(state)
+
+
+def test_the_input_is_remembered_per_object_only() -> None:
+    state = wide_state()
+    assert state_bytes(state) == whole_bytes(state)
+    for value in ({"items": list(range(40))}, ["naïve", 1.5, {"b": 2, "a": 1}], None, 0):
+        other = replace(state, input=value)
+        assert state_bytes(other) == whole_bytes(other)
+    assert state_bytes(state) == whole_bytes(state)
