@@ -33,7 +33,14 @@ from typing import Any
 
 from pydantic import StrictBool, TypeAdapter
 
-from rustyflower.core.engine.state import STATE_ADAPTER, Frame, InstanceState, Pending, Token
+from rustyflower.core.engine.state import (
+    STATE_ADAPTER,
+    Frame,
+    HistoryEntry,
+    InstanceState,
+    Pending,
+    Token,
+)
 from rustyflower.core.snapshot.canonical import CanonicalObject, canonical_json
 
 __all__ = ["CanonicalObject", "state_bytes"]
@@ -49,9 +56,10 @@ PIECEWISE_FROM = 32
 _CACHE_LIMIT = 50_000
 """Entries remembered (each holds its object, so an id is never reused while cached)."""
 _ENTRIES: dict[int, tuple[object, str, bytes]] = {}
-_PIECES = {*_ENTRY_FIELDS, "input"}
-"""Fields serialised apart from the rest: the entry maps, and the input, which a wide Map
-often takes its items from (then as large as its frame) and which never changes."""
+_PIECES = {*_ENTRY_FIELDS, "input", "history"}
+"""Fields serialised apart from the rest: the entry maps; the input, which a wide Map
+often takes its items from (then as large as its frame) and which never changes; and the
+history, up to a hundred entries of which a transition adds one or two."""
 _MARKERS = {name: f"\x00rustyflower state {name}\x00" for name in _PIECES}
 _MARKER_BYTES = {name: canonical_json(marker) for name, marker in _MARKERS.items()}
 
@@ -108,6 +116,11 @@ def state_bytes(state: InstanceState) -> bytes:
         if name == "input":
             pieces.append(_input_bytes(state.input))
             continue
+        if name == "history":
+            pieces.append(b"[")
+            pieces.append(b",".join([_history_entry(entry) for entry in state.history]))
+            pieces.append(b"]")
+            continue
         members = _map_members(
             name, getattr(state, name), (name, state.started_at, id(state.input))
         )
@@ -136,6 +149,23 @@ def _input_bytes(value: Any) -> bytes:
     _INPUTS[id(value)] = (value, encoded)
     if len(_INPUTS) > _INPUTS_LIMIT:
         _INPUTS.popitem(last=False)
+    return encoded
+
+
+_HISTORY: dict[int, tuple[HistoryEntry, bytes]] = {}
+_HISTORY_LIMIT = 10_000
+_HISTORY_ADAPTER: TypeAdapter[HistoryEntry] = TypeAdapter(HistoryEntry)
+
+
+def _history_entry(entry: HistoryEntry) -> bytes:
+    """One history entry's bytes, remembered for this very (immutable, held) object."""
+    cached = _HISTORY.get(id(entry))
+    if cached is not None and cached[0] is entry:
+        return cached[1]
+    encoded = _value_bytes(_HISTORY_ADAPTER, entry)
+    if len(_HISTORY) >= _HISTORY_LIMIT:
+        _HISTORY.clear()
+    _HISTORY[id(entry)] = (entry, encoded)
     return encoded
 
 

@@ -33,7 +33,14 @@ from rustyflower.core.engine import (
     advance,
     start,
 )
-from rustyflower.core.engine.state import STATE_ADAPTER, Frame, InstanceState, Pending, Token
+from rustyflower.core.engine.state import (
+    STATE_ADAPTER,
+    Frame,
+    HistoryEntry,
+    InstanceState,
+    Pending,
+    Token,
+)
 from rustyflower.core.snapshot import SnapshotKeys
 from rustyflower.core.snapshot.canonical import canonical_json
 from rustyflower.core.snapshot.codec import seal
@@ -276,7 +283,10 @@ def test_instances_alike_in_start_time_and_input_do_not_share_bytes() -> None:
 @st.composite
 def edits(draw: st.DrawFn) -> list[tuple[str, int, Any]]:
     kinds = st.sampled_from(
-        ["add", "remove", "replace", "result", "done", "input", "items", "share", "mutate"]
+        [
+            *("add", "remove", "replace", "result", "done", "input", "items", "share"),
+            *("mutate", "history"),
+        ]
     )
     return draw(
         st.lists(st.tuples(kinds, st.integers(0, 120), JSON_VALUES), min_size=1, max_size=30)
@@ -316,6 +326,9 @@ def test_any_sequence_of_edits_gives_the_same_bytes_after_each(
             frames["Other"] = replace(
                 wide_frame(100, frame.items), owner="Other", results=(value,) * 100
             )
+        elif kind == "history":  # one more entry, the oldest dropped past five
+            entry = HistoryEntry(seq=index, at="t", kind="Step", position=key, detail=value)
+            state = replace(state, history=(*state.history, entry)[-5:])
         elif kind == "mutate":  # the state's own dict changed in place after it was encoded
             state.tokens[key] = token(index, value)
             assert state_bytes(state) == whole_bytes(state)
