@@ -24,6 +24,7 @@ The bytes are exactly those of ``canonical_json`` over the whole state
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ _MARKERS = {name: f"\x00rustyflower state {name}\x00" for name in _PIECES}
 _MARKER_BYTES = {name: canonical_json(marker) for name, marker in _MARKERS.items()}
 
 _MISSING = object()
+_LOCK = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -92,12 +94,21 @@ def state_bytes(state: InstanceState) -> bytes:
     A small state (fewer than ``PIECEWISE_FROM`` entries) is serialised whole: there the
     pieces would cost more than they save (callgrind: about 15% more instructions for a
     one-token state). Otherwise the rest of the state is serialised in one go with a
-    marker in place of each of the three entry maps, then each marker is replaced by the
-    map's bytes (a marker found other than exactly once, as in data that holds the very
-    marker text, takes the whole serialisation instead).
+    marker in place of each piece (the three entry maps, the input, the history), then
+    the bytes are joined with each marker's place taken by its piece's bytes (a marker
+    found other than exactly once, as in data that holds the very marker text, takes the
+    whole serialisation instead).
     """
     if len(state.tokens) + len(state.pending) + len(state.frames) < PIECEWISE_FROM:
         return canonical_json(STATE_ADAPTER.dump_python(state, mode="json"))
+    # The remembered maps and frames are patched in place, and a worker encodes from more
+    # than one thread (the continuity watchdog, the web adapter): one call at a time. The
+    # work holds the GIL throughout, so the lock costs no parallelism.
+    with _LOCK:
+        return _piecewise(state)
+
+
+def _piecewise(state: InstanceState) -> bytes:
     rest = STATE_ADAPTER.dump_python(state, mode="json", exclude=_PIECES)
     rest.update(_MARKERS)
     encoded = canonical_json(rest)

@@ -12,6 +12,8 @@ JSON midway), checking the bytes after every edit.
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -344,3 +346,43 @@ def test_the_input_is_remembered_per_object_only() -> None:
         other = replace(state, input=value)
         assert state_bytes(other) == whole_bytes(other)
     assert state_bytes(state) == whole_bytes(state)
+
+
+def test_threads_encoding_states_of_one_instance_at_once_get_their_own_bytes() -> None:
+    """The remembered maps and frames are patched in place: calls from several threads (a
+    worker and its watchdog) must not see each other's half-patched records."""
+    base = wide_state(200)
+    states = []
+    for index in range(8):
+        frame = base.frames["Each"]
+        results = list(frame.results)
+        results[index] = {"thread": index}
+        tokens = dict(base.tokens)
+        del tokens[f"Each[{index}]/T"]
+        tokens[f"Each[{300 + index}]/T"] = token(300 + index)
+        states.append(
+            replace(base, tokens=tokens, frames={"Each": replace(frame, results=tuple(results))})
+        )
+    expected = [whole_bytes(state) for state in states]
+    wrong: list[object] = []
+
+    def encode(offset: int) -> None:
+        for round_ in range(30):
+            index = (offset + round_) % len(states)
+            try:
+                if state_bytes(states[index]) != expected[index]:
+                    wrong.append(index)
+            except Exception as problem:  # a thread's error would only be a warning
+                wrong.append(problem)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=encode, args=(offset,)) for offset in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []
