@@ -253,9 +253,11 @@ def _member(name: str, key: str, entry: object) -> bytes:
     if cached is not None and cached[0] is entry and cached[1] == key:
         return cached[2]
     if isinstance(entry, Frame) and len(entry.items) >= WIDE_FRAME_FROM:
-        body = _frame_bytes(entry)
-    else:
-        body = canonical_json(_ENTRY_ADAPTERS[name].dump_python(entry, mode="json"))
+        # Not kept here: a wide frame changes on every transition, and each version held
+        # its two tuples and its bytes (~0.4 MB at 10,000 items) until the cache filled,
+        # gigabytes over a Map's run. Its map's record keeps the frame that is current.
+        return b"," + canonical_json(key) + b":" + _frame_bytes(entry)
+    body = canonical_json(_ENTRY_ADAPTERS[name].dump_python(entry, mode="json"))
     encoded = b"," + canonical_json(key) + b":" + body
     if len(_ENTRIES) >= _CACHE_LIMIT:
         _ENTRIES.clear()

@@ -12,9 +12,11 @@ JSON midway), checking the bytes after every edit.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
+import weakref
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -386,3 +388,24 @@ def test_threads_encoding_states_of_one_instance_at_once_get_their_own_bytes() -
     finally:
         sys.setswitchinterval(interval)
     assert wrong == []
+
+
+class _Result(dict[str, Any]):
+    """A JSON object that can be watched with a weak reference."""
+
+
+def test_an_old_version_of_a_wide_frame_is_not_kept_alive() -> None:
+    """A wide frame changes on every transition; remembering each version held its
+    tuples and bytes until the cache filled (~0.4 MB a transition at 10,000 items)."""
+    state = wide_state()
+    frame = state.frames["Each"]
+    result = _Result(a=1)
+    watched = weakref.ref(result)
+    first = replace(frame, results=(result, *frame.results[1:]))
+    state_bytes(replace(state, frames={"Each": first}))
+    for value in (2, 3):  # two later versions: none still names the first one's results
+        later = replace(frame, results=(value, *frame.results[1:]))
+        state_bytes(replace(state, frames={"Each": later}))
+    del result, first
+    gc.collect()
+    assert watched() is None
