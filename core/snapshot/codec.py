@@ -218,7 +218,15 @@ def _key_bytes(key: str) -> bytes:
 
 
 def _assemble(members: Mapping[str, bytes]) -> bytes:
-    return b"{" + b",".join(_key_bytes(key) + members[key] for key in sorted(members)) + b"}"
+    # One join: the state member is megabytes for a wide Map, and concatenating each
+    # member with its name and then the braces copied it three more times (~1 ms each).
+    pieces = [b"{"]
+    for key in sorted(members):
+        pieces += (b",", _key_bytes(key), members[key])
+    if members:
+        pieces[1] = b""  # the first member's comma
+    pieces.append(b"}")
+    return b"".join(pieces)
 
 
 def _b64(raw: bytes) -> str:
