@@ -40,12 +40,12 @@ def evalsha_many(
     """The replies of ``script`` run once per call, in order, in one round trip; a
     ``rider`` not yet answered goes last in the same round trip."""
     runs: list[ScriptCall] = [(script, keys, args) for keys, args in calls]
-    riding = rider is not None and not rider.answered
-    if rider is not None and riding:
-        runs.append(rider.call)
+    riding = rider if rider is not None and not rider.answered else None
+    if riding is not None:
+        runs.append(riding.call)
     replies = run_scripts(client, runs, raise_errors=False)
-    if rider is not None and riding:
-        rider.reply, rider.answered = replies.pop(), True
+    if riding is not None:
+        riding.reply, riding.answered = replies.pop(), True
     _raise_first_error(replies)
     return replies
 

@@ -16,7 +16,8 @@ to that activity's stream, which only workers that have the activity read (see
 (``unknown_activity="fail"``).
 
 Why one module: the consume loop, the handling of each kind of work message and the
-thread supervision share the worker's stop event, health record and in-flight table;
+thread supervision share the worker's stop event, health record, in-flight table and
+read-ahead slots (the read that rides with a thread's commits);
 reading the shards (``reading``), timers and reclaiming (``maintenance``) and the options
 (``worker_options``) already live apart, and what stays is one message's path.
 """
