@@ -18,6 +18,7 @@ from rustyflower.adapters.redis.indexes import index_operations
 from rustyflower.adapters.redis.keys import PRIORITIES, Keyspace, Priority
 from rustyflower.adapters.redis.messages import WorkMessage, timer_member
 from rustyflower.adapters.redis.observing import observation_ops
+from rustyflower.adapters.redis.scripting import SentScripts
 from rustyflower.adapters.redis.step_log import step_log_ops
 from rustyflower.core.engine import (
     CancelWork,
@@ -63,6 +64,14 @@ class PreparedCommit:
     args: list[str | bytes | int]
     snapshot: Snapshot
     acks: tuple[WorkAck, ...] = ()
+
+
+@dataclass(frozen=True)
+class SentCommits:
+    """Commits sent in one round trip whose replies are not read yet."""
+
+    batch: list[PreparedCommit]
+    scripts: SentScripts
 
 
 @dataclass

@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from rustyflower.adapters.redis.scripting import Rider
 from rustyflower.adapters.redis.store import (
     LOCAL_OWNER,
+    CommitResult,
     InstanceInfo,
     Placement,
     PreparedCommit,
     RedisStore,
+    SentCommits,
     UnknownInstanceError,
     WorkAck,
 )
@@ -68,6 +70,20 @@ class PendingEvent:
     seen_seq: int | None = None
     """The instance's seq when the work was dispatched (a cached snapshot older than
     this was advanced by another process: it is fetched again before advancing)."""
+
+
+@dataclass
+class PlannedBatch:
+    """A batch's commits, prepared by ``Conductor.plan_many``: one per instance, each
+    chaining the events of ``planned``'s entry (indexes into ``items``)."""
+
+    items: list[PendingEvent]
+    prepared: list[PreparedCommit] = field(default_factory=list)
+    planned: list[list[tuple[int, Transition]]] = field(default_factory=list)
+    sent: SentCommits | None = None
+
+    def instances(self) -> set[str]:
+        return {item.instance_id for item in self.items}
 
 
 @dataclass(frozen=True)
@@ -234,6 +250,11 @@ class Conductor:
         event, from the stored value. A ``rider`` (the worker's next read) goes in the
         round trip of the commits, when there are any.
         """
+        batch = self.plan_many(items)
+        return self._settle_many(batch, self.store.commit_many(batch.prepared, rider))
+
+    def plan_many(self, items: list[PendingEvent]) -> PlannedBatch:
+        """The commits of ``apply_many``, prepared but not sent."""
         now = self.clock()
         seen: dict[str, int] = {}
         by_instance: dict[str, list[int]] = {}
@@ -244,16 +265,15 @@ class Conductor:
                 seen[item.instance_id] = max(item.seen_seq, seen.get(item.instance_id, 0))
             by_instance.setdefault(item.instance_id, []).append(index)
         self.store.preload(list(by_instance), at_least=seen)
-        prepared: list[PreparedCommit] = []
-        planned: list[list[tuple[int, Transition]]] = []
+        batch = PlannedBatch(items)
         for instance_id, indexes in by_instance.items():
             chained = self._chain(instance_id, [items[i] for i in indexes], seen, now)
             if chained is None:
-                continue  # judged again on the stored value below
+                continue  # judged again on the stored value when settled
             snapshot, links = chained
             chain = list(zip(indexes, links, strict=False))
             picked = [items[index] for index, _ in chain]
-            prepared.append(
+            batch.prepared.append(
                 self.store.prepare_chain(
                     snapshot,
                     links,
@@ -262,9 +282,28 @@ class Conductor:
                     fired_timers=[item.fired_timer for item in picked if item.fired_timer],
                 )
             )
-            planned.append(chain)
+            batch.planned.append(chain)
+        return batch
+
+    def send_many(self, batch: PlannedBatch, rider: Rider | None = None) -> bool:
+        """Send a planned batch's commits (and the ``rider``) without waiting for the
+        replies; ``finish_many`` reads them. False: the store cannot send ahead (a cluster
+        client) or there is nothing to commit; nothing was sent."""
+        batch.sent = self.store.send_commits(batch.prepared, rider)
+        return batch.sent is not None
+
+    def finish_many(self, batch: PlannedBatch) -> list[Outcome]:
+        """The outcomes of a batch sent by ``send_many`` (or of one with nothing sent)."""
+        sent, batch.sent = batch.sent, None
+        results = [] if sent is None else self.store.receive_commits(sent)
+        return self._settle_many(batch, results)
+
+    def _settle_many(self, batch: PlannedBatch, results: list[CommitResult]) -> list[Outcome]:
+        """Outcomes of the events: applied by their chain's commit, or (a chain that lost
+        a race, an event not chained) applied now on the stored value, one by one."""
+        items = batch.items
         outcomes: list[Outcome | None] = [None] * len(items)
-        for chain, result in zip(planned, self.store.commit_many(prepared, rider), strict=True):
+        for chain, result in zip(batch.planned, results, strict=True):
             if result == "ok":
                 for index, transition in chain:
                     outcomes[index] = Applied(transition)

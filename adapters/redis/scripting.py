@@ -5,6 +5,10 @@ round trip more for every batch of commits, the worker's hottest path. Here the 
 sends ``EVALSHA`` at once; only when the server answers ``NOSCRIPT`` (it restarted, or
 its script cache was flushed) is the script loaded and exactly the refused calls sent
 again. A refused call did nothing, so sending it again applies it once.
+
+``send_scripts`` sends such a round trip and returns at once; its ``receive`` reads the
+replies later, so that the worker computes its next batch while Redis runs the last
+one's commits (``adapters/redis/overlap.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 Call = tuple[Sequence[Any], Sequence[Any]]
 """The keys and the arguments of one run of a script."""
@@ -50,6 +54,72 @@ def evalsha_many(
     return replies
 
 
+class SentScripts:
+    """Script runs sent in one round trip whose replies are not read yet.
+
+    The connection stays out of the pool until ``receive``: its replies are on it. Other
+    commands meanwhile take other connections of the pool.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        runs: list[ScriptCall],
+        rider: Rider | None,
+    ) -> None:
+        self._client = client
+        self._runs = runs
+        self._rider = rider
+        self._connection: Any = None
+        pool = client.connection_pool
+        connection = pool.get_connection()
+        try:
+            packed = connection.pack_commands(
+                [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in runs]
+            )
+            connection.send_packed_command(packed)
+        except BaseException:
+            connection.disconnect()  # part of the request may be on the wire
+            pool.release(connection)
+            raise
+        self._connection = connection
+
+    def receive(self) -> list[Any]:
+        """The replies, as ``evalsha_many`` gives them (the rider's kept in the rider);
+        a refused (NOSCRIPT) call is loaded and sent again first. Call it once."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            raise RuntimeError("the replies of these scripts were read already")
+        replies: list[Any] = []
+        try:
+            for _ in self._runs:
+                try:
+                    replies.append(connection.read_response())
+                except ResponseError as error:  # an error reply: the rest still follow
+                    replies.append(error)
+        except BaseException:
+            connection.disconnect()  # replies left unread would answer the next caller
+            raise
+        finally:
+            self._client.connection_pool.release(connection)
+        replies = _load_refused(self._client, self._runs, replies)
+        if self._rider is not None:
+            self._rider.reply, self._rider.answered = replies.pop(), True
+        _raise_first_error(replies)
+        return replies
+
+
+def send_scripts(
+    client: redis.Redis, script: Script, calls: Sequence[Call], rider: Rider | None = None
+) -> SentScripts:
+    """Send what ``evalsha_many`` would, without waiting for the replies."""
+    runs: list[ScriptCall] = [(script, keys, args) for keys, args in calls]
+    riding = rider if rider is not None and not rider.answered else None
+    if riding is not None:
+        runs.append(riding.call)
+    return SentScripts(client, runs, riding)
+
+
 def run_scripts(
     client: redis.Redis, calls: Sequence[ScriptCall], *, raise_errors: bool = True
 ) -> list[Any]:
@@ -61,7 +131,17 @@ def run_scripts(
     """
     if not calls:
         return []
-    replies = _send(client, calls)
+    replies = _load_refused(client, calls, _send(client, calls))
+    if raise_errors:
+        _raise_first_error(replies)
+    return replies
+
+
+def _load_refused(
+    client: redis.Redis, calls: Sequence[ScriptCall], replies: list[Any]
+) -> list[Any]:
+    """``replies`` with each NOSCRIPT refusal replaced by the reply of the call sent again
+    once its script is loaded."""
     refused = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if refused:
         for script in {calls[index][0].sha: calls[index][0] for index in refused}.values():
@@ -69,8 +149,6 @@ def run_scripts(
         again = _send(client, [calls[index] for index in refused])
         for index, reply in zip(refused, again, strict=True):
             replies[index] = reply
-    if raise_errors:
-        _raise_first_error(replies)
     return replies
 
 

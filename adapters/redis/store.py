@@ -25,6 +25,7 @@ from rustyflower.adapters.redis.commit_plan import (
     CommitLayout,
     Placement,
     PreparedCommit,
+    SentCommits,
     WorkAck,
     acked_in_commit,
     plan_commit,
@@ -34,7 +35,7 @@ from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
 from rustyflower.adapters.redis.listing import INFO_FIELDS, info_of
 from rustyflower.adapters.redis.messages import timer_member
 from rustyflower.adapters.redis.observing import EVENTS_MAXLEN
-from rustyflower.adapters.redis.scripting import Rider, evalsha_many
+from rustyflower.adapters.redis.scripting import Rider, evalsha_many, send_scripts
 from rustyflower.core.engine import (
     Snapshot,
     Transition,
@@ -67,6 +68,7 @@ __all__ = [
     "Placement",
     "PreparedCommit",
     "RedisStore",
+    "SentCommits",
     "UnknownFlowError",
     "UnknownInstanceError",
     "VersionConflictError",
@@ -305,6 +307,32 @@ class RedisStore:
         return [
             self.settle(prepared, reply) for prepared, reply in zip(batch, replies, strict=True)
         ]
+
+    def send_commits(
+        self, batch: list[PreparedCommit], rider: Rider | None = None
+    ) -> SentCommits | None:
+        """``commit_many`` without waiting: the replies are read by ``receive_commits``.
+
+        None (nothing sent) when there is nothing to commit, or when this store's client is
+        a cluster client, whose commits go to several nodes: then use ``commit_many``.
+        """
+        if not batch or not self.can_send_ahead:
+            return None
+        calls = [(prepared.keys, prepared.args) for prepared in batch]
+        return SentCommits(batch, send_scripts(self.client, self._commit, calls, rider))
+
+    def receive_commits(self, sent: SentCommits) -> list[CommitResult]:
+        """The results of commits sent by ``send_commits``, settled as ``commit_many``'s."""
+        replies = sent.scripts.receive()
+        return [
+            self.settle(prepared, reply)
+            for prepared, reply in zip(sent.batch, replies, strict=True)
+        ]
+
+    @property
+    def can_send_ahead(self) -> bool:
+        """Whether commits can be sent now and their replies read later (one server)."""
+        return isinstance(self.client, redis.Redis)
 
     def settle(self, prepared: PreparedCommit, reply: Any) -> CommitResult:
         result = _RESULTS[int(reply)]
