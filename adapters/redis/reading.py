@@ -60,6 +60,25 @@ def blocking_read(
     return sorted(batch, key=lambda item: item[0])
 
 
+def own_pending(client: redis.Redis, keys: Keyspace, shard: int, consumer: str) -> Batch:
+    """The messages the shard's streams gave ``consumer`` and that are not acknowledged
+    (read from its pending list: ID 0), highest priority first; deleted ones left out."""
+    streams: dict[Any, Any] = {stream: "0" for stream in keys.streams(shard)}
+    response: Any = client.xreadgroup(CONSUMER_GROUP, consumer, streams, count=OWN_PENDING_MAX)
+    batch = [
+        (priority_of(stream), _text(message_id), fields)
+        for stream, entries in response or []
+        for message_id, fields in entries
+        if fields
+    ]
+    return sorted(batch, key=lambda item: item[0])
+
+
+OWN_PENDING_MAX = 1_000
+"""Messages of a consumer's pending list read at once per stream: a thread holds at most
+two batches and one in flight, so more is a leftover of a crash, taken on later rounds."""
+
+
 def batch_of(found: Any) -> Batch:
     """READ_BY_PRIORITY's reply as (priority, message id, fields) entries."""
     priority, entries = int(found[0]), found[1]

@@ -37,17 +37,22 @@ from typing import Any
 import redis
 
 from rustyflower.adapters.redis import scripts
-from rustyflower.adapters.redis.conductor import Conductor, FencedError, PendingEvent, Rejected
+from rustyflower.adapters.redis.conductor import (
+    Conductor,
+    FencedError,
+    PendingEvent,
+    Rejected,
+)
 from rustyflower.adapters.redis.failures import TRANSIENT_ERRORS, UNVERIFIABLE
 from rustyflower.adapters.redis.health import Health
 from rustyflower.adapters.redis.keycheck import verify_signing_keys
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES, Keyspace
+from rustyflower.adapters.redis.lanes import Lanes
 from rustyflower.adapters.redis.limits import Limits
 from rustyflower.adapters.redis.maintenance import Maintenance, Reclaimed
 from rustyflower.adapters.redis.messages import WorkMessage
 from rustyflower.adapters.redis.reading import (
     MULTI_SHARD_BLOCK_MS,
-    Batch,
     batch_of,
     blocking_read,
     read_shards,
@@ -123,8 +128,12 @@ class Worker:
         self.health = Health(self.options.failure_limit)
         self.started_at = time.time()
         self._read_by_priority = self.client.register_script(scripts.READ_BY_PRIORITY)
-        self._read_ahead: dict[str, Batch] = {}
-        """Per consumer (one per thread): messages read with its last commits."""
+        self.lanes = Lanes(
+            self,
+            self._read_by_priority,
+            send_ahead=self.options.send_ahead and store.can_send_ahead,
+        )
+        """Per thread: the messages read ahead, and the commits sent ahead (``lanes``)."""
         self._defer = self.client.register_script(scripts.DEFER)
         self._route = self.client.register_script(scripts.ROUTE)
         self._stopping = threading.Event()
@@ -261,7 +270,7 @@ class Worker:
             self.health.begin_round()
             try:
                 # messages read ahead are claimed already: they go before reclaimed ones
-                if self._read_ahead.get(consumer) or not self._take_reclaimed():
+                if self.lanes.busy(consumer) or not self._take_reclaimed():
                     if len(shards) == 1:
                         self._consume_round(consumer, shards[0])
                     else:
@@ -269,6 +278,8 @@ class Worker:
                         turn += 1
             except Exception as error:
                 wait = self.round_failed(error)
+                if len(shards) == 1 and isinstance(error, TRANSIENT_ERRORS):
+                    self.lanes.round_failed(consumer, shards[0])
             else:
                 wait = self.health.end_round()
             if wait:
@@ -285,9 +296,9 @@ class Worker:
         return True
 
     def _consume_round(self, consumer: str, shard: int) -> None:
-        ahead = self._read_ahead.pop(consumer, None)
+        ahead = self.lanes.take(consumer)
         if ahead is None:  # no read rode with the last commits: read now
-            count = self._batch_size()
+            count = self.batch_size()
             # strict priority first; block on all three only when all are empty
             found: Any = self._read_by_priority(
                 keys=self.keys.streams(shard), args=[CONSUMER_GROUP, consumer, count]
@@ -295,12 +306,20 @@ class Worker:
             ahead = batch_of(found) if found else []
         if not ahead:
             ahead = blocking_read(self.client, self.keys, shard, consumer, self.options.block_ms)
+        count = self.batch_size()
+        if len(ahead) > count:  # a read for two batches (``Lanes.send``)
+            self.lanes.keep(consumer, ahead[count:])
+            ahead = ahead[:count]
         self._process(shard, ahead, consumer)
 
     def _finish_read_ahead(self, consumer: str, shard: int) -> None:
         """Messages a last commit's read claimed when the worker was told to stop: run
         them rather than leave them to a reclaim after the visibility timeout."""
-        ahead = self._read_ahead.pop(consumer, None)
+        try:
+            self.lanes.finish(consumer)
+        except Exception:
+            log.exception("%s: the last commits before stopping failed", consumer)
+        ahead = self.lanes.read_ahead.pop(consumer, None)
         if ahead:
             try:
                 self._process(shard, ahead)
@@ -315,7 +334,7 @@ class Worker:
             self.keys,
             shards,
             consumer=consumer,
-            count=self._batch_size(),
+            count=self.batch_size(),
         )
         for shard, batch in found:
             self._process(shard, batch)
@@ -351,7 +370,7 @@ class Worker:
             )
         return wait
 
-    def _batch_size(self) -> int:
+    def batch_size(self) -> int:
         """Take several messages per read while activities are quick, one when they are slow.
 
         Batching saves round trips (results are committed in one pipeline); with slow
@@ -368,7 +387,9 @@ class Worker:
 
         With ``consumer`` (a thread reading one shard), the next read rides in the round
         trip of the results' commits and its messages are the thread's next batch: a step
-        then costs one round trip, not two (a read, then a commit).
+        then costs one round trip, not two (a read, then a commit). While activities are
+        quick, the commits are only sent, and their replies read once the next batch is
+        ready to commit (``lanes``).
         """
         results: list[PendingEvent] = []
         holders: list[str] = []
@@ -378,30 +399,27 @@ class Worker:
                 self.in_flight[message_id] = InFlight(stream, message_id, None)
                 holders.append(message_id)
         rider = None
-        if consumer and not self._stopping.is_set():
-            read = [CONSUMER_GROUP, consumer, self._batch_size()]
-            rider = Rider((self._read_by_priority, self.keys.streams(shard), read))
+        sent = False
         try:
             for priority, message_id, fields in batch:
                 self._handle(WorkAck(priority, message_id, shard), fields, results)
-            if results:
-                self._apply_results(results, rider)
+            if results and consumer and self.lanes.send_ahead and self.batch_size() > 1:
+                sent = self.lanes.send(consumer, shard, results, holders)
+            elif results:
+                rider = self.lanes.rider(consumer, shard, self.batch_size())
+                self.apply_results(results, rider)
         finally:
-            with self.in_flight_lock:
-                for holder in holders:
-                    self.in_flight.pop(holder, None)
-            if rider is not None and rider.answered:
-                self._take_read_ahead(consumer, rider.reply)
+            if not sent:
+                self.release(holders)
+                self.lanes.answered(consumer, rider)
 
-    def _take_read_ahead(self, consumer: str, reply: Any) -> None:
-        """Keep what the riding read claimed for the thread's next round (an empty list:
-        nothing was there a moment ago, so that round waits for work at once)."""
-        if isinstance(reply, Exception):  # e.g. NOGROUP: the next round reads (and says so)
-            log.warning("%s: the read sent with the commits failed: %s", consumer, reply)
-            return
-        self._read_ahead[consumer] = batch_of(reply) if reply else []
+    def release(self, holders: list[str]) -> None:
+        """The messages of a finished batch are no longer in flight."""
+        with self.in_flight_lock:
+            for holder in holders:
+                self.in_flight.pop(holder, None)
 
-    def _apply_results(self, results: list[PendingEvent], rider: Rider | None = None) -> None:
+    def apply_results(self, results: list[PendingEvent], rider: Rider | None = None) -> None:
         try:
             self._call_with_retry(lambda: self.conductor.apply_many(results, rider))
         except Exception:  # e.g. one instance fenced: settle each on its own

@@ -25,6 +25,10 @@ class WorkerOptions:
     """Messages taken per read while activities are quick (see batch_below_seconds)."""
     batch_below_seconds: float = 0.02
     """Activities slower than this on average are taken one message at a time."""
+    send_ahead: bool = True
+    """While activities are quick, a thread sends a batch's commits and works on the next
+    batch while Redis runs them, reading their replies after (one Redis server; with a
+    cluster client a thread always waits for its commits)."""
     run_timers: bool = True
     failure_limit: float = 120.0
     """Seconds a thread may fail every round before the worker counts as unhealthy."""

@@ -151,14 +151,17 @@ def test_a_step_of_one_instance_costs_one_round_trip_with_the_read_riding_the_co
         worker._consume_round("rt-0", 0)
         per_round.append(len(sends))
     assert per_round == [1, 1, 1, 1], per_round
+    worker.lanes.finish("rt-0")  # the last commit's reply (sent ahead: read later)
     final = runtime.store.load(started.instance_id, fresh=True)
     assert (final.status, final.state.output) == ("succeeded", {"n": 1})
-    assert worker._read_ahead["rt-0"] == []  # the last commit's read found nothing
+    assert worker.lanes.read_ahead["rt-0"] == []  # the last commit's read found nothing
 
 
 def test_messages_read_ahead_when_the_worker_stops_are_run_not_left_claimed(
     runtime: Runtime,
 ) -> None:
+    """The stopping thread reads the reply of its commits in flight, then runs what that
+    reply's read claimed, instead of leaving it to a reclaim."""
     from rustyflower.adapters.redis.keys import CONSUMER_GROUP, PRIORITIES  # noqa: PLC0415
     from rustyflower.adapters.redis.worker import Worker, WorkerOptions  # noqa: PLC0415
     from tests.redis.activities import registry  # noqa: PLC0415
@@ -168,8 +171,8 @@ def test_messages_read_ahead_when_the_worker_stops_are_run_not_left_claimed(
         runtime.fresh_store(), registry, WorkerOptions(concurrency=1, block_ms=1, name="st")
     )
     started = runtime.conductor.start("two", 7)
-    worker._consume_round("st-0", 0)  # runs A; B's message is claimed with A's commit
-    assert len(worker._read_ahead["st-0"]) == 1
+    worker._consume_round("st-0", 0)  # runs A; its commit (which claims B) is in flight
+    assert "st-0" in worker.lanes.sent
     worker._finish_read_ahead("st-0", 0)  # what the thread does when it stops
     final = runtime.store.load(started.instance_id, fresh=True)
     assert (final.status, final.state.output) == ("succeeded", 7)
