@@ -1,6 +1,7 @@
 """What one step costs the worker, and one start the client: CPU time and Redis round trips.
 
-Run: `.venv/bin/python -m bench.step_cost` (`--profile out.pstats` for a cProfile,
+Run: `.venv/bin/python -m bench.step_cost` (`--profile out.pstats` for a cProfile of the
+batched steps, with `--profile-batch 1` of the steps one at a time;
 `--json`). One fresh redis-server; everything else runs in this one process, without
 threads, so the figures are this process's own CPU time (``time.process_time``), which
 other programs on a shared machine disturb far less than wall time, and the round trips
@@ -189,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             client.start_many("chain10", [0] * CHAINS, version="1")
             target = finished() + CHAINS
             total_cpu, total_trips = 0.0, 0
-            if profile is not None and batch == 16:
+            if profile is not None and batch == args.profile_batch:
                 profile.enable()
             while True:
                 cpu, sent = measure(lambda: worker._consume_round("step-cost-0", 0), trips)
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 total_trips += sent
                 if finished() >= target:
                     break
-            if profile is not None and batch == 16:
+            if profile is not None and batch == args.profile_batch:
                 profile.disable()
             steps = CHAINS * STEPS
             report[label] = {
@@ -224,6 +225,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", help="write a cProfile of the batched steps here")
+    parser.add_argument(
+        "--profile-batch",
+        type=int,
+        choices=(16, 1),
+        default=16,
+        help="profile the steps taken 16 at a time (W1) or one at a time (L)",
+    )
     args = parser.parse_args()
     report = run(args)
     if args.json:

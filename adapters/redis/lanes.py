@@ -130,8 +130,9 @@ class Lanes:
         rider = self.rider(consumer, shard, max(count, 2 * count - in_hand))
         try:
             sending = worker.conductor.send_many(planned, rider)
-        except Exception as error:
+        except Exception as error:  # part of it may have run: the read's claims too
             log.debug("%s: sending a batch's commits failed (%s); applying it now", consumer, error)
+            self._suspect[consumer] = shard
             sending = False
         if not sending:
             try:
