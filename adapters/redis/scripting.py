@@ -72,7 +72,8 @@ class SentScripts:
         self._rider = rider
         self._connection: Any = None
         pool = client.connection_pool
-        connection = pool.get_connection()
+        # redis-py leaves its connection interface untyped
+        connection: Any = pool.get_connection()
         try:
             packed = connection.pack_commands(
                 [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in runs]
