@@ -54,6 +54,10 @@ _ENTRY_ADAPTERS: dict[str, TypeAdapter[Any]] = {
 _ENTRY_FIELDS = set(_ENTRY_ADAPTERS)
 PIECEWISE_FROM = 32
 """Tokens + pending entries + frames from which the state is serialised piece by piece."""
+PIECEWISE_HISTORY_FROM = 8
+"""History entries from which even a small state is serialised piece by piece: a flow past
+its first few steps carries up to a hundred (``DEFAULT_HISTORY_LIMIT``), each one's bytes
+remembered; serialised whole, a hundred cost about five times the pieces."""
 _CACHE_LIMIT = 50_000
 """Entries remembered (each holds its object, so an id is never reused while cached)."""
 _ENTRIES: dict[int, tuple[object, str, bytes]] = {}
@@ -91,15 +95,16 @@ _MAPS_ENTRY_LIMIT = 2 * _CACHE_LIMIT
 def state_bytes(state: InstanceState) -> bytes:
     """``canonical_json(STATE_ADAPTER.dump_python(state, mode="json"))``, faster.
 
-    A small state (fewer than ``PIECEWISE_FROM`` entries) is serialised whole: there the
-    pieces would cost more than they save (callgrind: about 15% more instructions for a
-    one-token state). Otherwise the rest of the state is serialised in one go with a
-    marker in place of each piece (the three entry maps, the input, the history), then
-    the bytes are joined with each marker's place taken by its piece's bytes (a marker
-    found other than exactly once, as in data that holds the very marker text, takes the
-    whole serialisation instead).
+    A small state (fewer than ``PIECEWISE_FROM`` entries and ``PIECEWISE_HISTORY_FROM``
+    history entries) is serialised whole: there the pieces would cost more than they save
+    (callgrind: about 15% more instructions for a one-token state). Otherwise the rest of
+    the state is serialised in one go with a marker in place of each piece (the three
+    entry maps, the input, the history), then the bytes are joined with each marker's
+    place taken by its piece's bytes (a marker found other than exactly once, as in data
+    that holds the very marker text, takes the whole serialisation instead).
     """
-    if len(state.tokens) + len(state.pending) + len(state.frames) < PIECEWISE_FROM:
+    entries = len(state.tokens) + len(state.pending) + len(state.frames)
+    if entries < PIECEWISE_FROM and len(state.history) < PIECEWISE_HISTORY_FROM:
         return canonical_json(STATE_ADAPTER.dump_python(state, mode="json"))
     # The remembered maps and frames are patched in place, and a worker encodes from more
     # than one thread (the continuity watchdog, the web adapter): one call at a time. The

@@ -121,6 +121,35 @@ def test_the_final_state_of_every_conformance_case_gives_the_same_bytes(case: An
     same_bytes(baseline(case.id).snapshot)
 
 
+def test_a_long_chain_is_serialised_from_remembered_history_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A one-token state whose history grows: once it holds ``PIECEWISE_HISTORY_FROM``
+    entries its bytes come from the pieces (each entry remembered), the same bytes."""
+    from rustyflower.core.snapshot import state_bytes as module  # noqa: PLC0415
+
+    pieces: list[int] = []
+    piecewise = module._piecewise
+
+    def counted(state: InstanceState) -> bytes:
+        pieces.append(len(state.history))
+        return piecewise(state)
+
+    monkeypatch.setattr(module, "_piecewise", counted)
+    flow = Flow("long", version="1")
+    for index in range(70):
+        flow.task(f"S{index}", "a")
+    begun = start(flow.build(), {"n": 0}, "long-1", T0)
+    same_bytes(begun.snapshot)
+    ended = drive(begun.snapshot, begun.commands)
+    assert ended.status == "succeeded"
+    assert len(ended.state.history) == 100  # the window is full: the oldest were dropped
+    assert (
+        pieces and module.PIECEWISE_HISTORY_FROM <= min(pieces) <= module.PIECEWISE_HISTORY_FROM + 2
+    )
+    assert len(pieces) > 60
+
+
 def test_a_state_that_is_not_canonical_json_is_refused_as_before() -> None:
     flow = Flow("lone", version="1").task("A", "a").build()
     begun = start(flow, {"x": "\ud800"}, "lone-1", T0)  # a lone surrogate: no UTF-8 for it
