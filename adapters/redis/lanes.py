@@ -16,6 +16,7 @@ only when a batch's commits are sent and their replies read, and it changes with
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,15 @@ class Lanes:
             ahead = self.read_ahead.pop(consumer, None)
         return ahead
 
+    def settle_answered(self, consumer: str) -> None:
+        """Finish the lane's sent batch if its reply has come: the messages its read
+        claimed are then in hand and held (heartbeat) before the next activity runs,
+        instead of waiting, unknown, through however long that activity takes."""
+        sent = self.sent.get(consumer)
+        scripts = None if sent is None or sent.planned.sent is None else sent.planned.sent.scripts
+        if scripts is not None and scripts.answered():
+            self.finish(consumer)
+
     def keep(self, consumer: str, messages: Batch) -> None:
         """Put messages back in hand, ahead of what later reads bring."""
         self.read_ahead[consumer] = messages + self.read_ahead.get(consumer, [])
@@ -96,7 +106,7 @@ class Lanes:
             log.warning("%s: the read sent with the commits failed: %s", consumer, rider.reply)
             return
         messages = batch_of(rider.reply) if rider.reply else []
-        self.read_ahead.setdefault(consumer, []).extend(messages)
+        self._hold(consumer, rider.call[1], messages)
 
     def send(
         self, consumer: str, shard: int, results: list[PendingEvent], holders: list[str]
@@ -204,5 +214,10 @@ class Lanes:
         lost = [message for message in found if message[1] not in known]
         if lost:
             log.warning("%s: took back %d messages a lost reply had claimed", consumer, len(lost))
-            self.read_ahead.setdefault(consumer, []).extend(lost)
+            self._hold(consumer, worker.keys.streams(shard), lost)
         return True
+
+    def _hold(self, consumer: str, streams: Sequence[str], messages: Batch) -> None:
+        """Put messages in hand, after what is there; they count as in flight from now."""
+        self._worker.hold([(streams[priority], message_id) for priority, message_id, _ in messages])
+        self.read_ahead.setdefault(consumer, []).extend(messages)

@@ -269,13 +269,7 @@ class Worker:
         while not self._stopping.is_set():
             self.health.begin_round()
             try:
-                # messages read ahead are claimed already: they go before reclaimed ones
-                if self.lanes.busy(consumer) or not self._take_reclaimed():
-                    if len(shards) == 1:
-                        self._consume_round(consumer, shards[0])
-                    else:
-                        self._consume_shards(consumer, shards, shards[turn % len(shards)])
-                        turn += 1
+                turn = self._round(consumer, shards, turn)
             except Exception as error:
                 wait = self.round_failed(error)
                 if len(shards) == 1 and isinstance(error, TRANSIENT_ERRORS):
@@ -286,6 +280,18 @@ class Worker:
                 self._stopping.wait(wait)
         if len(shards) == 1:
             self._finish_read_ahead(consumer, shards[0])
+
+    def _round(self, consumer: str, shards: list[int], turn: int) -> int:
+        """One executor round: a message taken over from a dead worker, if one waits (one a
+        round: under steady load the hand is never empty, and such work must not wait for
+        a lull), then the shards' work, unless that message was all there was to do."""
+        if self._take_reclaimed() and not self.lanes.busy(consumer):
+            return turn
+        if len(shards) == 1:
+            self._consume_round(consumer, shards[0])
+            return turn
+        self._consume_shards(consumer, shards, shards[turn % len(shards)])
+        return turn + 1
 
     def _take_reclaimed(self) -> bool:
         try:
@@ -402,6 +408,8 @@ class Worker:
         sent = False
         try:
             for priority, message_id, fields in batch:
+                if consumer:
+                    self.lanes.settle_answered(consumer)
                 self._handle(WorkAck(priority, message_id, shard), fields, results)
             if results and consumer and self.lanes.send_ahead and self.batch_size() > 1:
                 sent = self.lanes.send(consumer, shard, results, holders)
@@ -412,6 +420,13 @@ class Worker:
             if not sent:
                 self.release(holders)
                 self.lanes.answered(consumer, rider)
+
+    def hold(self, messages: list[tuple[str, str]]) -> None:
+        """Messages (stream, id) claimed for a later round count as in flight: the heartbeat
+        keeps them claimed and the reclaimer leaves them, however long they wait in hand."""
+        with self.in_flight_lock:
+            for stream, message_id in messages:
+                self.in_flight[message_id] = InFlight(stream, message_id, None)
 
     def release(self, holders: list[str]) -> None:
         """The messages of a finished batch are no longer in flight."""
