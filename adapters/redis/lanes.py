@@ -85,7 +85,10 @@ class Lanes:
         sent = self.sent.get(consumer)
         scripts = None if sent is None or sent.planned.sent is None else sent.planned.sent.scripts
         if scripts is not None and scripts.answered():
-            self.finish(consumer)
+            try:
+                self.finish(consumer)
+            except Exception as error:  # Redis away: the batch in hand's commits will say so
+                log.warning("%s: settling the last batch failed: %s", consumer, error)
 
     def keep(self, consumer: str, messages: Batch) -> None:
         """Put messages back in hand, ahead of what later reads bring."""
@@ -182,7 +185,11 @@ class Lanes:
                     type(error).__name__,
                     error,
                 )
-                worker.apply_results(sent.results)
+                try:
+                    worker.apply_results(sent.results)
+                except Exception:  # its messages stay claimed: taken back when Redis answers
+                    self._suspect[consumer] = sent.shard
+                    raise
                 self.recover(consumer, sent.shard)
         finally:
             worker.release(sent.holders)
