@@ -28,9 +28,9 @@ from rustyflower.adapters.aws.deployment import (
 from rustyflower.adapters.aws.failback import (
     FailbackError,
     failback_execution,
-    json_document,
     stop_execution,
 )
+from rustyflower.adapters.aws.history import json_document
 from rustyflower.adapters.aws.resume import execution_name
 from rustyflower.core.engine import Snapshot
 from rustyflower.core.model import parse_definition
