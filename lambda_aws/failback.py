@@ -1,9 +1,10 @@
 """The failback function: one execution read back as a signed snapshot (``handler``).
 
-The reader (history -> engine replay -> snapshot) is ``adapters.aws.failback``; this
-module adds what the function needs around it: finding the execution, the snapshot it
-continued from (kept in the snapshot bucket by the continue function), sealing the
-result and keeping a copy under ``failback/``.
+The reader (history -> engine replay -> snapshot) is ``adapters.aws.failback``, over
+the history as ``adapters.aws.history`` reads it; this module adds what the function
+needs around it: finding the execution, the snapshot it continued from (kept in the
+snapshot bucket by the continue function), sealing the result and keeping a copy under
+``failback/``.
 """
 
 from __future__ import annotations
