@@ -1,9 +1,10 @@
 """The failback function: one execution read back as a signed snapshot (``handler``).
 
-The reader (history -> engine replay -> snapshot) is ``adapters.aws.failback``; this
-module adds what the function needs around it: finding the execution, the snapshot it
-continued from (kept in the snapshot bucket by the continue function), sealing the
-result and keeping a copy under ``failback/``.
+The reader (history -> engine replay -> snapshot) is ``adapters.aws.failback``, over
+the history as ``adapters.aws.history`` reads it; this module adds what the function
+needs around it: finding the execution, the snapshot it continued from (kept in the
+snapshot bucket by the continue function), sealing the result and keeping a copy under
+``failback/``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from rustyflower.adapters.aws.deployment import (
 from rustyflower.adapters.aws.failback import (
     FailbackError,
     failback_execution,
-    json_document,
     stop_execution,
 )
+from rustyflower.adapters.aws.history import json_document
 from rustyflower.adapters.aws.resume import execution_name
 from rustyflower.core.engine import Snapshot
 from rustyflower.core.model import parse_definition

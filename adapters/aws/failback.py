@@ -26,8 +26,8 @@ sub-flow ``TaskSucceeded`` / ``TaskFailed``  ``ChildFinished`` (status, output, 
 
 so the snapshot has the engine's own positions, data, attempts, retry counters, frames,
 pending work and history, exactly as if the site had run those steps. Activity calls are
-placed by their payload (adapters.aws.contract), the other states by their ASL names
-(adapters.aws.names) and, inside map iterations, by the scope their data carries.
+placed by their payload (adapters.aws.contract), the other states as the history reader
+(adapters.aws.history) places them.
 
 Limits (each raises :class:`FailbackError` naming the history event, never a wrong
 snapshot):
@@ -50,14 +50,15 @@ over (``rustyflower resume --take-ownership``).
 
 Why one module: the replay is one algorithm over one cursor (``_Replay``): each kind
 of history event moves the same engine run, and the event kinds depend on each other
-(scheduled, then started, then ended); the helpers around it only read history and check
-the end against the execution.
+(scheduled, then started, then ended); the helpers around it only check the end against
+the execution and stop it. Reading the history (its events, their data, the positions of
+the states they name) is apart, in adapters.aws.history: it changes with what Step
+Functions records and with the compiler's state names, the replay with the engine.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,10 +70,20 @@ from rustyflower.adapters.aws.contract import (
     ActivityCall,
     PayloadError,
     activity_call,
-    render_scope,
     token_request,
 )
-from rustyflower.adapters.aws.names import ROLE_SEPARATOR, user_state_of
+from rustyflower.adapters.aws.history import (
+    FailbackError,
+    HistoryEvent,
+    ancestors,
+    execution_document,
+    history_events,
+    json_document,
+    lambda_cause,
+    position_of,
+    read_history,
+)
+from rustyflower.adapters.aws.names import ROLE_SEPARATOR
 from rustyflower.adapters.aws.resume import deployed_digest, execution_name
 from rustyflower.adapters.aws.services import (
     REFUSED_ROLE,
@@ -101,154 +112,24 @@ from rustyflower.core.errors import RustyFlowerError, StaleEventError
 from rustyflower.core.model import FlowDefinition, TaskState
 from rustyflower.core.snapshot.canonical import canonical_json
 
+# FailbackError lives in adapters.aws.history (reading refuses with it too) but is the error
+# of this module's entry points: their callers catch it from here.
+__all__ = [
+    "STOP_ERROR",
+    "STOP_TIMEOUT",
+    "FailbackError",
+    "failback_execution",
+    "failback_snapshot",
+    "stop_execution",
+]
+
 STOP_ERROR = "RF.FailedBack"
 STOP_TIMEOUT = 30.0
 """Larger snapshots are answered by their S3 key only (Lambda answers are at most 6 MB)."""
 _ENDED = {"SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "failed", "ABORTED": None}
-_COPY_SEGMENT = re.compile(r"(?P<owner>.+?)(?:~r)?\[(?P<index>\d+|\*)\]")
 _TASK_ENDS = frozenset(
     {"TaskSucceeded", "TaskFailed", "TaskTimedOut", "TaskStartFailed", "TaskSubmitFailed"}
 )
-
-
-class FailbackError(RustyFlowerError, ValueError):
-    """The execution cannot be turned into a snapshot (the message says which event)."""
-
-
-# --- history events ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HistoryEvent:
-    id: int
-    previous: int
-    type: str
-    timestamp: datetime
-    details: Mapping[str, Any]
-
-
-def history_events(raw: Iterable[Mapping[str, Any]]) -> list[HistoryEvent]:
-    """``get_execution_history`` events (as boto3 returns them), in id order."""
-    events: list[HistoryEvent] = []
-    for item in raw:
-        details: Mapping[str, Any] = {}
-        for key, value in item.items():
-            if key.endswith("EventDetails") and isinstance(value, Mapping):
-                details = value
-                break
-        for key in ("inputDetails", "outputDetails"):
-            if (details.get(key) or {}).get("truncated"):
-                raise FailbackError(
-                    f"history event {item.get('id')} ({item.get('type')}): its data was "
-                    "truncated by Step Functions; the history cannot be replayed"
-                )
-        moment = item.get("timestamp")
-        if isinstance(moment, str):
-            moment = datetime.fromisoformat(moment)
-        if not isinstance(moment, datetime):
-            raise FailbackError(f"history event {item.get('id')} has no timestamp")
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        events.append(
-            HistoryEvent(
-                id=int(item["id"]),
-                previous=int(item.get("previousEventId") or 0),
-                type=str(item["type"]),
-                timestamp=moment,
-                details=details,
-            )
-        )
-    events.sort(key=lambda event: event.id)
-    return events
-
-
-def read_history(stepfunctions: Any, execution_arn: str) -> list[dict[str, Any]]:
-    """Every event of an execution, with its data (all pages)."""
-    events: list[dict[str, Any]] = []
-    paginator = stepfunctions.get_paginator("get_execution_history")
-    for page in paginator.paginate(
-        executionArn=execution_arn, includeExecutionData=True, reverseOrder=False
-    ):
-        events.extend(page.get("events", []))
-    return events
-
-
-def json_document(text: Any, where: str) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise FailbackError(f"{where} is not JSON (was the history read with its data?)") from None
-
-
-def _lambda_cause(cause: Any) -> str | None:
-    """A Lambda error's ``errorMessage`` (its cause is the error document as JSON text)."""
-    if not isinstance(cause, str):
-        return None
-    try:
-        document = json.loads(cause)
-    except ValueError:
-        return cause
-    if isinstance(document, Mapping) and isinstance(document.get("errorMessage"), str):
-        return str(document["errorMessage"])
-    return cause
-
-
-# --- placing ASL states ------------------------------------------------------------------------
-
-
-def _scope_in(data: Any) -> Any:
-    """The scope value a state's data carries inside map iterations (``rf.scope``), or in a
-    sub-flow call (``call.scope``, or ``child.scope`` for a child named by its position);
-    ``...`` when it carries none."""
-    if isinstance(data, Mapping):
-        for key in ("rf", "call", "child"):
-            holder = data.get(key)
-            if isinstance(holder, Mapping) and "scope" in holder:
-                return holder["scope"]
-    return ...
-
-
-def position_of(asl_name: str, data: Any = None) -> str | None:
-    """The engine position of a compiled state (``Fork~r[1]/Ship~resume`` ->
-    ``Fork[1]/Ship``), or None for the compiler's own states. Inside a map iterator
-    (``Items[*]/...``) the item index comes from the scope in ``data``."""
-    if asl_name.startswith("RF:") or "#" in asl_name:
-        return None
-    *copies, last = asl_name.split("/")
-    state = user_state_of(last)
-    if not state:
-        return None
-    parts: list[str] = []
-    dynamic = False
-    for segment in copies:
-        found = _COPY_SEGMENT.fullmatch(segment)
-        if found is None:
-            return None
-        dynamic = dynamic or found["index"] == "*"
-        parts.append(f"{found['owner']}[{found['index']}]/")
-    if not dynamic:
-        return "".join(parts) + state
-    scope = _scope_in(data)
-    if scope is ...:
-        raise FailbackError(
-            f"state {asl_name!r} runs in a map iteration but its data carries no scope"
-        )
-    try:
-        return render_scope(scope) + state
-    except PayloadError as problem:
-        raise FailbackError(f"state {asl_name!r}: {problem}") from None
-
-
-def _ancestors(position: str) -> list[str]:
-    """``A[0]/B[2]/C`` -> ``["A", "A[0]/B", "A[0]/B[2]/C"]``: owners outermost first."""
-    found: list[str] = []
-    for index, char in enumerate(position):
-        if char == "[":
-            found.append(position[:index])
-    found.append(position)
-    return found
 
 
 # --- the replay ------------------------------------------------------------------------------
@@ -314,7 +195,7 @@ class _Replay:
     def owners_restarted(self, position: str, source: HistoryEvent) -> None:
         """``source`` runs inside ``position``'s parallels and maps: an owner whose retry the
         engine scheduled is running again once a new Parallel/Map run began since."""
-        for owner in _ancestors(position)[:-1]:
+        for owner in ancestors(position)[:-1]:
             noticed = self.retry_noticed.get(owner)
             if noticed is not None and self.last_start > noticed:
                 self.fire(owner, (Purpose.RETRY,), source)
@@ -326,7 +207,7 @@ class _Replay:
             return True
         if position in self.snapshot.state.tokens:
             return False
-        owners = _ancestors(position)[:-1]
+        owners = ancestors(position)[:-1]
         if not owners:
             return False
         innermost = owners[-1]
@@ -594,7 +475,7 @@ class _Replay:
             call.position, (Purpose.TASK_TIMEOUT,), event
         ):
             return
-        cause = _lambda_cause(details.get("cause"))
+        cause = lambda_cause(details.get("cause"))
         self.feed(ActivityFailed(call.work_id, error or ReservedError.TASK_FAILED, cause), event)
 
     def child_ended(self, event: HistoryEvent, call: _Call, ok: bool, error: str) -> None:
@@ -648,14 +529,6 @@ def _text_or_none(value: Any) -> str | None:
 
 
 # --- from an execution to a snapshot ----------------------------------------------------------
-
-
-def execution_document(execution: Mapping[str, Any], events: Sequence[HistoryEvent]) -> Any:
-    """The execution's input document (``{"rf": ..., "input": ...}``)."""
-    for event in events:
-        if event.type == "ExecutionStarted":
-            return json_document(event.details.get("input"), "the execution's input")
-    return json_document(execution.get("input"), "the execution's input")
 
 
 def failback_snapshot(

@@ -22,7 +22,8 @@ from lambda_aws.continuation import handle as continue_handle
 from lambda_aws.errors import NamedError
 from rustyflower.adapters.aws import execution_name, fresh_input
 from rustyflower.adapters.aws import failback as reader
-from rustyflower.adapters.aws.failback import FailbackError, failback_execution, position_of
+from rustyflower.adapters.aws.failback import FailbackError, failback_execution
+from rustyflower.adapters.aws.history import history_events, position_of, read_history
 from rustyflower.adapters.aws.tokens import signal
 from rustyflower.core.engine import EventReceived, Snapshot, advance, start
 from rustyflower.core.model import parse_definition
@@ -254,7 +255,7 @@ def test_a_continuation_needs_its_base_and_a_fresh_start_its_definition() -> Non
         execution = continue_in_aws(world, snapshot)
         world.wait_for_waiter("rw-2", "approval")
         described = world.stepfunctions.describe_execution(executionArn=execution)
-        history = reader.read_history(world.stepfunctions, execution)
+        history = read_history(world.stepfunctions, execution)
         with pytest.raises(FailbackError, match="needs that snapshot as its base"):
             reader.failback_snapshot(described, history)
         with pytest.raises(FailbackError, match="seq differ"):
@@ -321,7 +322,7 @@ def test_truncated_history_data_is_refused() -> None:
         },
     }
     with pytest.raises(FailbackError, match="truncated"):
-        reader.history_events([event])
+        history_events([event])
 
 
 def test_state_names_map_to_engine_positions() -> None:

@@ -334,7 +334,8 @@ def test_failback_reads_service_calls_back(case: Case, moto: Any) -> None:
     engine's snapshot (adapters/aws/failback.py): each integration's answer made the
     portable result, each of its errors the portable name, so the replay ends exactly
     where the execution ended, with its output or error."""
-    from rustyflower.adapters.aws.failback import failback_snapshot, read_history  # noqa: PLC0415
+    from rustyflower.adapters.aws.failback import failback_snapshot  # noqa: PLC0415
+    from rustyflower.adapters.aws.history import read_history  # noqa: PLC0415
 
     world, endpoint = moto
     resources = Resources(case)
