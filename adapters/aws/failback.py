@@ -125,7 +125,8 @@ __all__ = [
 
 STOP_ERROR = "RF.FailedBack"
 STOP_TIMEOUT = 30.0
-"""Larger snapshots are answered by their S3 key only (Lambda answers are at most 6 MB)."""
+"""Seconds ``stop_execution`` waits for a stopped execution to leave RUNNING (its history
+is final only then)."""
 _ENDED = {"SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "failed", "ABORTED": None}
 _TASK_ENDS = frozenset(
     {"TaskSucceeded", "TaskFailed", "TaskTimedOut", "TaskStartFailed", "TaskSubmitFailed"}
