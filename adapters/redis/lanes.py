@@ -16,8 +16,9 @@ only when a batch's commits are sent and their replies read, and it changes with
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from redis.commands.core import Script
@@ -43,6 +44,7 @@ class SentBatch:
     holders: list[str]
     rider: Rider | None
     shard: int
+    sent_at: float = field(default_factory=time.monotonic)
 
 
 class Lanes:
@@ -78,17 +80,18 @@ class Lanes:
             ahead = self.read_ahead.pop(consumer, None)
         return ahead
 
-    def settle_answered(self, consumer: str) -> None:
-        """Finish the lane's sent batch if its reply has come: the messages its read
-        claimed are then in hand and held (heartbeat) before the next activity runs,
-        instead of waiting, unknown, through however long that activity takes."""
-        sent = self.sent.get(consumer)
-        scripts = None if sent is None or sent.planned.sent is None else sent.planned.sent.scripts
-        if scripts is not None and scripts.answered():
-            try:
-                self.finish(consumer)
-            except Exception as error:  # Redis away: the batch in hand's commits will say so
-                log.warning("%s: settling the last batch failed: %s", consumer, error)
+    def unanswered_reads(self, older_than: float) -> list[tuple[str, int]]:
+        """(consumer, shard) of each lane whose commits, sent more than ``older_than``
+        seconds ago, are still unanswered with a read riding them: the server has run that
+        read, so the consumer holds messages the thread does not know yet (it reads the
+        reply when its batch in hand is planned, which a long activity can delay past the
+        visibility timeout). The heartbeat keeps them claimed (``Maintenance``)."""
+        now = time.monotonic()
+        return [
+            (consumer, sent.shard)
+            for consumer, sent in list(self.sent.items())
+            if sent.rider is not None and now - sent.sent_at > older_than
+        ]
 
     def keep(self, consumer: str, messages: Batch) -> None:
         """Put messages back in hand, ahead of what later reads bring."""

@@ -26,6 +26,7 @@ from rustyflower.adapters.redis import scripts
 from rustyflower.adapters.redis.conductor import FencedError
 from rustyflower.adapters.redis.keys import CONSUMER_GROUP
 from rustyflower.adapters.redis.messages import split_timer_member
+from rustyflower.adapters.redis.reading import OWN_PENDING_MAX
 from rustyflower.adapters.redis.scripting import ScriptCall, run_scripts
 from rustyflower.adapters.redis.store import UnknownInstanceError, WorkAck
 from rustyflower.adapters.redis.triggers import TriggerListener
@@ -179,6 +180,7 @@ class Maintenance:
             if flight.message is not None:
                 message = flight.message
                 worker.limits.renew(holder, message.flow, message.concurrency_key)
+        self._keep_unanswered_reads()
         ttl_ms = int(max(3 * self.options.heartbeat_interval, 10.0) * 1000)
         self.client.set(
             self.keys.worker_health(self.options.name), json.dumps(self.report()), px=ttl_ms
@@ -203,6 +205,23 @@ class Maintenance:
 
     def sign_off(self) -> None:
         self.client.delete(self.keys.worker_health(self.options.name))
+
+    def _keep_unanswered_reads(self) -> None:
+        """A lane's commits still unanswered after a heartbeat interval (a long activity
+        runs before their reply is read) carry a read the server has run: what it claimed
+        is in the consumer's pending list, unknown to the thread yet. Each such message is
+        claimed again by the same consumer, which resets its idle time, so that it is not
+        reclaimed as a dead worker's and run twice."""
+        for consumer, shard in self.worker.lanes.unanswered_reads(self.options.heartbeat_interval):
+            for stream in self.keys.streams(shard):
+                pending = self.client.xpending_range(
+                    stream, CONSUMER_GROUP, "-", "+", OWN_PENDING_MAX, consumername=consumer
+                )
+                ids = [entry["message_id"] for entry in pending]
+                if ids:
+                    self.client.xclaim(
+                        stream, CONSUMER_GROUP, consumer, 0, message_ids=ids, justid=True
+                    )
 
     # --- reclaiming ---------------------------------------------------------------------------
 

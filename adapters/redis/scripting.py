@@ -85,17 +85,6 @@ class SentScripts:
             raise
         self._connection = connection
 
-    def answered(self) -> bool:
-        """Whether the replies have begun to arrive (or the connection broke), so that
-        ``receive`` will not wait for the server; never blocks."""
-        connection = self._connection
-        if connection is None or getattr(connection, "_sock", None) is None:
-            return True  # read already, or disconnected: receive does not wait (it raises)
-        try:
-            return bool(connection.can_read(timeout=0))
-        except (redis.ConnectionError, OSError):
-            return True  # receive raises it, and the caller applies the results again
-
     def receive(self) -> list[Any]:
         """The replies, as ``evalsha_many`` gives them (the rider's kept in the rider);
         a refused (NOSCRIPT) call is loaded and sent again first. Call it once."""

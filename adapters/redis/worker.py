@@ -408,8 +408,6 @@ class Worker:
         sent = False
         try:
             for priority, message_id, fields in batch:
-                if consumer:
-                    self.lanes.settle_answered(consumer)
                 self._handle(WorkAck(priority, message_id, shard), fields, results)
             if results and consumer and self.lanes.send_ahead and self.batch_size() > 1:
                 sent = self.lanes.send(consumer, shard, results, holders)
