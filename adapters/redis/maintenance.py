@@ -214,10 +214,10 @@ class Maintenance:
         reclaimed as a dead worker's and run twice."""
         for consumer, shard in self.worker.lanes.unanswered_reads(self.options.heartbeat_interval):
             for stream in self.keys.streams(shard):
-                pending = self.client.xpending_range(
+                pending: Any = self.client.xpending_range(
                     stream, CONSUMER_GROUP, "-", "+", OWN_PENDING_MAX, consumername=consumer
                 )
-                ids = [entry["message_id"] for entry in pending]
+                ids: list[Any] = [entry["message_id"] for entry in pending]
                 if ids:
                     self.client.xclaim(
                         stream, CONSUMER_GROUP, consumer, 0, message_ids=ids, justid=True
