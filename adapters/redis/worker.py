@@ -37,12 +37,7 @@ from typing import Any
 import redis
 
 from rustyflower.adapters.redis import scripts
-from rustyflower.adapters.redis.conductor import (
-    Conductor,
-    FencedError,
-    PendingEvent,
-    Rejected,
-)
+from rustyflower.adapters.redis.conductor import Conductor, FencedError, PendingEvent, Rejected
 from rustyflower.adapters.redis.failures import TRANSIENT_ERRORS, UNVERIFIABLE
 from rustyflower.adapters.redis.health import Health
 from rustyflower.adapters.redis.keycheck import verify_signing_keys
