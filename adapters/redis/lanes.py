@@ -49,7 +49,8 @@ class SentBatch:
 
 class Lanes:
     """The read-ahead and sent-ahead batches of a worker's threads, one lane per consumer
-    (each thread has its own; only that thread touches it)."""
+    (each thread has its own and only that thread changes it; the heartbeat only reads
+    which lanes have commits unanswered)."""
 
     def __init__(self, worker: Worker, read_by_priority: Script, *, send_ahead: bool) -> None:
         self._worker = worker
