@@ -139,7 +139,7 @@ class Lanes:
         except Exception as error:  # e.g. Redis gone: applied as before, with retries
             log.debug("%s: planning a batch failed (%s); applying it now", consumer, error)
             self.finish(consumer)
-            self._apply_now(consumer, shard, results, worker.batch_size())
+            self.apply_now(consumer, results, self.rider(consumer, shard, worker.batch_size()))
             return False
         self.finish(consumer)
         count = worker.batch_size()
@@ -152,18 +152,13 @@ class Lanes:
             self._suspect[consumer] = shard
             sending = False
         if not sending:
-            try:
-                worker.apply_results(results, rider)
-            finally:
-                self.answered(consumer, rider)
+            self.apply_now(consumer, results, rider)
             return False
         self.sent[consumer] = SentBatch(planned, results, holders, rider, shard)
         return True
 
-    def _apply_now(
-        self, consumer: str, shard: int, results: list[PendingEvent], count: int
-    ) -> None:
-        rider = self.rider(consumer, shard, count)
+    def apply_now(self, consumer: str, results: list[PendingEvent], rider: Rider | None) -> None:
+        """Apply the results, waiting for their commits; keep what the ``rider`` claimed."""
         try:
             self._worker.apply_results(results, rider)
         finally:

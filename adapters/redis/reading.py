@@ -52,12 +52,12 @@ def blocking_read(
     """One message of the shard's streams, waiting up to ``block_ms`` for it."""
     streams: dict[Any, Any] = {stream: ">" for stream in keys.streams(shard)}
     response: Any = client.xreadgroup(CONSUMER_GROUP, consumer, streams, count=1, block=block_ms)
-    batch = [
-        (priority_of(stream), _text(message_id), fields)
-        for stream, entries in response or []
-        for message_id, fields in entries
-    ]
-    return sorted(batch, key=lambda item: item[0])
+    return _batch_of_streams(response)
+
+
+OWN_PENDING_MAX = 1_000
+"""Messages of a consumer's pending list read at once per stream: a thread holds at most
+two batches and one in flight, so more is a leftover of a crash, taken on later rounds."""
 
 
 def own_pending(client: redis.Redis, keys: Keyspace, shard: int, consumer: str) -> Batch:
@@ -65,6 +65,12 @@ def own_pending(client: redis.Redis, keys: Keyspace, shard: int, consumer: str) 
     (read from its pending list: ID 0), highest priority first; deleted ones left out."""
     streams: dict[Any, Any] = {stream: "0" for stream in keys.streams(shard)}
     response: Any = client.xreadgroup(CONSUMER_GROUP, consumer, streams, count=OWN_PENDING_MAX)
+    return _batch_of_streams(response)
+
+
+def _batch_of_streams(response: Any) -> Batch:
+    """An XREADGROUP reply over a shard's streams, highest priority first (an entry
+    deleted since it was delivered comes without fields: left out)."""
     batch = [
         (priority_of(stream), _text(message_id), fields)
         for stream, entries in response or []
@@ -72,11 +78,6 @@ def own_pending(client: redis.Redis, keys: Keyspace, shard: int, consumer: str) 
         if fields
     ]
     return sorted(batch, key=lambda item: item[0])
-
-
-OWN_PENDING_MAX = 1_000
-"""Messages of a consumer's pending list read at once per stream: a thread holds at most
-two batches and one in flight, so more is a leftover of a crash, taken on later rounds."""
 
 
 def batch_of(found: Any) -> Batch:

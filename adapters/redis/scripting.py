@@ -8,7 +8,7 @@ again. A refused call did nothing, so sending it again applies it once.
 
 ``send_scripts`` sends such a round trip and returns at once; its ``receive`` reads the
 replies later, so that the worker computes its next batch while Redis runs the last
-one's commits (``adapters/redis/overlap.py``).
+one's commits (``adapters/redis/lanes.py``).
 """
 
 from __future__ import annotations
@@ -43,15 +43,8 @@ def evalsha_many(
 ) -> list[Any]:
     """The replies of ``script`` run once per call, in order, in one round trip; a
     ``rider`` not yet answered goes last in the same round trip."""
-    runs: list[ScriptCall] = [(script, keys, args) for keys, args in calls]
-    riding = rider if rider is not None and not rider.answered else None
-    if riding is not None:
-        runs.append(riding.call)
-    replies = run_scripts(client, runs, raise_errors=False)
-    if riding is not None:
-        riding.reply, riding.answered = replies.pop(), True
-    _raise_first_error(replies)
-    return replies
+    runs, riding = _runs(script, calls, rider)
+    return _answered(run_scripts(client, runs, raise_errors=False), riding)
 
 
 class SentScripts:
@@ -103,22 +96,34 @@ class SentScripts:
             raise
         finally:
             self._client.connection_pool.release(connection)
-        replies = _load_refused(self._client, self._runs, replies)
-        if self._rider is not None:
-            self._rider.reply, self._rider.answered = replies.pop(), True
-        _raise_first_error(replies)
-        return replies
+        return _answered(_load_refused(self._client, self._runs, replies), self._rider)
 
 
 def send_scripts(
     client: redis.Redis, script: Script, calls: Sequence[Call], rider: Rider | None = None
 ) -> SentScripts:
     """Send what ``evalsha_many`` would, without waiting for the replies."""
+    return SentScripts(client, *_runs(script, calls, rider))
+
+
+def _runs(
+    script: Script, calls: Sequence[Call], rider: Rider | None
+) -> tuple[list[ScriptCall], Rider | None]:
+    """The runs of ``script``, with ``rider`` last when it has not ridden yet (returned
+    too: it takes the last reply)."""
     runs: list[ScriptCall] = [(script, keys, args) for keys, args in calls]
     riding = rider if rider is not None and not rider.answered else None
     if riding is not None:
         runs.append(riding.call)
-    return SentScripts(client, runs, riding)
+    return runs, riding
+
+
+def _answered(replies: list[Any], riding: Rider | None) -> list[Any]:
+    """The replies without the rider's (kept in it); the first error reply raised."""
+    if riding is not None:
+        riding.reply, riding.answered = replies.pop(), True
+    _raise_first_error(replies)
+    return replies
 
 
 def run_scripts(

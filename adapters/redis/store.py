@@ -304,9 +304,7 @@ class RedisStore:
             [(prepared.keys, prepared.args) for prepared in batch],
             rider,
         )
-        return [
-            self.settle(prepared, reply) for prepared, reply in zip(batch, replies, strict=True)
-        ]
+        return self._settle_all(batch, replies)
 
     def send_commits(
         self, batch: list[PreparedCommit], rider: Rider | None = None
@@ -323,10 +321,11 @@ class RedisStore:
 
     def receive_commits(self, sent: SentCommits) -> list[CommitResult]:
         """The results of commits sent by ``send_commits``, settled as ``commit_many``'s."""
-        replies = sent.scripts.receive()
+        return self._settle_all(sent.batch, sent.scripts.receive())
+
+    def _settle_all(self, batch: list[PreparedCommit], replies: list[Any]) -> list[CommitResult]:
         return [
-            self.settle(prepared, reply)
-            for prepared, reply in zip(sent.batch, replies, strict=True)
+            self.settle(prepared, reply) for prepared, reply in zip(batch, replies, strict=True)
         ]
 
     @property

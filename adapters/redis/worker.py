@@ -393,13 +393,9 @@ class Worker:
         ready to commit (``lanes``).
         """
         results: list[PendingEvent] = []
-        holders: list[str] = []
-        with self.in_flight_lock:
-            for priority, message_id, _ in batch:
-                stream = self.keys.stream(shard, PRIORITIES[priority])
-                self.in_flight[message_id] = InFlight(stream, message_id, None)
-                holders.append(message_id)
-        rider = None
+        streams = self.keys.streams(shard)
+        self.hold([(streams[priority], message_id) for priority, message_id, _ in batch])
+        holders = [message_id for _, message_id, _ in batch]
         sent = False
         try:
             for priority, message_id, fields in batch:
@@ -408,11 +404,10 @@ class Worker:
                 sent = self.lanes.send(consumer, shard, results, holders)
             elif results:
                 rider = self.lanes.rider(consumer, shard, self.batch_size())
-                self.apply_results(results, rider)
+                self.lanes.apply_now(consumer, results, rider)
         finally:
             if not sent:
                 self.release(holders)
-                self.lanes.answered(consumer, rider)
 
     def hold(self, messages: list[tuple[str, str]]) -> None:
         """Messages (stream, id) claimed for a later round count as in flight: the heartbeat
